@@ -1,0 +1,179 @@
+//! Digests, canonical encoding, Ed25519 signatures of releases, and keyed
+//! pseudonyms (HMAC-SHA256), all through `ring`.
+//!
+//! This crate holds the platform's keys in memory and writes them only to the
+//! key directory, never next to the data. It does no other I/O and knows
+//! nothing about storage or engines.
+
+mod canonical;
+mod keys;
+
+use ring::rand::SecureRandom;
+use ring::{digest, hmac, rand, signature};
+use sluice_types::release::{RELEASE_PAYLOAD_TYPE, ReleaseBody, Signature, SignedRelease};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+
+pub use canonical::{canonical_json, canonical_json_string};
+pub use keys::{KeyError, PlatformKeys};
+
+/// Hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(digest::digest(&digest::SHA256, bytes).as_ref())
+}
+
+/// Incremental SHA-256 for large files.
+pub struct Sha256(digest::Context);
+
+impl Default for Sha256 {
+    fn default() -> Self {
+        Sha256(digest::Context::new(&digest::SHA256))
+    }
+}
+
+impl Sha256 {
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes)
+    }
+    pub fn finish_hex(self) -> String {
+        hex::encode(self.0.finish().as_ref())
+    }
+}
+
+/// Digest of any serialisable value's canonical JSON.
+pub fn digest_of<T: serde::Serialize>(value: &T) -> String {
+    sha256_hex(&canonical_json(value))
+}
+
+/// A server-generated identifier: `prefix` + 128 random bits in hex.
+pub fn random_id(prefix: &str) -> String {
+    let mut bytes = [0u8; 16];
+    rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .expect("system random source");
+    format!("{prefix}_{}", hex::encode(bytes))
+}
+
+/// A bearer token (shown once) and the hash that is stored instead of it.
+pub fn new_token() -> (String, String) {
+    let mut bytes = [0u8; 32];
+    rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .expect("system random source");
+    let token = format!("slc_{}", hex::encode(bytes));
+    let hash = token_hash(&token);
+    (token, hash)
+}
+
+pub fn token_hash(token: &str) -> String {
+    sha256_hex(token.as_bytes())
+}
+
+/// Keyed pseudonyms for identifiers. Equal raw values in the same id space map
+/// to equal pseudonyms (so datasets join inside the sandbox); without the key
+/// nobody can link a pseudonym back, even by enumerating raw values.
+pub struct Pseudonymizer {
+    key: hmac::Key,
+}
+
+impl Pseudonymizer {
+    pub fn new(key_bytes: &[u8; 32]) -> Self {
+        Pseudonymizer {
+            key: hmac::Key::new(hmac::HMAC_SHA256, key_bytes),
+        }
+    }
+
+    /// 128-bit pseudonym as 32 hex characters.
+    pub fn pseudonym(&self, id_space: &str, raw: &str) -> String {
+        let mut ctx = hmac::Context::with_key(&self.key);
+        ctx.update(b"sluice-pseudonym-v1\0");
+        ctx.update(id_space.as_bytes());
+        ctx.update(b"\0");
+        ctx.update(raw.as_bytes());
+        hex::encode(&ctx.sign().as_ref()[..16])
+    }
+}
+
+/// DSSE pre-authentication encoding: binds the payload type to the payload.
+fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
+    let mut out = format!(
+        "DSSEv1 {} {} {} ",
+        payload_type.len(),
+        payload_type,
+        payload.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(payload);
+    out
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("unexpected payload type \"{0}\"")]
+    PayloadType(String),
+    #[error("payload is not valid base64")]
+    Base64,
+    #[error("no signature by key {0}")]
+    NoSignatureForKey(String),
+    #[error("signature does not verify")]
+    BadSignature,
+    #[error("payload is not a release body: {0}")]
+    Body(String),
+    #[error("payload is not in canonical form")]
+    NotCanonical,
+}
+
+/// Signs a release body (canonical JSON) with the platform key.
+pub fn sign_release(keys: &PlatformKeys, body: &ReleaseBody) -> SignedRelease {
+    let payload = canonical_json(body);
+    let sig = keys.sign(&pae(RELEASE_PAYLOAD_TYPE, &payload));
+    SignedRelease {
+        payload_type: RELEASE_PAYLOAD_TYPE.to_owned(),
+        payload: B64.encode(&payload),
+        signatures: vec![Signature {
+            keyid: keys.key_id(),
+            sig: B64.encode(sig),
+        }],
+    }
+}
+
+/// Verifies an envelope offline against a public key (raw 32 bytes) and
+/// returns the body it signs.
+pub fn verify_release(
+    envelope: &SignedRelease,
+    public_key: &[u8],
+) -> Result<ReleaseBody, VerifyError> {
+    if envelope.payload_type != RELEASE_PAYLOAD_TYPE {
+        return Err(VerifyError::PayloadType(envelope.payload_type.clone()));
+    }
+    let payload = B64
+        .decode(envelope.payload.as_bytes())
+        .map_err(|_| VerifyError::Base64)?;
+    let key_id = key_id_of(public_key);
+    let sig = envelope
+        .signatures
+        .iter()
+        .find(|s| s.keyid == key_id)
+        .ok_or(VerifyError::NoSignatureForKey(key_id))?;
+    let sig = B64
+        .decode(sig.sig.as_bytes())
+        .map_err(|_| VerifyError::Base64)?;
+    signature::UnparsedPublicKey::new(&signature::ED25519, public_key)
+        .verify(&pae(&envelope.payload_type, &payload), &sig)
+        .map_err(|_| VerifyError::BadSignature)?;
+    let body: ReleaseBody =
+        serde_json::from_slice(&payload).map_err(|e| VerifyError::Body(e.to_string()))?;
+    if canonical_json(&body) != payload {
+        return Err(VerifyError::NotCanonical);
+    }
+    Ok(body)
+}
+
+/// Key id: the first 16 hex digits of the SHA-256 of the raw public key.
+pub fn key_id_of(public_key: &[u8]) -> String {
+    sha256_hex(public_key)[..16].to_owned()
+}
+
+#[cfg(test)]
+mod tests;

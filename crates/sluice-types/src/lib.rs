@@ -1,0 +1,24 @@
+//! Domain and wire types shared by every Sluice crate: identifiers, open
+//! categories, dataset schemas and column roles, manifests, releases, the
+//! sandbox protocol and stable error codes.
+//!
+//! This crate does no I/O and names no engine; it depends on serde only, so
+//! that every other crate (including the server, which must never link an
+//! engine) can speak the same types.
+
+pub mod catalog;
+pub mod error;
+pub mod manifest;
+pub mod privacy;
+pub mod quality;
+pub mod release;
+pub mod sandbox;
+pub mod schema;
+
+pub use catalog::{CatalogEntry, DataFormat, DatasetVersion, OpenCategory, Role};
+pub use error::ErrorCode;
+pub use manifest::{JobKind, Manifest};
+pub use privacy::{Delta, Epsilon, PrivacyError};
+pub use quality::QualityReport;
+pub use release::{Cell, OutputColumn, Release, ReleaseBody, SignedRelease};
+pub use schema::{ColumnRole, ColumnSpec, ColumnType, DatasetSchema, SchemaError};

@@ -1,0 +1,104 @@
+//! Job manifests: what a job is, on which datasets, at what privacy cost.
+//! Written as TOML by a person; unknown fields are rejected so that a reviewer
+//! reads exactly what runs. Its canonical JSON form is digested by
+//! `sluice-crypto`; approvals and cached releases bind to that digest.
+
+use serde::{Deserialize, Serialize};
+
+pub const MANIFEST_VERSION: u32 = 1;
+pub const MAX_QUERY_LEN: usize = 64 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub version: u32,
+    pub title: String,
+    pub purpose: String,
+    /// Data-use agreement the job runs under (required for conditional data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agreement: Option<String>,
+    /// Datasets as `name` (latest version at submission) or `name@version`.
+    pub datasets: Vec<String>,
+    pub job: JobKind,
+    pub privacy: PrivacyRequest,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum JobKind {
+    Sql { query: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacyRequest {
+    pub epsilon: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta: Option<f64>,
+}
+
+/// A dataset reference split into name and optional version.
+pub fn split_dataset_ref(r: &str) -> (&str, Option<&str>) {
+    match r.split_once('@') {
+        Some((n, v)) => (n, Some(v)),
+        None => (r, None),
+    }
+}
+
+impl Manifest {
+    /// Structural checks that need no catalog; lists every problem at once.
+    pub fn validate(&self) -> Result<(), Vec<String>> {
+        let mut problems = Vec::new();
+        if self.version != MANIFEST_VERSION {
+            problems.push(format!(
+                "version {} is not supported (expected {MANIFEST_VERSION})",
+                self.version
+            ));
+        }
+        if self.title.trim().is_empty() {
+            problems.push("title is empty".into());
+        }
+        if self.purpose.trim().is_empty() {
+            problems.push("purpose is empty".into());
+        }
+        if self.datasets.is_empty() {
+            problems.push("datasets is empty".into());
+        }
+        for d in &self.datasets {
+            let (name, version) = split_dataset_ref(d);
+            if !crate::schema::is_valid_name(name) {
+                problems.push(format!("dataset reference \"{d}\" has an invalid name"));
+            }
+            if let Some(v) = version
+                && (v.len() != 64 || !v.bytes().all(|b| b.is_ascii_hexdigit()))
+            {
+                problems.push(format!(
+                    "dataset reference \"{d}\": a version is the 64-hex-digit content hash"
+                ));
+            }
+        }
+        match &self.job {
+            JobKind::Sql { query } => {
+                if query.trim().is_empty() {
+                    problems.push("job.query is empty".into());
+                }
+                if query.len() > MAX_QUERY_LEN {
+                    problems.push(format!("job.query is longer than {MAX_QUERY_LEN} bytes"));
+                }
+            }
+        }
+        if let Err(e) = crate::privacy::Epsilon::from_f64(self.privacy.epsilon) {
+            problems.push(format!("privacy.epsilon: {e}"));
+        }
+        if let Some(d) = self.privacy.delta
+            && let Err(e) = crate::privacy::Delta::from_f64(d)
+        {
+            problems.push(format!("privacy.delta: {e}"));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! Released results: only noised values, each with its 95% confidence
+//! interval, plus provenance and the citation of the data source (art. 24).
+//! The body is signed by the platform in a DSSE-style envelope.
+
+use serde::{Deserialize, Serialize};
+
+use crate::privacy::{Delta, Epsilon};
+
+pub const RELEASE_PAYLOAD_TYPE: &str = "application/vnd.sluice.release+json; version=1";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnKind {
+    /// A group key: a value of a declared public domain (not private).
+    GroupKey,
+    /// A DP aggregate.
+    Aggregate,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputColumn {
+    pub name: String,
+    pub kind: ColumnKind,
+    /// For aggregates: the SQL function (count, sum, avg).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregate: Option<String>,
+    /// For aggregates: the ε this column consumed (its share of the job's ε).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epsilon: Option<Epsilon>,
+}
+
+/// One output cell.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Cell {
+    /// A noised value with its 95% confidence interval `[low, high]`.
+    Noisy { value: f64, ci95: [f64; 2] },
+    /// A public group key.
+    Key(serde_json::Value),
+}
+
+/// What the sandbox returns: outputs only, unsigned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReleasedOutputs {
+    pub columns: Vec<OutputColumn>,
+    /// Rows in deterministic key order.
+    pub rows: Vec<Vec<Cell>>,
+    /// Human-readable description of mechanisms and the budget split.
+    pub mechanism: String,
+    pub epsilon: Epsilon,
+    pub delta: Delta,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReleasedDataset {
+    pub name: String,
+    pub id: String,
+    pub version: String,
+    pub provider: String,
+    pub citation: String,
+}
+
+/// The signed content of a release.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReleaseBody {
+    pub job_id: String,
+    pub title: String,
+    pub manifest_digest: String,
+    pub datasets: Vec<ReleasedDataset>,
+    pub outputs: ReleasedOutputs,
+    /// Privacy spent by this release (equal to what the manifest asked for).
+    pub epsilon_spent: Epsilon,
+    pub delta_spent: Delta,
+    pub confidence_level: f64,
+    pub created_at: String,
+}
+
+/// DSSE-style envelope: the payload is the canonical JSON of a [`ReleaseBody`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignedRelease {
+    #[serde(rename = "payloadType")]
+    pub payload_type: String,
+    /// Base64 of the canonical JSON payload.
+    pub payload: String,
+    pub signatures: Vec<Signature>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Signature {
+    pub keyid: String,
+    pub sig: String,
+}
+
+/// A release as returned by the API: the envelope plus its decoded body for
+/// convenience (the body is authoritative only once the envelope verifies).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Release {
+    pub envelope: SignedRelease,
+    pub body: ReleaseBody,
+}
