@@ -1,11 +1,15 @@
-//! The protocol between the server and a sandbox process. The request names
-//! the job's dataset files and schemas; the response carries released (noised)
-//! outputs, a rejection with reasons derived from schemas and the query only,
-//! or a failure category that does not depend on the data.
+//! The protocol between the server and a sandbox process. Every task that
+//! reads rows (ingest of an upload, preview of unconditional data, queries)
+//! runs in the sandbox; the server only sees what comes back here: quality
+//! reports (counts and row numbers, no values), preview rows of public data,
+//! released (noised) outputs, rejections derived from schemas and the query
+//! alone, or a failure category that does not depend on the data.
 
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::DataFormat;
 use crate::privacy::{Delta, Epsilon};
+use crate::quality::QualityReport;
 use crate::release::ReleasedOutputs;
 use crate::schema::DatasetSchema;
 
@@ -19,18 +23,21 @@ pub struct SandboxTable {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SandboxMode {
-    /// Check the query against schemas only; touches no data file.
-    Analyze,
+#[serde(tag = "task", rename_all = "snake_case")]
+pub enum SandboxTask {
+    /// Check a query against schemas only; touches no data file.
+    Analyze(QueryTask),
     /// Analyze, then run and release.
-    Execute,
+    Execute(QueryTask),
+    /// Parse an upload (its bytes follow the request on stdin), pseudonymise,
+    /// check quality and write a Parquet version into `output_dir`.
+    Ingest(IngestTask),
+    /// First rows of an unconditional dataset.
+    Preview(PreviewTask),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SandboxRequest {
-    pub job_id: String,
-    pub mode: SandboxMode,
+pub struct QueryTask {
     pub query: String,
     pub tables: Vec<SandboxTable>,
     pub epsilon: Epsilon,
@@ -38,13 +45,37 @@ pub struct SandboxRequest {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IngestTask {
+    pub format: DataFormat,
+    pub schema: DatasetSchema,
+    pub output_dir: String,
+    /// The platform's pseudonym key, hex; passed on stdin, never on argv.
+    pub pseudonym_key_hex: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PreviewTask {
+    pub path: String,
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum SandboxResponse {
-    /// Analysis accepted the query (mode analyze).
-    Accepted { plan: String },
-    /// The query was rejected before any data was touched.
+    /// Analysis accepted the query: a description of what will run.
+    Accepted { plan: String, epsilon: Epsilon },
+    /// Rejected before any data was touched; every reason at once.
     Rejected { reasons: Vec<String> },
     Released { outputs: ReleasedOutputs },
-    /// Execution failed after data was touched; the category is generic.
+    Ingested {
+        version: String,
+        file_name: String,
+        bytes: u64,
+        report: QualityReport,
+    },
+    Preview {
+        rows: Vec<serde_json::Map<String, serde_json::Value>>,
+    },
+    /// Failed after data was touched; the category is generic.
     Failed { category: String },
 }

@@ -56,7 +56,7 @@ impl ColumnType {
 }
 
 /// One value of a declared public domain.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum DomainValue {
     Bool(bool),
@@ -166,7 +166,8 @@ impl std::error::Error for SchemaError {}
 /// not starting with a digit. This keeps names unambiguous in SQL without quoting.
 pub fn is_valid_name(name: &str) -> bool {
     let mut chars = name.chars();
-    matches!(chars.next(), Some('a'..='z' | '_'))
+    !name.starts_with("__") // reserved for names Sluice generates in plans
+        && matches!(chars.next(), Some('a'..='z' | '_'))
         && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'))
         && name.len() <= 63
 }
@@ -221,7 +222,7 @@ impl DatasetSchema {
             let n = &c.name;
             if !is_valid_name(n) {
                 problems.push(format!(
-                    "column \"{n}\": names must be lowercase letters, digits and _, not starting with a digit, at most 63 characters"
+                    "column \"{n}\": names must be lowercase letters, digits and _, not starting with a digit or __, at most 63 characters"
                 ));
             }
             if !seen.insert(n.as_str()) {

@@ -1,0 +1,112 @@
+use super::*;
+
+fn eps(x: f64) -> Epsilon {
+    Epsilon::from_f64(x).unwrap()
+}
+
+#[test]
+fn split_adds_up_exactly() {
+    for (total, parts) in [(1.0, 3), (0.7, 7), (1e-9, 4), (2.0, 1)] {
+        let shares = split_epsilon(eps(total), parts);
+        assert_eq!(shares.len(), parts);
+        let sum: u64 = shares.iter().map(|s| s.units()).sum();
+        assert_eq!(sum, eps(total).units());
+    }
+}
+
+#[test]
+fn calibrated_loss_fits_budget_and_scale_is_tight() {
+    for (sens, e) in [(1u64, 1.0), (3, 0.1), (500_000, 0.5), (1, 0.333_333_333)] {
+        let m = DiscreteLaplace::calibrate(sens, eps(e)).unwrap();
+        let ideal = sens as f64 / eps(e).as_f64();
+        assert!(m.scale() >= ideal && m.scale() <= ideal * (1.0 + 1e-9), "{sens} {e}");
+        let loss: f64 = m.meas.map(&(sens as i64)).unwrap();
+        assert!(loss <= eps(e).as_f64());
+    }
+}
+
+#[test]
+fn zero_sensitivity_is_refused() {
+    assert!(DiscreteLaplace::calibrate(0, eps(1.0)).is_err());
+}
+
+/// The exact discrete Laplace CDF at integer k, for scale b.
+fn dlap_cdf(k: i64, b: f64) -> f64 {
+    let q = (-1.0 / b).exp();
+    if k < 0 {
+        q.powi((-k) as i32) / (1.0 + q)
+    } else {
+        1.0 - q.powi((k + 1) as i32) / (1.0 + q)
+    }
+}
+
+/// Kolmogorov–Smirnov statistic of integer samples against the discrete
+/// Laplace of scale `b` (evaluated at every integer step, where a discrete
+/// CDF's sup distance is attained).
+fn ks_stat(samples: &mut [i64], b: f64) -> f64 {
+    samples.sort_unstable();
+    let n = samples.len() as f64;
+    let mut d: f64 = 0.0;
+    let mut i = 0;
+    while i < samples.len() {
+        let v = samples[i];
+        let below = i as f64 / n;
+        while i < samples.len() && samples[i] == v {
+            i += 1;
+        }
+        let upto = i as f64 / n;
+        d = d.max((upto - dlap_cdf(v, b)).abs());
+        d = d.max((below - dlap_cdf(v - 1, b)).abs());
+    }
+    d
+}
+
+/// KS critical value at alpha = 1e-6: sqrt(-ln(alpha/2)/2)/sqrt(n). For a
+/// discrete distribution the test is conservative, so false failures are rarer still.
+fn ks_critical(n: usize) -> f64 {
+    ((-(1e-6f64 / 2.0).ln()) / 2.0).sqrt() / (n as f64).sqrt()
+}
+
+#[test]
+fn noise_matches_declared_distribution_and_detects_wrong_scale() {
+    let n = 200_000;
+    // A count (sensitivity 1) and a sum (sensitivity 100) at eps 0.5.
+    for sens in [1u64, 100] {
+        let m = DiscreteLaplace::calibrate(sens, eps(0.5)).unwrap();
+        let noisy = m.release(vec![0; n]).unwrap();
+        let crit = ks_critical(n);
+        let d = ks_stat(&mut noisy.clone(), m.scale());
+        assert!(d < crit, "sens {sens}: KS {d} >= {crit}");
+        for wrong in [0.7, 1.3] {
+            let d = ks_stat(&mut noisy.clone(), m.scale() * wrong);
+            assert!(d > crit, "sens {sens}: scale x{wrong} not detected (KS {d} < {crit})");
+        }
+    }
+}
+
+#[test]
+fn ci_covers_at_least_95_percent_and_not_much_more() {
+    let m = DiscreteLaplace::calibrate(10, eps(1.0)).unwrap();
+    let t = m.ci_halfwidth();
+    let n = 100_000;
+    let inside = m
+        .release(vec![0; n])
+        .unwrap()
+        .iter()
+        .filter(|z| (**z as f64).abs() <= t)
+        .count() as f64
+        / n as f64;
+    assert!((0.945..0.96).contains(&inside), "coverage {inside}");
+    // The exact tail at t must be <= 5% and at t-1 above it (tightness).
+    let tail = |t: f64| 1.0 - (dlap_cdf(t as i64, m.scale()) - dlap_cdf(-(t as i64) - 1, m.scale()));
+    assert!(tail(t) <= 0.05 && tail(t - 1.0) > 0.05);
+}
+
+#[test]
+fn std_dev_matches_samples() {
+    let m = DiscreteLaplace::calibrate(4, eps(1.0)).unwrap();
+    let xs = m.release(vec![0; 100_000]).unwrap();
+    let var = xs.iter().map(|x| (*x as f64).powi(2)).sum::<f64>() / xs.len() as f64;
+    let rel = (var.sqrt() - m.std_dev()).abs() / m.std_dev();
+    assert!(rel < 0.03, "sd {} vs {}", var.sqrt(), m.std_dev());
+}

@@ -1,0 +1,533 @@
+//! Analysis of a query's logical plan. The plan is produced by DataFusion's
+//! SQL planner against empty tables (schemas only), then checked node by
+//! node: only the shapes listed here are accepted, everything else is
+//! rejected with the construct named and the reason. Sensitivities are
+//! computed from the declared schemas.
+
+use std::sync::Arc;
+
+use datafusion::catalog::TableProvider;
+use datafusion::catalog::empty::EmptyTable;
+use datafusion::common::Column;
+use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::prelude::SessionContext;
+use sluice_types::privacy::Epsilon;
+use sluice_types::sandbox::{QueryTask, SandboxTable};
+use sluice_types::schema::{ColumnSpec, ColumnType, DomainValue};
+
+use crate::Rejection;
+use crate::session::{arrow_schema, locked_context, sql_options};
+
+/// Largest number of output cells (product of the group keys' domain sizes).
+pub const MAX_CELLS: usize = 1_000_000;
+
+#[derive(Debug, Clone)]
+pub struct GroupKey {
+    /// The key column as it appears in the row-level plan.
+    pub expr: Expr,
+    pub column: ColumnSpec,
+    /// The declared domain, sorted: the release has one row per value (or
+    /// per combination of values), empty groups included.
+    pub domain: Vec<DomainValue>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum MeasurementKind {
+    /// COUNT(*): rows per cell.
+    CountRows,
+    /// COUNT(col): non-null values per cell.
+    CountNonNull { column: String },
+    /// SUM of the column clamped to `[lower, upper]`, in fixed point:
+    /// each value is multiplied by `scale` and rounded to an integer.
+    Sum {
+        column: String,
+        lower: f64,
+        upper: f64,
+        scale: f64,
+    },
+}
+
+/// One noised vector (one value per cell).
+#[derive(Debug, Clone)]
+pub struct Measurement {
+    pub kind: MeasurementKind,
+    /// The argument column in the row-level plan (None for COUNT(*)).
+    pub input: Option<Expr>,
+    /// L1 sensitivity over the whole vector of cells, in integer units, when
+    /// one privacy unit is added or removed.
+    pub l1_sensitivity: u64,
+    pub epsilon: Epsilon,
+}
+
+impl Measurement {
+    pub fn describe(&self) -> String {
+        match &self.kind {
+            MeasurementKind::CountRows => "count(*)".to_owned(),
+            MeasurementKind::CountNonNull { column } => format!("count({column})"),
+            MeasurementKind::Sum { column, .. } => format!("sum({column})"),
+        }
+    }
+}
+
+/// A released aggregate, computed from measurements by post-processing.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Aggregate {
+    Count { count: usize },
+    Sum { sum: usize },
+    Avg { sum: usize, count: usize },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    Key { key: usize, name: String },
+    Aggregate { agg: Aggregate, func: String, name: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct Analysis {
+    /// Row-level part of the plan (below the aggregate): scans and filters.
+    pub row_plan: LogicalPlan,
+    pub table: String,
+    /// The privacy-unit column in the row-level plan; None: each row is a unit.
+    pub unit: Option<Expr>,
+    pub max_rows_per_unit: u32,
+    pub group_keys: Vec<GroupKey>,
+    pub measurements: Vec<Measurement>,
+    pub outputs: Vec<Output>,
+    pub epsilon: Epsilon,
+    pub cells: usize,
+}
+
+impl Analysis {
+    /// The ε an output column consumes: the sum of its measurements' shares.
+    pub fn output_epsilon(&self, agg: &Aggregate) -> Epsilon {
+        let units = match agg {
+            Aggregate::Count { count } => self.measurements[*count].epsilon.units(),
+            Aggregate::Sum { sum } => self.measurements[*sum].epsilon.units(),
+            Aggregate::Avg { sum, count } => {
+                self.measurements[*sum].epsilon.units() + self.measurements[*count].epsilon.units()
+            }
+        };
+        Epsilon::from_units(units)
+    }
+
+    /// A reviewer-readable description of what will run.
+    pub fn describe(&self) -> String {
+        let mut s = format!(
+            "table {}; contribution bound: {} row(s) per privacy unit{}; {} cell(s)",
+            self.table,
+            self.max_rows_per_unit,
+            if self.unit.is_some() { "" } else { " (each row is a unit)" },
+            self.cells
+        );
+        for m in &self.measurements {
+            s.push_str(&format!(
+                "; {}: L1 sensitivity {} unit(s), epsilon {}",
+                m.describe(),
+                m.l1_sensitivity,
+                m.epsilon
+            ));
+        }
+        s
+    }
+}
+
+/// Plans `task.query` against empty tables with the declared schemas and
+/// analyses the plan. Touches no data.
+pub async fn analyze(task: &QueryTask) -> Result<Analysis, Rejection> {
+    let ctx = locked_context().map_err(|e| Rejection(vec![format!("engine setup failed: {e}")]))?;
+    for t in &task.tables {
+        let provider: Arc<dyn TableProvider> = Arc::new(EmptyTable::new(arrow_schema(&t.schema)));
+        ctx.register_table(t.name.as_str(), provider)
+            .map_err(|e| Rejection(vec![format!("table {} could not be registered: {e}", t.name)]))?;
+    }
+    let plan = plan_query(&ctx, &task.query).await?;
+    analyze_plan(&plan, &task.tables, task.epsilon)
+}
+
+/// Plans SQL under the locked-down options; errors name only SQL and schema.
+pub(crate) async fn plan_query(ctx: &SessionContext, sql: &str) -> Result<LogicalPlan, Rejection> {
+    let df = ctx
+        .sql_with_options(sql, sql_options())
+        .await
+        .map_err(|e| Rejection(vec![planning_message(&e.to_string())]))?;
+    Ok(df.logical_plan().clone())
+}
+
+fn planning_message(e: &str) -> String {
+    let e = e.trim();
+    if e.contains("DDL not supported") || e.contains("DML not supported") || e.contains("Statement not supported") {
+        return format!("only SELECT queries are allowed ({e})");
+    }
+    // DataFusion's messages repeat prefixes and add bug-report boilerplate.
+    let first = e.lines().next().unwrap_or(e);
+    let mut msg = first;
+    while let Some(rest) = ["Error during planning: ", "Internal error: ", "SQL error: "]
+        .iter()
+        .find_map(|p| msg.strip_prefix(p))
+    {
+        msg = rest;
+    }
+    let msg = msg.split(", errors:").next().unwrap_or(msg);
+    format!("the query could not be planned: {msg}")
+}
+
+pub(crate) fn analyze_plan(
+    plan: &LogicalPlan,
+    tables: &[SandboxTable],
+    epsilon: Epsilon,
+) -> Result<Analysis, Rejection> {
+    let mut reasons = Vec::new();
+    let (projection, aggregate) = match plan {
+        LogicalPlan::Projection(p) => match p.input.as_ref() {
+            LogicalPlan::Aggregate(a) => (p, a),
+            other => {
+                reasons.push(no_aggregate_reason(other));
+                return Err(Rejection(reasons));
+            }
+        },
+        LogicalPlan::Sort(_) => {
+            return Err(Rejection(vec![
+                "ORDER BY is not supported yet: rows are released in group-key order".into(),
+            ]));
+        }
+        LogicalPlan::Limit(_) => {
+            return Err(Rejection(vec!["LIMIT is not supported yet: every group is released".into()]));
+        }
+        LogicalPlan::Distinct(_) => {
+            return Err(Rejection(vec![
+                "SELECT DISTINCT would release raw values: only aggregates are released".into(),
+            ]));
+        }
+        LogicalPlan::Union(_) => return Err(Rejection(vec!["UNION is not supported yet".into()])),
+        other => {
+            return Err(Rejection(vec![format!(
+                "{} at the top of the query is not supported: the query must be SELECT <group keys and aggregates> FROM <table> [WHERE ...] [GROUP BY ...]",
+                node_name(other)
+            )]));
+        }
+    };
+
+    // Row-level input: filters over one scan.
+    let (table_name, row_reasons) = check_row_plan(&aggregate.input);
+    reasons.extend(row_reasons);
+    let table = table_name.as_ref().and_then(|n| tables.iter().find(|t| &t.name == n));
+    let Some(table) = table else {
+        if reasons.is_empty() {
+            reasons.push("the query reads no dataset of this job".into());
+        }
+        return Err(Rejection(reasons));
+    };
+    let schema = &table.schema;
+    let k = schema.max_rows_per_unit;
+    let row_schema = aggregate.input.schema();
+    let unit = schema.privacy_unit().map(|u| {
+        let (q, f) = row_schema
+            .qualified_field_with_unqualified_name(&u.name)
+            .expect("declared column is in the scan");
+        Expr::Column(Column::new(q.cloned(), f.name()))
+    });
+
+    // Group keys: columns with a declared public domain.
+    let mut group_keys = Vec::new();
+    for g in &aggregate.group_expr {
+        match strip_alias(g) {
+            Expr::Column(c) => match schema.column(&c.name) {
+                Some(spec) => match &spec.domain {
+                    Some(domain) => {
+                        let mut domain = domain.clone();
+                        domain.sort();
+                        group_keys.push(GroupKey {
+                            expr: Expr::Column(c.clone()),
+                            column: spec.clone(),
+                            domain,
+                        });
+                    }
+                    None => reasons.push(format!(
+                        "GROUP BY {}: the column has no declared public domain, so its keys would reveal data (keys released by DP thresholding are not supported yet)",
+                        c.name
+                    )),
+                },
+                None => reasons.push(format!("GROUP BY {}: unknown column", c.name)),
+            },
+            Expr::GroupingSet(_) => reasons.push("GROUPING SETS, ROLLUP and CUBE are not supported yet".into()),
+            other => reasons.push(format!(
+                "GROUP BY {other}: only plain columns with a declared public domain can be group keys"
+            )),
+        }
+    }
+    let cells = group_keys
+        .iter()
+        .try_fold(1usize, |acc, g| acc.checked_mul(g.domain.len()))
+        .unwrap_or(usize::MAX);
+    if cells > MAX_CELLS {
+        reasons.push(format!(
+            "the group keys' domains give {cells} cells, more than the limit of {MAX_CELLS}"
+        ));
+    }
+
+    // Aggregates → measurements.
+    let mut measurements: Vec<Measurement> = Vec::new();
+    let mut find_or_add = |kind: MeasurementKind, input: Option<Expr>, sens: u64| -> usize {
+        if let Some(i) = measurements.iter().position(|m| m.kind == kind) {
+            return i;
+        }
+        measurements.push(Measurement {
+            kind,
+            input,
+            l1_sensitivity: sens,
+            epsilon: Epsilon::from_units(0),
+        });
+        measurements.len() - 1
+    };
+    let mut aggregates: Vec<Option<(Aggregate, String)>> = Vec::new();
+    for a in &aggregate.aggr_expr {
+        let r = aggregate_of(strip_alias(a), schema, k, &mut find_or_add);
+        match r {
+            Ok(agg) => aggregates.push(Some(agg)),
+            Err(reason) => {
+                reasons.push(reason);
+                aggregates.push(None);
+            }
+        }
+    }
+    if aggregate.aggr_expr.is_empty() {
+        reasons.push(
+            "the query has no aggregate: GROUP BY alone would release the keys present in the data".into(),
+        );
+    }
+
+    // Projection: each output is a group key or an aggregate.
+    let n_keys = aggregate.group_expr.len();
+    let mut outputs = Vec::new();
+    for (i, e) in projection.expr.iter().enumerate() {
+        let name = projection.schema.field(i).name().clone();
+        match strip_alias(e) {
+            Expr::Column(c) => match aggregate.schema.index_of_column(c) {
+                Ok(idx) if idx < n_keys => outputs.push(Output::Key { key: idx, name }),
+                Ok(idx) => {
+                    if let Some((agg, func)) = aggregates[idx - n_keys].clone() {
+                        outputs.push(Output::Aggregate { agg, func, name })
+                    }
+                }
+                Err(_) => reasons.push(format!("output {name} is not a group key or an aggregate")),
+            },
+            other => reasons.push(format!(
+                "output {other}: expressions over aggregates are not supported yet; select the aggregate itself"
+            )),
+        }
+    }
+
+    if !reasons.is_empty() {
+        return Err(Rejection(reasons));
+    }
+    let shares = sluice_dp::split_epsilon(epsilon, measurements.len());
+    for (m, e) in measurements.iter_mut().zip(shares) {
+        m.epsilon = e;
+    }
+    Ok(Analysis {
+        row_plan: aggregate.input.as_ref().clone(),
+        table: table.name.clone(),
+        unit,
+        max_rows_per_unit: k,
+        group_keys,
+        measurements,
+        outputs,
+        epsilon,
+        cells,
+    })
+}
+
+fn aggregate_of(
+    e: &Expr,
+    schema: &sluice_types::schema::DatasetSchema,
+    k: u32,
+    find_or_add: &mut impl FnMut(MeasurementKind, Option<Expr>, u64) -> usize,
+) -> Result<(Aggregate, String), String> {
+    let Expr::AggregateFunction(f) = e else {
+        return Err(format!("{e} is not an aggregate"));
+    };
+    let func = f.func.name().to_ascii_lowercase();
+    let p = &f.params;
+    if p.distinct {
+        return Err(format!(
+            "{func}(DISTINCT ...) is not supported yet: distinct counts need per-unit deduplication"
+        ));
+    }
+    if p.filter.is_some() {
+        return Err(format!("{func}(...) FILTER (WHERE ...) is not supported yet; use WHERE"));
+    }
+    if !p.order_by.is_empty() {
+        return Err(format!("{func}(... ORDER BY ...) is not supported"));
+    }
+    if p.args.len() != 1 {
+        return Err(format!("{func} with {} arguments is not supported", p.args.len()));
+    }
+    let arg = strip_alias(&p.args[0]);
+    let k = u64::from(k);
+    match func.as_str() {
+        "count" => match arg {
+            Expr::Literal(v, _) if !v.is_null() => {
+                Ok((Aggregate::Count { count: find_or_add(MeasurementKind::CountRows, None, k) }, func))
+            }
+            Expr::Column(c) => {
+                let spec = schema.column(&c.name).ok_or(format!("count({}): unknown column", c.name))?;
+                let kind = MeasurementKind::CountNonNull { column: spec.name.clone() };
+                Ok((Aggregate::Count { count: find_or_add(kind, Some(arg.clone()), k) }, func))
+            }
+            other => Err(format!(
+                "count({other}): only COUNT(*) and COUNT(column) are supported yet"
+            )),
+        },
+        "sum" | "avg" => {
+            let Expr::Column(c) = arg else {
+                return Err(format!(
+                    "{func}({arg}): aggregates over expressions are not supported yet; aggregate a bounded column"
+                ));
+            };
+            let spec = schema.column(&c.name).ok_or(format!("{func}({}): unknown column", c.name))?;
+            let (lower, upper, scale, unit_sens) = sum_parameters(spec, &func)?;
+            let sum = find_or_add(
+                MeasurementKind::Sum { column: spec.name.clone(), lower, upper, scale },
+                Some(arg.clone()),
+                k.saturating_mul(unit_sens),
+            );
+            if func == "sum" {
+                Ok((Aggregate::Sum { sum }, func))
+            } else {
+                let count = find_or_add(
+                    MeasurementKind::CountNonNull { column: spec.name.clone() },
+                    Some(arg.clone()),
+                    k,
+                );
+                Ok((Aggregate::Avg { sum, count }, func))
+            }
+        }
+        other => Err(format!(
+            "aggregate {other} is not supported yet (supported: COUNT, SUM, AVG)"
+        )),
+    }
+}
+
+/// Clamping bounds, fixed-point scale and per-row sensitivity of a SUM.
+/// Integers are summed exactly (scale 1) while their bound fits 2^30;
+/// otherwise values are scaled by a power of two so that the largest clamped
+/// value is at most 2^30 units, which keeps sums of up to 2^33 rows exact in i64.
+fn sum_parameters(spec: &ColumnSpec, func: &str) -> Result<(f64, f64, f64, u64), String> {
+    if !spec.ty.is_numeric() || spec.role.is_pseudonymised() {
+        return Err(format!(
+            "{func}({}): the column is {} and cannot be summed",
+            spec.name,
+            if spec.role.is_pseudonymised() { "an identifier" } else { spec.ty.as_str() }
+        ));
+    }
+    let Some((lower, upper)) = spec.bounds() else {
+        return Err(format!(
+            "{func}({name}): column \"{name}\" has no declared bounds, so {up}({name}) has unbounded sensitivity",
+            name = spec.name,
+            up = func.to_ascii_uppercase()
+        ));
+    };
+    let magnitude = lower.abs().max(upper.abs());
+    let limit = (1u64 << 30) as f64;
+    let scale = if spec.ty == ColumnType::Int && magnitude <= limit {
+        1.0
+    } else if magnitude == 0.0 {
+        1.0
+    } else {
+        let exp = 30 - magnitude.log2().ceil() as i32;
+        2f64.powi(exp.clamp(-60, 60))
+    };
+    let per_row = ((magnitude * scale).ceil() as u64).max(1);
+    Ok((lower, upper, scale, per_row))
+}
+
+fn strip_alias(e: &Expr) -> &Expr {
+    match e {
+        Expr::Alias(a) => strip_alias(&a.expr),
+        other => other,
+    }
+}
+
+fn no_aggregate_reason(input: &LogicalPlan) -> String {
+    let _ = input;
+    "the query selects rows, not aggregates: rows are never released (SELECT * and row-level selects are rejected); select COUNT, SUM or AVG, optionally GROUP BY columns with a declared domain".into()
+}
+
+fn node_name(plan: &LogicalPlan) -> String {
+    match plan {
+        LogicalPlan::Join(_) => "JOIN".into(),
+        LogicalPlan::Union(_) => "UNION".into(),
+        LogicalPlan::Window(_) => "a window function".into(),
+        LogicalPlan::Subquery(_) => "a subquery".into(),
+        LogicalPlan::Values(_) => "VALUES".into(),
+        LogicalPlan::EmptyRelation(_) => "a query without FROM".into(),
+        LogicalPlan::Distinct(_) => "DISTINCT".into(),
+        LogicalPlan::Aggregate(_) => "a nested aggregate".into(),
+        LogicalPlan::Projection(_) => "a derived table (subquery in FROM)".into(),
+        other => format!("plan node {}", other.display()),
+    }
+}
+
+/// Checks the row-level part: any number of filters and aliases over one
+/// table scan. Returns the scanned table's name and the reasons to reject.
+fn check_row_plan(plan: &LogicalPlan) -> (Option<String>, Vec<String>) {
+    let mut reasons = Vec::new();
+    let mut node = plan;
+    loop {
+        match node {
+            LogicalPlan::Filter(f) => {
+                check_row_expr(&f.predicate, &mut reasons);
+                node = &f.input;
+            }
+            LogicalPlan::SubqueryAlias(a) => node = &a.input,
+            LogicalPlan::TableScan(scan) => {
+                for e in &scan.filters {
+                    check_row_expr(e, &mut reasons);
+                }
+                if scan.fetch.is_some() {
+                    reasons.push("a row limit on a scan is not supported".into());
+                }
+                return (Some(scan.table_name.table().to_owned()), reasons);
+            }
+            other => {
+                reasons.push(format!(
+                    "{} is not supported yet in FROM (supported: one dataset, WHERE)",
+                    node_name(other)
+                ));
+                return (None, reasons);
+            }
+        }
+    }
+}
+
+/// Row predicates must be deterministic expressions over the row's columns.
+fn check_row_expr(e: &Expr, reasons: &mut Vec<String>) {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    let _ = e.apply(|node| {
+        let bad = match node {
+            Expr::ScalarFunction(f) if node.is_volatile_node() => {
+                Some(format!("{}() is not deterministic", f.func.name()))
+            }
+            Expr::Exists(_) | Expr::InSubquery(_) | Expr::ScalarSubquery(_) | Expr::SetComparison(_) => {
+                Some("subqueries in WHERE are not supported yet".into())
+            }
+            Expr::Placeholder(_) => Some("query parameters are not supported".into()),
+            Expr::ScalarVariable(..) => Some("variables are not supported".into()),
+            Expr::AggregateFunction(_) | Expr::WindowFunction(_) => {
+                Some("aggregates and window functions are not allowed in WHERE".into())
+            }
+            Expr::OuterReferenceColumn(..) | Expr::Unnest(_) | Expr::GroupingSet(_) => {
+                Some(format!("{node} is not supported in WHERE"))
+            }
+            _ => None,
+        };
+        match bad {
+            Some(r) => {
+                reasons.push(format!("WHERE: {r}"));
+                Ok(TreeNodeRecursion::Stop)
+            }
+            None => Ok(TreeNodeRecursion::Continue),
+        }
+    });
+}

@@ -1,0 +1,304 @@
+//! Execution: the checked row-level plan is wrapped in a new plan that
+//! bounds each privacy unit to `max_rows_per_unit` rows (chosen in a random,
+//! data-independent order), keeps only declared group keys, clamps summed
+//! values to their declared bounds in fixed point, and aggregates. The
+//! exact aggregates never leave this module: they go straight to the
+//! OpenDP mechanism, and only noised values and their intervals come out.
+
+use std::collections::HashMap;
+
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::datatypes::{DataType, Int64Type};
+use datafusion::common::ScalarValue;
+use datafusion::functions::math::expr_fn::{random, round};
+use datafusion::functions_aggregate::expr_fn::{count, sum};
+use datafusion::functions_window::expr_fn::row_number;
+use datafusion::logical_expr::{ExprFunctionExt, LogicalPlanBuilder, cast, col, lit, when};
+use datafusion::prelude::{Expr, ParquetReadOptions};
+use sluice_dp::{CONFIDENCE, DiscreteLaplace, discrete_laplace_halfwidth};
+use sluice_types::privacy::Delta;
+use sluice_types::release::{Cell, ColumnKind, OutputColumn, ReleasedOutputs};
+use sluice_types::sandbox::QueryTask;
+use sluice_types::schema::DomainValue;
+
+use crate::analyze::{Aggregate, Analysis, MeasurementKind, Output, analyze_plan, plan_query};
+use crate::session::{arrow_schema, locked_context};
+use crate::ExecError;
+
+const ROW_NUMBER: &str = "__sluice_rn";
+
+/// Runs a query on the job's stored Parquet files and returns noised outputs.
+pub async fn execute(task: &QueryTask) -> Result<ReleasedOutputs, ExecError> {
+    let ctx = locked_context()?;
+    for t in &task.tables {
+        ctx.register_parquet(t.name.as_str(), &t.path, ParquetReadOptions::default())
+            .await?;
+        let stored = ctx.table_provider(t.name.as_str()).await?.schema();
+        let declared = arrow_schema(&t.schema);
+        let same = stored.fields().len() == declared.fields().len()
+            && stored
+                .fields()
+                .iter()
+                .zip(declared.fields())
+                .all(|(a, b)| a.name() == b.name() && a.data_type() == b.data_type());
+        if !same {
+            return Err(ExecError::SchemaMismatch(t.name.clone()));
+        }
+    }
+    let plan = plan_query(&ctx, &task.query).await.map_err(ExecError::Rejected)?;
+    let analysis = analyze_plan(&plan, &task.tables, task.epsilon).map_err(ExecError::Rejected)?;
+    let exact = exact_aggregates(&ctx, &analysis).await?;
+    release(&analysis, exact)
+}
+
+/// Exact per-cell aggregates, one vector per measurement, cells in key order.
+async fn exact_aggregates(
+    ctx: &datafusion::prelude::SessionContext,
+    a: &Analysis,
+) -> Result<Vec<Vec<i64>>, ExecError> {
+    let mut b = LogicalPlanBuilder::from(a.row_plan.clone());
+    if let Some(unit) = &a.unit {
+        // Rows without a unit cannot be attributed, so they cannot be bounded.
+        b = b.filter(unit.clone().is_not_null())?;
+        let rn = row_number()
+            .partition_by(vec![unit.clone()])
+            .order_by(vec![random().sort(true, true)])
+            .build()?
+            .alias(ROW_NUMBER);
+        b = b
+            .window(vec![rn])?
+            .filter(col(ROW_NUMBER).lt_eq(lit(a.max_rows_per_unit as u64)))?;
+    }
+    for g in &a.group_keys {
+        let values: Vec<Expr> = g.domain.iter().map(domain_literal).collect();
+        b = b.filter(g.expr.clone().in_list(values, false))?;
+    }
+    let mut projection: Vec<Expr> = Vec::new();
+    for (i, g) in a.group_keys.iter().enumerate() {
+        projection.push(g.expr.clone().alias(format!("__k{i}")));
+    }
+    let mut aggregates: Vec<Expr> = Vec::new();
+    for (j, m) in a.measurements.iter().enumerate() {
+        let name = format!("__m{j}");
+        match &m.kind {
+            MeasurementKind::CountRows => aggregates.push(count(lit(1i64)).alias(format!("__a{j}"))),
+            MeasurementKind::CountNonNull { .. } => {
+                let input = m.input.clone().expect("count(column) has an input");
+                projection.push(input.alias(&name));
+                aggregates.push(count(col(&name)).alias(format!("__a{j}")));
+            }
+            MeasurementKind::Sum { lower, upper, scale, .. } => {
+                let input = cast(m.input.clone().expect("sum has an input"), DataType::Float64);
+                let clamped = when(input.clone().lt(lit(*lower)), lit(*lower))
+                    .when(input.clone().gt(lit(*upper)), lit(*upper))
+                    .otherwise(input)?;
+                let fixed = cast(round(vec![clamped * lit(*scale)]), DataType::Int64);
+                projection.push(fixed.alias(&name));
+                aggregates.push(sum(col(&name)).alias(format!("__a{j}")));
+            }
+        }
+    }
+    if projection.is_empty() {
+        projection.push(lit(1i64).alias("__one"));
+    }
+    let keys: Vec<Expr> = (0..a.group_keys.len()).map(|i| col(format!("__k{i}"))).collect();
+    let plan = b.project(projection)?.aggregate(keys, aggregates)?.build()?;
+    let batches = ctx.execute_logical_plan(plan).await?.collect().await?;
+
+    let index = cell_index(a);
+    let mut vectors = vec![vec![0i64; a.cells]; a.measurements.len()];
+    let n_keys = a.group_keys.len();
+    for batch in &batches {
+        for row in 0..batch.num_rows() {
+            let mut key = Vec::with_capacity(n_keys);
+            for k in 0..n_keys {
+                key.push(domain_value(batch.column(k).as_ref(), row)?);
+            }
+            let Some(&cell) = index.get(&key) else {
+                // Unreachable: keys are filtered to the domain above.
+                return Err(ExecError::Engine("group key outside its domain".into()));
+            };
+            for (j, v) in vectors.iter_mut().enumerate() {
+                let col = batch.column(n_keys + j);
+                let col = col.as_primitive_opt::<Int64Type>().ok_or_else(|| {
+                    ExecError::Engine(format!("aggregate {j} has type {}", col.data_type()))
+                })?;
+                v[cell] = if col.is_null(row) { 0 } else { col.value(row) };
+            }
+        }
+    }
+    Ok(vectors)
+}
+
+fn domain_literal(v: &DomainValue) -> Expr {
+    match v {
+        DomainValue::Bool(b) => lit(*b),
+        DomainValue::Int(i) => lit(*i),
+        DomainValue::Text(s) => lit(s.clone()),
+    }
+}
+
+fn domain_value(array: &dyn Array, row: usize) -> Result<DomainValue, ExecError> {
+    match ScalarValue::try_from_array(array, row)? {
+        ScalarValue::Int64(Some(i)) => Ok(DomainValue::Int(i)),
+        ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)) => {
+            Ok(DomainValue::Text(s))
+        }
+        ScalarValue::Boolean(Some(b)) => Ok(DomainValue::Bool(b)),
+        other => Err(ExecError::Engine(format!("unexpected key type {}", other.data_type()))),
+    }
+}
+
+/// All cells in key order: the cartesian product of the sorted domains.
+fn cells(a: &Analysis) -> Vec<Vec<DomainValue>> {
+    let mut out: Vec<Vec<DomainValue>> = vec![vec![]];
+    for g in &a.group_keys {
+        out = out
+            .into_iter()
+            .flat_map(|prefix| {
+                g.domain.iter().map(move |v| {
+                    let mut p = prefix.clone();
+                    p.push(v.clone());
+                    p
+                })
+            })
+            .collect();
+    }
+    out
+}
+
+fn cell_index(a: &Analysis) -> HashMap<Vec<DomainValue>, usize> {
+    cells(a).into_iter().enumerate().map(|(i, k)| (k, i)).collect()
+}
+
+struct Noised {
+    values: Vec<i64>,
+    /// 95% half-width, and the 97.5% one used when two measurements combine.
+    half95: f64,
+    half975: f64,
+}
+
+/// Adds noise to every measurement and computes the released cells.
+fn release(a: &Analysis, exact: Vec<Vec<i64>>) -> Result<ReleasedOutputs, ExecError> {
+    let mut noised = Vec::with_capacity(exact.len());
+    let mut mechanism = format!(
+        "discrete Laplace noise from OpenDP's exact sampler; epsilon {} split over {} measurement(s); each privacy unit bounded to {} row(s)",
+        a.epsilon,
+        a.measurements.len(),
+        a.max_rows_per_unit
+    );
+    for (m, values) in a.measurements.iter().zip(exact) {
+        let mech = DiscreteLaplace::calibrate(m.l1_sensitivity, m.epsilon)?;
+        mechanism.push_str(&format!(
+            "; {}: epsilon {}, L1 sensitivity {}, scale {:.6}",
+            m.describe(),
+            m.epsilon,
+            m.l1_sensitivity,
+            mech.scale()
+        ));
+        noised.push(Noised {
+            values: mech.release(values)?,
+            half95: mech.ci_halfwidth(),
+            half975: discrete_laplace_halfwidth(mech.scale(), (1.0 - CONFIDENCE) / 2.0),
+        });
+    }
+    let scale_of = |i: usize| match &a.measurements[i].kind {
+        MeasurementKind::Sum { scale, .. } => *scale,
+        _ => 1.0,
+    };
+    let bounds_of = |i: usize| match &a.measurements[i].kind {
+        MeasurementKind::Sum { lower, upper, .. } => (*lower, *upper),
+        _ => (f64::NEG_INFINITY, f64::INFINITY),
+    };
+
+    let columns = a
+        .outputs
+        .iter()
+        .map(|o| match o {
+            Output::Key { name, .. } => OutputColumn {
+                name: name.clone(),
+                kind: ColumnKind::GroupKey,
+                aggregate: None,
+                epsilon: None,
+            },
+            Output::Aggregate { agg, func, name } => OutputColumn {
+                name: name.clone(),
+                kind: ColumnKind::Aggregate,
+                aggregate: Some(func.clone()),
+                epsilon: Some(a.output_epsilon(agg)),
+            },
+        })
+        .collect();
+    let rows = cells(a)
+        .into_iter()
+        .enumerate()
+        .map(|(cell, key)| {
+            a.outputs
+                .iter()
+                .map(|o| match o {
+                    Output::Key { key: k, .. } => Cell::Key(domain_json(&key[*k])),
+                    Output::Aggregate { agg, .. } => match agg {
+                        Aggregate::Count { count } => {
+                            let n = &noised[*count];
+                            let v = n.values[cell] as f64;
+                            Cell::Noisy { value: v, ci95: [v - n.half95, v + n.half95] }
+                        }
+                        Aggregate::Sum { sum } => {
+                            let n = &noised[*sum];
+                            let s = scale_of(*sum);
+                            let v = n.values[cell] as f64 / s;
+                            Cell::Noisy { value: v, ci95: [v - n.half95 / s, v + n.half95 / s] }
+                        }
+                        Aggregate::Avg { sum, count } => {
+                            let s = scale_of(*sum);
+                            let (lo, hi) = bounds_of(*sum);
+                            avg_cell(
+                                noised[*sum].values[cell] as f64 / s,
+                                noised[*sum].half975 / s,
+                                noised[*count].values[cell] as f64,
+                                noised[*count].half975,
+                                lo,
+                                hi,
+                            )
+                        }
+                    },
+                })
+                .collect()
+        })
+        .collect();
+    Ok(ReleasedOutputs {
+        columns,
+        rows,
+        mechanism,
+        epsilon: a.epsilon,
+        delta: Delta::ZERO,
+    })
+}
+
+fn domain_json(v: &DomainValue) -> serde_json::Value {
+    match v {
+        DomainValue::Bool(b) => serde_json::Value::Bool(*b),
+        DomainValue::Int(i) => serde_json::Value::from(*i),
+        DomainValue::Text(s) => serde_json::Value::String(s.clone()),
+    }
+}
+
+/// AVG = noisy sum / noisy count, clamped to the declared bounds. Its
+/// interval combines the sum's and the count's 97.5% intervals (so both hold
+/// together with probability >= 95%) and takes the extreme ratios; when the
+/// count's interval reaches below one, the bounds themselves are the interval.
+fn avg_cell(sum: f64, sum_half: f64, count: f64, count_half: f64, lo: f64, hi: f64) -> Cell {
+    let value = if count >= 1.0 { (sum / count).clamp(lo, hi) } else { (lo + hi) / 2.0 };
+    let c_lo = count - count_half;
+    let ci95 = if c_lo >= 1.0 {
+        let (s_lo, s_hi) = (sum - sum_half, sum + sum_half);
+        let c_hi = count + count_half;
+        let corners = [s_lo / c_lo, s_lo / c_hi, s_hi / c_lo, s_hi / c_hi];
+        let min = corners.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = corners.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        [min.clamp(lo, hi), max.clamp(lo, hi)]
+    } else {
+        [lo, hi]
+    };
+    Cell::Noisy { value, ci95 }
+}

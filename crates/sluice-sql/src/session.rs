@@ -1,0 +1,58 @@
+//! A locked-down DataFusion session. DataFusion is not an authorization
+//! boundary, so the session can do nothing but plan SELECTs over the job's
+//! own tables: no DDL, DML or statements, no URL tables, no information
+//! schema, a memory cap and no spilling to disk.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use sluice_types::schema::{ColumnType, DatasetSchema};
+
+/// Memory a query may use inside the sandbox.
+pub const MEMORY_LIMIT: usize = 2 * 1024 * 1024 * 1024;
+
+pub fn locked_context() -> Result<SessionContext, datafusion::error::DataFusionError> {
+    let mut config = SessionConfig::new()
+        .with_information_schema(false)
+        .with_default_catalog_and_schema("sluice", "job")
+        .with_create_default_catalog_and_schema(true)
+        .with_target_partitions(2);
+    // Read text as Utf8, the declared storage type, not as Utf8View.
+    config.options_mut().execution.parquet.schema_force_view_types = false;
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_limit(MEMORY_LIMIT, 1.0)
+        .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled))
+        .build_arc()?;
+    Ok(SessionContext::new_with_config_rt(config, runtime))
+}
+
+/// Only SELECT queries: no DDL, DML or SET/other statements.
+pub fn sql_options() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}
+
+pub fn arrow_type(ty: ColumnType) -> DataType {
+    match ty {
+        ColumnType::Int => DataType::Int64,
+        ColumnType::Float => DataType::Float64,
+        ColumnType::Text => DataType::Utf8,
+        ColumnType::Bool => DataType::Boolean,
+    }
+}
+
+/// The Arrow schema a stored version has (same mapping as ingest).
+pub fn arrow_schema(schema: &DatasetSchema) -> SchemaRef {
+    Arc::new(Schema::new(
+        schema
+            .columns
+            .iter()
+            .map(|c| Field::new(&c.name, arrow_type(c.stored_type()), true))
+            .collect::<Vec<_>>(),
+    ))
+}

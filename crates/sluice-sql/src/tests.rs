@@ -1,0 +1,204 @@
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::parquet::arrow::ArrowWriter;
+use sluice_types::privacy::{Delta, Epsilon};
+use sluice_types::release::Cell;
+use sluice_types::sandbox::{QueryTask, SandboxTable};
+use sluice_types::schema::{ColumnRole, ColumnSpec, ColumnType, DatasetSchema, DomainValue};
+
+use crate::{analyze, execute};
+
+fn column(name: &str, role: ColumnRole, ty: ColumnType) -> ColumnSpec {
+    ColumnSpec {
+        name: name.into(),
+        role,
+        ty,
+        description: None,
+        lower: None,
+        upper: None,
+        domain: None,
+        unique: false,
+        nullable: true,
+    }
+}
+
+fn schema(max_rows: u32) -> DatasetSchema {
+    let mut sex = column("sex", ColumnRole::QuasiIdentifier, ColumnType::Int);
+    sex.domain = Some(vec![DomainValue::Int(1), DomainValue::Int(0)]);
+    let mut income = column("income", ColumnRole::Attribute, ColumnType::Int);
+    income.lower = Some(0.0);
+    income.upper = Some(1000.0);
+    DatasetSchema {
+        max_rows_per_unit: max_rows,
+        id_space: "default".into(),
+        columns: vec![
+            column("pid", ColumnRole::PrivacyUnit, ColumnType::Text),
+            sex,
+            income,
+            column("city", ColumnRole::Attribute, ColumnType::Text),
+            column("debt", ColumnRole::Attribute, ColumnType::Int),
+        ],
+    }
+}
+
+/// Unit "a" has 5 rows (sex 1, income 2000 → clamped to 1000); units b..e one row each.
+fn write_table(dir: &std::path::Path) -> String {
+    let pid = ["a", "a", "a", "a", "a", "b", "c", "d", "e"];
+    let sex = [1, 1, 1, 1, 1, 0, 0, 1, 0];
+    let income = [2000, 2000, 2000, 2000, 2000, 10, 20, 30, 40];
+    let batch = RecordBatch::try_new(
+        crate::session::arrow_schema(&schema(1)),
+        vec![
+            Arc::new(StringArray::from(pid.to_vec())) as ArrayRef,
+            Arc::new(Int64Array::from(sex.to_vec())),
+            Arc::new(Int64Array::from(income.to_vec())),
+            Arc::new(StringArray::from(vec!["x"; 9])),
+            Arc::new(Int64Array::from(vec![1; 9])),
+        ],
+    )
+    .unwrap();
+    let path = dir.join("t.parquet");
+    let mut w = ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+fn task(query: &str, path: &str, max_rows: u32, eps: f64) -> QueryTask {
+    QueryTask {
+        query: query.into(),
+        tables: vec![SandboxTable { name: "people".into(), path: path.into(), schema: schema(max_rows) }],
+        epsilon: Epsilon::from_f64(eps).unwrap(),
+        delta: Delta::ZERO,
+    }
+}
+
+async fn rejected(query: &str) -> Vec<String> {
+    match analyze(&task(query, "/nonexistent", 1, 1.0)).await {
+        Ok(a) => panic!("{query} accepted: {}", a.describe()),
+        Err(r) => r.0,
+    }
+}
+
+#[tokio::test]
+async fn rejections_name_their_reason() {
+    let cases: &[(&str, &str)] = &[
+        ("SELECT * FROM people", "rows are never released"),
+        ("SELECT income FROM people", "rows are never released"),
+        ("SELECT SUM(debt) FROM people", "column \"debt\" has no declared bounds, so SUM(debt) has unbounded sensitivity"),
+        ("SELECT AVG(debt) FROM people", "unbounded sensitivity"),
+        ("SELECT city, COUNT(*) FROM people GROUP BY city", "no declared public domain"),
+        ("SELECT pid, COUNT(*) FROM people GROUP BY pid", "no declared public domain"),
+        ("SELECT SUM(city) FROM people", "could not be planned: Function 'sum' failed to match any signature"),
+        ("SELECT SUM(pid) FROM people", "failed to match any signature"),
+        ("SELECT COUNT(DISTINCT pid) FROM people", "DISTINCT"),
+        ("SELECT MAX(income) FROM people", "aggregate max is not supported yet"),
+        ("SELECT COUNT(*) FROM people WHERE random() > 0.5", "random() is not deterministic"),
+        ("SELECT COUNT(*) FROM people WHERE income IN (SELECT income FROM people)", "subqueries"),
+        ("SELECT COUNT(*) FROM people a JOIN people b ON a.pid = b.pid", "JOIN"),
+        ("SELECT COUNT(*) FROM nosuch", "could not be planned"),
+        ("CREATE TABLE x (a INT)", "only SELECT"),
+        ("INSERT INTO people VALUES ('z', 1, 1, 'x', 1)", "only SELECT"),
+        ("SELECT 1", "rows are never released"),
+        ("SELECT sex FROM people GROUP BY sex", "no aggregate"),
+        ("SELECT COUNT(*) + 1 FROM people", "expressions over aggregates"),
+        ("SELECT sex, COUNT(*) FROM people GROUP BY sex ORDER BY sex", "ORDER BY"),
+    ];
+    for (q, reason) in cases {
+        let reasons = rejected(q).await;
+        assert!(reasons.iter().any(|r| r.contains(reason)), "{q}: {reasons:?} should mention {reason:?}");
+    }
+}
+
+#[tokio::test]
+async fn every_reason_is_listed_at_once() {
+    let reasons = rejected("SELECT city, SUM(debt), MAX(income) FROM people GROUP BY city").await;
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+}
+
+#[tokio::test]
+async fn budget_split_is_exact_and_shared_measurements_are_reused() {
+    let a = analyze(&task(
+        "SELECT sex, COUNT(*), SUM(income), AVG(income) FROM people GROUP BY sex",
+        "/nonexistent",
+        3,
+        1.0,
+    ))
+    .await
+    .unwrap();
+    // count(*), sum(income), count(income): three measurements.
+    assert_eq!(a.measurements.len(), 3);
+    let total: u64 = a.measurements.iter().map(|m| m.epsilon.units()).sum();
+    assert_eq!(total, Epsilon::from_f64(1.0).unwrap().units());
+    let sens: Vec<u64> = a.measurements.iter().map(|m| m.l1_sensitivity).collect();
+    assert_eq!(sens, vec![3, 3000, 3]);
+}
+
+fn noisy(c: &Cell) -> (f64, [f64; 2]) {
+    match c {
+        Cell::Noisy { value, ci95 } => (*value, *ci95),
+        Cell::Key(_) => panic!("expected a noisy cell"),
+    }
+}
+
+#[tokio::test]
+async fn bounds_contributions_and_clamps_then_releases_every_domain_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_table(dir.path());
+    // At epsilon 1000 the noise is almost always 0 for counts (scale 0.003).
+    let out = execute(&task(
+        "SELECT sex, COUNT(*) AS n, SUM(income) AS s, AVG(income) FROM people GROUP BY sex",
+        &path,
+        2,
+        1000.0,
+    ))
+    .await
+    .unwrap();
+    assert_eq!(out.rows.len(), 2);
+    // Keys in sorted domain order: 0 then 1.
+    assert_eq!(out.rows[0][0], Cell::Key(serde_json::json!(0)));
+    assert_eq!(out.rows[1][0], Cell::Key(serde_json::json!(1)));
+    // sex 0: units b, c, e → 3 rows, income 70.
+    assert_eq!(noisy(&out.rows[0][1]).0, 3.0);
+    assert!((noisy(&out.rows[0][2]).0 - 70.0).abs() <= 20.0);
+    // sex 1: unit a bounded to 2 rows (clamped to 1000 each) + unit d (30).
+    assert_eq!(noisy(&out.rows[1][1]).0, 3.0);
+    let (s, ci) = noisy(&out.rows[1][2]);
+    assert!((s - 2030.0).abs() <= 20.0 && ci[0] <= s && s <= ci[1], "{s} {ci:?}");
+    let (avg, ci) = noisy(&out.rows[1][3]);
+    assert!((avg - 2030.0 / 3.0).abs() < 10.0 && ci[0] <= avg && avg <= ci[1]);
+    assert_eq!(out.epsilon, Epsilon::from_f64(1000.0).unwrap());
+    assert_eq!(out.columns[1].name, "n");
+}
+
+#[tokio::test]
+async fn where_filters_rows_before_aggregation() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_table(dir.path());
+    let out = execute(&task("SELECT COUNT(*) FROM people WHERE income < 35", &path, 5, 1000.0))
+        .await
+        .unwrap();
+    assert_eq!(out.rows.len(), 1);
+    assert_eq!(noisy(&out.rows[0][0]).0, 3.0);
+}
+
+#[tokio::test]
+async fn answers_fall_in_their_interval_most_of_the_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_table(dir.path());
+    let t = task("SELECT COUNT(*), SUM(income) FROM people", &path, 1, 1.0);
+    let (truth_count, truth_sum) = (5.0, 1000.0 + 100.0);
+    let mut inside = [0; 2];
+    let runs = 100;
+    for _ in 0..runs {
+        let out = execute(&t).await.unwrap();
+        for (i, truth) in [truth_count, truth_sum].into_iter().enumerate() {
+            let (_, ci) = noisy(&out.rows[0][i]);
+            inside[i] += usize::from(ci[0] <= truth && truth <= ci[1]);
+        }
+    }
+    // Binomial(100, >=0.95): at least 85 with overwhelming probability.
+    assert!(inside.iter().all(|&n| n >= 85), "{inside:?}");
+}
