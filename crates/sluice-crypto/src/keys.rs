@@ -110,6 +110,10 @@ impl PlatformKeys {
     pub fn sign(&self, message: &[u8]) -> Vec<u8> {
         self.signing.sign(message).as_ref().to_vec()
     }
+    /// The pseudonym key in hex, for handing to an ingest sandbox on its stdin.
+    pub fn pseudonym_key_hex(&self) -> String {
+        hex::encode(self.pseudonym_key)
+    }
     pub fn pseudonymizer(&self) -> Pseudonymizer {
         Pseudonymizer::new(&self.pseudonym_key)
     }

@@ -19,7 +19,10 @@ fn calibrated_loss_fits_budget_and_scale_is_tight() {
     for (sens, e) in [(1u64, 1.0), (3, 0.1), (500_000, 0.5), (1, 0.333_333_333)] {
         let m = DiscreteLaplace::calibrate(sens, eps(e)).unwrap();
         let ideal = sens as f64 / eps(e).as_f64();
-        assert!(m.scale() >= ideal && m.scale() <= ideal * (1.0 + 1e-9), "{sens} {e}");
+        assert!(
+            m.scale() >= ideal && m.scale() <= ideal * (1.0 + 1e-9),
+            "{sens} {e}"
+        );
         let loss: f64 = m.meas.map(&(sens as i64)).unwrap();
         assert!(loss <= eps(e).as_f64());
     }
@@ -79,7 +82,10 @@ fn noise_matches_declared_distribution_and_detects_wrong_scale() {
         assert!(d < crit, "sens {sens}: KS {d} >= {crit}");
         for wrong in [0.7, 1.3] {
             let d = ks_stat(&mut noisy.clone(), m.scale() * wrong);
-            assert!(d > crit, "sens {sens}: scale x{wrong} not detected (KS {d} < {crit})");
+            assert!(
+                d > crit,
+                "sens {sens}: scale x{wrong} not detected (KS {d} < {crit})"
+            );
         }
     }
 }
@@ -98,7 +104,8 @@ fn ci_covers_at_least_95_percent_and_not_much_more() {
         / n as f64;
     assert!((0.945..0.96).contains(&inside), "coverage {inside}");
     // The exact tail at t must be <= 5% and at t-1 above it (tightness).
-    let tail = |t: f64| 1.0 - (dlap_cdf(t as i64, m.scale()) - dlap_cdf(-(t as i64) - 1, m.scale()));
+    let tail =
+        |t: f64| 1.0 - (dlap_cdf(t as i64, m.scale()) - dlap_cdf(-(t as i64) - 1, m.scale()));
     assert!(tail(t) <= 0.05 && tail(t - 1.0) > 0.05);
 }
 

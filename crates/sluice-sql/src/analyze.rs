@@ -79,8 +79,15 @@ pub enum Aggregate {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
-    Key { key: usize, name: String },
-    Aggregate { agg: Aggregate, func: String, name: String },
+    Key {
+        key: usize,
+        name: String,
+    },
+    Aggregate {
+        agg: Aggregate,
+        func: String,
+        name: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -117,7 +124,11 @@ impl Analysis {
             "table {}; contribution bound: {} row(s) per privacy unit{}; {} cell(s)",
             self.table,
             self.max_rows_per_unit,
-            if self.unit.is_some() { "" } else { " (each row is a unit)" },
+            if self.unit.is_some() {
+                ""
+            } else {
+                " (each row is a unit)"
+            },
             self.cells
         );
         for m in &self.measurements {
@@ -138,8 +149,12 @@ pub async fn analyze(task: &QueryTask) -> Result<Analysis, Rejection> {
     let ctx = locked_context().map_err(|e| Rejection(vec![format!("engine setup failed: {e}")]))?;
     for t in &task.tables {
         let provider: Arc<dyn TableProvider> = Arc::new(EmptyTable::new(arrow_schema(&t.schema)));
-        ctx.register_table(t.name.as_str(), provider)
-            .map_err(|e| Rejection(vec![format!("table {} could not be registered: {e}", t.name)]))?;
+        ctx.register_table(t.name.as_str(), provider).map_err(|e| {
+            Rejection(vec![format!(
+                "table {} could not be registered: {e}",
+                t.name
+            )])
+        })?;
     }
     let plan = plan_query(&ctx, &task.query).await?;
     analyze_plan(&plan, &task.tables, task.epsilon)
@@ -156,7 +171,10 @@ pub(crate) async fn plan_query(ctx: &SessionContext, sql: &str) -> Result<Logica
 
 fn planning_message(e: &str) -> String {
     let e = e.trim();
-    if e.contains("DDL not supported") || e.contains("DML not supported") || e.contains("Statement not supported") {
+    if e.contains("DDL not supported")
+        || e.contains("DML not supported")
+        || e.contains("Statement not supported")
+    {
         return format!("only SELECT queries are allowed ({e})");
     }
     // DataFusion's messages repeat prefixes and add bug-report boilerplate.
@@ -192,7 +210,9 @@ pub(crate) fn analyze_plan(
             ]));
         }
         LogicalPlan::Limit(_) => {
-            return Err(Rejection(vec!["LIMIT is not supported yet: every group is released".into()]));
+            return Err(Rejection(vec![
+                "LIMIT is not supported yet: every group is released".into(),
+            ]));
         }
         LogicalPlan::Distinct(_) => {
             return Err(Rejection(vec![
@@ -211,7 +231,9 @@ pub(crate) fn analyze_plan(
     // Row-level input: filters over one scan.
     let (table_name, row_reasons) = check_row_plan(&aggregate.input);
     reasons.extend(row_reasons);
-    let table = table_name.as_ref().and_then(|n| tables.iter().find(|t| &t.name == n));
+    let table = table_name
+        .as_ref()
+        .and_then(|n| tables.iter().find(|t| &t.name == n));
     let Some(table) = table else {
         if reasons.is_empty() {
             reasons.push("the query reads no dataset of this job".into());
@@ -293,7 +315,8 @@ pub(crate) fn analyze_plan(
     }
     if aggregate.aggr_expr.is_empty() {
         reasons.push(
-            "the query has no aggregate: GROUP BY alone would release the keys present in the data".into(),
+            "the query has no aggregate: GROUP BY alone would release the keys present in the data"
+                .into(),
         );
     }
 
@@ -355,25 +378,42 @@ fn aggregate_of(
         ));
     }
     if p.filter.is_some() {
-        return Err(format!("{func}(...) FILTER (WHERE ...) is not supported yet; use WHERE"));
+        return Err(format!(
+            "{func}(...) FILTER (WHERE ...) is not supported yet; use WHERE"
+        ));
     }
     if !p.order_by.is_empty() {
         return Err(format!("{func}(... ORDER BY ...) is not supported"));
     }
     if p.args.len() != 1 {
-        return Err(format!("{func} with {} arguments is not supported", p.args.len()));
+        return Err(format!(
+            "{func} with {} arguments is not supported",
+            p.args.len()
+        ));
     }
     let arg = strip_alias(&p.args[0]);
     let k = u64::from(k);
     match func.as_str() {
         "count" => match arg {
-            Expr::Literal(v, _) if !v.is_null() => {
-                Ok((Aggregate::Count { count: find_or_add(MeasurementKind::CountRows, None, k) }, func))
-            }
+            Expr::Literal(v, _) if !v.is_null() => Ok((
+                Aggregate::Count {
+                    count: find_or_add(MeasurementKind::CountRows, None, k),
+                },
+                func,
+            )),
             Expr::Column(c) => {
-                let spec = schema.column(&c.name).ok_or(format!("count({}): unknown column", c.name))?;
-                let kind = MeasurementKind::CountNonNull { column: spec.name.clone() };
-                Ok((Aggregate::Count { count: find_or_add(kind, Some(arg.clone()), k) }, func))
+                let spec = schema
+                    .column(&c.name)
+                    .ok_or(format!("count({}): unknown column", c.name))?;
+                let kind = MeasurementKind::CountNonNull {
+                    column: spec.name.clone(),
+                };
+                Ok((
+                    Aggregate::Count {
+                        count: find_or_add(kind, Some(arg.clone()), k),
+                    },
+                    func,
+                ))
             }
             other => Err(format!(
                 "count({other}): only COUNT(*) and COUNT(column) are supported yet"
@@ -385,10 +425,17 @@ fn aggregate_of(
                     "{func}({arg}): aggregates over expressions are not supported yet; aggregate a bounded column"
                 ));
             };
-            let spec = schema.column(&c.name).ok_or(format!("{func}({}): unknown column", c.name))?;
+            let spec = schema
+                .column(&c.name)
+                .ok_or(format!("{func}({}): unknown column", c.name))?;
             let (lower, upper, scale, unit_sens) = sum_parameters(spec, &func)?;
             let sum = find_or_add(
-                MeasurementKind::Sum { column: spec.name.clone(), lower, upper, scale },
+                MeasurementKind::Sum {
+                    column: spec.name.clone(),
+                    lower,
+                    upper,
+                    scale,
+                },
                 Some(arg.clone()),
                 k.saturating_mul(unit_sens),
             );
@@ -396,7 +443,9 @@ fn aggregate_of(
                 Ok((Aggregate::Sum { sum }, func))
             } else {
                 let count = find_or_add(
-                    MeasurementKind::CountNonNull { column: spec.name.clone() },
+                    MeasurementKind::CountNonNull {
+                        column: spec.name.clone(),
+                    },
                     Some(arg.clone()),
                     k,
                 );
@@ -418,7 +467,11 @@ fn sum_parameters(spec: &ColumnSpec, func: &str) -> Result<(f64, f64, f64, u64),
         return Err(format!(
             "{func}({}): the column is {} and cannot be summed",
             spec.name,
-            if spec.role.is_pseudonymised() { "an identifier" } else { spec.ty.as_str() }
+            if spec.role.is_pseudonymised() {
+                "an identifier"
+            } else {
+                spec.ty.as_str()
+            }
         ));
     }
     let Some((lower, upper)) = spec.bounds() else {
@@ -430,9 +483,8 @@ fn sum_parameters(spec: &ColumnSpec, func: &str) -> Result<(f64, f64, f64, u64),
     };
     let magnitude = lower.abs().max(upper.abs());
     let limit = (1u64 << 30) as f64;
-    let scale = if spec.ty == ColumnType::Int && magnitude <= limit {
-        1.0
-    } else if magnitude == 0.0 {
+    let exact_int = spec.ty == ColumnType::Int && magnitude <= limit;
+    let scale = if exact_int || magnitude == 0.0 {
         1.0
     } else {
         let exp = 30 - magnitude.log2().ceil() as i32;
@@ -509,9 +561,10 @@ fn check_row_expr(e: &Expr, reasons: &mut Vec<String>) {
             Expr::ScalarFunction(f) if node.is_volatile_node() => {
                 Some(format!("{}() is not deterministic", f.func.name()))
             }
-            Expr::Exists(_) | Expr::InSubquery(_) | Expr::ScalarSubquery(_) | Expr::SetComparison(_) => {
-                Some("subqueries in WHERE are not supported yet".into())
-            }
+            Expr::Exists(_)
+            | Expr::InSubquery(_)
+            | Expr::ScalarSubquery(_)
+            | Expr::SetComparison(_) => Some("subqueries in WHERE are not supported yet".into()),
             Expr::Placeholder(_) => Some("query parameters are not supported".into()),
             Expr::ScalarVariable(..) => Some("variables are not supported".into()),
             Expr::AggregateFunction(_) | Expr::WindowFunction(_) => {

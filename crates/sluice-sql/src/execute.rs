@@ -21,9 +21,9 @@ use sluice_types::release::{Cell, ColumnKind, OutputColumn, ReleasedOutputs};
 use sluice_types::sandbox::QueryTask;
 use sluice_types::schema::DomainValue;
 
+use crate::ExecError;
 use crate::analyze::{Aggregate, Analysis, MeasurementKind, Output, analyze_plan, plan_query};
 use crate::session::{arrow_schema, locked_context};
-use crate::ExecError;
 
 const ROW_NUMBER: &str = "__sluice_rn";
 
@@ -45,7 +45,9 @@ pub async fn execute(task: &QueryTask) -> Result<ReleasedOutputs, ExecError> {
             return Err(ExecError::SchemaMismatch(t.name.clone()));
         }
     }
-    let plan = plan_query(&ctx, &task.query).await.map_err(ExecError::Rejected)?;
+    let plan = plan_query(&ctx, &task.query)
+        .await
+        .map_err(ExecError::Rejected)?;
     let analysis = analyze_plan(&plan, &task.tables, task.epsilon).map_err(ExecError::Rejected)?;
     let exact = exact_aggregates(&ctx, &analysis).await?;
     release(&analysis, exact)
@@ -81,14 +83,24 @@ async fn exact_aggregates(
     for (j, m) in a.measurements.iter().enumerate() {
         let name = format!("__m{j}");
         match &m.kind {
-            MeasurementKind::CountRows => aggregates.push(count(lit(1i64)).alias(format!("__a{j}"))),
+            MeasurementKind::CountRows => {
+                aggregates.push(count(lit(1i64)).alias(format!("__a{j}")))
+            }
             MeasurementKind::CountNonNull { .. } => {
                 let input = m.input.clone().expect("count(column) has an input");
                 projection.push(input.alias(&name));
                 aggregates.push(count(col(&name)).alias(format!("__a{j}")));
             }
-            MeasurementKind::Sum { lower, upper, scale, .. } => {
-                let input = cast(m.input.clone().expect("sum has an input"), DataType::Float64);
+            MeasurementKind::Sum {
+                lower,
+                upper,
+                scale,
+                ..
+            } => {
+                let input = cast(
+                    m.input.clone().expect("sum has an input"),
+                    DataType::Float64,
+                );
                 let clamped = when(input.clone().lt(lit(*lower)), lit(*lower))
                     .when(input.clone().gt(lit(*upper)), lit(*upper))
                     .otherwise(input)?;
@@ -101,8 +113,13 @@ async fn exact_aggregates(
     if projection.is_empty() {
         projection.push(lit(1i64).alias("__one"));
     }
-    let keys: Vec<Expr> = (0..a.group_keys.len()).map(|i| col(format!("__k{i}"))).collect();
-    let plan = b.project(projection)?.aggregate(keys, aggregates)?.build()?;
+    let keys: Vec<Expr> = (0..a.group_keys.len())
+        .map(|i| col(format!("__k{i}")))
+        .collect();
+    let plan = b
+        .project(projection)?
+        .aggregate(keys, aggregates)?
+        .build()?;
     let batches = ctx.execute_logical_plan(plan).await?.collect().await?;
 
     let index = cell_index(a);
@@ -141,11 +158,14 @@ fn domain_literal(v: &DomainValue) -> Expr {
 fn domain_value(array: &dyn Array, row: usize) -> Result<DomainValue, ExecError> {
     match ScalarValue::try_from_array(array, row)? {
         ScalarValue::Int64(Some(i)) => Ok(DomainValue::Int(i)),
-        ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)) => {
-            Ok(DomainValue::Text(s))
-        }
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::Utf8View(Some(s))
+        | ScalarValue::LargeUtf8(Some(s)) => Ok(DomainValue::Text(s)),
         ScalarValue::Boolean(Some(b)) => Ok(DomainValue::Bool(b)),
-        other => Err(ExecError::Engine(format!("unexpected key type {}", other.data_type()))),
+        other => Err(ExecError::Engine(format!(
+            "unexpected key type {}",
+            other.data_type()
+        ))),
     }
 }
 
@@ -168,7 +188,11 @@ fn cells(a: &Analysis) -> Vec<Vec<DomainValue>> {
 }
 
 fn cell_index(a: &Analysis) -> HashMap<Vec<DomainValue>, usize> {
-    cells(a).into_iter().enumerate().map(|(i, k)| (k, i)).collect()
+    cells(a)
+        .into_iter()
+        .enumerate()
+        .map(|(i, k)| (k, i))
+        .collect()
 }
 
 struct Noised {
@@ -241,13 +265,19 @@ fn release(a: &Analysis, exact: Vec<Vec<i64>>) -> Result<ReleasedOutputs, ExecEr
                         Aggregate::Count { count } => {
                             let n = &noised[*count];
                             let v = n.values[cell] as f64;
-                            Cell::Noisy { value: v, ci95: [v - n.half95, v + n.half95] }
+                            Cell::Noisy {
+                                value: v,
+                                ci95: [v - n.half95, v + n.half95],
+                            }
                         }
                         Aggregate::Sum { sum } => {
                             let n = &noised[*sum];
                             let s = scale_of(*sum);
                             let v = n.values[cell] as f64 / s;
-                            Cell::Noisy { value: v, ci95: [v - n.half95 / s, v + n.half95 / s] }
+                            Cell::Noisy {
+                                value: v,
+                                ci95: [v - n.half95 / s, v + n.half95 / s],
+                            }
                         }
                         Aggregate::Avg { sum, count } => {
                             let s = scale_of(*sum);
@@ -288,7 +318,11 @@ fn domain_json(v: &DomainValue) -> serde_json::Value {
 /// together with probability >= 95%) and takes the extreme ratios; when the
 /// count's interval reaches below one, the bounds themselves are the interval.
 fn avg_cell(sum: f64, sum_half: f64, count: f64, count_half: f64, lo: f64, hi: f64) -> Cell {
-    let value = if count >= 1.0 { (sum / count).clamp(lo, hi) } else { (lo + hi) / 2.0 };
+    let value = if count >= 1.0 {
+        (sum / count).clamp(lo, hi)
+    } else {
+        (lo + hi) / 2.0
+    };
     let c_lo = count - count_half;
     let ci95 = if c_lo >= 1.0 {
         let (s_lo, s_hi) = (sum - sum_half, sum + sum_half);

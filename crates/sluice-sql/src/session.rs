@@ -21,10 +21,16 @@ pub fn locked_context() -> Result<SessionContext, datafusion::error::DataFusionE
         .with_create_default_catalog_and_schema(true)
         .with_target_partitions(2);
     // Read text as Utf8, the declared storage type, not as Utf8View.
-    config.options_mut().execution.parquet.schema_force_view_types = false;
+    config
+        .options_mut()
+        .execution
+        .parquet
+        .schema_force_view_types = false;
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_limit(MEMORY_LIMIT, 1.0)
-        .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled))
+        .with_disk_manager_builder(
+            DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+        )
         .build_arc()?;
     Ok(SessionContext::new_with_config_rt(config, runtime))
 }

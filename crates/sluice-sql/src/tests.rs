@@ -60,7 +60,8 @@ fn write_table(dir: &std::path::Path) -> String {
     )
     .unwrap();
     let path = dir.join("t.parquet");
-    let mut w = ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), None).unwrap();
+    let mut w =
+        ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), None).unwrap();
     w.write(&batch).unwrap();
     w.close().unwrap();
     path.to_string_lossy().into_owned()
@@ -69,7 +70,11 @@ fn write_table(dir: &std::path::Path) -> String {
 fn task(query: &str, path: &str, max_rows: u32, eps: f64) -> QueryTask {
     QueryTask {
         query: query.into(),
-        tables: vec![SandboxTable { name: "people".into(), path: path.into(), schema: schema(max_rows) }],
+        tables: vec![SandboxTable {
+            name: "people".into(),
+            path: path.into(),
+            schema: schema(max_rows),
+        }],
         epsilon: Epsilon::from_f64(eps).unwrap(),
         delta: Delta::ZERO,
     }
@@ -87,28 +92,67 @@ async fn rejections_name_their_reason() {
     let cases: &[(&str, &str)] = &[
         ("SELECT * FROM people", "rows are never released"),
         ("SELECT income FROM people", "rows are never released"),
-        ("SELECT SUM(debt) FROM people", "column \"debt\" has no declared bounds, so SUM(debt) has unbounded sensitivity"),
+        (
+            "SELECT SUM(debt) FROM people",
+            "column \"debt\" has no declared bounds, so SUM(debt) has unbounded sensitivity",
+        ),
         ("SELECT AVG(debt) FROM people", "unbounded sensitivity"),
-        ("SELECT city, COUNT(*) FROM people GROUP BY city", "no declared public domain"),
-        ("SELECT pid, COUNT(*) FROM people GROUP BY pid", "no declared public domain"),
-        ("SELECT SUM(city) FROM people", "could not be planned: Function 'sum' failed to match any signature"),
-        ("SELECT SUM(pid) FROM people", "failed to match any signature"),
+        (
+            "SELECT city, COUNT(*) FROM people GROUP BY city",
+            "no declared public domain",
+        ),
+        (
+            "SELECT pid, COUNT(*) FROM people GROUP BY pid",
+            "no declared public domain",
+        ),
+        (
+            "SELECT SUM(city) FROM people",
+            "could not be planned: Function 'sum' failed to match any signature",
+        ),
+        (
+            "SELECT SUM(pid) FROM people",
+            "failed to match any signature",
+        ),
         ("SELECT COUNT(DISTINCT pid) FROM people", "DISTINCT"),
-        ("SELECT MAX(income) FROM people", "aggregate max is not supported yet"),
-        ("SELECT COUNT(*) FROM people WHERE random() > 0.5", "random() is not deterministic"),
-        ("SELECT COUNT(*) FROM people WHERE income IN (SELECT income FROM people)", "subqueries"),
-        ("SELECT COUNT(*) FROM people a JOIN people b ON a.pid = b.pid", "JOIN"),
+        (
+            "SELECT MAX(income) FROM people",
+            "aggregate max is not supported yet",
+        ),
+        (
+            "SELECT COUNT(*) FROM people WHERE random() > 0.5",
+            "random() is not deterministic",
+        ),
+        (
+            "SELECT COUNT(*) FROM people WHERE income IN (SELECT income FROM people)",
+            "subqueries",
+        ),
+        (
+            "SELECT COUNT(*) FROM people a JOIN people b ON a.pid = b.pid",
+            "JOIN",
+        ),
         ("SELECT COUNT(*) FROM nosuch", "could not be planned"),
         ("CREATE TABLE x (a INT)", "only SELECT"),
-        ("INSERT INTO people VALUES ('z', 1, 1, 'x', 1)", "only SELECT"),
+        (
+            "INSERT INTO people VALUES ('z', 1, 1, 'x', 1)",
+            "only SELECT",
+        ),
         ("SELECT 1", "rows are never released"),
         ("SELECT sex FROM people GROUP BY sex", "no aggregate"),
-        ("SELECT COUNT(*) + 1 FROM people", "expressions over aggregates"),
-        ("SELECT sex, COUNT(*) FROM people GROUP BY sex ORDER BY sex", "ORDER BY"),
+        (
+            "SELECT COUNT(*) + 1 FROM people",
+            "expressions over aggregates",
+        ),
+        (
+            "SELECT sex, COUNT(*) FROM people GROUP BY sex ORDER BY sex",
+            "ORDER BY",
+        ),
     ];
     for (q, reason) in cases {
         let reasons = rejected(q).await;
-        assert!(reasons.iter().any(|r| r.contains(reason)), "{q}: {reasons:?} should mention {reason:?}");
+        assert!(
+            reasons.iter().any(|r| r.contains(reason)),
+            "{q}: {reasons:?} should mention {reason:?}"
+        );
     }
 }
 
@@ -166,7 +210,10 @@ async fn bounds_contributions_and_clamps_then_releases_every_domain_key() {
     // sex 1: unit a bounded to 2 rows (clamped to 1000 each) + unit d (30).
     assert_eq!(noisy(&out.rows[1][1]).0, 3.0);
     let (s, ci) = noisy(&out.rows[1][2]);
-    assert!((s - 2030.0).abs() <= 20.0 && ci[0] <= s && s <= ci[1], "{s} {ci:?}");
+    assert!(
+        (s - 2030.0).abs() <= 20.0 && ci[0] <= s && s <= ci[1],
+        "{s} {ci:?}"
+    );
     let (avg, ci) = noisy(&out.rows[1][3]);
     assert!((avg - 2030.0 / 3.0).abs() < 10.0 && ci[0] <= avg && avg <= ci[1]);
     assert_eq!(out.epsilon, Epsilon::from_f64(1000.0).unwrap());
@@ -177,9 +224,14 @@ async fn bounds_contributions_and_clamps_then_releases_every_domain_key() {
 async fn where_filters_rows_before_aggregation() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_table(dir.path());
-    let out = execute(&task("SELECT COUNT(*) FROM people WHERE income < 35", &path, 5, 1000.0))
-        .await
-        .unwrap();
+    let out = execute(&task(
+        "SELECT COUNT(*) FROM people WHERE income < 35",
+        &path,
+        5,
+        1000.0,
+    ))
+    .await
+    .unwrap();
     assert_eq!(out.rows.len(), 1);
     assert_eq!(noisy(&out.rows[0][0]).0, 3.0);
 }

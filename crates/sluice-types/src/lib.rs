@@ -6,6 +6,7 @@
 //! that every other crate (including the server, which must never link an
 //! engine) can speak the same types.
 
+pub mod api;
 pub mod catalog;
 pub mod error;
 pub mod manifest;
@@ -14,6 +15,7 @@ pub mod quality;
 pub mod release;
 pub mod sandbox;
 pub mod schema;
+pub mod time;
 
 pub use catalog::{CatalogEntry, DataFormat, DatasetVersion, OpenCategory, Role};
 pub use error::ErrorCode;

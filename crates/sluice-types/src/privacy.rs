@@ -118,7 +118,9 @@ impl fmt::Display for Epsilon {
 }
 
 /// A δ in units of 1e-18. Zero means pure DP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Delta(u64);
 
@@ -173,7 +175,10 @@ mod tests {
         ] {
             assert_eq!(Epsilon::from_f64(x).unwrap().units(), units, "{x}");
         }
-        assert_eq!(Epsilon::from_f64(1.0000000001).unwrap().units(), 1_000_000_001);
+        assert_eq!(
+            Epsilon::from_f64(1.0000000001).unwrap().units(),
+            1_000_000_001
+        );
         assert_eq!(Delta::from_f64(1e-6).unwrap().units(), 1_000_000_000_000);
     }
 
@@ -186,7 +191,15 @@ mod tests {
 
     #[test]
     fn rejects_bad_values() {
-        for x in [0.0, -1.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1e-310, 5000.0] {
+        for x in [
+            0.0,
+            -1.0,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            1e-310,
+            5000.0,
+        ] {
             assert!(Epsilon::from_f64(x).is_err(), "{x}");
             assert!(Delta::from_f64(x).is_err(), "{x}");
         }
@@ -194,7 +207,10 @@ mod tests {
 
     #[test]
     fn grants_round_down() {
-        assert_eq!(Epsilon::grant_from_f64(1.0000000009).unwrap().units(), 1_000_000_000);
+        assert_eq!(
+            Epsilon::grant_from_f64(1.0000000009).unwrap().units(),
+            1_000_000_000
+        );
         assert_eq!(Epsilon::grant_from_f64(2.0).unwrap().units(), 2_000_000_000);
         assert!(Epsilon::grant_from_f64(1e-10).is_err());
     }

@@ -63,10 +63,17 @@ pub struct PreviewTask {
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum SandboxResponse {
     /// Analysis accepted the query: a description of what will run.
-    Accepted { plan: String, epsilon: Epsilon },
+    Accepted {
+        plan: String,
+        epsilon: Epsilon,
+    },
     /// Rejected before any data was touched; every reason at once.
-    Rejected { reasons: Vec<String> },
-    Released { outputs: ReleasedOutputs },
+    Rejected {
+        reasons: Vec<String>,
+    },
+    Released {
+        outputs: ReleasedOutputs,
+    },
     Ingested {
         version: String,
         file_name: String,
@@ -77,5 +84,7 @@ pub enum SandboxResponse {
         rows: Vec<serde_json::Map<String, serde_json::Value>>,
     },
     /// Failed after data was touched; the category is generic.
-    Failed { category: String },
+    Failed {
+        category: String,
+    },
 }

@@ -346,7 +346,13 @@ mod tests {
         c.domain = Some(vec![DomainValue::Text("a".into())]);
         check(
             schema(vec![a, b, c]),
-            &["names must be", "declare both", "only for int or float", "declared twice", "every domain value"],
+            &[
+                "names must be",
+                "declare both",
+                "only for int or float",
+                "declared twice",
+                "every domain value",
+            ],
         );
     }
 

@@ -1,0 +1,114 @@
+//! Request and response bodies of the HTTP API (shared by server and client).
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{DataFormat, OpenCategory, Role};
+use crate::quality::QualityReport;
+use crate::schema::DatasetSchema;
+
+/// The dataset descriptor a provider writes (TOML): catalog fields (art. 14),
+/// budget and schema in one file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetDescriptor {
+    pub dataset: DatasetFields,
+    pub schema: DatasetSchema,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetFields {
+    pub name: String,
+    pub title: String,
+    #[serde(default)]
+    pub description: String,
+    /// The providing organisation (art. 14).
+    pub provider: String,
+    pub open_category: OpenCategory,
+    /// Format the data is offered in / uploaded as.
+    pub format: DataFormat,
+    #[serde(default = "default_data_type")]
+    pub data_type: String,
+    pub update_frequency: String,
+    /// Total ε all users together may spend on this dataset.
+    #[serde(default = "default_cap")]
+    pub epsilon_cap: f64,
+    /// ε each user may spend on this dataset.
+    #[serde(default = "default_user_epsilon")]
+    pub user_epsilon: f64,
+}
+
+fn default_data_type() -> String {
+    "table".into()
+}
+fn default_cap() -> f64 {
+    100.0
+}
+fn default_user_epsilon() -> f64 {
+    10.0
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreateUser {
+    pub name: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserView {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreatedUser {
+    pub user: UserView,
+    /// Shown once; only its hash is stored.
+    pub token: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionAdded {
+    pub dataset: String,
+    pub version: String,
+    pub report: QualityReport,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccessGrant {
+    pub user: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PublicKey {
+    pub key_id: String,
+    pub public_key_hex: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobView {
+    pub id: String,
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    pub manifest_digest: String,
+    pub epsilon: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BudgetView {
+    pub dataset: String,
+    pub user_granted: String,
+    pub user_spent: String,
+    pub user_remaining: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PreviewView {
+    /// True when the rows are synthetic (generated from the schema only).
+    pub synthetic: bool,
+    pub rows: Vec<serde_json::Map<String, serde_json::Value>>,
+}
