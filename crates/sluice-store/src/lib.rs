@@ -1,1 +1,908 @@
-//! placeholder for dependency warmup
+//! Durable platform state on SQLite (the embedded default): users and hashed
+//! tokens, the catalog with versions and quality reports, access grants, the
+//! privacy ledger, jobs, releases, and the hash-chained audit log.
+//!
+//! Every change writes its audit entry first, inside the same `BEGIN
+//! IMMEDIATE` transaction, so an action without its audit entry cannot
+//! exist. Privacy amounts are exact integer units. This crate never stores
+//! raw data values, raw tokens or raw identifiers: it only ever receives
+//! schemas, hashes, counts and signed outputs.
+
+mod audit;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+use sluice_types::privacy::{Delta, Epsilon};
+use sluice_types::schema::DatasetSchema;
+use sluice_types::time::now_rfc3339;
+use sluice_types::{CatalogEntry, DataFormat, DatasetVersion, OpenCategory, QualityReport, Role};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+
+pub use audit::{AuditEntry, AuditError, verify_audit_chain};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("another server holds the data dir {0} (only one server may use a data dir)")]
+    Locked(String),
+    #[error("{0} already exists")]
+    Conflict(String),
+    #[error("privacy budget exhausted on dataset {dataset}")]
+    BudgetExhausted { dataset: String },
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("invalid operation: {0}")]
+    Invalid(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("opening {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewDataset {
+    pub name: String,
+    pub title: String,
+    pub description: String,
+    pub provider: String,
+    pub open_category: OpenCategory,
+    pub format: DataFormat,
+    pub data_type: String,
+    pub update_frequency: String,
+    pub schema: DatasetSchema,
+    /// Total ε all users together may spend on this dataset.
+    pub epsilon_cap: Epsilon,
+    /// ε each user may spend on this dataset.
+    pub user_epsilon: Epsilon,
+}
+
+#[derive(Debug, Clone)]
+pub struct DatasetRecord {
+    pub entry: CatalogEntry,
+    pub owner_id: String,
+    pub epsilon_cap: Epsilon,
+    pub user_epsilon: Epsilon,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SearchQuery {
+    /// Case-insensitive substring of name, title, description, provider or
+    /// a column's name or description.
+    pub text: Option<String>,
+    pub provider: Option<String>,
+    pub open_category: Option<OpenCategory>,
+    pub format: Option<DataFormat>,
+    pub update_frequency: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BudgetView {
+    pub user_granted: Epsilon,
+    /// Committed and reserved.
+    pub user_spent: Epsilon,
+    pub dataset_cap: Epsilon,
+    pub dataset_spent: Epsilon,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Queued,
+    Running,
+    Released,
+    Rejected,
+    Failed,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Released => "released",
+            JobState::Rejected => "rejected",
+            JobState::Failed => "failed",
+        }
+    }
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        Ok(match s {
+            "queued" => JobState::Queued,
+            "running" => JobState::Running,
+            "released" => JobState::Released,
+            "rejected" => JobState::Rejected,
+            "failed" => JobState::Failed,
+            other => return Err(corrupt(format!("job state {other}"))),
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub user_id: String,
+    pub manifest_json: String,
+    pub manifest_digest: String,
+    /// (dataset id, version) pairs.
+    pub dataset_versions: Vec<(String, String)>,
+    pub epsilon: Epsilon,
+    pub delta: Delta,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct JobRecord {
+    pub id: String,
+    pub user_id: String,
+    pub manifest_json: String,
+    pub manifest_digest: String,
+    pub dataset_versions: Vec<(String, String)>,
+    pub epsilon: Epsilon,
+    pub delta: Delta,
+    pub state: JobState,
+    pub message: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+pub struct Store {
+    pool: SqlitePool,
+    _lock: Flock<std::fs::File>,
+}
+
+fn units(v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| StoreError::Invalid("privacy amount too large".into()))
+}
+
+fn from_units(v: i64) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| corrupt("negative privacy amount"))
+}
+
+type Tx = Transaction<'static, Sqlite>;
+
+impl Store {
+    /// Opens (creating if needed) `data_dir/sluice.db` with WAL and
+    /// `synchronous=FULL`, runs migrations, and takes an exclusive lock on
+    /// `data_dir/sluice.lock`: a second server on the same data dir is refused.
+    pub async fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        let io = |source| StoreError::Io {
+            path: data_dir.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(data_dir).map_err(io)?;
+        let lock_file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(data_dir.join("sluice.lock"))
+            .map_err(io)?;
+        let lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock)
+            .map_err(|_| StoreError::Locked(data_dir.display().to_string()))?;
+        let options = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(data_dir.join("sluice.db"))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(30));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Store { pool, _lock: lock })
+    }
+
+    /// A write transaction that holds SQLite's write lock from its start, so
+    /// checks and writes inside it are serialised against every other writer.
+    async fn write(&self) -> Result<Tx, StoreError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    // ---- audit ----
+
+    /// Appends an audit entry on its own (for actions with no other state change).
+    pub async fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        object: &str,
+        details: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        audit::append(&mut tx, actor, action, object, details).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn audit_entries(&self) -> Result<Vec<AuditEntry>, StoreError> {
+        audit::entries(&self.pool).await
+    }
+
+    // ---- users ----
+
+    pub async fn user_count(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n as u64)
+    }
+
+    /// Creates a user; returns the record and its bearer token (shown once;
+    /// only its hash is stored).
+    pub async fn create_user(
+        &self,
+        actor: &str,
+        name: &str,
+        role: Role,
+    ) -> Result<(UserRecord, String), StoreError> {
+        let id = sluice_crypto::random_id("usr");
+        let (token, hash) = sluice_crypto::new_token();
+        let now = now_rfc3339();
+        let mut tx = self.write().await?;
+        let exists: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_some() {
+            return Err(StoreError::Conflict(format!("user {name}")));
+        }
+        audit::append(
+            &mut tx,
+            actor,
+            "user.create",
+            &id,
+            &serde_json::json!({"name": name, "role": role.as_str()}),
+        )
+        .await?;
+        sqlx::query(
+            "INSERT INTO users (id, name, role, token_hash, created_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&id)
+        .bind(name)
+        .bind(role.as_str())
+        .bind(&hash)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok((
+            UserRecord {
+                id,
+                name: name.to_owned(),
+                role,
+                created_at: now,
+            },
+            token,
+        ))
+    }
+
+    fn user_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<UserRecord, StoreError> {
+        let role: String = row.get("role");
+        Ok(UserRecord {
+            id: row.get("id"),
+            name: row.get("name"),
+            role: Role::parse(&role).ok_or_else(|| corrupt(format!("role {role}")))?,
+            created_at: row.get("created_at"),
+        })
+    }
+
+    pub async fn user_by_token(&self, token: &str) -> Result<Option<UserRecord>, StoreError> {
+        let row = sqlx::query("SELECT id, name, role, created_at FROM users WHERE token_hash = ?")
+            .bind(sluice_crypto::token_hash(token))
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(Self::user_from_row).transpose()
+    }
+
+    pub async fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
+        let row = sqlx::query("SELECT id, name, role, created_at FROM users WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(Self::user_from_row).transpose()
+    }
+
+    // ---- catalog ----
+
+    pub async fn create_dataset(
+        &self,
+        actor: &str,
+        owner_id: &str,
+        new: NewDataset,
+    ) -> Result<String, StoreError> {
+        let id = sluice_crypto::random_id("ds");
+        let schema_json = serde_json::to_string(&new.schema).expect("schema serialises");
+        let mut tx = self.write().await?;
+        let exists: Option<String> = sqlx::query_scalar("SELECT id FROM datasets WHERE name = ?")
+            .bind(&new.name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_some() {
+            return Err(StoreError::Conflict(format!("dataset {}", new.name)));
+        }
+        audit::append(
+            &mut tx,
+            actor,
+            "dataset.create",
+            &id,
+            &serde_json::json!({
+                "name": new.name,
+                "open_category": new.open_category.as_str(),
+                "epsilon_cap_units": new.epsilon_cap.units(),
+                "user_epsilon_units": new.user_epsilon.units(),
+            }),
+        )
+        .await?;
+        sqlx::query(
+            "INSERT INTO datasets (id, name, owner_id, title, description, provider, open_category, format, data_type,
+             update_frequency, schema_json, epsilon_cap_units, user_epsilon_units, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&id)
+        .bind(&new.name)
+        .bind(owner_id)
+        .bind(&new.title)
+        .bind(&new.description)
+        .bind(&new.provider)
+        .bind(new.open_category.as_str())
+        .bind(new.format.as_str())
+        .bind(&new.data_type)
+        .bind(&new.update_frequency)
+        .bind(&schema_json)
+        .bind(units(new.epsilon_cap.units())?)
+        .bind(units(new.user_epsilon.units())?)
+        .bind(now_rfc3339())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    pub async fn add_version(
+        &self,
+        actor: &str,
+        dataset_id: &str,
+        version: &DatasetVersion,
+        file_name: &str,
+        bytes: u64,
+        report: &QualityReport,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        let exists: Option<i64> = sqlx::query_scalar(
+            "SELECT seq FROM dataset_versions WHERE dataset_id = ? AND version = ?",
+        )
+        .bind(dataset_id)
+        .bind(&version.version)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if exists.is_some() {
+            return Err(StoreError::Conflict(format!("version {}", version.version)));
+        }
+        let seq: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MAX(seq), 0) + 1 FROM dataset_versions WHERE dataset_id = ?",
+        )
+        .bind(dataset_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        audit::append(
+            &mut tx,
+            actor,
+            "version.add",
+            dataset_id,
+            &serde_json::json!({"version": version.version, "bytes": bytes}),
+        )
+        .await?;
+        sqlx::query(
+            "INSERT INTO dataset_versions (dataset_id, version, seq, file_name, bytes, source_format, quality_json, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(dataset_id)
+        .bind(&version.version)
+        .bind(seq)
+        .bind(file_name)
+        .bind(units(bytes)?)
+        .bind(version.source_format.as_str())
+        .bind(serde_json::to_string(report).expect("report serialises"))
+        .bind(&version.created_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn record_from_row(
+        &self,
+        row: &sqlx::sqlite::SqliteRow,
+    ) -> Result<DatasetRecord, StoreError> {
+        let id: String = row.get("id");
+        let category: String = row.get("open_category");
+        let format: String = row.get("format");
+        let schema: DatasetSchema =
+            serde_json::from_str(row.get::<&str, _>("schema_json")).map_err(corrupt)?;
+        let versions = sqlx::query(
+            "SELECT version, created_at, source_format FROM dataset_versions WHERE dataset_id = ? ORDER BY seq",
+        )
+        .bind(&id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|v| {
+            let f: String = v.get("source_format");
+            Ok(DatasetVersion {
+                version: v.get("version"),
+                created_at: v.get("created_at"),
+                source_format: DataFormat::parse(&f).ok_or_else(|| corrupt(format!("format {f}")))?,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(DatasetRecord {
+            entry: CatalogEntry {
+                id,
+                name: row.get("name"),
+                title: row.get("title"),
+                description: row.get("description"),
+                provider: row.get("provider"),
+                open_category: OpenCategory::parse(&category)
+                    .ok_or_else(|| corrupt(format!("category {category}")))?,
+                format: DataFormat::parse(&format)
+                    .ok_or_else(|| corrupt(format!("format {format}")))?,
+                data_type: row.get("data_type"),
+                update_frequency: row.get("update_frequency"),
+                schema,
+                versions,
+                created_at: row.get("created_at"),
+            },
+            owner_id: row.get("owner_id"),
+            epsilon_cap: Epsilon::from_units(from_units(row.get("epsilon_cap_units"))?),
+            user_epsilon: Epsilon::from_units(from_units(row.get("user_epsilon_units"))?),
+        })
+    }
+
+    /// A dataset by name or id.
+    pub async fn dataset(&self, name_or_id: &str) -> Result<Option<DatasetRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM datasets WHERE name = ? OR id = ?")
+            .bind(name_or_id)
+            .bind(name_or_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(r) => Ok(Some(self.record_from_row(&r).await?)),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn version_file(
+        &self,
+        dataset_id: &str,
+        version: &str,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT file_name FROM dataset_versions WHERE dataset_id = ? AND version = ?",
+        )
+        .bind(dataset_id)
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    pub async fn quality_report(
+        &self,
+        dataset_id: &str,
+        version: &str,
+    ) -> Result<Option<QualityReport>, StoreError> {
+        let json: Option<String> = sqlx::query_scalar(
+            "SELECT quality_json FROM dataset_versions WHERE dataset_id = ? AND version = ?",
+        )
+        .bind(dataset_id)
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await?;
+        json.map(|j| serde_json::from_str(&j).map_err(corrupt))
+            .transpose()
+    }
+
+    pub async fn search(&self, q: &SearchQuery) -> Result<Vec<CatalogEntry>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM datasets ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        let text = q.text.as_ref().map(|t| t.to_lowercase());
+        let mut out = Vec::new();
+        for row in rows {
+            let entry = self.record_from_row(&row).await?.entry;
+            if q.provider
+                .as_ref()
+                .is_some_and(|p| !entry.provider.eq_ignore_ascii_case(p))
+                || q.open_category.is_some_and(|c| c != entry.open_category)
+                || q.format.is_some_and(|f| f != entry.format)
+                || q.update_frequency
+                    .as_ref()
+                    .is_some_and(|u| !entry.update_frequency.eq_ignore_ascii_case(u))
+            {
+                continue;
+            }
+            if let Some(t) = &text {
+                let mut haystack = vec![
+                    entry.name.to_lowercase(),
+                    entry.title.to_lowercase(),
+                    entry.description.to_lowercase(),
+                    entry.provider.to_lowercase(),
+                ];
+                for c in &entry.schema.columns {
+                    haystack.push(c.name.to_lowercase());
+                    if let Some(d) = &c.description {
+                        haystack.push(d.to_lowercase());
+                    }
+                }
+                if !haystack.iter().any(|h| h.contains(t.as_str())) {
+                    continue;
+                }
+            }
+            out.push(entry);
+        }
+        Ok(out)
+    }
+
+    // ---- access grants ----
+
+    pub async fn grant_access(
+        &self,
+        actor: &str,
+        dataset_id: &str,
+        user_id: &str,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        audit::append(
+            &mut tx,
+            actor,
+            "access.grant",
+            dataset_id,
+            &serde_json::json!({"user": user_id}),
+        )
+        .await?;
+        sqlx::query("INSERT OR IGNORE INTO access_grants (dataset_id, user_id, granted_by, created_at) VALUES (?, ?, ?, ?)")
+            .bind(dataset_id)
+            .bind(user_id)
+            .bind(actor)
+            .bind(now_rfc3339())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn has_access(&self, dataset_id: &str, user_id: &str) -> Result<bool, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM access_grants WHERE dataset_id = ? AND user_id = ?",
+        )
+        .bind(dataset_id)
+        .bind(user_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n > 0)
+    }
+
+    // ---- ledger ----
+
+    /// Reserves `eps` (and `delta`) on every dataset of a job, atomically:
+    /// either every dataset has room under both the user's grant and the
+    /// dataset's cap and all reservations are written, or nothing is.
+    pub async fn reserve(
+        &self,
+        actor: &str,
+        job_id: &str,
+        user_id: &str,
+        dataset_ids: &[String],
+        eps: Epsilon,
+        delta: Delta,
+    ) -> Result<(), StoreError> {
+        if eps.units() == 0 {
+            return Err(StoreError::Invalid("epsilon must be positive".into()));
+        }
+        let e = units(eps.units())?;
+        let mut tx = self.write().await?;
+        for ds in dataset_ids {
+            let row = sqlx::query(
+                "SELECT name, epsilon_cap_units, user_epsilon_units FROM datasets WHERE id = ?",
+            )
+            .bind(ds)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("dataset {ds}")))?;
+            let name: String = row.get("name");
+            let cap: i64 = row.get("epsilon_cap_units");
+            let grant: i64 = row.get("user_epsilon_units");
+            let user_spent: i64 = sqlx::query_scalar(
+                "SELECT COALESCE(SUM(epsilon_units), 0) FROM spends
+                 WHERE dataset_id = ? AND user_id = ? AND state IN ('reserved', 'committed')",
+            )
+            .bind(ds)
+            .bind(user_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            let all_spent: i64 = sqlx::query_scalar(
+                "SELECT COALESCE(SUM(epsilon_units), 0) FROM spends WHERE dataset_id = ? AND state IN ('reserved', 'committed')",
+            )
+            .bind(ds)
+            .fetch_one(&mut *tx)
+            .await?;
+            let fits = |spent: i64, limit: i64| spent.checked_add(e).is_some_and(|t| t <= limit);
+            if !fits(user_spent, grant) || !fits(all_spent, cap) {
+                return Err(StoreError::BudgetExhausted { dataset: name });
+            }
+        }
+        audit::append(
+            &mut tx,
+            actor,
+            "ledger.reserve",
+            job_id,
+            &serde_json::json!({"user": user_id, "datasets": dataset_ids, "epsilon_units": eps.units(), "delta_units": delta.units()}),
+        )
+        .await?;
+        let now = now_rfc3339();
+        for ds in dataset_ids {
+            sqlx::query(
+                "INSERT INTO spends (job_id, dataset_id, user_id, epsilon_units, delta_units, state, created_at)
+                 VALUES (?, ?, ?, ?, ?, 'reserved', ?)",
+            )
+            .bind(job_id)
+            .bind(ds)
+            .bind(user_id)
+            .bind(e)
+            .bind(units(delta.units())?)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn move_spend(tx: &mut Tx, job_id: &str, from: &str, to: &str) -> Result<(), StoreError> {
+        let n = sqlx::query("UPDATE spends SET state = ? WHERE job_id = ? AND state = ?")
+            .bind(to)
+            .bind(job_id)
+            .bind(from)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(StoreError::Invalid(format!(
+                "job {job_id} has no {from} spend"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Reserved → committed: noise was (or may have been) drawn.
+    pub async fn commit_spend(&self, actor: &str, job_id: &str) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        audit::append(
+            &mut tx,
+            actor,
+            "ledger.commit",
+            job_id,
+            &serde_json::json!({}),
+        )
+        .await?;
+        Self::move_spend(&mut tx, job_id, "reserved", "committed").await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Reserved → refunded: only for jobs rejected before touching data.
+    /// A committed spend is never refunded.
+    pub async fn refund(&self, actor: &str, job_id: &str) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        audit::append(
+            &mut tx,
+            actor,
+            "ledger.refund",
+            job_id,
+            &serde_json::json!({}),
+        )
+        .await?;
+        Self::move_spend(&mut tx, job_id, "reserved", "refunded").await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn budget(&self, user_id: &str, dataset_id: &str) -> Result<BudgetView, StoreError> {
+        let row =
+            sqlx::query("SELECT epsilon_cap_units, user_epsilon_units FROM datasets WHERE id = ?")
+                .bind(dataset_id)
+                .fetch_optional(&self.pool)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(format!("dataset {dataset_id}")))?;
+        let user_spent: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(epsilon_units), 0) FROM spends
+             WHERE dataset_id = ? AND user_id = ? AND state IN ('reserved', 'committed')",
+        )
+        .bind(dataset_id)
+        .bind(user_id)
+        .fetch_one(&self.pool)
+        .await?;
+        let all_spent: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(epsilon_units), 0) FROM spends WHERE dataset_id = ? AND state IN ('reserved', 'committed')",
+        )
+        .bind(dataset_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(BudgetView {
+            user_granted: Epsilon::from_units(from_units(row.get("user_epsilon_units"))?),
+            user_spent: Epsilon::from_units(from_units(user_spent)?),
+            dataset_cap: Epsilon::from_units(from_units(row.get("epsilon_cap_units"))?),
+            dataset_spent: Epsilon::from_units(from_units(all_spent)?),
+        })
+    }
+
+    // ---- jobs and releases ----
+
+    pub async fn create_job(&self, actor: &str, job: NewJob) -> Result<String, StoreError> {
+        let id = sluice_crypto::random_id("job");
+        let now = now_rfc3339();
+        let mut tx = self.write().await?;
+        audit::append(
+            &mut tx,
+            actor,
+            "job.create",
+            &id,
+            &serde_json::json!({
+                "manifest_digest": job.manifest_digest,
+                "datasets": job.dataset_versions,
+                "epsilon_units": job.epsilon.units(),
+            }),
+        )
+        .await?;
+        sqlx::query(
+            "INSERT INTO jobs (id, user_id, manifest_json, manifest_digest, dataset_versions_json, epsilon_units,
+             delta_units, state, message, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', NULL, ?, ?)",
+        )
+        .bind(&id)
+        .bind(&job.user_id)
+        .bind(&job.manifest_json)
+        .bind(&job.manifest_digest)
+        .bind(serde_json::to_string(&job.dataset_versions).expect("pairs serialise"))
+        .bind(units(job.epsilon.units())?)
+        .bind(units(job.delta.units())?)
+        .bind(&now)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    pub async fn set_job_state(
+        &self,
+        actor: &str,
+        job_id: &str,
+        state: JobState,
+        message: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        audit::append(
+            &mut tx,
+            actor,
+            "job.state",
+            job_id,
+            &serde_json::json!({"state": state.as_str()}),
+        )
+        .await?;
+        let n = sqlx::query("UPDATE jobs SET state = ?, message = ?, updated_at = ? WHERE id = ?")
+            .bind(state.as_str())
+            .bind(message)
+            .bind(now_rfc3339())
+            .bind(job_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("job {job_id}")));
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    fn job_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<JobRecord, StoreError> {
+        Ok(JobRecord {
+            id: row.get("id"),
+            user_id: row.get("user_id"),
+            manifest_json: row.get("manifest_json"),
+            manifest_digest: row.get("manifest_digest"),
+            dataset_versions: serde_json::from_str(row.get::<&str, _>("dataset_versions_json"))
+                .map_err(corrupt)?,
+            epsilon: Epsilon::from_units(from_units(row.get("epsilon_units"))?),
+            delta: Delta::from_units(from_units(row.get("delta_units"))?),
+            state: JobState::parse(row.get::<&str, _>("state"))?,
+            message: row.get("message"),
+            created_at: row.get("created_at"),
+            updated_at: row.get("updated_at"),
+        })
+    }
+
+    pub async fn job(&self, job_id: &str) -> Result<Option<JobRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM jobs WHERE id = ?")
+            .bind(job_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(Self::job_from_row).transpose()
+    }
+
+    pub async fn jobs_of_user(&self, user_id: &str) -> Result<Vec<JobRecord>, StoreError> {
+        sqlx::query("SELECT * FROM jobs WHERE user_id = ? ORDER BY created_at, id")
+            .bind(user_id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(Self::job_from_row)
+            .collect()
+    }
+
+    /// Stores a job's signed release, commits its spend and marks it
+    /// released, in one transaction: no release exists without its spend.
+    pub async fn release_job(
+        &self,
+        actor: &str,
+        job_id: &str,
+        release_json: &str,
+    ) -> Result<(), StoreError> {
+        let digest = sluice_crypto::sha256_hex(release_json.as_bytes());
+        let now = now_rfc3339();
+        let mut tx = self.write().await?;
+        audit::append(
+            &mut tx,
+            actor,
+            "job.release",
+            job_id,
+            &serde_json::json!({"release_sha256": digest}),
+        )
+        .await?;
+        Self::move_spend(&mut tx, job_id, "reserved", "committed").await?;
+        sqlx::query("INSERT INTO releases (job_id, release_json, created_at) VALUES (?, ?, ?)")
+            .bind(job_id)
+            .bind(release_json)
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE jobs SET state = 'released', message = NULL, updated_at = ? WHERE id = ?",
+        )
+        .bind(&now)
+        .bind(job_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn release(&self, job_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT release_json FROM releases WHERE job_id = ?")
+                .bind(job_id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+}
