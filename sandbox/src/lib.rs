@@ -1,1 +1,140 @@
-//! placeholder for dependency warmup
+//! The sandbox executor: the only code that reads rows. It runs as a
+//! separate process (`sluice sandbox`, started by the server for each task),
+//! takes one [`SandboxTask`] as a JSON line on stdin (an upload's bytes
+//! follow it for ingest), and writes one [`SandboxResponse`] as JSON on
+//! stdout. Nothing else leaves: errors that arise after rows are read become
+//! a generic failure category; their detail goes to stderr, the operator log.
+//!
+//! Before reading anything it drops what it does not need: it enters a fresh
+//! network namespace (no interfaces but a downed loopback) where the OS
+//! allows, and sets resource limits (CPU time, file size, address space).
+
+mod limits;
+
+use std::io::{Read, Write};
+
+use sluice_crypto::Pseudonymizer;
+use sluice_types::sandbox::{SandboxResponse, SandboxTask};
+
+pub use limits::{Isolation, apply_limits};
+
+/// Largest request line (task JSON) accepted on stdin.
+const MAX_TASK_BYTES: usize = 16 * 1024 * 1024;
+
+/// Entry point of `sluice sandbox`: returns the process exit code.
+pub fn main_entry() -> i32 {
+    let isolation = apply_limits();
+    if let Isolation::Partial(why) = &isolation {
+        eprintln!(
+            "sandbox: network isolation unavailable ({why}); continuing with resource limits only"
+        );
+    }
+    let mut input = Vec::new();
+    if let Err(e) = std::io::stdin()
+        .lock()
+        .take((MAX_TASK_BYTES as u64) + (1 << 30))
+        .read_to_end(&mut input)
+    {
+        eprintln!("sandbox: reading stdin failed: {e}");
+        return 2;
+    }
+    let split = input
+        .iter()
+        .position(|b| *b == b'\n')
+        .unwrap_or(input.len());
+    if split > MAX_TASK_BYTES {
+        eprintln!("sandbox: task line too large");
+        return 2;
+    }
+    let task: SandboxTask = match serde_json::from_slice(&input[..split]) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("sandbox: malformed task: {e}");
+            return 2;
+        }
+    };
+    let payload = input.get(split + 1..).unwrap_or(&[]);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sandbox: runtime: {e}");
+            return 2;
+        }
+    };
+    let response = runtime.block_on(run(task, payload));
+    let out = serde_json::to_vec(&response).expect("response serialises");
+    let mut stdout = std::io::stdout().lock();
+    if stdout.write_all(&out).and_then(|_| stdout.flush()).is_err() {
+        return 2;
+    }
+    0
+}
+
+/// Runs one task. Public so that tests can drive it in-process.
+pub async fn run(task: SandboxTask, payload: &[u8]) -> SandboxResponse {
+    match task {
+        SandboxTask::Analyze(q) => match sluice_sql::analyze(&q).await {
+            Ok(a) => SandboxResponse::Accepted {
+                plan: a.describe(),
+                epsilon: a.epsilon,
+            },
+            Err(r) => SandboxResponse::Rejected { reasons: r.0 },
+        },
+        SandboxTask::Execute(q) => match sluice_sql::execute(&q).await {
+            Ok(outputs) => SandboxResponse::Released { outputs },
+            Err(sluice_sql::ExecError::Rejected(r)) => SandboxResponse::Rejected { reasons: r.0 },
+            Err(e) => failed("execution_failed", &e),
+        },
+        SandboxTask::Ingest(t) => {
+            let key: [u8; 32] = match hex::decode(&t.pseudonym_key_hex)
+                .ok()
+                .and_then(|k| k.try_into().ok())
+            {
+                Some(k) => k,
+                None => return failed("bad_key", &"pseudonym key is not 32 hex bytes"),
+            };
+            let pseudonymizer = Pseudonymizer::new(&key);
+            let ingested = match sluice_ingest::ingest(payload, t.format, &t.schema, &pseudonymizer)
+            {
+                Ok(i) => i,
+                // Ingest errors name columns, row numbers and counts, never values.
+                Err(e) => {
+                    return SandboxResponse::Rejected {
+                        reasons: vec![e.to_string()],
+                    };
+                }
+            };
+            match sluice_ingest::write_version(&ingested.batch, std::path::Path::new(&t.output_dir))
+            {
+                Ok(stored) => SandboxResponse::Ingested {
+                    file_name: stored
+                        .path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    version: stored.version,
+                    bytes: stored.bytes,
+                    report: ingested.report,
+                },
+                Err(e) => failed("write_failed", &e),
+            }
+        }
+        SandboxTask::Preview(p) => {
+            match sluice_ingest::preview(std::path::Path::new(&p.path), p.limit) {
+                Ok(rows) => SandboxResponse::Preview { rows },
+                Err(e) => failed("preview_failed", &e),
+            }
+        }
+    }
+}
+
+fn failed(category: &str, detail: &dyn std::fmt::Display) -> SandboxResponse {
+    eprintln!("sandbox: {category}: {detail}");
+    SandboxResponse::Failed {
+        category: category.to_owned(),
+    }
+}
