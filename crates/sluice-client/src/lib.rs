@@ -1,1 +1,228 @@
-//! placeholder for dependency warmup
+//! Typed HTTP client for the Sluice API, used by the CLI and the end-to-end
+//! tests. It knows the wire types and nothing about storage or engines.
+
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde::de::DeserializeOwned;
+use sluice_types::api::{
+    AccessGrant, BudgetView, CreateUser, CreatedUser, DatasetDescriptor, JobView, PreviewView,
+    PublicKey, UserView, VersionAdded,
+};
+use sluice_types::error::ApiErrorBody;
+use sluice_types::{CatalogEntry, QualityReport, Release, Role};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{}{}", .body.message, .body.hint.as_ref().map(|h| format!(" (hint: {h})")).unwrap_or_default())]
+    Api {
+        status: StatusCode,
+        body: ApiErrorBody,
+    },
+    #[error("server answered {status} without an error body")]
+    Status { status: StatusCode },
+    #[error("request failed: {0}")]
+    Transport(#[from] reqwest::Error),
+}
+
+impl ClientError {
+    /// The API error code, when the server gave one.
+    pub fn code(&self) -> Option<sluice_types::ErrorCode> {
+        match self {
+            ClientError::Api { body, .. } => Some(body.code),
+            _ => None,
+        }
+    }
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            ClientError::Api { status, .. } | ClientError::Status { status } => Some(*status),
+            ClientError::Transport(e) => e.status(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SearchFilter {
+    pub text: Option<String>,
+    pub provider: Option<String>,
+    pub open_category: Option<String>,
+    pub format: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(base: impl Into<String>, token: Option<String>) -> Self {
+        Client {
+            base: base.into().trim_end_matches('/').to_owned(),
+            token,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn with_token(&self, token: impl Into<String>) -> Self {
+        Client {
+            base: self.base.clone(),
+            token: Some(token.into()),
+            http: self.http.clone(),
+        }
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let r = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(t) => r.bearer_auth(t),
+            None => r,
+        }
+    }
+
+    async fn send(&self, r: RequestBuilder) -> Result<reqwest::Response, ClientError> {
+        let resp = r.send().await?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let bytes = resp.bytes().await?;
+        match serde_json::from_slice::<ApiErrorBody>(&bytes) {
+            Ok(body) => Err(ClientError::Api { status, body }),
+            Err(_) => Err(ClientError::Status { status }),
+        }
+    }
+
+    async fn json<T: DeserializeOwned>(&self, r: RequestBuilder) -> Result<T, ClientError> {
+        Ok(self.send(r).await?.json().await?)
+    }
+
+    pub async fn health(&self) -> Result<(), ClientError> {
+        self.send(self.request(Method::GET, "/v1/health"))
+            .await
+            .map(|_| ())
+    }
+    pub async fn public_key(&self) -> Result<PublicKey, ClientError> {
+        self.json(self.request(Method::GET, "/v1/public-key")).await
+    }
+    pub async fn me(&self) -> Result<UserView, ClientError> {
+        self.json(self.request(Method::GET, "/v1/me")).await
+    }
+    pub async fn create_user(&self, name: &str, role: Role) -> Result<CreatedUser, ClientError> {
+        let body = CreateUser {
+            name: name.to_owned(),
+            role,
+        };
+        self.json(self.request(Method::POST, "/v1/users").json(&body))
+            .await
+    }
+    pub async fn create_dataset(
+        &self,
+        desc: &DatasetDescriptor,
+    ) -> Result<CatalogEntry, ClientError> {
+        self.json(self.request(Method::POST, "/v1/datasets").json(desc))
+            .await
+    }
+    pub async fn upload_version(
+        &self,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> Result<VersionAdded, ClientError> {
+        let r = self
+            .request(Method::POST, &format!("/v1/datasets/{name}/versions"))
+            .header("content-type", "application/octet-stream")
+            .body(bytes);
+        self.json(r).await
+    }
+    pub async fn search(&self, f: &SearchFilter) -> Result<Vec<CatalogEntry>, ClientError> {
+        let mut q: Vec<(&str, &str)> = Vec::new();
+        for (k, v) in [
+            ("q", &f.text),
+            ("provider", &f.provider),
+            ("open_category", &f.open_category),
+            ("format", &f.format),
+        ] {
+            if let Some(v) = v {
+                q.push((k, v));
+            }
+        }
+        self.json(self.request(Method::GET, "/v1/datasets").query(&q))
+            .await
+    }
+    pub async fn dataset(&self, name: &str) -> Result<CatalogEntry, ClientError> {
+        self.json(self.request(Method::GET, &format!("/v1/datasets/{name}")))
+            .await
+    }
+    pub async fn quality(&self, name: &str, version: &str) -> Result<QualityReport, ClientError> {
+        self.json(self.request(
+            Method::GET,
+            &format!("/v1/datasets/{name}/versions/{version}/quality"),
+        ))
+        .await
+    }
+    pub async fn preview(&self, name: &str, limit: usize) -> Result<PreviewView, ClientError> {
+        let limit = limit.to_string();
+        self.json(
+            self.request(Method::GET, &format!("/v1/datasets/{name}/preview"))
+                .query(&[("limit", limit.as_str())]),
+        )
+        .await
+    }
+    pub async fn download(&self, name: &str) -> Result<Vec<u8>, ClientError> {
+        let resp = self
+            .send(self.request(Method::GET, &format!("/v1/datasets/{name}/download")))
+            .await?;
+        Ok(resp.bytes().await?.to_vec())
+    }
+    pub async fn grant_access(&self, name: &str, user: &str) -> Result<(), ClientError> {
+        let body = AccessGrant {
+            user: user.to_owned(),
+        };
+        self.send(
+            self.request(Method::POST, &format!("/v1/datasets/{name}/access"))
+                .json(&body),
+        )
+        .await
+        .map(|_| ())
+    }
+    pub async fn budget(&self, name: &str) -> Result<BudgetView, ClientError> {
+        self.json(self.request(Method::GET, &format!("/v1/datasets/{name}/budget")))
+            .await
+    }
+    /// Submits a manifest (TOML text).
+    pub async fn submit_job(&self, manifest_toml: &str) -> Result<JobView, ClientError> {
+        let r = self
+            .request(Method::POST, "/v1/jobs")
+            .header("content-type", "application/toml")
+            .body(manifest_toml.to_owned());
+        self.json(r).await
+    }
+    pub async fn job(&self, id: &str) -> Result<JobView, ClientError> {
+        self.json(self.request(Method::GET, &format!("/v1/jobs/{id}")))
+            .await
+    }
+    pub async fn jobs(&self) -> Result<Vec<JobView>, ClientError> {
+        self.json(self.request(Method::GET, "/v1/jobs")).await
+    }
+    pub async fn release(&self, id: &str) -> Result<Release, ClientError> {
+        self.json(self.request(Method::GET, &format!("/v1/jobs/{id}/release")))
+            .await
+    }
+
+    /// Polls a job until it leaves queued/running, with a bounded number of polls.
+    pub async fn wait_job(
+        &self,
+        id: &str,
+        max_wait: std::time::Duration,
+    ) -> Result<JobView, ClientError> {
+        let start = std::time::Instant::now();
+        let mut delay = std::time::Duration::from_millis(20);
+        loop {
+            let job = self.job(id).await?;
+            if !matches!(job.state.as_str(), "queued" | "running") || start.elapsed() > max_wait {
+                return Ok(job);
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(std::time::Duration::from_millis(500));
+        }
+    }
+}

@@ -1,1 +1,125 @@
-//! placeholder for dependency warmup
+//! The Sluice HTTP API: authentication, roles, catalog, uploads, jobs and
+//! signed releases, on top of `sluice-store`.
+//!
+//! Architecture invariant: this crate never links an engine (DataFusion,
+//! wasmtime, OpenDP) and never reads a row. Every task that reads rows —
+//! ingesting an upload, previewing public data, running a job — is handed to
+//! a sandbox process (`sluice sandbox`), whose reply is a quality report,
+//! public preview rows or noised outputs. The server signs what the sandbox
+//! released and records spends and audit entries.
+
+mod error;
+mod jobs;
+mod routes;
+mod sandbox;
+mod synthetic;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_crypto::PlatformKeys;
+use sluice_store::Store;
+
+pub use error::ApiError;
+pub use routes::router;
+
+/// Largest upload accepted (bytes).
+pub const MAX_UPLOAD_BYTES: usize = 256 * 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    /// Where the signing and pseudonym keys live; kept apart from the data.
+    pub key_dir: PathBuf,
+    pub bind: SocketAddr,
+    /// The `sluice` executable whose hidden `sandbox` command runs tasks.
+    pub sandbox_exe: PathBuf,
+    /// Wall-clock deadline of one sandbox task.
+    pub sandbox_timeout: Duration,
+}
+
+impl Config {
+    /// The default key directory: a sibling of the data dir, `<data-dir>.keys`.
+    pub fn default_key_dir(data_dir: &std::path::Path) -> PathBuf {
+        let mut name = data_dir
+            .file_name()
+            .map(|n| n.to_os_string())
+            .unwrap_or_else(|| "sluice-data".into());
+        name.push(".keys");
+        data_dir.with_file_name(name)
+    }
+}
+
+pub struct AppState {
+    pub store: Store,
+    pub keys: PlatformKeys,
+    pub config: Config,
+}
+
+pub type SharedState = Arc<AppState>;
+
+/// A started server: its address, and the admin token when this start
+/// created the first admin (shown once, never stored).
+pub struct Started {
+    pub addr: SocketAddr,
+    pub admin_token: Option<String>,
+    pub handle: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("opening the store: {0}")]
+    Store(#[from] sluice_store::StoreError),
+    #[error("loading keys: {0}")]
+    Keys(#[from] sluice_crypto::KeyError),
+    #[error("binding {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Opens the store and keys, creates the first admin if there is none,
+/// and serves until the returned task is dropped or fails.
+pub async fn start(config: Config) -> Result<Started, StartError> {
+    std::fs::create_dir_all(config.data_dir.join("datasets")).map_err(|e| StartError::Bind {
+        addr: config.bind,
+        source: e,
+    })?;
+    let store = Store::open(&config.data_dir).await?;
+    let keys = PlatformKeys::load_or_create(&config.key_dir)?;
+    let admin_token = if store.user_count().await? == 0 {
+        let (_, token) = store
+            .create_user("system", "admin", sluice_types::Role::Admin)
+            .await?;
+        Some(token)
+    } else {
+        None
+    };
+    let listener = tokio::net::TcpListener::bind(config.bind)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.bind,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.bind,
+        source,
+    })?;
+    let state = Arc::new(AppState {
+        store,
+        keys,
+        config,
+    });
+    let app = router(state);
+    tracing::info!(%addr, "sluice server listening");
+    let handle = tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(Started {
+        addr,
+        admin_token,
+        handle,
+    })
+}

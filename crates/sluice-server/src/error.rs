@@ -1,0 +1,90 @@
+//! The one error type of the API: a stable code, a message that names what
+//! failed and why, and an optional hint. Codes map to HTTP statuses here
+//! and nowhere else.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use sluice_store::StoreError;
+use sluice_types::error::{ApiErrorBody, ErrorCode};
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            message: message.into(),
+            hint: None,
+        }
+    }
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+    pub fn not_found(what: &str) -> Self {
+        ApiError::new(ErrorCode::NotFound, format!("{what} not found"))
+    }
+    pub fn forbidden(why: impl Into<String>) -> Self {
+        ApiError::new(ErrorCode::Forbidden, why)
+    }
+    pub fn bad_request(why: impl Into<String>) -> Self {
+        ApiError::new(ErrorCode::BadRequest, why)
+    }
+    pub fn internal() -> Self {
+        ApiError::new(
+            ErrorCode::Internal,
+            "internal error; the operator log has the detail",
+        )
+    }
+}
+
+pub fn status_of(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::BadRequest
+        | ErrorCode::SchemaInvalid
+        | ErrorCode::ManifestInvalid
+        | ErrorCode::IngestRejected => StatusCode::BAD_REQUEST,
+        ErrorCode::QueryRejected => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ErrorCode::Forbidden | ErrorCode::DatasetNotOpen => StatusCode::FORBIDDEN,
+        ErrorCode::NotFound => StatusCode::NOT_FOUND,
+        ErrorCode::Conflict => StatusCode::CONFLICT,
+        ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::BudgetExhausted => StatusCode::PAYMENT_REQUIRED,
+        ErrorCode::JobFailed | ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ApiErrorBody {
+            code: self.code,
+            message: self.message,
+            hint: self.hint,
+        };
+        (status_of(self.code), Json(body)).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(what) => ApiError::new(ErrorCode::Conflict, format!("{what} already exists")),
+            StoreError::BudgetExhausted { dataset } => ApiError::new(
+                ErrorCode::BudgetExhausted,
+                format!("privacy budget exhausted: the job's epsilon exceeds what remains on dataset {dataset}"),
+            )
+            .hint("lower privacy.epsilon, or ask the provider for a larger grant"),
+            other => {
+                tracing::error!(error = %other, "store failure");
+                ApiError::internal()
+            }
+        }
+    }
+}

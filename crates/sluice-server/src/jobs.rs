@@ -1,0 +1,319 @@
+//! Job submission and execution. Order matters and is the privacy argument:
+//! 1. the manifest is parsed and checked, datasets resolved, open categories
+//!    and access enforced (no data touched);
+//! 2. a sandbox analyses the query against schemas only — a rejection here
+//!    costs nothing;
+//! 3. the exact ε is reserved durably in the ledger;
+//! 4. a sandbox executes; its noised outputs are signed and stored together
+//!    with the committed spend in one transaction. A failure after data was
+//!    touched keeps the spend; only a failure before it refunds.
+
+use std::sync::Arc;
+
+use sluice_store::{DatasetRecord, JobState, NewJob, UserRecord};
+use sluice_types::error::ErrorCode;
+use sluice_types::manifest::{JobKind, Manifest, split_dataset_ref};
+use sluice_types::privacy::{Delta, Epsilon};
+use sluice_types::release::{ReleaseBody, ReleasedDataset};
+use sluice_types::sandbox::{QueryTask, SandboxResponse, SandboxTable, SandboxTask};
+use sluice_types::{OpenCategory, Role};
+
+use crate::error::ApiError;
+use crate::sandbox::{self, SpawnError};
+use crate::{AppState, SharedState};
+
+/// A dataset of a job, resolved to one stored version.
+struct Resolved {
+    record: DatasetRecord,
+    version: String,
+    file_name: String,
+}
+
+/// Checks whether `caller` may run jobs on `record` (art. 7).
+pub async fn check_job_access(
+    state: &AppState,
+    caller: &UserRecord,
+    record: &DatasetRecord,
+) -> Result<(), ApiError> {
+    let name = &record.entry.name;
+    let owns = record.owner_id == caller.id || caller.role == Role::Admin;
+    match record.entry.open_category {
+        OpenCategory::NotOpen => Err(ApiError::new(
+            ErrorCode::DatasetNotOpen,
+            format!("dataset {name} is not open: no job may reference it"),
+        )),
+        OpenCategory::Conditional if !owns && !state.store.has_access(&record.entry.id, &caller.id).await? => {
+            Err(ApiError::forbidden(format!(
+                "dataset {name} is conditional: you need the provider's approval before running jobs on it"
+            ))
+            .hint("ask the provider to grant access (sluice dataset grant)"))
+        }
+        _ => Ok(()),
+    }
+}
+
+pub async fn submit(
+    state: SharedState,
+    caller: UserRecord,
+    manifest_text: &str,
+) -> Result<String, ApiError> {
+    let manifest: Manifest = toml::from_str(manifest_text).map_err(|e| {
+        ApiError::new(
+            ErrorCode::ManifestInvalid,
+            format!("manifest invalid: {}", e.message()),
+        )
+    })?;
+    if let Err(problems) = manifest.validate() {
+        return Err(ApiError::new(
+            ErrorCode::ManifestInvalid,
+            format!("manifest invalid: {}", problems.join("; ")),
+        ));
+    }
+    let epsilon = Epsilon::from_f64(manifest.privacy.epsilon).expect("validated");
+    let delta = manifest
+        .privacy
+        .delta
+        .map(|d| Delta::from_f64(d).expect("validated"))
+        .unwrap_or_default();
+    if delta != Delta::ZERO {
+        return Err(ApiError::new(
+            ErrorCode::ManifestInvalid,
+            "manifest invalid: privacy.delta must be absent: SQL jobs here are pure epsilon-DP",
+        ));
+    }
+
+    let mut resolved = Vec::new();
+    for r in &manifest.datasets {
+        let (name, version) = split_dataset_ref(r);
+        let record = state
+            .store
+            .dataset(name)
+            .await?
+            .filter(|d| {
+                d.entry.open_category != OpenCategory::NotOpen
+                    || d.owner_id == caller.id
+                    || caller.role == Role::Admin
+            })
+            .ok_or_else(|| ApiError::not_found(&format!("dataset {name}")))?;
+        check_job_access(&state, &caller, &record).await?;
+        let version = match version {
+            Some(v) => v.to_owned(),
+            None => record
+                .entry
+                .latest_version()
+                .map(|v| v.version.clone())
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!("dataset {name} has no published version"))
+                })?,
+        };
+        let file_name = state
+            .store
+            .version_file(&record.entry.id, &version)
+            .await?
+            .ok_or_else(|| ApiError::not_found(&format!("version {version} of dataset {name}")))?;
+        resolved.push(Resolved {
+            record,
+            version,
+            file_name,
+        });
+    }
+
+    let JobKind::Sql { query } = &manifest.job;
+    let task = QueryTask {
+        query: query.clone(),
+        tables: resolved
+            .iter()
+            .map(|r| SandboxTable {
+                name: r.record.entry.name.clone(),
+                path: state
+                    .config
+                    .data_dir
+                    .join("datasets")
+                    .join(&r.record.entry.id)
+                    .join(&r.file_name)
+                    .to_string_lossy()
+                    .into_owned(),
+                schema: r.record.entry.schema.clone(),
+            })
+            .collect(),
+        epsilon,
+        delta,
+    };
+    let digest = sluice_crypto::digest_of(&manifest);
+    let job_id = state
+        .store
+        .create_job(
+            &caller.id,
+            NewJob {
+                user_id: caller.id.clone(),
+                manifest_json: sluice_crypto::canonical_json_string(&manifest),
+                manifest_digest: digest.clone(),
+                dataset_versions: resolved
+                    .iter()
+                    .map(|r| (r.record.entry.id.clone(), r.version.clone()))
+                    .collect(),
+                epsilon,
+                delta,
+            },
+        )
+        .await?;
+
+    // Analysis on schemas only: a rejection costs no budget.
+    match sandbox::run(&state, &SandboxTask::Analyze(task.clone()), &[]).await {
+        Ok(SandboxResponse::Accepted { .. }) => {}
+        Ok(SandboxResponse::Rejected { reasons }) => {
+            let message = format!("query rejected: {}", reasons.join("; "));
+            state
+                .store
+                .set_job_state(&caller.id, &job_id, JobState::Rejected, Some(&message))
+                .await?;
+            return Err(ApiError::new(ErrorCode::QueryRejected, message));
+        }
+        Ok(other) => {
+            tracing::error!(job = %job_id, response = ?std::mem::discriminant(&other), "unexpected analysis response");
+            state
+                .store
+                .set_job_state(
+                    &caller.id,
+                    &job_id,
+                    JobState::Failed,
+                    Some("analysis failed"),
+                )
+                .await?;
+            return Err(ApiError::internal());
+        }
+        Err(e) => {
+            tracing::error!(job = %job_id, error = %e, "analysis sandbox failed");
+            state
+                .store
+                .set_job_state(
+                    &caller.id,
+                    &job_id,
+                    JobState::Failed,
+                    Some("analysis failed"),
+                )
+                .await?;
+            return Err(ApiError::internal());
+        }
+    }
+
+    let dataset_ids: Vec<String> = resolved.iter().map(|r| r.record.entry.id.clone()).collect();
+    if let Err(e) = state
+        .store
+        .reserve(
+            &caller.id,
+            &job_id,
+            &caller.id,
+            &dataset_ids,
+            epsilon,
+            delta,
+        )
+        .await
+    {
+        let err = ApiError::from(e);
+        state
+            .store
+            .set_job_state(&caller.id, &job_id, JobState::Rejected, Some(&err.message))
+            .await?;
+        return Err(err);
+    }
+
+    let datasets: Vec<ReleasedDataset> = resolved
+        .iter()
+        .map(|r| ReleasedDataset {
+            name: r.record.entry.name.clone(),
+            id: r.record.entry.id.clone(),
+            version: r.version.clone(),
+            provider: r.record.entry.provider.clone(),
+            citation: r.record.entry.citation(&r.version),
+        })
+        .collect();
+    let id = job_id.clone();
+    tokio::spawn(async move {
+        if let Err(e) = execute(&state, &caller, &id, &manifest, &digest, task, datasets).await {
+            tracing::error!(job = %id, error = ?e, "job bookkeeping failed");
+        }
+    });
+    Ok(job_id)
+}
+
+async fn execute(
+    state: &Arc<AppState>,
+    caller: &UserRecord,
+    job_id: &str,
+    manifest: &Manifest,
+    digest: &str,
+    task: QueryTask,
+    datasets: Vec<ReleasedDataset>,
+) -> Result<(), sluice_store::StoreError> {
+    let store = &state.store;
+    store
+        .set_job_state("system", job_id, JobState::Running, None)
+        .await?;
+    let epsilon = task.epsilon;
+    let delta = task.delta;
+    match sandbox::run(state, &SandboxTask::Execute(task), &[]).await {
+        Ok(SandboxResponse::Released { outputs }) => {
+            let body = ReleaseBody {
+                job_id: job_id.to_owned(),
+                title: manifest.title.clone(),
+                manifest_digest: digest.to_owned(),
+                datasets,
+                outputs,
+                epsilon_spent: epsilon,
+                delta_spent: delta,
+                confidence_level: sluice_types_confidence(),
+                created_at: sluice_types::time::now_rfc3339(),
+            };
+            let envelope = sluice_crypto::sign_release(&state.keys, &body);
+            let json = serde_json::to_string(&sluice_types::Release { envelope, body })
+                .expect("release serialises");
+            store.release_job("system", job_id, &json).await?;
+            tracing::info!(job = %job_id, user = %caller.id, "job released");
+        }
+        Ok(SandboxResponse::Rejected { reasons }) => {
+            // Rejections derive from schemas and the query only; no noise drawn.
+            store.refund("system", job_id).await?;
+            let message = format!("query rejected: {}", reasons.join("; "));
+            store
+                .set_job_state("system", job_id, JobState::Rejected, Some(&message))
+                .await?;
+        }
+        Err(SpawnError::Start(e)) => {
+            tracing::error!(job = %job_id, error = %e, "sandbox did not start; nothing was read");
+            store.refund("system", job_id).await?;
+            store
+                .set_job_state(
+                    "system",
+                    job_id,
+                    JobState::Failed,
+                    Some("the job could not be started; no budget was spent"),
+                )
+                .await?;
+        }
+        other => {
+            match &other {
+                Ok(SandboxResponse::Failed { category }) => {
+                    tracing::error!(job = %job_id, %category, "job failed in sandbox")
+                }
+                Err(e) => tracing::error!(job = %job_id, error = %e, "sandbox failed"),
+                Ok(_) => tracing::error!(job = %job_id, "unexpected sandbox response"),
+            }
+            // Data may have been read: the reservation stays spent.
+            store.commit_spend("system", job_id).await?;
+            store
+                .set_job_state(
+                    "system",
+                    job_id,
+                    JobState::Failed,
+                    Some("the job failed while running; nothing was released and its budget stays spent"),
+                )
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+fn sluice_types_confidence() -> f64 {
+    0.95
+}

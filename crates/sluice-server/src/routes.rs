@@ -1,0 +1,604 @@
+//! HTTP routes under /v1. Every route but health and the public key needs a
+//! bearer token; role checks are made per route. Objects a caller may not
+//! see answer 404, indistinguishable from absent ones.
+
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use sluice_store::{DatasetRecord, NewDataset, SearchQuery, UserRecord};
+use sluice_types::api::{
+    AccessGrant, BudgetView, CreateUser, CreatedUser, DatasetDescriptor, JobView, PreviewView,
+    PublicKey, UserView, VersionAdded,
+};
+use sluice_types::error::ErrorCode;
+use sluice_types::privacy::Epsilon;
+use sluice_types::sandbox::{IngestTask, PreviewTask, SandboxResponse, SandboxTask};
+use sluice_types::{CatalogEntry, DataFormat, DatasetVersion, OpenCategory, Role};
+
+use crate::error::ApiError;
+use crate::{AppState, MAX_UPLOAD_BYTES, SharedState, jobs, sandbox, synthetic};
+
+pub fn router(state: SharedState) -> Router {
+    Router::new()
+        .route("/v1/health", get(|| async { "ok" }))
+        .route("/v1/public-key", get(public_key))
+        .route("/v1/me", get(me))
+        .route("/v1/users", post(create_user))
+        .route("/v1/datasets", post(create_dataset).get(search))
+        .route("/v1/datasets/{name}", get(show_dataset))
+        .route(
+            "/v1/datasets/{name}/versions",
+            post(add_version).layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES)),
+        )
+        .route(
+            "/v1/datasets/{name}/versions/{version}/quality",
+            get(quality),
+        )
+        .route("/v1/datasets/{name}/preview", get(preview))
+        .route("/v1/datasets/{name}/download", get(download))
+        .route("/v1/datasets/{name}/access", post(grant_access))
+        .route("/v1/datasets/{name}/budget", get(budget))
+        .route("/v1/jobs", post(submit_job).get(list_jobs))
+        .route("/v1/jobs/{id}", get(show_job))
+        .route("/v1/jobs/{id}/release", get(job_release))
+        .layer(DefaultBodyLimit::max(1024 * 1024))
+        .with_state(state)
+}
+
+/// The authenticated caller.
+pub struct Caller(pub UserRecord);
+
+impl FromRequestParts<SharedState> for Caller {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, ApiError> {
+        let unauthenticated = || {
+            ApiError::new(
+                ErrorCode::Unauthenticated,
+                "missing or invalid bearer token",
+            )
+            .hint("send Authorization: Bearer <token>")
+        };
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(unauthenticated)?;
+        match state.store.user_by_token(token.trim()).await? {
+            Some(u) => Ok(Caller(u)),
+            None => Err(unauthenticated()),
+        }
+    }
+}
+
+fn require(caller: &UserRecord, roles: &[Role], action: &str) -> Result<(), ApiError> {
+    if roles.contains(&caller.role) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(format!(
+            "role {} may not {action}",
+            caller.role.as_str()
+        )))
+    }
+}
+
+fn user_view(u: &UserRecord) -> UserView {
+    UserView {
+        id: u.id.clone(),
+        name: u.name.clone(),
+        role: u.role,
+    }
+}
+
+async fn public_key(State(state): State<SharedState>) -> Json<PublicKey> {
+    Json(PublicKey {
+        key_id: state.keys.key_id(),
+        public_key_hex: state.keys.public_key_hex(),
+    })
+}
+
+async fn me(Caller(caller): Caller) -> Json<UserView> {
+    Json(user_view(&caller))
+}
+
+async fn create_user(
+    State(state): State<SharedState>,
+    Caller(caller): Caller,
+    Json(req): Json<CreateUser>,
+) -> Result<(StatusCode, Json<CreatedUser>), ApiError> {
+    require(&caller, &[Role::Admin], "create users")?;
+    if req.name.trim().is_empty() || req.name.len() > 100 {
+        return Err(ApiError::bad_request(
+            "user name must be 1 to 100 characters",
+        ));
+    }
+    let (user, token) = state
+        .store
+        .create_user(&caller.id, &req.name, req.role)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedUser {
+            user: user_view(&user),
+            token,
+        }),
+    ))
+}
+
+/// Whether `caller` may see that `record` exists.
+fn visible(caller: &UserRecord, record: &DatasetRecord) -> bool {
+    record.entry.open_category != OpenCategory::NotOpen || owns(caller, record)
+}
+
+fn owns(caller: &UserRecord, record: &DatasetRecord) -> bool {
+    record.owner_id == caller.id || caller.role == Role::Admin
+}
+
+async fn find_dataset(
+    state: &AppState,
+    caller: &UserRecord,
+    name: &str,
+) -> Result<DatasetRecord, ApiError> {
+    state
+        .store
+        .dataset(name)
+        .await?
+        .filter(|d| visible(caller, d))
+        .ok_or_else(|| ApiError::not_found(&format!("dataset {name}")))
+}
+
+async fn create_dataset(
+    State(state): State<SharedState>,
+    Caller(caller): Caller,
+    Json(desc): Json<DatasetDescriptor>,
+) -> Result<(StatusCode, Json<CatalogEntry>), ApiError> {
+    require(&caller, &[Role::Provider, Role::Admin], "publish datasets")?;
+    let mut problems = Vec::new();
+    let f = &desc.dataset;
+    if !sluice_types::schema::is_valid_name(&f.name) {
+        problems.push(format!(
+            "dataset name \"{}\" must be lowercase letters, digits and _",
+            f.name
+        ));
+    }
+    for (field, value) in [
+        ("title", &f.title),
+        ("provider", &f.provider),
+        ("update_frequency", &f.update_frequency),
+        ("data_type", &f.data_type),
+    ] {
+        if value.trim().is_empty() {
+            problems.push(format!("{field} is required (art. 14)"));
+        }
+    }
+    if let Err(e) = desc.schema.validate() {
+        problems.extend(e.0);
+    }
+    let cap = Epsilon::grant_from_f64(f.epsilon_cap)
+        .map_err(|e| problems.push(format!("epsilon_cap: {e}")));
+    let per_user = Epsilon::grant_from_f64(f.user_epsilon)
+        .map_err(|e| problems.push(format!("user_epsilon: {e}")));
+    if !problems.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::SchemaInvalid,
+            format!("dataset descriptor invalid: {}", problems.join("; ")),
+        ));
+    }
+    let id = state
+        .store
+        .create_dataset(
+            &caller.id,
+            &caller.id,
+            NewDataset {
+                name: f.name.clone(),
+                title: f.title.clone(),
+                description: f.description.clone(),
+                provider: f.provider.clone(),
+                open_category: f.open_category,
+                format: f.format,
+                data_type: f.data_type.clone(),
+                update_frequency: f.update_frequency.clone(),
+                schema: desc.schema.clone(),
+                epsilon_cap: cap.expect("checked"),
+                user_epsilon: per_user.expect("checked"),
+            },
+        )
+        .await?;
+    let record = state
+        .store
+        .dataset(&id)
+        .await?
+        .ok_or_else(ApiError::internal)?;
+    Ok((StatusCode::CREATED, Json(record.entry)))
+}
+
+#[derive(Deserialize)]
+struct SearchParams {
+    q: Option<String>,
+    provider: Option<String>,
+    open_category: Option<String>,
+    format: Option<String>,
+    update_frequency: Option<String>,
+}
+
+async fn search(
+    State(state): State<SharedState>,
+    Caller(caller): Caller,
+    Query(p): Query<SearchParams>,
+) -> Result<Json<Vec<CatalogEntry>>, ApiError> {
+    let open_category = match p.open_category.as_deref() {
+        None => None,
+        Some(c) => Some(OpenCategory::parse(c).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "open_category \"{c}\" is not one of not_open, conditional, unconditional"
+            ))
+        })?),
+    };
+    let format = match p.format.as_deref() {
+        None => None,
+        Some(f) => Some(
+            DataFormat::parse(f)
+                .ok_or_else(|| ApiError::bad_request(format!("unknown format \"{f}\"")))?,
+        ),
+    };
+    let q = SearchQuery {
+        text: p.q,
+        provider: p.provider,
+        open_category,
+        format,
+        update_frequency: p.update_frequency,
+    };
+    let mut out = Vec::new();
+    for entry in state.store.search(&q).await? {
+        if entry.open_category != OpenCategory::NotOpen || caller.role == Role::Admin {
+            out.push(entry);
+        } else if let Some(rec) = state.store.dataset(&entry.id).await?
+            && owns(&caller, &rec)
+        {
+            out.push(entry);
+        }
+    }
+    Ok(Json(out))
+}
+
+async fn show_dataset(
+    State(state): State<SharedState>,
+    Caller(caller): Caller,
+    Path(name): Path<String>,
+) -> Result<Json<CatalogEntry>, ApiError> {
+    Ok(Json(find_dataset(&state, &caller, &name).await?.entry))
+}
+
+fn dataset_dir(state: &AppState, record: &DatasetRecord) -> std::path::PathBuf {
+    state
+        .config
+        .data_dir
+        .join("datasets")
+        .join(&record.entry.id)
+}
+
+async fn add_version(
+    State(state): State<SharedState>,
+    Caller(caller): Caller,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<VersionAdded>), ApiError> {
+    let record = find_dataset(&state, &caller, &name).await?;
+    if !owns(&caller, &record) {
+        return Err(ApiError::forbidden(format!(
+            "only the provider of {name} may publish versions"
+        )));
+    }
+    if body.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::IngestRejected,
+            "upload rejected: the file is empty",
+        ));
+    }
+    let task = SandboxTask::Ingest(IngestTask {
+        format: record.entry.format,
+        schema: record.entry.schema.clone(),
+        output_dir: dataset_dir(&state, &record).to_string_lossy().into_owned(),
+        pseudonym_key_hex: state.keys.pseudonym_key_hex(),
+    });
+    // The upload goes straight to the sandbox's stdin; it never touches disk here.
+    let response = sandbox::run(&state, &task, &body).await.map_err(|e| {
+        tracing::error!(dataset = %name, error = %e, "ingest sandbox failed");
+        ApiError::new(
+            ErrorCode::IngestRejected,
+            "upload rejected: the file could not be processed",
+        )
+    })?;
+    match response {
+        SandboxResponse::Ingested {
+            version,
+            file_name,
+            bytes,
+            report,
+        } => {
+            let v = DatasetVersion {
+                version: version.clone(),
+                created_at: sluice_types::time::now_rfc3339(),
+                source_format: record.entry.format,
+            };
+            state
+                .store
+                .add_version(&caller.id, &record.entry.id, &v, &file_name, bytes, &report)
+                .await?;
+            Ok((
+                StatusCode::CREATED,
+                Json(VersionAdded {
+                    dataset: name,
+                    version,
+                    report,
+                }),
+            ))
+        }
+        SandboxResponse::Rejected { reasons } => Err(ApiError::new(
+            ErrorCode::IngestRejected,
+            format!("upload rejected: {}", reasons.join("; ")),
+        )
+        .hint("fix the file or the schema and upload again; nothing was stored")),
+        other => {
+            tracing::error!(dataset = %name, response = ?other_status(&other), "ingest failed");
+            Err(ApiError::new(
+                ErrorCode::IngestRejected,
+                "upload rejected: the file could not be processed",
+            ))
+        }
+    }
+}
+
+fn other_status(r: &SandboxResponse) -> &'static str {
+    match r {
+        SandboxResponse::Failed { .. } => "failed",
+        _ => "unexpected",
+    }
+}
+
+async fn quality(
+    State(state): State<SharedState>,
+    Caller(caller): Caller,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<Json<sluice_types::QualityReport>, ApiError> {
+    let record = find_dataset(&state, &caller, &name).await?;
+    if !owns(&caller, &record) {
+        return Err(ApiError::not_found(&format!("quality report of {name}")));
+    }
+    state
+        .store
+        .quality_report(&record.entry.id, &version)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(&format!("version {version} of {name}")))
+}
+
+#[derive(Deserialize)]
+struct VersionParam {
+    version: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn version_path(
+    state: &AppState,
+    record: &DatasetRecord,
+    version: Option<&str>,
+) -> Result<std::path::PathBuf, ApiError> {
+    let name = &record.entry.name;
+    let version = match version {
+        Some(v) => v.to_owned(),
+        None => record
+            .entry
+            .latest_version()
+            .map(|v| v.version.clone())
+            .ok_or_else(|| ApiError::not_found(&format!("a published version of {name}")))?,
+    };
+    let file = state
+        .store
+        .version_file(&record.entry.id, &version)
+        .await?
+        .ok_or_else(|| ApiError::not_found(&format!("version {version} of {name}")))?;
+    Ok(dataset_dir(state, record).join(file))
+}
+
+async fn preview(
+    State(state): State<SharedState>,
+    Caller(caller): Caller,
+    Path(name): Path<String>,
+    Query(p): Query<VersionParam>,
+) -> Result<Json<PreviewView>, ApiError> {
+    let record = find_dataset(&state, &caller, &name).await?;
+    let limit = p.limit.unwrap_or(10).min(100);
+    match record.entry.open_category {
+        OpenCategory::NotOpen => Err(ApiError::new(
+            ErrorCode::DatasetNotOpen,
+            format!("dataset {name} is not open"),
+        )),
+        OpenCategory::Conditional => Ok(Json(PreviewView {
+            synthetic: true,
+            rows: synthetic::rows(&record.entry.schema, limit),
+        })),
+        OpenCategory::Unconditional => {
+            let path = version_path(&state, &record, p.version.as_deref()).await?;
+            let task = SandboxTask::Preview(PreviewTask {
+                path: path.to_string_lossy().into_owned(),
+                limit,
+            });
+            match sandbox::run(&state, &task, &[]).await {
+                Ok(SandboxResponse::Preview { rows }) => Ok(Json(PreviewView {
+                    synthetic: false,
+                    rows,
+                })),
+                other => {
+                    tracing::error!(dataset = %name, ok = other.is_ok(), "preview failed");
+                    Err(ApiError::internal())
+                }
+            }
+        }
+    }
+}
+
+async fn download(
+    State(state): State<SharedState>,
+    Caller(caller): Caller,
+    Path(name): Path<String>,
+    Query(p): Query<VersionParam>,
+) -> Result<Response, ApiError> {
+    let record = find_dataset(&state, &caller, &name).await?;
+    if record.entry.open_category != OpenCategory::Unconditional {
+        return Err(ApiError::new(
+            ErrorCode::DatasetNotOpen,
+            format!(
+                "dataset {name} is {}: only unconditional data can be downloaded",
+                record.entry.open_category.as_str()
+            ),
+        )
+        .hint("submit a DP job instead"));
+    }
+    let path = version_path(&state, &record, p.version.as_deref()).await?;
+    let file = tokio::fs::File::open(&path).await.map_err(|e| {
+        tracing::error!(error = %e, "stored version missing");
+        ApiError::internal()
+    })?;
+    let stream = tokio_util::io::ReaderStream::new(file);
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                "application/vnd.apache.parquet".to_owned(),
+            ),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}.parquet\""),
+            ),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+async fn grant_access(
+    State(state): State<SharedState>,
+    Caller(caller): Caller,
+    Path(name): Path<String>,
+    Json(req): Json<AccessGrant>,
+) -> Result<StatusCode, ApiError> {
+    let record = find_dataset(&state, &caller, &name).await?;
+    if !owns(&caller, &record) {
+        return Err(ApiError::forbidden(format!(
+            "only the provider of {name} may grant access"
+        )));
+    }
+    let user = state
+        .store
+        .user_by_name(&req.user)
+        .await?
+        .ok_or_else(|| ApiError::not_found(&format!("user {}", req.user)))?;
+    state
+        .store
+        .grant_access(&caller.id, &record.entry.id, &user.id)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn budget(
+    State(state): State<SharedState>,
+    Caller(caller): Caller,
+    Path(name): Path<String>,
+) -> Result<Json<BudgetView>, ApiError> {
+    let record = find_dataset(&state, &caller, &name).await?;
+    let b = state.store.budget(&caller.id, &record.entry.id).await?;
+    let remaining =
+        Epsilon::from_units(b.user_granted.units().saturating_sub(b.user_spent.units()));
+    Ok(Json(BudgetView {
+        dataset: name,
+        user_granted: b.user_granted.to_string(),
+        user_spent: b.user_spent.to_string(),
+        user_remaining: remaining.to_string(),
+    }))
+}
+
+async fn submit_job(
+    State(state): State<SharedState>,
+    Caller(caller): Caller,
+    body: String,
+) -> Result<(StatusCode, Json<JobView>), ApiError> {
+    require(
+        &caller,
+        &[Role::User, Role::Provider, Role::Admin],
+        "submit jobs",
+    )?;
+    let id = jobs::submit(state.clone(), caller, &body).await?;
+    let job = state.store.job(&id).await?.ok_or_else(ApiError::internal)?;
+    Ok((StatusCode::ACCEPTED, Json(job_view(&job))))
+}
+
+fn job_view(j: &sluice_store::JobRecord) -> JobView {
+    JobView {
+        id: j.id.clone(),
+        state: serde_json::to_value(j.state)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default(),
+        message: j.message.clone(),
+        manifest_digest: j.manifest_digest.clone(),
+        epsilon: j.epsilon.to_string(),
+        created_at: j.created_at.clone(),
+        updated_at: j.updated_at.clone(),
+    }
+}
+
+async fn own_job(
+    state: &AppState,
+    caller: &UserRecord,
+    id: &str,
+) -> Result<sluice_store::JobRecord, ApiError> {
+    state
+        .store
+        .job(id)
+        .await?
+        .filter(|j| j.user_id == caller.id)
+        .ok_or_else(|| ApiError::not_found(&format!("job {id}")))
+}
+
+async fn list_jobs(
+    State(state): State<SharedState>,
+    Caller(caller): Caller,
+) -> Result<Json<Vec<JobView>>, ApiError> {
+    Ok(Json(
+        state
+            .store
+            .jobs_of_user(&caller.id)
+            .await?
+            .iter()
+            .map(job_view)
+            .collect(),
+    ))
+}
+
+async fn show_job(
+    State(state): State<SharedState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<JobView>, ApiError> {
+    Ok(Json(job_view(&own_job(&state, &caller, &id).await?)))
+}
+
+async fn job_release(
+    State(state): State<SharedState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    own_job(&state, &caller, &id).await?;
+    let json = state
+        .store
+        .release(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(&format!("release of job {id}")))?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
+}
