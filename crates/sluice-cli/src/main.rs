@@ -1,1 +1,394 @@
-fn main() {}
+//! `sluice`: the command-line tool. `serve` runs the API server, `demo` runs
+//! the whole path on a temporary data dir, the other commands are clients
+//! of a running server, and the hidden `sandbox` command is the isolated
+//! executor the server starts for every task that reads rows.
+
+mod demo;
+mod print;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use sluice_client::{Client, SearchFilter};
+use sluice_types::Role;
+use sluice_types::api::DatasetDescriptor;
+
+#[derive(Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Privacy-preserving computation on sensitive public data"
+)]
+struct Cli {
+    /// Server URL.
+    #[arg(
+        long,
+        global = true,
+        env = "SLUICE_URL",
+        default_value = "http://127.0.0.1:7878"
+    )]
+    url: String,
+    /// Bearer token.
+    #[arg(long, global = true, env = "SLUICE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the API server.
+    Serve {
+        /// Data directory (SQLite metadata, Parquet store).
+        #[arg(long, env = "SLUICE_DATA_DIR")]
+        data_dir: PathBuf,
+        /// Key directory; default: a sibling of the data dir named <data-dir>.keys.
+        #[arg(long, env = "SLUICE_KEY_DIR")]
+        key_dir: Option<PathBuf>,
+        #[arg(long, default_value = "127.0.0.1:7878")]
+        bind: std::net::SocketAddr,
+        /// Wall-clock deadline of one sandbox task, in seconds.
+        #[arg(long, default_value_t = 600)]
+        sandbox_timeout: u64,
+    },
+    /// Run the end-to-end demo on a temporary data dir.
+    Demo {
+        /// Keep the data in this directory instead of a temporary one.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Users (admin).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Catalog and datasets.
+    #[command(subcommand)]
+    Dataset(DatasetCommand),
+    /// Jobs.
+    #[command(subcommand)]
+    Job(JobCommand),
+    /// Verify a release's signature offline.
+    Verify {
+        /// The release JSON (as returned by `sluice job result`).
+        release: PathBuf,
+        /// The platform's public key, hex (from GET /v1/public-key or the key dir's signing.ed25519.pub).
+        #[arg(long)]
+        public_key: String,
+    },
+    #[command(hide = true)]
+    Sandbox,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user and print its token (shown once).
+    Create {
+        name: String,
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+    },
+    /// Show who the token belongs to.
+    Me,
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    Role::parse(s)
+        .ok_or_else(|| format!("role must be admin, provider, user or reviewer, not \"{s}\""))
+}
+
+#[derive(Subcommand)]
+enum DatasetCommand {
+    /// Create a catalog entry from a descriptor (TOML) and upload its first version.
+    Publish { descriptor: PathBuf, file: PathBuf },
+    /// Upload a new version of a dataset.
+    Upload { name: String, file: PathBuf },
+    /// Search the catalog.
+    Search {
+        text: Option<String>,
+        #[arg(long)]
+        provider: Option<String>,
+        #[arg(long)]
+        category: Option<String>,
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// Show a catalog entry.
+    Show { name: String },
+    /// Preview rows (synthetic for conditional data).
+    Preview {
+        name: String,
+        #[arg(long, default_value_t = 5)]
+        limit: usize,
+    },
+    /// Download an unconditional dataset (Parquet).
+    Download {
+        name: String,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Grant a user access to a conditional dataset (provider).
+    Grant {
+        name: String,
+        #[arg(long)]
+        user: String,
+    },
+    /// Show a version's quality report (provider).
+    Quality { name: String, version: String },
+    /// Show your privacy budget on a dataset.
+    Budget { name: String },
+}
+
+#[derive(Subcommand)]
+enum JobCommand {
+    /// Submit a manifest and wait for its release.
+    Submit {
+        manifest: PathBuf,
+        /// Return at once instead of waiting.
+        #[arg(long)]
+        no_wait: bool,
+        /// Write the signed release here.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Show a job's state.
+    Status { id: String },
+    /// List your jobs.
+    List,
+    /// Print a job's release.
+    Result {
+        id: String,
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    if let Command::Sandbox = cli.command {
+        return std::process::ExitCode::from(sluice_sandbox::main_entry() as u8);
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let client = Client::new(&cli.url, cli.token.clone());
+    match cli.command {
+        Command::Sandbox => unreachable!("handled before the runtime starts"),
+        Command::Serve {
+            data_dir,
+            key_dir,
+            bind,
+            sandbox_timeout,
+        } => {
+            let key_dir =
+                key_dir.unwrap_or_else(|| sluice_server::Config::default_key_dir(&data_dir));
+            let config = sluice_server::Config {
+                data_dir,
+                key_dir,
+                bind,
+                sandbox_exe: std::env::current_exe().context("locating the sluice executable")?,
+                sandbox_timeout: Duration::from_secs(sandbox_timeout),
+            };
+            let started = sluice_server::start(config).await?;
+            if let Some(token) = &started.admin_token {
+                println!("created the first admin; its token is shown once:\n{token}");
+            }
+            println!("listening on http://{}", started.addr);
+            started.handle.await?.context("server failed")?;
+        }
+        Command::Demo { data_dir } => demo::run(data_dir).await?,
+        Command::User(UserCommand::Create { name, role }) => {
+            let created = client.create_user(&name, role).await?;
+            println!(
+                "created {} ({}) with id {}",
+                created.user.name,
+                created.user.role.as_str(),
+                created.user.id
+            );
+            println!("token (shown once): {}", created.token);
+        }
+        Command::User(UserCommand::Me) => {
+            let me = client.me().await?;
+            println!("{} ({}), id {}", me.name, me.role.as_str(), me.id);
+        }
+        Command::Dataset(cmd) => dataset(&client, cmd).await?,
+        Command::Job(cmd) => job(&client, cmd).await?,
+        Command::Verify {
+            release,
+            public_key,
+        } => {
+            let text = std::fs::read_to_string(&release)
+                .with_context(|| format!("reading {}", release.display()))?;
+            let body = verify_release_text(&text, &public_key)?;
+            println!(
+                "release signature verifies: job {}, {} dataset(s), epsilon {}",
+                body.job_id,
+                body.datasets.len(),
+                body.epsilon_spent
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Verifies a release JSON (either the API's `{envelope, body}` or a bare envelope).
+pub fn verify_release_text(text: &str, public_key_hex: &str) -> Result<sluice_types::ReleaseBody> {
+    let key = hex::decode(public_key_hex.trim()).context("public key is not hex")?;
+    let value: serde_json::Value = serde_json::from_str(text).context("release is not JSON")?;
+    let envelope = value.get("envelope").cloned().unwrap_or(value);
+    let envelope: sluice_types::SignedRelease =
+        serde_json::from_value(envelope).context("not a release envelope")?;
+    sluice_crypto::verify_release(&envelope, &key).context("release does not verify")
+}
+
+async fn dataset(client: &Client, cmd: DatasetCommand) -> Result<()> {
+    match cmd {
+        DatasetCommand::Publish { descriptor, file } => {
+            let text = std::fs::read_to_string(&descriptor)
+                .with_context(|| format!("reading {}", descriptor.display()))?;
+            let desc: DatasetDescriptor = toml::from_str(&text)
+                .with_context(|| format!("parsing {}", descriptor.display()))?;
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let entry = client.create_dataset(&desc).await?;
+            println!("created dataset {} ({})", entry.name, entry.id);
+            let added = client.upload_version(&entry.name, bytes).await?;
+            print::version_added(&added);
+        }
+        DatasetCommand::Upload { name, file } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            print::version_added(&client.upload_version(&name, bytes).await?);
+        }
+        DatasetCommand::Search {
+            text,
+            provider,
+            category,
+            format,
+        } => {
+            let found = client
+                .search(&SearchFilter {
+                    text,
+                    provider,
+                    open_category: category,
+                    format,
+                })
+                .await?;
+            print::catalog(&found);
+        }
+        DatasetCommand::Show { name } => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&client.dataset(&name).await?)?
+            );
+        }
+        DatasetCommand::Preview { name, limit } => {
+            let p = client.preview(&name, limit).await?;
+            if p.synthetic {
+                println!("(synthetic rows generated from the schema: this dataset is conditional)");
+            }
+            for row in p.rows {
+                println!("{}", serde_json::Value::Object(row));
+            }
+        }
+        DatasetCommand::Download { name, output } => {
+            let bytes = client.download(&name).await?;
+            std::fs::write(&output, &bytes)
+                .with_context(|| format!("writing {}", output.display()))?;
+            println!("wrote {} bytes to {}", bytes.len(), output.display());
+        }
+        DatasetCommand::Grant { name, user } => {
+            client.grant_access(&name, &user).await?;
+            println!("granted {user} access to {name}");
+        }
+        DatasetCommand::Quality { name, version } => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&client.quality(&name, &version).await?)?
+            );
+        }
+        DatasetCommand::Budget { name } => {
+            let b = client.budget(&name).await?;
+            println!(
+                "{name}: granted {}, spent {}, remaining {}",
+                b.user_granted, b.user_spent, b.user_remaining
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn job(client: &Client, cmd: JobCommand) -> Result<()> {
+    match cmd {
+        JobCommand::Submit {
+            manifest,
+            no_wait,
+            output,
+        } => {
+            let text = std::fs::read_to_string(&manifest)
+                .with_context(|| format!("reading {}", manifest.display()))?;
+            let job = client.submit_job(&text).await?;
+            println!("job {} {}", job.id, job.state);
+            if no_wait {
+                return Ok(());
+            }
+            let job = client.wait_job(&job.id, Duration::from_secs(3600)).await?;
+            if job.state != "released" {
+                bail!(
+                    "job {} ended {}: {}",
+                    job.id,
+                    job.state,
+                    job.message.unwrap_or_default()
+                );
+            }
+            let release = client.release(&job.id).await?;
+            print::release(&release.body);
+            if let Some(out) = output {
+                std::fs::write(&out, serde_json::to_vec_pretty(&release)?)?;
+                println!("signed release written to {}", out.display());
+            }
+        }
+        JobCommand::Status { id } => {
+            let j = client.job(&id).await?;
+            println!("job {} {} {}", j.id, j.state, j.message.unwrap_or_default());
+        }
+        JobCommand::List => {
+            for j in client.jobs().await? {
+                println!(
+                    "{} {:9} epsilon {} {}",
+                    j.id, j.state, j.epsilon, j.created_at
+                );
+            }
+        }
+        JobCommand::Result { id, output } => {
+            let release = client.release(&id).await?;
+            match output {
+                Some(out) => {
+                    std::fs::write(&out, serde_json::to_vec_pretty(&release)?)?;
+                    println!("signed release written to {}", out.display());
+                }
+                None => print::release(&release.body),
+            }
+        }
+    }
+    Ok(())
+}

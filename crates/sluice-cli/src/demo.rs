@@ -1,0 +1,126 @@
+//! `sluice demo`: the whole path on the embedded default. Starts a server on
+//! a temporary data dir, publishes the PUMS sample as a provider (through
+//! the ingest sandbox), grants a researcher access, runs DP SQL jobs through
+//! the job sandbox and verifies the signed releases offline.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use sluice_client::Client;
+use sluice_types::Role;
+use sluice_types::api::DatasetDescriptor;
+
+use crate::print;
+
+const PUMS_CSV: &[u8] = include_bytes!("../../../examples/data/PUMS_pid.csv");
+const PUMS_DESCRIPTOR: &str = include_str!("../../../examples/data/pums.toml");
+const JOBS: [&str; 2] = [
+    include_str!("../../../examples/jobs/income_by_sex.toml"),
+    include_str!("../../../examples/jobs/income_by_educ.toml"),
+];
+
+pub async fn run(data_dir: Option<PathBuf>) -> Result<()> {
+    let temp = tempfile::tempdir().context("creating a temporary directory")?;
+    let data_dir = data_dir.unwrap_or_else(|| temp.path().join("data"));
+    let key_dir = sluice_server::Config::default_key_dir(&data_dir);
+    let config = sluice_server::Config {
+        data_dir: data_dir.clone(),
+        key_dir,
+        bind: "127.0.0.1:0".parse().expect("loopback address"),
+        sandbox_exe: std::env::current_exe().context("locating the sluice executable")?,
+        sandbox_timeout: Duration::from_secs(300),
+    };
+    let started = sluice_server::start(config).await?;
+    let url = format!("http://{}", started.addr);
+    println!(
+        "== Sluice demo: server at {url}, data dir {}",
+        data_dir.display()
+    );
+    let admin_token = started
+        .admin_token
+        .clone()
+        .context("the demo needs a fresh data dir")?;
+    let admin = Client::new(&url, Some(admin_token));
+
+    println!("\n== admin creates a data provider and a researcher");
+    let provider = admin.create_user("census-bureau", Role::Provider).await?;
+    let researcher = admin.create_user("alice", Role::User).await?;
+    let provider = admin.with_token(provider.token);
+    let alice = admin.with_token(researcher.token);
+    println!("provider census-bureau, researcher alice");
+
+    println!(
+        "\n== provider publishes the PUMS sample (conditional); pid is pseudonymised at ingest"
+    );
+    let desc: DatasetDescriptor =
+        toml::from_str(PUMS_DESCRIPTOR).context("parsing the PUMS descriptor")?;
+    provider.create_dataset(&desc).await?;
+    let added = provider.upload_version("pums", PUMS_CSV.to_vec()).await?;
+    print::version_added(&added);
+
+    println!(
+        "\n== alice searches the catalog and previews the data (synthetic rows: the data is conditional)"
+    );
+    let found = alice
+        .search(&sluice_client::SearchFilter {
+            text: Some("income".into()),
+            ..Default::default()
+        })
+        .await?;
+    print::catalog(&found);
+    let preview = alice.preview("pums", 3).await?;
+    for row in preview.rows {
+        println!("  synthetic: {}", serde_json::Value::Object(row));
+    }
+
+    println!("\n== alice cannot run jobs before the provider grants access");
+    match alice.submit_job(JOBS[0]).await {
+        Err(e) => println!("refused: {e}"),
+        Ok(j) => bail!("job {} was accepted without access", j.id),
+    }
+    provider.grant_access("pums", "alice").await?;
+    println!("provider granted alice access to pums");
+
+    println!("\n== a query that would release rows is rejected before any data is read");
+    let bad = JOBS[0].replace(
+        "SELECT sex, COUNT(*) AS people, SUM(income) AS total_income, AVG(income) AS mean_income FROM pums GROUP BY sex",
+        "SELECT * FROM pums",
+    );
+    match alice.submit_job(&bad).await {
+        Err(e) => println!("rejected: {e}"),
+        Ok(j) => bail!("job {} releasing rows was accepted", j.id),
+    }
+
+    let key = alice.public_key().await?;
+    for manifest in JOBS {
+        println!();
+        let job = alice.submit_job(manifest).await?;
+        let job = alice.wait_job(&job.id, Duration::from_secs(300)).await?;
+        if job.state != "released" {
+            bail!(
+                "job {} ended {}: {}",
+                job.id,
+                job.state,
+                job.message.unwrap_or_default()
+            );
+        }
+        let release = alice.release(&job.id).await?;
+        print::release(&release.body);
+        let text = serde_json::to_string(&release)?;
+        let verified = crate::verify_release_text(&text, &key.public_key_hex)?;
+        println!("  signature verified offline with key {}", key.key_id);
+        if verified != release.body {
+            bail!("verified body differs from the returned body");
+        }
+    }
+
+    let budget = alice.budget("pums").await?;
+    println!(
+        "\n== alice's budget on pums: granted {}, spent {}, remaining {}",
+        budget.user_granted, budget.user_spent, budget.user_remaining
+    );
+    started.handle.abort();
+    println!("\ndemo finished");
+    Ok(())
+}

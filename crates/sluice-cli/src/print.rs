@@ -1,0 +1,107 @@
+//! Human-readable output.
+
+use sluice_types::api::VersionAdded;
+use sluice_types::release::Cell;
+use sluice_types::{CatalogEntry, ReleaseBody};
+
+pub fn version_added(v: &VersionAdded) {
+    let r = &v.report;
+    println!("published version {} of {}", v.version, v.dataset);
+    println!(
+        "quality: {} rows, {} duplicate rows, {} nulls, {} unit(s) over the row limit",
+        r.rows,
+        r.duplicate_rows,
+        r.total_nulls(),
+        r.units_over_max_rows
+    );
+    for c in &r.columns {
+        if c.nulls + c.out_of_bounds + c.out_of_domain + c.duplicate_values > 0 {
+            println!(
+                "  {}: {} nulls, {} out of bounds, {} out of domain, {} duplicates (first rows {:?})",
+                c.name,
+                c.nulls,
+                c.out_of_bounds,
+                c.out_of_domain,
+                c.duplicate_values,
+                c.first_offending_rows
+            );
+        }
+    }
+}
+
+pub fn catalog(entries: &[CatalogEntry]) {
+    for e in entries {
+        println!(
+            "{:20} {:13} {:8} {:10} {} — {}",
+            e.name,
+            e.open_category.as_str(),
+            e.format.as_str(),
+            e.update_frequency,
+            e.provider,
+            e.title
+        );
+    }
+    if entries.is_empty() {
+        println!("no datasets found");
+    }
+}
+
+fn fmt_num(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.1}")
+    }
+}
+
+pub fn release(body: &ReleaseBody) {
+    println!("{} (job {})", body.title, body.job_id);
+    let widths: Vec<usize> = body
+        .outputs
+        .columns
+        .iter()
+        .map(|c| c.name.len().max(8))
+        .collect();
+    let header: Vec<String> = body
+        .outputs
+        .columns
+        .iter()
+        .zip(&widths)
+        .map(|(c, w)| match c.kind {
+            sluice_types::release::ColumnKind::GroupKey => format!("{:>w$}", c.name, w = *w),
+            _ => format!("{:>30}", c.name),
+        })
+        .collect();
+    println!("  {}", header.join(" "));
+    for row in &body.outputs.rows {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| match cell {
+                Cell::Key(v) => format!("{:>w$}", v.to_string(), w = *w),
+                Cell::Noisy { value, ci95 } => {
+                    format!(
+                        "{:>30}",
+                        format!(
+                            "{} [{}, {}]",
+                            fmt_num(*value),
+                            fmt_num(ci95[0]),
+                            fmt_num(ci95[1])
+                        )
+                    )
+                }
+            })
+            .collect();
+        println!("  {}", cells.join(" "));
+    }
+    println!("  (values are differentially private; brackets are 95% confidence intervals)");
+    for c in &body.outputs.columns {
+        if let Some(e) = c.epsilon {
+            println!("  epsilon for {}: {}", c.name, e);
+        }
+    }
+    println!("  epsilon spent: {}", body.epsilon_spent);
+    for d in &body.datasets {
+        println!("  cite: {}", d.citation);
+    }
+}

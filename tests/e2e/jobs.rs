@@ -1,0 +1,241 @@
+//! DP SQL jobs end to end: access, rejections, exact charge, signed releases.
+
+use std::time::Duration;
+
+use sluice_types::ErrorCode;
+use sluice_types::release::Cell;
+
+use crate::{Platform, manifest, pums_csv, pums_descriptor, repo_file};
+
+async fn with_pums() -> Platform {
+    let p = Platform::start().await;
+    p.provider
+        .create_dataset(&pums_descriptor("pums", "conditional"))
+        .await
+        .unwrap();
+    p.provider.upload_version("pums", pums_csv()).await.unwrap();
+    p.provider.grant_access("pums", "alice").await.unwrap();
+    p
+}
+
+#[tokio::test]
+async fn conditional_data_needs_the_providers_grant() {
+    let p = with_pums().await;
+    let err = p
+        .bob
+        .submit_job(&manifest("pums", "SELECT COUNT(*) FROM pums", 1.0))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Forbidden), "{err}");
+    assert!(err.to_string().contains("conditional"));
+}
+
+#[tokio::test]
+async fn rejected_queries_name_the_reason_and_cost_nothing() {
+    let p = with_pums().await;
+    let cases = [
+        ("SELECT * FROM pums", "rows are never released"),
+        (
+            "SELECT age FROM pums WHERE income > 1000",
+            "rows are never released",
+        ),
+        ("SELECT SUM(pid) FROM pums", "sum"),
+        (
+            "SELECT race, COUNT(*) FROM pums GROUP BY race, age",
+            "GROUP BY age",
+        ),
+    ];
+    for (q, reason) in cases {
+        let err = p
+            .alice
+            .submit_job(&manifest("pums", q, 1.0))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Some(ErrorCode::QueryRejected), "{q}: {err}");
+        assert!(
+            err.to_string().contains(reason),
+            "{q}: {err} should mention {reason}"
+        );
+    }
+    // SUM over a column without declared bounds: a dataset whose income has none.
+    let mut d = pums_descriptor("pums_nobounds", "conditional");
+    let income = d
+        .schema
+        .columns
+        .iter_mut()
+        .find(|c| c.name == "income")
+        .unwrap();
+    income.lower = None;
+    income.upper = None;
+    p.provider.create_dataset(&d).await.unwrap();
+    p.provider
+        .upload_version("pums_nobounds", pums_csv())
+        .await
+        .unwrap();
+    p.provider
+        .grant_access("pums_nobounds", "alice")
+        .await
+        .unwrap();
+    let err = p
+        .alice
+        .submit_job(&manifest(
+            "pums_nobounds",
+            "SELECT SUM(income) FROM pums_nobounds",
+            1.0,
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("column \"income\" has no declared bounds"),
+        "{err}"
+    );
+
+    let b = p.alice.budget("pums").await.unwrap();
+    assert_eq!(b.user_spent, "0");
+}
+
+#[tokio::test]
+async fn released_job_is_signed_charged_exactly_and_covers_the_truth() {
+    let p = with_pums().await;
+    let text = std::fs::read_to_string(repo_file("examples/jobs/income_by_sex.toml")).unwrap();
+    let job = p.alice.submit_job(&text).await.unwrap();
+    let job = p
+        .alice
+        .wait_job(&job.id, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(job.state, "released", "{:?}", job.message);
+    let release = p.alice.release(&job.id).await.unwrap();
+    let key = p.alice.public_key().await.unwrap();
+    let body =
+        sluice_crypto::verify_release(&release.envelope, &hex_decode(&key.public_key_hex)).unwrap();
+    assert_eq!(body, release.body);
+    assert_eq!(body.epsilon_spent.to_string(), "1");
+    assert_eq!(body.datasets[0].name, "pums");
+    assert!(body.datasets[0].citation.contains("US Census Bureau"));
+    // Per-column epsilon shares add up to what was charged (count(*), sum, count(income)).
+    assert_eq!(p.alice.budget("pums").await.unwrap().user_spent, "1");
+
+    // Rows: sex 0 and 1 in key order, each with a CI.
+    assert_eq!(body.outputs.rows.len(), 2);
+    let csv = String::from_utf8(pums_csv()).unwrap();
+    for (i, sex) in [0, 1].into_iter().enumerate() {
+        let row = &body.outputs.rows[i];
+        assert_eq!(row[0], Cell::Key(serde_json::json!(sex)));
+        let n = csv
+            .lines()
+            .skip(1)
+            .filter(|l| l.split(',').nth(1) == Some(&sex.to_string()))
+            .count() as f64;
+        let Cell::Noisy { value, ci95 } = &row[1] else {
+            panic!("count is noisy")
+        };
+        // The CI is valid with 95% probability; a 20-sigma miss means a bug.
+        assert!(
+            (value - n).abs() < 100.0 && ci95[0] < *value && *value < ci95[1],
+            "{value} {ci95:?} vs {n}"
+        );
+    }
+
+    // A second user cannot see alice's job or release.
+    assert_eq!(
+        p.bob.job(&job.id).await.unwrap_err().code(),
+        Some(ErrorCode::NotFound)
+    );
+    assert_eq!(
+        p.bob.release(&job.id).await.unwrap_err().code(),
+        Some(ErrorCode::NotFound)
+    );
+}
+
+#[tokio::test]
+async fn budget_is_reserved_before_running_and_never_overspent() {
+    let p = with_pums().await;
+    // alice has 10 on pums: 9 then 2 → the second is refused and nothing is charged for it.
+    let job = p
+        .alice
+        .submit_job(&manifest("pums", "SELECT COUNT(*) FROM pums", 9.0))
+        .await
+        .unwrap();
+    p.alice
+        .wait_job(&job.id, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let err = p
+        .alice
+        .submit_job(&manifest("pums", "SELECT COUNT(*) FROM pums", 2.0))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::BudgetExhausted), "{err}");
+    let b = p.alice.budget("pums").await.unwrap();
+    assert_eq!(
+        (b.user_spent.as_str(), b.user_remaining.as_str()),
+        ("9", "1")
+    );
+}
+
+#[tokio::test]
+async fn bad_tokens_and_bad_manifests_are_refused() {
+    let p = with_pums().await;
+    let anon = p.alice.with_token("slc_not_a_real_token");
+    assert_eq!(
+        anon.jobs().await.unwrap_err().code(),
+        Some(ErrorCode::Unauthenticated)
+    );
+    let err = p
+        .alice
+        .submit_job("version = 1\ntitle = 3")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::ManifestInvalid));
+    let bad_eps = manifest("pums", "SELECT COUNT(*) FROM pums", 1.0)
+        .replace("epsilon = 1.0", "epsilon = -1.0");
+    let err = p.alice.submit_job(&bad_eps).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("epsilon must be a positive finite number"),
+        "{err}"
+    );
+    let err = p
+        .alice
+        .create_user("mallory", sluice_types::Role::Admin)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Forbidden));
+}
+
+#[test]
+fn demo_prints_dp_income_by_sex_and_by_educ() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("demo")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "demo failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for needle in [
+        "Income by sex",
+        "Income by education level",
+        "mean_income",
+        "95% confidence",
+        "epsilon spent: 1",
+        "signature verified",
+        "remaining 8",
+    ] {
+        assert!(
+            stdout.contains(needle),
+            "demo output lacks {needle:?}:\n{stdout}"
+        );
+    }
+}
+
+fn hex_decode(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}

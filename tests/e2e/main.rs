@@ -1,0 +1,108 @@
+//! End-to-end tests through HTTP and the real `sluice` binary: the server
+//! runs in the test process and starts `sluice sandbox` children exactly as
+//! in production.
+
+mod catalog;
+mod dependencies;
+mod ingest;
+mod jobs;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sluice_client::Client;
+use sluice_types::Role;
+use sluice_types::api::DatasetDescriptor;
+
+pub struct Platform {
+    pub dir: tempfile::TempDir,
+    pub admin: Client,
+    pub provider: Client,
+    pub alice: Client,
+    pub bob: Client,
+    _server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Platform {
+    pub async fn start() -> Platform {
+        let dir = tempfile::tempdir().unwrap();
+        let config = sluice_server::Config {
+            data_dir: dir.path().join("data"),
+            key_dir: dir.path().join("keys"),
+            bind: "127.0.0.1:0".parse().unwrap(),
+            sandbox_exe: PathBuf::from(env!("CARGO_BIN_EXE_sluice")),
+            sandbox_timeout: Duration::from_secs(120),
+        };
+        let started = sluice_server::start(config).await.unwrap();
+        let admin = Client::new(
+            format!("http://{}", started.addr),
+            started.admin_token.clone(),
+        );
+        let provider = admin.with_token(
+            admin
+                .create_user("provider", Role::Provider)
+                .await
+                .unwrap()
+                .token,
+        );
+        let alice = admin.with_token(admin.create_user("alice", Role::User).await.unwrap().token);
+        let bob = admin.with_token(admin.create_user("bob", Role::User).await.unwrap().token);
+        Platform {
+            dir,
+            admin,
+            provider,
+            alice,
+            bob,
+            _server: started.handle,
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+}
+
+pub fn descriptor(toml_text: &str) -> DatasetDescriptor {
+    toml::from_str(toml_text).unwrap()
+}
+
+pub fn repo_file(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(rel)
+}
+
+pub fn pums_descriptor(name: &str, category: &str) -> DatasetDescriptor {
+    let text = std::fs::read_to_string(repo_file("examples/data/pums.toml")).unwrap();
+    let mut d = descriptor(&text);
+    d.dataset.name = name.into();
+    d.dataset.open_category = sluice_types::OpenCategory::parse(category).unwrap();
+    d
+}
+
+pub fn pums_csv() -> Vec<u8> {
+    std::fs::read(repo_file("examples/data/PUMS_pid.csv")).unwrap()
+}
+
+pub fn manifest(dataset: &str, query: &str, epsilon: f64) -> String {
+    format!(
+        "version = 1\ntitle = \"t\"\npurpose = \"test\"\ndatasets = [\"{dataset}\"]\n\n[job]\nkind = \"sql\"\nquery = \"{query}\"\n\n[privacy]\nepsilon = {epsilon:?}\n"
+    )
+}
+
+/// Every file under `dir`, recursively.
+pub fn all_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
