@@ -1,0 +1,399 @@
+//! Store: single-server lock, hashed tokens, ledger exactness under
+//! concurrency, refund rules, atomic releases, and audit-chain tampering.
+
+use std::sync::Arc;
+
+use sluice_store::{
+    AuditError, JobState, NewDataset, NewJob, SearchQuery, Store, StoreError, verify_audit_chain,
+};
+use sluice_types::privacy::{Delta, Epsilon};
+use sluice_types::schema::DatasetSchema;
+use sluice_types::{DataFormat, OpenCategory, Role};
+
+fn eps(x: f64) -> Epsilon {
+    Epsilon::from_f64(x).unwrap()
+}
+
+fn dataset(name: &str, cap: f64, per_user: f64) -> NewDataset {
+    let schema: DatasetSchema = serde_json::from_value(serde_json::json!({
+        "columns": [{"name": "pid", "role": "privacy_unit", "type": "int", "description": "person"},
+                    {"name": "income", "type": "int", "lower": 0, "upper": 10}]
+    }))
+    .unwrap();
+    NewDataset {
+        name: name.into(),
+        title: format!("{name} title"),
+        description: "test data".into(),
+        provider: "Bureau".into(),
+        open_category: OpenCategory::Conditional,
+        format: DataFormat::Csv,
+        data_type: "table".into(),
+        update_frequency: "yearly".into(),
+        schema,
+        epsilon_cap: eps(cap),
+        user_epsilon: eps(per_user),
+    }
+}
+
+async fn job(store: &Store, user: &str) -> String {
+    store
+        .create_job(
+            user,
+            NewJob {
+                user_id: user.into(),
+                manifest_json: "{}".into(),
+                manifest_digest: "d".into(),
+                dataset_versions: vec![],
+                epsilon: eps(0.1),
+                delta: Delta::ZERO,
+            },
+        )
+        .await
+        .unwrap()
+}
+
+async fn setup() -> (tempfile::TempDir, Store, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).await.unwrap();
+    let (user, _) = store
+        .create_user("system", "alice", Role::User)
+        .await
+        .unwrap();
+    let ds = store
+        .create_dataset("system", &user.id, dataset("pums", 100.0, 1.0))
+        .await
+        .unwrap();
+    (dir, store, user.id, ds)
+}
+
+#[tokio::test]
+async fn a_second_store_on_the_same_dir_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Store::open(dir.path()).await.unwrap();
+    assert!(matches!(
+        Store::open(dir.path()).await,
+        Err(StoreError::Locked(_))
+    ));
+    drop(first);
+    Store::open(dir.path()).await.unwrap();
+}
+
+#[tokio::test]
+async fn tokens_are_stored_only_as_hashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).await.unwrap();
+    let (user, token) = store
+        .create_user("system", "bob", Role::Provider)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.user_by_token(&token).await.unwrap().unwrap().id,
+        user.id
+    );
+    assert!(store.user_by_token("slc_wrong").await.unwrap().is_none());
+    assert!(matches!(
+        store.create_user("system", "bob", Role::User).await,
+        Err(StoreError::Conflict(_))
+    ));
+    drop(store);
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(!bytes.windows(token.len()).any(|w| w == token.as_bytes()));
+    }
+}
+
+#[tokio::test]
+async fn catalog_search_by_text_and_fields() {
+    let (_dir, store, user, _) = setup().await;
+    let mut open = dataset("open_data", 10.0, 1.0);
+    open.open_category = OpenCategory::Unconditional;
+    open.provider = "Other office".into();
+    store.create_dataset("system", &user, open).await.unwrap();
+    let names =
+        |v: Vec<sluice_types::CatalogEntry>| v.into_iter().map(|e| e.name).collect::<Vec<_>>();
+    let q = |f: fn(&mut SearchQuery)| {
+        let mut q = SearchQuery::default();
+        f(&mut q);
+        q
+    };
+    assert_eq!(
+        names(
+            store
+                .search(&q(|q| q.text = Some("INCOME".into())))
+                .await
+                .unwrap()
+        ),
+        ["open_data", "pums"]
+    );
+    assert_eq!(
+        names(
+            store
+                .search(&q(|q| q.text = Some("person".into())))
+                .await
+                .unwrap()
+        ),
+        ["open_data", "pums"]
+    );
+    assert_eq!(
+        names(
+            store
+                .search(&q(|q| q.provider = Some("other office".into())))
+                .await
+                .unwrap()
+        ),
+        ["open_data"]
+    );
+    assert_eq!(
+        names(
+            store
+                .search(&q(|q| q.open_category = Some(OpenCategory::Conditional)))
+                .await
+                .unwrap()
+        ),
+        ["pums"]
+    );
+    assert!(
+        store
+            .search(&q(|q| q.text = Some("nothing like it".into())))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn reserve_refuses_overspend_and_writes_nothing() {
+    let (_dir, store, user, ds) = setup().await;
+    let a = job(&store, &user).await;
+    let b = job(&store, &user).await;
+    store
+        .reserve(
+            &user,
+            &a,
+            &user,
+            std::slice::from_ref(&ds),
+            eps(0.6),
+            Delta::ZERO,
+        )
+        .await
+        .unwrap();
+    let before = store.audit_entries().await.unwrap().len();
+    let err = store
+        .reserve(
+            &user,
+            &b,
+            &user,
+            std::slice::from_ref(&ds),
+            eps(0.6),
+            Delta::ZERO,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::BudgetExhausted { .. }), "{err}");
+    assert_eq!(store.audit_entries().await.unwrap().len(), before);
+    assert_eq!(store.budget(&user, &ds).await.unwrap().user_spent, eps(0.6));
+    // A refund frees the reservation; a committed spend is never refunded.
+    store.refund(&user, &a).await.unwrap();
+    store
+        .reserve(
+            &user,
+            &b,
+            &user,
+            std::slice::from_ref(&ds),
+            eps(0.6),
+            Delta::ZERO,
+        )
+        .await
+        .unwrap();
+    store.commit_spend(&user, &b).await.unwrap();
+    assert!(matches!(
+        store.refund(&user, &b).await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert_eq!(store.budget(&user, &ds).await.unwrap().user_spent, eps(0.6));
+}
+
+#[tokio::test]
+async fn dataset_cap_binds_across_users() {
+    let (_dir, store, alice, _) = setup().await;
+    let (bob, _) = store
+        .create_user("system", "bob", Role::User)
+        .await
+        .unwrap();
+    let ds = store
+        .create_dataset("system", &alice, dataset("small", 1.0, 0.8))
+        .await
+        .unwrap();
+    let a = job(&store, &alice).await;
+    let b = job(&store, &bob.id).await;
+    store
+        .reserve(
+            &alice,
+            &a,
+            &alice,
+            std::slice::from_ref(&ds),
+            eps(0.7),
+            Delta::ZERO,
+        )
+        .await
+        .unwrap();
+    let err = store
+        .reserve(
+            &bob.id,
+            &b,
+            &bob.id,
+            std::slice::from_ref(&ds),
+            eps(0.4),
+            Delta::ZERO,
+        )
+        .await;
+    assert!(matches!(err, Err(StoreError::BudgetExhausted { .. })));
+    store
+        .reserve(
+            &bob.id,
+            &b,
+            &bob.id,
+            std::slice::from_ref(&ds),
+            eps(0.3),
+            Delta::ZERO,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.budget(&bob.id, &ds).await.unwrap().dataset_spent,
+        eps(1.0)
+    );
+}
+
+#[tokio::test]
+async fn concurrent_reservations_never_overspend() {
+    let (_dir, store, user, ds) = setup().await;
+    let store = Arc::new(store);
+    let mut jobs = Vec::new();
+    for _ in 0..50 {
+        jobs.push(job(&store, &user).await);
+    }
+    let tasks: Vec<_> = jobs
+        .into_iter()
+        .map(|j| {
+            let (store, user, ds) = (store.clone(), user.clone(), ds.clone());
+            tokio::spawn(async move {
+                store
+                    .reserve(&user, &j, &user, &[ds], eps(0.3), Delta::ZERO)
+                    .await
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => ok += 1,
+            Err(StoreError::BudgetExhausted { .. }) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(ok, 3);
+    assert_eq!(store.budget(&user, &ds).await.unwrap().user_spent, eps(0.9));
+}
+
+#[tokio::test]
+async fn release_commits_its_spend_in_the_same_transaction() {
+    let (_dir, store, user, ds) = setup().await;
+    let j = job(&store, &user).await;
+    // Without a reservation there is nothing to commit: no release is stored.
+    assert!(store.release_job("system", &j, "{}").await.is_err());
+    assert!(store.release(&j).await.unwrap().is_none());
+    store
+        .reserve(
+            &user,
+            &j,
+            &user,
+            std::slice::from_ref(&ds),
+            eps(0.5),
+            Delta::ZERO,
+        )
+        .await
+        .unwrap();
+    store.release_job("system", &j, "{\"r\":1}").await.unwrap();
+    assert_eq!(store.release(&j).await.unwrap().unwrap(), "{\"r\":1}");
+    assert_eq!(
+        store.job(&j).await.unwrap().unwrap().state,
+        JobState::Released
+    );
+    assert!(matches!(
+        store.refund("system", &j).await,
+        Err(StoreError::Invalid(_))
+    ));
+}
+
+#[tokio::test]
+async fn audit_chain_detects_changes_deletions_and_reordering() {
+    let (_dir, store, user, ds) = setup().await;
+    let j = job(&store, &user).await;
+    store
+        .reserve(
+            &user,
+            &j,
+            &user,
+            std::slice::from_ref(&ds),
+            eps(0.5),
+            Delta::ZERO,
+        )
+        .await
+        .unwrap();
+    store
+        .set_job_state("system", &j, JobState::Running, None)
+        .await
+        .unwrap();
+    let entries = store.audit_entries().await.unwrap();
+    let actions: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "user.create",
+            "dataset.create",
+            "job.create",
+            "ledger.reserve",
+            "job.state"
+        ]
+    );
+    assert_eq!(verify_audit_chain(&entries), Ok(5));
+
+    let mut flipped = entries.clone();
+    flipped[2].details = flipped[2].details.replace("5000", "5001");
+    flipped[2].details.push(' ');
+    assert_eq!(
+        verify_audit_chain(&flipped),
+        Err(AuditError::Hash { seq: 3 })
+    );
+
+    let mut deleted = entries.clone();
+    deleted.remove(1);
+    assert_eq!(
+        verify_audit_chain(&deleted),
+        Err(AuditError::Sequence {
+            seq: 3,
+            expected: 2
+        })
+    );
+
+    let mut swapped = entries.clone();
+    swapped.swap(3, 4);
+    assert_eq!(
+        verify_audit_chain(&swapped),
+        Err(AuditError::Sequence {
+            seq: 5,
+            expected: 4
+        })
+    );
+
+    // Renumbering after a deletion still breaks the link.
+    let mut renumbered = deleted.clone();
+    for (i, e) in renumbered.iter_mut().enumerate() {
+        e.seq = i as i64 + 1;
+    }
+    assert_eq!(
+        verify_audit_chain(&renumbered),
+        Err(AuditError::Link { seq: 2 })
+    );
+}
