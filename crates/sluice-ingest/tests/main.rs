@@ -364,7 +364,7 @@ fn independent_counts(text: &str) -> (Vec<(String, u64)>, u64) {
 fn quality_report_matches_independent_counts_on_pums_null_and_dup() {
     let s = schema(PUMS_LOOSE);
     for file in ["PUMS_null.csv", "PUMS_dup.csv"] {
-        let text = std::fs::read_to_string(shared(file)).unwrap();
+        let text = std::fs::read_to_string(sample(file)).unwrap();
         let (nulls, dupes) = independent_counts(&text);
         let got = ingest(text.as_bytes(), DataFormat::Csv, &s, &key())
             .unwrap()
