@@ -292,9 +292,10 @@ fn corrupt_parquet_is_an_error_not_a_panic() {
     }
 }
 
-fn shared(name: &str) -> PathBuf {
+/// The PUMS samples (copied from the shared data into examples/data).
+fn sample(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data")
+        .join("../../examples/data")
         .join(name)
 }
 
