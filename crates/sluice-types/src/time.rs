@@ -38,6 +38,7 @@ mod tests {
     fn formats_known_instants() {
         assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(super::rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(super::rfc3339(1_795_910_400), "2026-11-28T00:00:00Z");
+        assert_eq!(super::rfc3339(1_795_824_000), "2026-11-28T00:00:00Z");
+        assert_eq!(super::rfc3339(1_795_910_399), "2026-11-28T23:59:59Z");
     }
 }
