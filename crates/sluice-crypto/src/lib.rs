@@ -10,6 +10,7 @@ mod keys;
 
 use ring::rand::SecureRandom;
 use ring::{digest, hmac, rand, signature};
+use sluice_types::audit::{AuditCheckpoint, CHECKPOINT_PAYLOAD_TYPE, SignedCheckpoint};
 use sluice_types::release::{RELEASE_PAYLOAD_TYPE, ReleaseBody, Signature, SignedRelease};
 
 use base64::Engine as _;
@@ -168,6 +169,31 @@ pub fn verify_release(
         return Err(VerifyError::NotCanonical);
     }
     Ok(body)
+}
+
+/// Signs an audit checkpoint with the platform key.
+pub fn sign_checkpoint(keys: &PlatformKeys, checkpoint: &AuditCheckpoint) -> SignedCheckpoint {
+    let payload = canonical_json(checkpoint);
+    SignedCheckpoint {
+        checkpoint: checkpoint.clone(),
+        key_id: keys.key_id(),
+        signature: B64.encode(keys.sign(&pae(CHECKPOINT_PAYLOAD_TYPE, &payload))),
+    }
+}
+
+/// Verifies a checkpoint's signature against a raw public key.
+pub fn verify_checkpoint(signed: &SignedCheckpoint, public_key: &[u8]) -> Result<(), VerifyError> {
+    let key_id = key_id_of(public_key);
+    if signed.key_id != key_id {
+        return Err(VerifyError::NoSignatureForKey(key_id));
+    }
+    let sig = B64
+        .decode(signed.signature.as_bytes())
+        .map_err(|_| VerifyError::Base64)?;
+    let payload = canonical_json(&signed.checkpoint);
+    signature::UnparsedPublicKey::new(&signature::ED25519, public_key)
+        .verify(&pae(CHECKPOINT_PAYLOAD_TYPE, &payload), &sig)
+        .map_err(|_| VerifyError::BadSignature)
 }
 
 /// Key id: the first 16 hex digits of the SHA-256 of the raw public key.

@@ -72,3 +72,24 @@ fn keys_persist_and_pseudonyms_are_stable_and_keyed() {
     let other = PlatformKeys::load_or_create(&dir.path().join("k2")).unwrap();
     assert_ne!(p, other.pseudonymizer().pseudonym("person", "123"));
 }
+
+#[test]
+fn checkpoints_verify_and_any_change_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = PlatformKeys::load_or_create(&dir.path().join("keys")).unwrap();
+    let cp = sluice_types::audit::AuditCheckpoint {
+        length: 7,
+        head: "ab".repeat(32),
+        created_at: "2026-01-01T00:00:00Z".into(),
+    };
+    let signed = sign_checkpoint(&keys, &cp);
+    verify_checkpoint(&signed, keys.public_key()).unwrap();
+    let mut longer = signed.clone();
+    longer.checkpoint.length = 8;
+    assert!(verify_checkpoint(&longer, keys.public_key()).is_err());
+    let mut other_head = signed.clone();
+    other_head.checkpoint.head = "cd".repeat(32);
+    assert!(verify_checkpoint(&other_head, keys.public_key()).is_err());
+    let other = PlatformKeys::load_or_create(&dir.path().join("k2")).unwrap();
+    assert!(verify_checkpoint(&signed, other.public_key()).is_err());
+}

@@ -7,6 +7,7 @@
 //! engine) can speak the same types.
 
 pub mod api;
+pub mod audit;
 pub mod catalog;
 pub mod error;
 pub mod manifest;
