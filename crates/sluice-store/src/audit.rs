@@ -7,6 +7,7 @@ use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
 use crate::StoreError;
 
+/// The previous hash of the first entry.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

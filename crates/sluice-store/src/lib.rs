@@ -23,7 +23,7 @@ use sluice_types::{CatalogEntry, DataFormat, DatasetVersion, OpenCategory, Quali
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
-pub use audit::{AuditEntry, AuditError, verify_audit_chain};
+pub use audit::{AuditEntry, AuditError, GENESIS, verify_audit_chain};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -181,6 +181,31 @@ fn from_units(v: i64) -> Result<u64, StoreError> {
 
 type Tx = Transaction<'static, Sqlite>;
 
+/// Commits a write transaction. An I/O error here means SQLite could not
+/// make the commit durable (e.g. a failed fsync); the state of the file is
+/// then unknown, so the process aborts instead of retrying or carrying on.
+async fn commit(tx: Tx) -> Result<(), StoreError> {
+    match tx.commit().await {
+        Ok(()) => Ok(()),
+        Err(sqlx::Error::Database(e)) if is_io_error(e.code().as_deref()) => {
+            tracing::error!(error = %e, "durable commit failed; aborting");
+            eprintln!("sluice: durable commit failed ({e}); aborting to protect the ledger");
+            std::process::abort();
+        }
+        Err(sqlx::Error::Io(e)) => {
+            eprintln!("sluice: durable commit failed ({e}); aborting to protect the ledger");
+            std::process::abort();
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// SQLITE_IOERR (10) and its extended codes (10 + n * 256), and SQLITE_FULL (13).
+fn is_io_error(code: Option<&str>) -> bool {
+    code.and_then(|c| c.parse::<i32>().ok())
+        .is_some_and(|c| matches!(c & 0xff, 10 | 13))
+}
+
 impl Store {
     /// Opens (creating if needed) `data_dir/sluice.db` with WAL and
     /// `synchronous=FULL`, runs migrations, and takes an exclusive lock on
@@ -232,7 +257,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
         audit::append(&mut tx, actor, action, object, details).await?;
-        tx.commit().await?;
+        commit(tx).await?;
         Ok(())
     }
 
@@ -286,7 +311,7 @@ impl Store {
         .bind(&now)
         .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
+        commit(tx).await?;
         Ok((
             UserRecord {
                 id,
@@ -376,7 +401,7 @@ impl Store {
         .bind(now_rfc3339())
         .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
+        commit(tx).await?;
         Ok(id)
     }
 
@@ -428,7 +453,7 @@ impl Store {
         .bind(&version.created_at)
         .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
+        commit(tx).await?;
         Ok(())
     }
 
@@ -588,7 +613,7 @@ impl Store {
             .bind(now_rfc3339())
             .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
+        commit(tx).await?;
         Ok(())
     }
 
@@ -675,7 +700,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        tx.commit().await?;
+        commit(tx).await?;
         Ok(())
     }
 
@@ -707,7 +732,7 @@ impl Store {
         )
         .await?;
         Self::move_spend(&mut tx, job_id, "reserved", "committed").await?;
-        tx.commit().await?;
+        commit(tx).await?;
         Ok(())
     }
 
@@ -724,7 +749,7 @@ impl Store {
         )
         .await?;
         Self::move_spend(&mut tx, job_id, "reserved", "refunded").await?;
-        tx.commit().await?;
+        commit(tx).await?;
         Ok(())
     }
 
@@ -790,7 +815,7 @@ impl Store {
         .bind(&now)
         .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
+        commit(tx).await?;
         Ok(id)
     }
 
@@ -821,7 +846,7 @@ impl Store {
         if n == 0 {
             return Err(StoreError::NotFound(format!("job {job_id}")));
         }
-        tx.commit().await?;
+        commit(tx).await?;
         Ok(())
     }
 
@@ -893,8 +918,93 @@ impl Store {
         .bind(job_id)
         .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
+        commit(tx).await?;
         Ok(())
+    }
+
+    /// A released job of this user with the same manifest digest on the same
+    /// dataset versions: re-running it returns its release and spends nothing.
+    pub async fn cached_release(
+        &self,
+        user_id: &str,
+        manifest_digest: &str,
+        dataset_versions: &[(String, String)],
+    ) -> Result<Option<String>, StoreError> {
+        let versions = serde_json::to_string(dataset_versions).expect("pairs serialise");
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE user_id = ? AND manifest_digest = ? AND dataset_versions_json = ?
+             AND state = 'released' ORDER BY created_at LIMIT 1",
+        )
+        .bind(user_id)
+        .bind(manifest_digest)
+        .bind(versions)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// After a crash or restart: jobs left queued or running may have read
+    /// data, so their reservations are committed (never refunded) and they
+    /// are marked failed. Returns how many jobs were recovered.
+    pub async fn recover_interrupted_jobs(&self, actor: &str) -> Result<u64, StoreError> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE state IN ('queued', 'running') ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for id in &ids {
+            let mut tx = self.write().await?;
+            audit::append(&mut tx, actor, "job.recover", id, &serde_json::json!({})).await?;
+            sqlx::query(
+                "UPDATE spends SET state = 'committed' WHERE job_id = ? AND state = 'reserved'",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE jobs SET state = 'failed', message = 'interrupted by a server restart; nothing was released and its budget stays spent', updated_at = ? WHERE id = ?",
+            )
+            .bind(now_rfc3339())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            commit(tx).await?;
+        }
+        Ok(ids.len() as u64)
+    }
+
+    /// Length and head hash of the audit log, for a signed checkpoint.
+    pub async fn audit_head(&self) -> Result<(u64, String), StoreError> {
+        let last: Option<(i64, String)> =
+            sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(match last {
+            Some((seq, hash)) => (seq as u64, hash),
+            None => (0, audit::GENESIS.to_owned()),
+        })
+    }
+
+    /// Ledger consistency, for crash tests and operators: releases whose
+    /// job has no committed spend (must be none).
+    pub async fn releases_without_committed_spend(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM releases r WHERE NOT EXISTS
+             (SELECT 1 FROM spends s WHERE s.job_id = r.job_id AND s.state = 'committed')
+             OR EXISTS (SELECT 1 FROM spends s WHERE s.job_id = r.job_id AND s.state != 'committed')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n as u64)
+    }
+
+    /// Total committed ε units across all spends.
+    pub async fn committed_epsilon_units(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(epsilon_units), 0) FROM spends WHERE state = 'committed'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        from_units(n)
     }
 
     pub async fn release(&self, job_id: &str) -> Result<Option<String>, StoreError> {
