@@ -208,6 +208,18 @@ impl Client {
             .await
     }
 
+    /// The whole audit log (admin).
+    pub async fn audit_log(&self) -> Result<serde_json::Value, ClientError> {
+        self.json(self.request(Method::GET, "/v1/audit")).await
+    }
+    /// A signed checkpoint of the audit log's current head.
+    pub async fn audit_checkpoint(
+        &self,
+    ) -> Result<sluice_types::audit::SignedCheckpoint, ClientError> {
+        self.json(self.request(Method::GET, "/v1/audit/checkpoint"))
+            .await
+    }
+
     /// Polls a job until it leaves queued/running, with a bounded number of polls.
     pub async fn wait_job(
         &self,

@@ -140,6 +140,27 @@ pub async fn submit(
         delta,
     };
     let digest = sluice_crypto::digest_of(&manifest);
+    let versions: Vec<(String, String)> = resolved
+        .iter()
+        .map(|r| (r.record.entry.id.clone(), r.version.clone()))
+        .collect();
+    // The same manifest on the same versions: return the stored release, spend nothing.
+    if let Some(existing) = state
+        .store
+        .cached_release(&caller.id, &digest, &versions)
+        .await?
+    {
+        state
+            .store
+            .audit(
+                &caller.id,
+                "job.cached",
+                &existing,
+                &serde_json::json!({"manifest_digest": digest}),
+            )
+            .await?;
+        return Ok(existing);
+    }
     let job_id = state
         .store
         .create_job(
@@ -148,10 +169,7 @@ pub async fn submit(
                 user_id: caller.id.clone(),
                 manifest_json: sluice_crypto::canonical_json_string(&manifest),
                 manifest_digest: digest.clone(),
-                dataset_versions: resolved
-                    .iter()
-                    .map(|r| (r.record.entry.id.clone(), r.version.clone()))
-                    .collect(),
+                dataset_versions: versions,
                 epsilon,
                 delta,
             },

@@ -56,6 +56,13 @@ pub struct AppState {
     pub store: Store,
     pub keys: PlatformKeys,
     pub config: Config,
+    /// Bounds how many sandbox processes run at once; further tasks queue.
+    pub sandbox_slots: tokio::sync::Semaphore,
+}
+
+/// Sandboxes running at once: one per core, at least two.
+fn sandbox_slots() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().max(2))
 }
 
 pub type SharedState = Arc<AppState>;
@@ -91,6 +98,13 @@ pub async fn start(config: Config) -> Result<Started, StartError> {
     })?;
     let store = Store::open(&config.data_dir).await?;
     let keys = PlatformKeys::load_or_create(&config.key_dir)?;
+    let recovered = store.recover_interrupted_jobs("system").await?;
+    if recovered > 0 {
+        tracing::warn!(
+            jobs = recovered,
+            "jobs interrupted by a restart were failed; their budget stays spent"
+        );
+    }
     let admin_token = if store.user_count().await? == 0 {
         let (_, token) = store
             .create_user("system", "admin", sluice_types::Role::Admin)
@@ -113,6 +127,7 @@ pub async fn start(config: Config) -> Result<Started, StartError> {
         store,
         keys,
         config,
+        sandbox_slots: tokio::sync::Semaphore::new(sandbox_slots()),
     });
     let app = router(state);
     tracing::info!(%addr, "sluice server listening");

@@ -46,6 +46,8 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/jobs", post(submit_job).get(list_jobs))
         .route("/v1/jobs/{id}", get(show_job))
         .route("/v1/jobs/{id}/release", get(job_release))
+        .route("/v1/audit", get(audit_log))
+        .route("/v1/audit/checkpoint", get(audit_checkpoint))
         .layer(DefaultBodyLimit::max(1024 * 1024))
         .with_state(state)
 }
@@ -601,4 +603,30 @@ async fn job_release(
         .await?
         .ok_or_else(|| ApiError::not_found(&format!("release of job {id}")))?;
     Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
+}
+
+async fn audit_log(
+    State(state): State<SharedState>,
+    Caller(caller): Caller,
+) -> Result<Json<Vec<sluice_store::AuditEntry>>, ApiError> {
+    require(&caller, &[Role::Admin], "read the audit log")?;
+    Ok(Json(state.store.audit_entries().await?))
+}
+
+/// The log's current length and head, signed: keep it elsewhere to detect
+/// later truncation or rewriting.
+async fn audit_checkpoint(
+    State(state): State<SharedState>,
+    Caller(_caller): Caller,
+) -> Result<Json<sluice_types::audit::SignedCheckpoint>, ApiError> {
+    let (length, head) = state.store.audit_head().await?;
+    let checkpoint = sluice_types::audit::AuditCheckpoint {
+        length,
+        head,
+        created_at: sluice_types::time::now_rfc3339(),
+    };
+    Ok(Json(sluice_crypto::sign_checkpoint(
+        &state.keys,
+        &checkpoint,
+    )))
 }

@@ -33,6 +33,11 @@ pub async fn run(
     task: &SandboxTask,
     payload: &[u8],
 ) -> Result<SandboxResponse, SpawnError> {
+    let _slot = state
+        .sandbox_slots
+        .acquire()
+        .await
+        .expect("semaphore never closed");
     let mut child = Command::new(&state.config.sandbox_exe)
         .arg("sandbox")
         .stdin(Stdio::piped())
