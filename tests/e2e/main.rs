@@ -3,9 +3,11 @@
 //! in production.
 
 mod catalog;
+mod crash;
 mod dependencies;
 mod ingest;
 mod jobs;
+mod ledger;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

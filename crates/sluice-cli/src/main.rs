@@ -3,6 +3,7 @@
 //! of a running server, and the hidden `sandbox` command is the isolated
 //! executor the server starts for every task that reads rows.
 
+mod audit;
 mod demo;
 mod print;
 
@@ -68,6 +69,12 @@ enum Command {
     /// Jobs.
     #[command(subcommand)]
     Job(JobCommand),
+    /// Check manifests offline.
+    #[command(subcommand)]
+    Manifest(ManifestCommand),
+    /// Export, checkpoint and verify the audit log.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Verify a release's signature offline.
     Verify {
         /// The release JSON (as returned by `sluice job result`).
@@ -78,6 +85,14 @@ enum Command {
     },
     #[command(hide = true)]
     Sandbox,
+}
+
+#[derive(Subcommand)]
+enum ManifestCommand {
+    /// Parse and check a manifest (TOML) without a server; lists every problem.
+    Check { manifest: PathBuf },
+    /// Print the SHA-256 digest of a manifest's canonical form (what approvals bind to).
+    Digest { manifest: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -231,6 +246,8 @@ async fn run(cli: Cli) -> Result<()> {
             println!("{} ({}), id {}", me.name, me.role.as_str(), me.id);
         }
         Command::Dataset(cmd) => dataset(&client, cmd).await?,
+        Command::Manifest(cmd) => manifest(cmd)?,
+        Command::Audit(cmd) => audit::run(&client, cmd).await?,
         Command::Job(cmd) => job(&client, cmd).await?,
         Command::Verify {
             release,
@@ -245,6 +262,36 @@ async fn run(cli: Cli) -> Result<()> {
                 body.datasets.len(),
                 body.epsilon_spent
             );
+        }
+    }
+    Ok(())
+}
+
+fn load_manifest(path: &std::path::Path) -> Result<sluice_types::Manifest> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let manifest: sluice_types::Manifest =
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("manifest invalid: {}", e.message()))?;
+    if let Err(problems) = manifest.validate() {
+        bail!("manifest invalid: {}", problems.join("; "));
+    }
+    Ok(manifest)
+}
+
+fn manifest(cmd: ManifestCommand) -> Result<()> {
+    match cmd {
+        ManifestCommand::Check { manifest } => {
+            let m = load_manifest(&manifest)?;
+            println!(
+                "manifest ok: \"{}\", {} dataset(s), epsilon {}, digest {}",
+                m.title,
+                m.datasets.len(),
+                m.privacy.epsilon,
+                sluice_crypto::digest_of(&m)
+            );
+        }
+        ManifestCommand::Digest { manifest } => {
+            println!("{}", sluice_crypto::digest_of(&load_manifest(&manifest)?))
         }
     }
     Ok(())

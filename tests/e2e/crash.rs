@@ -1,0 +1,170 @@
+//! Crash safety: the server is killed with SIGKILL at random points while
+//! jobs run; after every restart no release exists without its committed
+//! spend, no committed spend is lost, and the audit log verifies.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use sluice_client::Client;
+use sluice_types::Role;
+
+use crate::{manifest, pums_csv, pums_descriptor};
+
+const RUNS: usize = 100;
+
+struct Server {
+    child: Child,
+    url: String,
+    admin_token: Option<String>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `sluice serve` and waits for its "listening on" line.
+fn serve(data: &Path, keys: &Path) -> Server {
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "serve",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--key-dir",
+            keys.to_str().unwrap(),
+        ])
+        .args(["--bind", &format!("127.0.0.1:{port}")])
+        .env("SLUICE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut admin_token = None;
+    loop {
+        let line = lines
+            .next()
+            .expect("server exited before listening")
+            .unwrap();
+        if line.starts_with("slc_") {
+            admin_token = Some(line.trim().to_owned());
+        }
+        if line.starts_with("listening on") {
+            break;
+        }
+    }
+    Server {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+        admin_token,
+    }
+}
+
+/// xorshift64*: the test needs varied kill points, not secure randomness.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+async fn check_invariants(data: &Path, last_committed: &mut u64) {
+    let store = sluice_store::Store::open(data).await.unwrap();
+    assert_eq!(
+        store.releases_without_committed_spend().await.unwrap(),
+        0,
+        "a release without its committed spend"
+    );
+    let committed = store.committed_epsilon_units().await.unwrap();
+    assert!(
+        committed >= *last_committed,
+        "committed spend was lost: {committed} < {last_committed}"
+    );
+    *last_committed = committed;
+    let entries = store.audit_entries().await.unwrap();
+    sluice_store::verify_audit_chain(&entries).unwrap();
+}
+
+#[tokio::test]
+async fn sigkill_at_random_points_never_breaks_the_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, keys) = (dir.path().join("data"), dir.path().join("keys"));
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    println!("crash test seed {seed}");
+    let mut rng = Rng(seed);
+
+    let server = serve(&data, &keys);
+    let admin = Client::new(&server.url, server.admin_token.clone());
+    let provider_token = admin
+        .create_user("provider", Role::Provider)
+        .await
+        .unwrap()
+        .token;
+    let alice_token = admin.create_user("alice", Role::User).await.unwrap().token;
+    let provider = admin.with_token(provider_token);
+    let mut d = pums_descriptor("pums", "conditional");
+    d.dataset.user_epsilon = 1000.0;
+    d.dataset.epsilon_cap = 1000.0;
+    provider.create_dataset(&d).await.unwrap();
+    provider.upload_version("pums", pums_csv()).await.unwrap();
+    provider.grant_access("pums", "alice").await.unwrap();
+    let mut server = server;
+
+    let mut last_committed = 0;
+    let mut released = 0;
+    for run in 0..RUNS {
+        let alice = Client::new(&server.url, Some(alice_token.clone()));
+        let m = manifest(
+            "pums",
+            "SELECT sex, COUNT(*), SUM(income) FROM pums GROUP BY sex",
+            1.0,
+        )
+        .replace("title = \"t\"", &format!("title = \"run {run}\""));
+        let submit = tokio::spawn(async move { alice.submit_job(&m).await });
+        // Kill somewhere between before the request lands and after the release.
+        tokio::time::sleep(Duration::from_millis(rng.next() % 400)).await;
+        server.child.kill().unwrap();
+        server.child.wait().unwrap();
+        if let Ok(Ok(job)) = submit.await
+            && job.state == "released"
+        {
+            released += 1;
+        }
+        check_invariants(&data, &mut last_committed).await;
+        server = serve(&data, &keys);
+    }
+    // After the last restart, recovery has settled every interrupted job.
+    let alice = Client::new(&server.url, Some(alice_token.clone()));
+    for job in alice.jobs().await.unwrap() {
+        assert!(
+            matches!(job.state.as_str(), "released" | "failed" | "rejected"),
+            "{} is {}",
+            job.id,
+            job.state
+        );
+        if job.state == "released" {
+            released += 1;
+            alice.release(&job.id).await.unwrap();
+        }
+    }
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    check_invariants(&data, &mut last_committed).await;
+    assert!(
+        released > 0,
+        "no run got as far as a release: the kill window is too short to test anything"
+    );
+}
