@@ -3,7 +3,7 @@
 //! reordering any entry breaks the chain from that point on.
 
 use serde::{Deserialize, Serialize};
-use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use crate::StoreError;
 
@@ -51,7 +51,7 @@ pub fn entry_hash(
 }
 
 pub(crate) async fn append(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut SqliteConnection,
     actor: &str,
     action: &str,
     object: &str,
@@ -59,7 +59,7 @@ pub(crate) async fn append(
 ) -> Result<(), StoreError> {
     let last: Option<(i64, String)> =
         sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut **tx)
+            .fetch_optional(&mut *tx)
             .await?;
     let (seq, prev_hash) = match last {
         Some((s, h)) => (s + 1, h),
@@ -79,7 +79,7 @@ pub(crate) async fn append(
     .bind(&details)
     .bind(&prev_hash)
     .bind(&hash)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }

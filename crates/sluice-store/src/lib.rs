@@ -9,6 +9,7 @@
 //! schemas, hashes, counts and signed outputs.
 
 mod audit;
+mod ledger;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -168,6 +169,7 @@ pub struct JobRecord {
 
 pub struct Store {
     pool: SqlitePool,
+    ledger: tokio::sync::mpsc::Sender<ledger::Request>,
     _lock: Flock<std::fs::File>,
 }
 
@@ -236,7 +238,12 @@ impl Store {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Store { pool, _lock: lock })
+        let ledger = ledger::spawn_writer(pool.clone());
+        Ok(Store {
+            pool,
+            ledger,
+            _lock: lock,
+        })
     }
 
     /// A write transaction that holds SQLite's write lock from its start, so
@@ -630,9 +637,21 @@ impl Store {
 
     // ---- ledger ----
 
+    async fn ledger_op(&self, op: ledger::Op) -> Result<(), StoreError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.ledger
+            .send(ledger::Request { op, reply })
+            .await
+            .map_err(|_| StoreError::Invalid("ledger writer stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Invalid("ledger writer stopped".into()))?
+    }
+
     /// Reserves `eps` (and `delta`) on every dataset of a job, atomically:
     /// either every dataset has room under both the user's grant and the
     /// dataset's cap and all reservations are written, or nothing is.
+    /// Durable when it returns (group-committed with concurrent requests).
     pub async fn reserve(
         &self,
         actor: &str,
@@ -642,143 +661,53 @@ impl Store {
         eps: Epsilon,
         delta: Delta,
     ) -> Result<(), StoreError> {
-        if eps.units() == 0 {
-            return Err(StoreError::Invalid("epsilon must be positive".into()));
-        }
-        let e = units(eps.units())?;
-        let mut tx = self.write().await?;
-        for ds in dataset_ids {
-            let row = sqlx::query(
-                "SELECT name, epsilon_cap_units, user_epsilon_units FROM datasets WHERE id = ?",
-            )
-            .bind(ds)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(format!("dataset {ds}")))?;
-            let name: String = row.get("name");
-            let cap: i64 = row.get("epsilon_cap_units");
-            let grant: i64 = row.get("user_epsilon_units");
-            let user_spent: i64 = sqlx::query_scalar(
-                "SELECT COALESCE(SUM(epsilon_units), 0) FROM spends
-                 WHERE dataset_id = ? AND user_id = ? AND state IN ('reserved', 'committed')",
-            )
-            .bind(ds)
-            .bind(user_id)
-            .fetch_one(&mut *tx)
-            .await?;
-            let all_spent: i64 = sqlx::query_scalar(
-                "SELECT COALESCE(SUM(epsilon_units), 0) FROM spends WHERE dataset_id = ? AND state IN ('reserved', 'committed')",
-            )
-            .bind(ds)
-            .fetch_one(&mut *tx)
-            .await?;
-            let fits = |spent: i64, limit: i64| spent.checked_add(e).is_some_and(|t| t <= limit);
-            if !fits(user_spent, grant) || !fits(all_spent, cap) {
-                return Err(StoreError::BudgetExhausted { dataset: name });
-            }
-        }
-        audit::append(
-            &mut tx,
-            actor,
-            "ledger.reserve",
-            job_id,
-            &serde_json::json!({"user": user_id, "datasets": dataset_ids, "epsilon_units": eps.units(), "delta_units": delta.units()}),
-        )
-        .await?;
-        let now = now_rfc3339();
-        for ds in dataset_ids {
-            sqlx::query(
-                "INSERT INTO spends (job_id, dataset_id, user_id, epsilon_units, delta_units, state, created_at)
-                 VALUES (?, ?, ?, ?, ?, 'reserved', ?)",
-            )
-            .bind(job_id)
-            .bind(ds)
-            .bind(user_id)
-            .bind(e)
-            .bind(units(delta.units())?)
-            .bind(&now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        commit(tx).await?;
-        Ok(())
-    }
-
-    async fn move_spend(tx: &mut Tx, job_id: &str, from: &str, to: &str) -> Result<(), StoreError> {
-        let n = sqlx::query("UPDATE spends SET state = ? WHERE job_id = ? AND state = ?")
-            .bind(to)
-            .bind(job_id)
-            .bind(from)
-            .execute(&mut **tx)
-            .await?
-            .rows_affected();
-        if n == 0 {
-            return Err(StoreError::Invalid(format!(
-                "job {job_id} has no {from} spend"
-            )));
-        }
-        Ok(())
+        self.ledger_op(ledger::Op::Reserve {
+            actor: actor.to_owned(),
+            job_id: job_id.to_owned(),
+            user_id: user_id.to_owned(),
+            dataset_ids: dataset_ids.to_vec(),
+            eps,
+            delta,
+        })
+        .await
     }
 
     /// Reserved → committed: noise was (or may have been) drawn.
     pub async fn commit_spend(&self, actor: &str, job_id: &str) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
-        audit::append(
-            &mut tx,
-            actor,
-            "ledger.commit",
-            job_id,
-            &serde_json::json!({}),
-        )
-        .await?;
-        Self::move_spend(&mut tx, job_id, "reserved", "committed").await?;
-        commit(tx).await?;
-        Ok(())
+        self.ledger_op(ledger::Op::Commit {
+            actor: actor.to_owned(),
+            job_id: job_id.to_owned(),
+        })
+        .await
     }
 
     /// Reserved → refunded: only for jobs rejected before touching data.
     /// A committed spend is never refunded.
     pub async fn refund(&self, actor: &str, job_id: &str) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
-        audit::append(
-            &mut tx,
-            actor,
-            "ledger.refund",
-            job_id,
-            &serde_json::json!({}),
-        )
-        .await?;
-        Self::move_spend(&mut tx, job_id, "reserved", "refunded").await?;
-        commit(tx).await?;
-        Ok(())
+        self.ledger_op(ledger::Op::Refund {
+            actor: actor.to_owned(),
+            job_id: job_id.to_owned(),
+        })
+        .await
     }
 
     pub async fn budget(&self, user_id: &str, dataset_id: &str) -> Result<BudgetView, StoreError> {
-        let row =
-            sqlx::query("SELECT epsilon_cap_units, user_epsilon_units FROM datasets WHERE id = ?")
-                .bind(dataset_id)
-                .fetch_optional(&self.pool)
-                .await?
-                .ok_or_else(|| StoreError::NotFound(format!("dataset {dataset_id}")))?;
-        let user_spent: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(SUM(epsilon_units), 0) FROM spends
-             WHERE dataset_id = ? AND user_id = ? AND state IN ('reserved', 'committed')",
+        let row = sqlx::query(
+            "SELECT d.epsilon_cap_units, d.user_epsilon_units,
+                    COALESCE((SELECT epsilon_units FROM user_usage WHERE dataset_id = d.id AND user_id = ?), 0) AS user_spent,
+                    COALESCE((SELECT epsilon_units FROM dataset_usage WHERE dataset_id = d.id), 0) AS all_spent
+             FROM datasets d WHERE d.id = ?",
         )
-        .bind(dataset_id)
         .bind(user_id)
-        .fetch_one(&self.pool)
-        .await?;
-        let all_spent: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(SUM(epsilon_units), 0) FROM spends WHERE dataset_id = ? AND state IN ('reserved', 'committed')",
-        )
         .bind(dataset_id)
-        .fetch_one(&self.pool)
-        .await?;
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("dataset {dataset_id}")))?;
         Ok(BudgetView {
             user_granted: Epsilon::from_units(from_units(row.get("user_epsilon_units"))?),
-            user_spent: Epsilon::from_units(from_units(user_spent)?),
+            user_spent: Epsilon::from_units(from_units(row.get("user_spent"))?),
             dataset_cap: Epsilon::from_units(from_units(row.get("epsilon_cap_units"))?),
-            dataset_spent: Epsilon::from_units(from_units(all_spent)?),
+            dataset_spent: Epsilon::from_units(from_units(row.get("all_spent"))?),
         })
     }
 
@@ -904,7 +833,7 @@ impl Store {
             &serde_json::json!({"release_sha256": digest}),
         )
         .await?;
-        Self::move_spend(&mut tx, job_id, "reserved", "committed").await?;
+        ledger::move_spend(&mut tx, job_id, "reserved", "committed").await?;
         sqlx::query("INSERT INTO releases (job_id, release_json, created_at) VALUES (?, ?, ?)")
             .bind(job_id)
             .bind(release_json)

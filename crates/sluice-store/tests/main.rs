@@ -397,3 +397,65 @@ async fn audit_chain_detects_changes_deletions_and_reordering() {
         Err(AuditError::Link { seq: 2 })
     );
 }
+
+#[tokio::test]
+async fn many_tiny_spends_add_up_exactly() {
+    // 10,000 concurrent reserve+commit pairs of 1e-5 must total exactly 0.1
+    // (sluice-types checks the 10^6 x 1e-7 case on the unit arithmetic).
+    let (_dir, store, user, _) = setup().await;
+    let ds = store
+        .create_dataset("system", &user, dataset("tiny", 1.0, 0.1))
+        .await
+        .unwrap();
+    let store = Arc::new(store);
+    let n = 10_000;
+    let mut ids = Vec::with_capacity(n);
+    for _ in 0..n {
+        ids.push(job(&store, &user).await);
+    }
+    let ids = Arc::new(ids);
+    let tasks: Vec<_> = (0..32)
+        .map(|c| {
+            let (store, user, ds, ids) = (store.clone(), user.clone(), ds.clone(), ids.clone());
+            tokio::spawn(async move {
+                for j in ids.iter().skip(c).step_by(32) {
+                    store
+                        .reserve(
+                            &user,
+                            j,
+                            &user,
+                            std::slice::from_ref(&ds),
+                            eps(1e-5),
+                            Delta::ZERO,
+                        )
+                        .await
+                        .unwrap();
+                    store.commit_spend(&user, j).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let b = store.budget(&user, &ds).await.unwrap();
+    assert_eq!(b.user_spent, eps(0.1));
+    assert_eq!(b.user_spent.to_string(), "0.1");
+    assert_eq!(
+        store.committed_epsilon_units().await.unwrap(),
+        eps(0.1).units()
+    );
+    // The grant is used up exactly: one more unit is refused.
+    let extra = job(&store, &user).await;
+    let err = store
+        .reserve(
+            &user,
+            &extra,
+            &user,
+            &[ds],
+            Epsilon::from_units(1),
+            Delta::ZERO,
+        )
+        .await;
+    assert!(matches!(err, Err(StoreError::BudgetExhausted { .. })));
+}
