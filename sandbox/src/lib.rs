@@ -78,9 +78,14 @@ pub fn main_entry() -> i32 {
 pub async fn run(task: SandboxTask, payload: &[u8]) -> SandboxResponse {
     match task {
         SandboxTask::Analyze(q) => match sluice_sql::analyze(&q).await {
-            Ok(a) => SandboxResponse::Accepted {
-                plan: a.describe(),
-                epsilon: a.epsilon,
+            Ok(a) => match a.estimate() {
+                Ok(estimate) => SandboxResponse::Accepted {
+                    plan: a.describe(),
+                    estimate,
+                },
+                Err(e) => SandboxResponse::Rejected {
+                    reasons: vec![format!("noise cannot be calibrated: {e}")],
+                },
             },
             Err(r) => SandboxResponse::Rejected { reasons: r.0 },
         },

@@ -239,3 +239,66 @@ fn hex_decode(s: &str) -> Vec<u8> {
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
         .collect()
 }
+
+#[tokio::test]
+async fn estimate_matches_the_charge_and_the_released_intervals_exactly() {
+    let p = with_pums().await;
+    let m = manifest(
+        "pums",
+        "SELECT educ, COUNT(*) AS n, SUM(income) AS s, AVG(age) AS a FROM pums WHERE age > 20 GROUP BY educ",
+        0.7,
+    );
+    let e = p.alice.estimate_job(&m).await.unwrap();
+    assert!(e.accepted, "{:?}", e.reasons);
+    let est = e.estimate.unwrap();
+    assert_eq!(est.rows, 16);
+    // Nothing was spent or recorded by the estimate.
+    assert_eq!(p.alice.budget("pums").await.unwrap().user_spent, "0");
+    assert!(p.alice.jobs().await.unwrap().is_empty());
+
+    let job = p.alice.submit_job(&m).await.unwrap();
+    let job = p
+        .alice
+        .wait_job(&job.id, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let body = p.alice.release(&job.id).await.unwrap().body;
+    assert_eq!(body.epsilon_spent, est.epsilon);
+    assert_eq!(p.alice.budget("pums").await.unwrap().user_spent, "0.7");
+    for (i, col) in est.columns.iter().enumerate() {
+        assert_eq!(body.outputs.columns[i].epsilon, col.epsilon, "{}", col.name);
+        if let Some(h) = col.ci95_halfwidth {
+            for row in &body.outputs.rows {
+                let Cell::Noisy { value, ci95 } = &row[i] else {
+                    panic!("noisy cell")
+                };
+                assert!(
+                    (value - ci95[0] - h).abs() < 1e-6 && (ci95[1] - value - h).abs() < 1e-6,
+                    "{}",
+                    col.name
+                );
+            }
+        }
+    }
+    let shares: u64 = est
+        .columns
+        .iter()
+        .filter_map(|c| c.epsilon)
+        .map(|e| e.units())
+        .sum();
+    // n and s have one measurement each; a (AVG) has two: four shares in all.
+    assert_eq!(shares, est.epsilon.units());
+
+    // A rejected estimate lists every reason and spends nothing.
+    let bad = p
+        .alice
+        .estimate_job(&manifest(
+            "pums",
+            "SELECT age, MAX(income), SUM(married) FROM pums GROUP BY age",
+            1.0,
+        ))
+        .await
+        .unwrap();
+    assert!(!bad.accepted);
+    assert_eq!(bad.reasons.len(), 3, "{:?}", bad.reasons);
+}

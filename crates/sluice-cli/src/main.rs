@@ -166,6 +166,9 @@ enum JobCommand {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
+    /// Say whether a manifest would be accepted, what it would cost exactly
+    /// and how accurate each output would be; reads no data, spends nothing.
+    Estimate { manifest: PathBuf },
     /// Show a job's state.
     Status { id: String },
     /// List your jobs.
@@ -412,6 +415,15 @@ async fn job(client: &Client, cmd: JobCommand) -> Result<()> {
             if let Some(out) = output {
                 std::fs::write(&out, serde_json::to_vec_pretty(&release)?)?;
                 println!("signed release written to {}", out.display());
+            }
+        }
+        JobCommand::Estimate { manifest } => {
+            let text = std::fs::read_to_string(&manifest)
+                .with_context(|| format!("reading {}", manifest.display()))?;
+            let e = client.estimate_job(&text).await?;
+            print::estimate(&e);
+            if !e.accepted {
+                bail!("the job would be rejected");
             }
         }
         JobCommand::Status { id } => {

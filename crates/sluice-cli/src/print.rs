@@ -105,3 +105,38 @@ pub fn release(body: &ReleaseBody) {
         println!("  cite: {}", d.citation);
     }
 }
+
+pub fn estimate(e: &sluice_types::api::EstimateView) {
+    if !e.accepted {
+        println!("rejected:");
+        for r in &e.reasons {
+            println!("  - {r}");
+        }
+        return;
+    }
+    let Some(est) = &e.estimate else { return };
+    println!(
+        "accepted: costs exactly epsilon {} (delta {}), {} row(s)",
+        est.epsilon, est.delta, est.rows
+    );
+    for c in &est.columns {
+        match (&c.aggregate, c.std_dev, c.ci95_halfwidth, &c.note) {
+            (None, ..) => println!("  {}: group key (public domain, exact)", c.name),
+            (Some(f), Some(sd), Some(h), _) => println!(
+                "  {}: {f}, epsilon {}, noise sd {sd:.3}, 95% interval +/- {h:.3}",
+                c.name,
+                c.epsilon.map(|e| e.to_string()).unwrap_or_default()
+            ),
+            (Some(f), _, _, note) => println!(
+                "  {}: {f}, epsilon {}, {}",
+                c.name,
+                c.epsilon.map(|e| e.to_string()).unwrap_or_default(),
+                note.as_deref().unwrap_or("")
+            ),
+        }
+    }
+    if let Some(plan) = &e.plan {
+        println!("  plan: {plan}");
+    }
+    println!("  manifest digest: {}", e.manifest_digest);
+}

@@ -196,6 +196,17 @@ impl Client {
             .body(manifest_toml.to_owned());
         self.json(r).await
     }
+    /// Estimates a manifest without running it or spending budget.
+    pub async fn estimate_job(
+        &self,
+        manifest_toml: &str,
+    ) -> Result<sluice_types::api::EstimateView, ClientError> {
+        let r = self
+            .request(Method::POST, "/v1/jobs/estimate")
+            .header("content-type", "application/toml")
+            .body(manifest_toml.to_owned());
+        self.json(r).await
+    }
     pub async fn job(&self, id: &str) -> Result<JobView, ClientError> {
         self.json(self.request(Method::GET, &format!("/v1/jobs/{id}")))
             .await

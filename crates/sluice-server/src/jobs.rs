@@ -11,6 +11,7 @@
 use std::sync::Arc;
 
 use sluice_store::{DatasetRecord, JobState, NewJob, UserRecord};
+use sluice_types::api::EstimateView;
 use sluice_types::error::ErrorCode;
 use sluice_types::manifest::{JobKind, Manifest, split_dataset_ref};
 use sluice_types::privacy::{Delta, Epsilon};
@@ -52,11 +53,21 @@ pub async fn check_job_access(
     }
 }
 
-pub async fn submit(
-    state: SharedState,
-    caller: UserRecord,
+/// A manifest checked against the catalog and the caller's access, with
+/// the sandbox task it becomes. Nothing is written and no data is read.
+pub struct Prepared {
+    pub manifest: Manifest,
+    resolved: Vec<Resolved>,
+    pub task: QueryTask,
+    pub digest: String,
+    pub versions: Vec<(String, String)>,
+}
+
+pub async fn prepare(
+    state: &AppState,
+    caller: &UserRecord,
     manifest_text: &str,
-) -> Result<String, ApiError> {
+) -> Result<Prepared, ApiError> {
     let manifest: Manifest = toml::from_str(manifest_text).map_err(|e| {
         ApiError::new(
             ErrorCode::ManifestInvalid,
@@ -95,7 +106,7 @@ pub async fn submit(
                     || caller.role == Role::Admin
             })
             .ok_or_else(|| ApiError::not_found(&format!("dataset {name}")))?;
-        check_job_access(&state, &caller, &record).await?;
+        check_job_access(state, caller, &record).await?;
         let version = match version {
             Some(v) => v.to_owned(),
             None => record
@@ -144,6 +155,59 @@ pub async fn submit(
         .iter()
         .map(|r| (r.record.entry.id.clone(), r.version.clone()))
         .collect();
+    Ok(Prepared {
+        manifest,
+        resolved,
+        task,
+        digest,
+        versions,
+    })
+}
+
+/// Estimates a manifest: accepted or rejected with every reason, the exact
+/// cost and the expected error; reads no data and spends nothing.
+pub async fn estimate(
+    state: &AppState,
+    caller: &UserRecord,
+    manifest_text: &str,
+) -> Result<EstimateView, ApiError> {
+    let p = prepare(state, caller, manifest_text).await?;
+    match sandbox::run(state, &SandboxTask::Analyze(p.task), &[]).await {
+        Ok(SandboxResponse::Accepted { plan, estimate }) => Ok(EstimateView {
+            accepted: true,
+            reasons: vec![],
+            manifest_digest: p.digest,
+            plan: Some(plan),
+            estimate: Some(estimate),
+        }),
+        Ok(SandboxResponse::Rejected { reasons }) => Ok(EstimateView {
+            accepted: false,
+            reasons,
+            manifest_digest: p.digest,
+            plan: None,
+            estimate: None,
+        }),
+        other => {
+            tracing::error!(ok = other.is_ok(), "estimate sandbox failed");
+            Err(ApiError::internal())
+        }
+    }
+}
+
+pub async fn submit(
+    state: SharedState,
+    caller: UserRecord,
+    manifest_text: &str,
+) -> Result<String, ApiError> {
+    let Prepared {
+        manifest,
+        resolved,
+        task,
+        digest,
+        versions,
+    } = prepare(&state, &caller, manifest_text).await?;
+    let epsilon = task.epsilon;
+    let delta = task.delta;
     // The same manifest on the same versions: return the stored release, spend nothing.
     if let Some(existing) = state
         .store

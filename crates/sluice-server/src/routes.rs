@@ -44,6 +44,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/datasets/{name}/access", post(grant_access))
         .route("/v1/datasets/{name}/budget", get(budget))
         .route("/v1/jobs", post(submit_job).get(list_jobs))
+        .route("/v1/jobs/estimate", post(estimate_job))
         .route("/v1/jobs/{id}", get(show_job))
         .route("/v1/jobs/{id}/release", get(job_release))
         .route("/v1/audit", get(audit_log))
@@ -538,6 +539,19 @@ async fn submit_job(
     let id = jobs::submit(state.clone(), caller, &body).await?;
     let job = state.store.job(&id).await?.ok_or_else(ApiError::internal)?;
     Ok((StatusCode::ACCEPTED, Json(job_view(&job))))
+}
+
+async fn estimate_job(
+    State(state): State<SharedState>,
+    Caller(caller): Caller,
+    body: String,
+) -> Result<Json<sluice_types::api::EstimateView>, ApiError> {
+    require(
+        &caller,
+        &[Role::User, Role::Provider, Role::Admin],
+        "estimate jobs",
+    )?;
+    Ok(Json(jobs::estimate(&state, &caller, &body).await?))
 }
 
 fn job_view(j: &sluice_store::JobRecord) -> JobView {

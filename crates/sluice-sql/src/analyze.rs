@@ -118,6 +118,67 @@ impl Analysis {
         Epsilon::from_units(units)
     }
 
+    /// Exact cost and expected error of every output column, from the
+    /// calibrated mechanisms; reads no data.
+    pub fn estimate(&self) -> Result<sluice_types::sandbox::Estimate, sluice_dp::DpError> {
+        use sluice_types::sandbox::{ColumnEstimate, Estimate};
+        let mechanisms = self
+            .measurements
+            .iter()
+            .map(|m| sluice_dp::DiscreteLaplace::calibrate(m.l1_sensitivity, m.epsilon))
+            .collect::<Result<Vec<_>, _>>()?;
+        let scale_of = |i: usize| match &self.measurements[i].kind {
+            MeasurementKind::Sum { scale, .. } => *scale,
+            _ => 1.0,
+        };
+        let columns = self
+            .outputs
+            .iter()
+            .map(|o| match o {
+                Output::Key { name, .. } => ColumnEstimate {
+                    name: name.clone(),
+                    aggregate: None,
+                    epsilon: None,
+                    std_dev: None,
+                    ci95_halfwidth: None,
+                    note: None,
+                },
+                Output::Aggregate { agg, func, name } => {
+                    let (std_dev, half, note) = match agg {
+                        Aggregate::Count { count: i } | Aggregate::Sum { sum: i } => (
+                            Some(mechanisms[*i].std_dev() / scale_of(*i)),
+                            Some(mechanisms[*i].ci_halfwidth() / scale_of(*i)),
+                            None,
+                        ),
+                        Aggregate::Avg { sum, count } => (
+                            None,
+                            None,
+                            Some(format!(
+                                "ratio of a sum with noise sd {:.4} and a count with noise sd {:.4}; its error shrinks with the group's size",
+                                mechanisms[*sum].std_dev() / scale_of(*sum),
+                                mechanisms[*count].std_dev()
+                            )),
+                        ),
+                    };
+                    ColumnEstimate {
+                        name: name.clone(),
+                        aggregate: Some(func.clone()),
+                        epsilon: Some(self.output_epsilon(agg)),
+                        std_dev,
+                        ci95_halfwidth: half,
+                        note,
+                    }
+                }
+            })
+            .collect();
+        Ok(Estimate {
+            epsilon: self.epsilon,
+            delta: sluice_types::privacy::Delta::ZERO,
+            rows: self.cells as u64,
+            columns,
+        })
+    }
+
     /// A reviewer-readable description of what will run.
     pub fn describe(&self) -> String {
         let mut s = format!(

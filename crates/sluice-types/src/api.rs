@@ -112,3 +112,16 @@ pub struct PreviewView {
     pub synthetic: bool,
     pub rows: Vec<serde_json::Map<String, serde_json::Value>>,
 }
+
+/// The answer to `POST /v1/jobs/estimate`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EstimateView {
+    pub accepted: bool,
+    /// Every reason, when rejected.
+    pub reasons: Vec<String>,
+    pub manifest_digest: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimate: Option<crate::sandbox::Estimate>,
+}

@@ -62,10 +62,11 @@ pub struct PreviewTask {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum SandboxResponse {
-    /// Analysis accepted the query: a description of what will run.
+    /// Analysis accepted the query: a description of what will run, and
+    /// its exact cost and expected error.
     Accepted {
         plan: String,
-        epsilon: Epsilon,
+        estimate: Estimate,
     },
     /// Rejected before any data was touched; every reason at once.
     Rejected {
@@ -87,4 +88,36 @@ pub enum SandboxResponse {
     Failed {
         category: String,
     },
+}
+
+/// What a query will cost and how accurate it will be, known before any
+/// data is read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Estimate {
+    /// Exactly what will be charged.
+    pub epsilon: Epsilon,
+    pub delta: Delta,
+    /// Released rows (cells per output column).
+    pub rows: u64,
+    pub columns: Vec<ColumnEstimate>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ColumnEstimate {
+    pub name: String,
+    /// Aggregate function, or None for a group key (exact, public).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregate: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epsilon: Option<Epsilon>,
+    /// Standard deviation of the noise in every cell (COUNT, SUM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub std_dev: Option<f64>,
+    /// Half-width of every cell's 95% interval (COUNT, SUM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ci95_halfwidth: Option<f64>,
+    /// For ratios (AVG), whose error depends on the group's size: the
+    /// numerator's and denominator's noise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
