@@ -302,3 +302,126 @@ async fn estimate_matches_the_charge_and_the_released_intervals_exactly() {
     assert!(!bad.accepted);
     assert_eq!(bad.reasons.len(), 3, "{:?}", bad.reasons);
 }
+
+const TAX: &str = r#"
+[dataset]
+name = "tax"
+title = "Tax payments"
+provider = "City tax office"
+open_category = "conditional"
+format = "csv"
+update_frequency = "yearly"
+user_epsilon = 2000.0
+epsilon_cap = 5000.0
+
+[schema]
+max_rows_per_unit = 2
+id_space = "person"
+
+[[schema.columns]]
+name = "pid"
+role = "privacy_unit"
+type = "int"
+
+[[schema.columns]]
+name = "paid"
+type = "int"
+lower = 0
+upper = 1000
+"#;
+
+#[tokio::test]
+async fn datasets_of_two_providers_join_on_the_pseudonymised_person() {
+    let p = Platform::start().await;
+    let mut pums = pums_descriptor("pums", "conditional");
+    pums.dataset.user_epsilon = 2000.0;
+    pums.dataset.epsilon_cap = 5000.0;
+    p.provider.create_dataset(&pums).await.unwrap();
+    p.provider.upload_version("pums", pums_csv()).await.unwrap();
+    p.provider.grant_access("pums", "alice").await.unwrap();
+    let tax_office = p.admin.with_token(
+        p.admin
+            .create_user("tax_office", sluice_types::Role::Provider)
+            .await
+            .unwrap()
+            .token,
+    );
+    tax_office
+        .create_dataset(&crate::descriptor(TAX))
+        .await
+        .unwrap();
+    // Tax rows for two persons in three; a second row for every fifth; ids beyond PUMS too.
+    let mut csv = String::from("pid,paid\n");
+    let mut paid_of = std::collections::HashMap::<i64, Vec<i64>>::new();
+    for pid in 1..=1200i64 {
+        if pid % 3 == 0 {
+            continue;
+        }
+        let rows = if pid % 5 == 0 { 2 } else { 1 };
+        for r in 0..rows {
+            let paid = (pid * 37 + r * 11) % 900;
+            csv.push_str(&format!("{pid},{paid}\n"));
+            paid_of.entry(pid).or_default().push(paid);
+        }
+    }
+    tax_office
+        .upload_version("tax", csv.into_bytes())
+        .await
+        .unwrap();
+    tax_office.grant_access("tax", "alice").await.unwrap();
+
+    // Truth: PUMS rows (one per pid) joined with tax rows, by sex.
+    let text = String::from_utf8(pums_csv()).unwrap();
+    let mut truth = [(0.0, 0.0); 2];
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let (sex, pid): (usize, i64) = (f[1].parse().unwrap(), f[6].parse().unwrap());
+        for paid in paid_of.get(&pid).into_iter().flatten() {
+            truth[sex].0 += 1.0;
+            truth[sex].1 += *paid as f64;
+        }
+    }
+    let q = "SELECT p.sex, COUNT(*) AS n, SUM(t.paid) AS paid FROM pums p JOIN tax t ON p.pid = t.pid GROUP BY p.sex";
+    let m = manifest("pums\", \"tax", q, 1000.0);
+    let e = p.alice.estimate_job(&m).await.unwrap();
+    assert!(e.accepted, "{:?}", e.reasons);
+    assert!(e.plan.unwrap().contains("contribution bound: 2 row(s)"));
+    let job = p.alice.submit_job(&m).await.unwrap();
+    let job = p
+        .alice
+        .wait_job(&job.id, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(job.state, "released", "{:?}", job.message);
+    let body = p.alice.release(&job.id).await.unwrap().body;
+    assert_eq!(
+        body.datasets
+            .iter()
+            .map(|d| d.provider.as_str())
+            .collect::<Vec<_>>(),
+        ["US Census Bureau (sample)", "City tax office"]
+    );
+    for (sex, (n, paid)) in truth.iter().enumerate() {
+        let Cell::Noisy { value, .. } = body.outputs.rows[sex][1] else {
+            panic!()
+        };
+        assert!((value - n).abs() <= 1.0, "sex {sex}: count {value} vs {n}");
+        let Cell::Noisy { value, .. } = body.outputs.rows[sex][2] else {
+            panic!()
+        };
+        assert!(
+            (value - paid).abs() <= 50.0,
+            "sex {sex}: paid {value} vs {paid}"
+        );
+    }
+    // Both datasets were charged the job's epsilon.
+    assert_eq!(p.alice.budget("pums").await.unwrap().user_spent, "1000");
+    assert_eq!(p.alice.budget("tax").await.unwrap().user_spent, "1000");
+    // Without the tax office's grant, bob cannot join its data.
+    p.provider.grant_access("pums", "bob").await.unwrap();
+    let err = p.bob.submit_job(&m).await.unwrap_err();
+    assert!(
+        err.to_string().contains("dataset tax is conditional"),
+        "{err}"
+    );
+}

@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use datafusion::catalog::TableProvider;
 use datafusion::catalog::empty::EmptyTable;
-use datafusion::common::Column;
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::prelude::SessionContext;
 use sluice_types::privacy::Epsilon;
@@ -94,10 +93,12 @@ pub enum Output {
 pub struct Analysis {
     /// Row-level part of the plan (below the aggregate): scans and filters.
     pub row_plan: LogicalPlan,
-    pub table: String,
+    /// Names of the datasets read.
+    pub datasets: Vec<String>,
     /// The privacy-unit column in the row-level plan; None: each row is a unit.
     pub unit: Option<Expr>,
-    pub max_rows_per_unit: u32,
+    /// Most rows one privacy unit contributes (after joins); enforced in the plan.
+    pub max_rows_per_unit: u64,
     pub group_keys: Vec<GroupKey>,
     pub measurements: Vec<Measurement>,
     pub outputs: Vec<Output>,
@@ -182,8 +183,8 @@ impl Analysis {
     /// A reviewer-readable description of what will run.
     pub fn describe(&self) -> String {
         let mut s = format!(
-            "table {}; contribution bound: {} row(s) per privacy unit{}; {} cell(s)",
-            self.table,
+            "dataset(s) {}; contribution bound: {} row(s) per privacy unit{}; {} cell(s)",
+            self.datasets.join(", "),
             self.max_rows_per_unit,
             if self.unit.is_some() {
                 ""
@@ -290,33 +291,22 @@ pub(crate) fn analyze_plan(
     };
 
     // Row-level input: filters over one scan.
-    let (table_name, row_reasons) = check_row_plan(&aggregate.input);
-    reasons.extend(row_reasons);
-    let table = table_name
-        .as_ref()
-        .and_then(|n| tables.iter().find(|t| &t.name == n));
-    let Some(table) = table else {
+    // Row-level input: scans, filters and joins on the privacy unit.
+    let Some(scope) = crate::rows::scope_of(&aggregate.input, tables, &mut reasons) else {
         if reasons.is_empty() {
             reasons.push("the query reads no dataset of this job".into());
         }
         return Err(Rejection(reasons));
     };
-    let schema = &table.schema;
-    let k = schema.max_rows_per_unit;
-    let row_schema = aggregate.input.schema();
-    let unit = schema.privacy_unit().map(|u| {
-        let (q, f) = row_schema
-            .qualified_field_with_unqualified_name(&u.name)
-            .expect("declared column is in the scan");
-        Expr::Column(Column::new(q.cloned(), f.name()))
-    });
+    let k = scope.max_rows_per_unit;
+    let unit = scope.unit.clone().map(Expr::Column);
 
     // Group keys: columns with a declared public domain.
     let mut group_keys = Vec::new();
     for g in &aggregate.group_expr {
         match strip_alias(g) {
-            Expr::Column(c) => match schema.column(&c.name) {
-                Some(spec) => match &spec.domain {
+            Expr::Column(c) => match scope.column(c) {
+                Ok(spec) => match &spec.domain {
                     Some(domain) => {
                         let mut domain = domain.clone();
                         domain.sort();
@@ -331,7 +321,7 @@ pub(crate) fn analyze_plan(
                         c.name
                     )),
                 },
-                None => reasons.push(format!("GROUP BY {}: unknown column", c.name)),
+                Err(e) => reasons.push(format!("GROUP BY: {e}")),
             },
             Expr::GroupingSet(_) => reasons.push("GROUPING SETS, ROLLUP and CUBE are not supported yet".into()),
             other => reasons.push(format!(
@@ -365,7 +355,7 @@ pub(crate) fn analyze_plan(
     };
     let mut aggregates: Vec<Option<(Aggregate, String)>> = Vec::new();
     for a in &aggregate.aggr_expr {
-        let r = aggregate_of(strip_alias(a), schema, k, &mut find_or_add);
+        let r = aggregate_of(strip_alias(a), &scope, k, &mut find_or_add);
         match r {
             Ok(agg) => aggregates.push(Some(agg)),
             Err(reason) => {
@@ -411,7 +401,7 @@ pub(crate) fn analyze_plan(
     }
     Ok(Analysis {
         row_plan: aggregate.input.as_ref().clone(),
-        table: table.name.clone(),
+        datasets: scope.datasets(),
         unit,
         max_rows_per_unit: k,
         group_keys,
@@ -424,8 +414,8 @@ pub(crate) fn analyze_plan(
 
 fn aggregate_of(
     e: &Expr,
-    schema: &sluice_types::schema::DatasetSchema,
-    k: u32,
+    scope: &crate::rows::RowScope,
+    k: u64,
     find_or_add: &mut impl FnMut(MeasurementKind, Option<Expr>, u64) -> usize,
 ) -> Result<(Aggregate, String), String> {
     let Expr::AggregateFunction(f) = e else {
@@ -453,7 +443,6 @@ fn aggregate_of(
         ));
     }
     let arg = strip_alias(&p.args[0]);
-    let k = u64::from(k);
     match func.as_str() {
         "count" => match arg {
             Expr::Literal(v, _) if !v.is_null() => Ok((
@@ -463,11 +452,9 @@ fn aggregate_of(
                 func,
             )),
             Expr::Column(c) => {
-                let spec = schema
-                    .column(&c.name)
-                    .ok_or(format!("count({}): unknown column", c.name))?;
+                scope.column(c).map_err(|e| format!("count: {e}"))?;
                 let kind = MeasurementKind::CountNonNull {
-                    column: spec.name.clone(),
+                    column: c.flat_name(),
                 };
                 Ok((
                     Aggregate::Count {
@@ -486,13 +473,11 @@ fn aggregate_of(
                     "{func}({arg}): aggregates over expressions are not supported yet; aggregate a bounded column"
                 ));
             };
-            let spec = schema
-                .column(&c.name)
-                .ok_or(format!("{func}({}): unknown column", c.name))?;
+            let spec = scope.column(c).map_err(|e| format!("{func}: {e}"))?;
             let (lower, upper, scale, unit_sens) = sum_parameters(spec, &func)?;
             let sum = find_or_add(
                 MeasurementKind::Sum {
-                    column: spec.name.clone(),
+                    column: c.flat_name(),
                     lower,
                     upper,
                     scale,
@@ -505,7 +490,7 @@ fn aggregate_of(
             } else {
                 let count = find_or_add(
                     MeasurementKind::CountNonNull {
-                        column: spec.name.clone(),
+                        column: c.flat_name(),
                     },
                     Some(arg.clone()),
                     k,
@@ -567,7 +552,7 @@ fn no_aggregate_reason(input: &LogicalPlan) -> String {
     "the query selects rows, not aggregates: rows are never released (SELECT * and row-level selects are rejected); select COUNT, SUM or AVG, optionally GROUP BY columns with a declared domain".into()
 }
 
-fn node_name(plan: &LogicalPlan) -> String {
+pub(crate) fn node_name(plan: &LogicalPlan) -> String {
     match plan {
         LogicalPlan::Join(_) => "JOIN".into(),
         LogicalPlan::Union(_) => "UNION".into(),
@@ -582,40 +567,8 @@ fn node_name(plan: &LogicalPlan) -> String {
     }
 }
 
-/// Checks the row-level part: any number of filters and aliases over one
-/// table scan. Returns the scanned table's name and the reasons to reject.
-fn check_row_plan(plan: &LogicalPlan) -> (Option<String>, Vec<String>) {
-    let mut reasons = Vec::new();
-    let mut node = plan;
-    loop {
-        match node {
-            LogicalPlan::Filter(f) => {
-                check_row_expr(&f.predicate, &mut reasons);
-                node = &f.input;
-            }
-            LogicalPlan::SubqueryAlias(a) => node = &a.input,
-            LogicalPlan::TableScan(scan) => {
-                for e in &scan.filters {
-                    check_row_expr(e, &mut reasons);
-                }
-                if scan.fetch.is_some() {
-                    reasons.push("a row limit on a scan is not supported".into());
-                }
-                return (Some(scan.table_name.table().to_owned()), reasons);
-            }
-            other => {
-                reasons.push(format!(
-                    "{} is not supported yet in FROM (supported: one dataset, WHERE)",
-                    node_name(other)
-                ));
-                return (None, reasons);
-            }
-        }
-    }
-}
-
 /// Row predicates must be deterministic expressions over the row's columns.
-fn check_row_expr(e: &Expr, reasons: &mut Vec<String>) {
+pub(crate) fn check_row_expr(e: &Expr, reasons: &mut Vec<String>) {
     use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
     let _ = e.apply(|node| {
         let bad = match node {

@@ -69,7 +69,7 @@ async fn exact_aggregates(
             .alias(ROW_NUMBER);
         b = b
             .window(vec![rn])?
-            .filter(col(ROW_NUMBER).lt_eq(lit(a.max_rows_per_unit as u64)))?;
+            .filter(col(ROW_NUMBER).lt_eq(lit(a.max_rows_per_unit)))?;
     }
     for g in &a.group_keys {
         let values: Vec<Expr> = g.domain.iter().map(domain_literal).collect();

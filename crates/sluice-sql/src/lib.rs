@@ -12,6 +12,7 @@
 
 mod analyze;
 mod execute;
+mod rows;
 mod session;
 
 pub use analyze::{Aggregate, Analysis, GroupKey, Measurement, MeasurementKind, analyze};

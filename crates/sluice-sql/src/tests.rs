@@ -67,6 +67,122 @@ fn write_table(dir: &std::path::Path) -> String {
     path.to_string_lossy().into_owned()
 }
 
+/// A second provider's table: tax records, two per person at most.
+fn tax_schema(id_space: &str) -> DatasetSchema {
+    let mut paid = column("paid", ColumnRole::Attribute, ColumnType::Int);
+    paid.lower = Some(0.0);
+    paid.upper = Some(100.0);
+    let mut region = column("region", ColumnRole::Attribute, ColumnType::Text);
+    region.domain = Some(vec![
+        DomainValue::Text("north".into()),
+        DomainValue::Text("south".into()),
+    ]);
+    DatasetSchema {
+        max_rows_per_unit: 2,
+        id_space: id_space.into(),
+        columns: vec![
+            column("pid", ColumnRole::PrivacyUnit, ColumnType::Text),
+            paid,
+            region,
+        ],
+    }
+}
+
+/// Unit a: 3 tax rows (one over its declared 2); b: 1; c: 2; z: 1 (not in people).
+fn write_tax(dir: &std::path::Path) -> String {
+    let batch = RecordBatch::try_new(
+        crate::session::arrow_schema(&tax_schema("default")),
+        vec![
+            Arc::new(StringArray::from(vec!["a", "a", "a", "b", "c", "c", "z"])) as ArrayRef,
+            Arc::new(Int64Array::from(vec![50, 50, 50, 10, 20, 500, 7])),
+            Arc::new(StringArray::from(vec![
+                "north", "north", "south", "south", "north", "north", "south",
+            ])),
+        ],
+    )
+    .unwrap();
+    let path = dir.join("tax.parquet");
+    let mut w =
+        ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+fn join_task(query: &str, people: &str, tax: &str, id_space: &str, eps: f64) -> QueryTask {
+    let mut t = task(query, people, 1, eps);
+    t.tables.push(SandboxTable {
+        name: "tax".into(),
+        path: tax.into(),
+        schema: tax_schema(id_space),
+    });
+    t
+}
+
+#[tokio::test]
+async fn joins_on_the_privacy_unit_bound_the_product_and_others_are_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let (people, tax) = (write_table(dir.path()), write_tax(dir.path()));
+    // people k = 1, tax k = 2 → joined k = 2.
+    let q = "SELECT t.region, COUNT(*) AS n, SUM(t.paid) AS s FROM people p JOIN tax t ON p.pid = t.pid GROUP BY t.region";
+    let a = analyze(&join_task(q, &people, &tax, "default", 1.0))
+        .await
+        .unwrap();
+    assert_eq!(a.max_rows_per_unit, 2);
+    assert_eq!(
+        a.measurements
+            .iter()
+            .map(|m| m.l1_sensitivity)
+            .collect::<Vec<_>>(),
+        vec![2, 200]
+    );
+    let out = execute(&join_task(q, &people, &tax, "default", 1000.0))
+        .await
+        .unwrap();
+    // Joined rows per unit (people has one row per unit after its own bound in the join):
+    // a has 5 people rows x 3 tax rows = 15 joined rows, bounded to 2; b: 1; c: 2; z: none.
+    // north: a (<=2 of its rows, which are north or south), c (2: 20 and 500→100).
+    let n_north = noisy(&out.rows[0][1]).0;
+    let n_south = noisy(&out.rows[1][1]).0;
+    assert_eq!(n_north + n_south, 5.0, "2 (a) + 1 (b) + 2 (c)");
+    let total = noisy(&out.rows[0][2]).0 + noisy(&out.rows[1][2]).0;
+    // a contributes 2 x 50, b 10, c 20 + 100 (clamped).
+    assert!((total - 230.0).abs() < 5.0, "{total}");
+
+    for (q, reason) in [
+        (
+            "SELECT COUNT(*) FROM people p JOIN tax t ON p.city = t.region",
+            "JOIN must be on the privacy units (p.pid = t.pid)",
+        ),
+        (
+            "SELECT COUNT(*) FROM people p LEFT JOIN tax t ON p.pid = t.pid",
+            "Left JOIN is not supported",
+        ),
+        (
+            "SELECT COUNT(*) FROM people p, tax t WHERE p.pid = t.pid",
+            "JOIN must be on the privacy units",
+        ),
+        (
+            "SELECT COUNT(*) FROM people p JOIN tax t ON p.pid = t.pid AND t.paid > random()",
+            "random() is not deterministic",
+        ),
+    ] {
+        let r = analyze(&join_task(q, &people, &tax, "default", 1.0))
+            .await
+            .unwrap_err();
+        assert!(r.0.iter().any(|m| m.contains(reason)), "{q}: {:?}", r.0);
+    }
+    let r = analyze(&join_task(q, &people, &tax, "other_space", 1.0))
+        .await
+        .unwrap_err();
+    assert!(
+        r.0.iter()
+            .any(|m| m.contains("different identifier spaces")),
+        "{:?}",
+        r.0
+    );
+}
+
 fn task(query: &str, path: &str, max_rows: u32, eps: f64) -> QueryTask {
     QueryTask {
         query: query.into(),
@@ -127,8 +243,8 @@ async fn rejections_name_their_reason() {
             "subqueries",
         ),
         (
-            "SELECT COUNT(*) FROM people a JOIN people b ON a.pid = b.pid",
-            "JOIN",
+            "SELECT COUNT(*) FROM people a JOIN people b ON a.city = b.city",
+            "JOIN must be on the privacy units",
         ),
         ("SELECT COUNT(*) FROM nosuch", "could not be planned"),
         ("CREATE TABLE x (a INT)", "only SELECT"),
