@@ -294,7 +294,7 @@ async fn estimate_matches_the_charge_and_the_released_intervals_exactly() {
         .alice
         .estimate_job(&manifest(
             "pums",
-            "SELECT age, MAX(income), SUM(married) FROM pums GROUP BY age",
+            "SELECT age, MAX(income), SUM(income / (sex - 1)) FROM pums GROUP BY age",
             1.0,
         ))
         .await

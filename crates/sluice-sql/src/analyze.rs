@@ -12,7 +12,7 @@ use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::prelude::SessionContext;
 use sluice_types::privacy::Epsilon;
 use sluice_types::sandbox::{QueryTask, SandboxTable};
-use sluice_types::schema::{ColumnSpec, ColumnType, DomainValue};
+use sluice_types::schema::{ColumnSpec, DomainValue};
 
 use crate::Rejection;
 use crate::session::{arrow_schema, locked_context, sql_options};
@@ -34,8 +34,10 @@ pub struct GroupKey {
 pub enum MeasurementKind {
     /// COUNT(*): rows per cell.
     CountRows,
-    /// COUNT(col): non-null values per cell.
+    /// COUNT(expr): non-null values per cell.
     CountNonNull { column: String },
+    /// COUNT(DISTINCT expr): distinct non-null values per cell.
+    CountDistinct { expr: String },
     /// SUM of the column clamped to `[lower, upper]`, in fixed point:
     /// each value is multiplied by `scale` and rounded to an integer.
     Sum {
@@ -63,6 +65,7 @@ impl Measurement {
         match &self.kind {
             MeasurementKind::CountRows => "count(*)".to_owned(),
             MeasurementKind::CountNonNull { column } => format!("count({column})"),
+            MeasurementKind::CountDistinct { expr } => format!("count(distinct {expr})"),
             MeasurementKind::Sum { column, .. } => format!("sum({column})"),
         }
     }
@@ -423,11 +426,6 @@ fn aggregate_of(
     };
     let func = f.func.name().to_ascii_lowercase();
     let p = &f.params;
-    if p.distinct {
-        return Err(format!(
-            "{func}(DISTINCT ...) is not supported yet: distinct counts need per-unit deduplication"
-        ));
-    }
     if p.filter.is_some() {
         return Err(format!(
             "{func}(...) FILTER (WHERE ...) is not supported yet; use WHERE"
@@ -443,18 +441,29 @@ fn aggregate_of(
         ));
     }
     let arg = strip_alias(&p.args[0]);
+    let mut row_reasons = Vec::new();
+    check_row_expr(arg, &mut row_reasons);
+    if let Some(r) = row_reasons.into_iter().next() {
+        return Err(format!("{func}({arg}): {r}"));
+    }
+    if p.distinct && func != "count" {
+        return Err(format!(
+            "{func}(DISTINCT ...) is not supported: a distinct sum or average has no useful bound"
+        ));
+    }
     match func.as_str() {
         "count" => match arg {
-            Expr::Literal(v, _) if !v.is_null() => Ok((
+            Expr::Literal(v, _) if !v.is_null() && !p.distinct => Ok((
                 Aggregate::Count {
                     count: find_or_add(MeasurementKind::CountRows, None, k),
                 },
                 func,
             )),
-            Expr::Column(c) => {
-                scope.column(c).map_err(|e| format!("count: {e}"))?;
-                let kind = MeasurementKind::CountNonNull {
-                    column: c.flat_name(),
+            // Each of a unit's k rows adds at most one value to its group's
+            // count, distinct or not: the L1 sensitivity is k either way.
+            _ if p.distinct => {
+                let kind = MeasurementKind::CountDistinct {
+                    expr: arg.to_string(),
                 };
                 Ok((
                     Aggregate::Count {
@@ -463,34 +472,48 @@ fn aggregate_of(
                     func,
                 ))
             }
-            other => Err(format!(
-                "count({other}): only COUNT(*) and COUNT(column) are supported yet"
-            )),
+            _ => {
+                let kind = MeasurementKind::CountNonNull {
+                    column: arg.to_string(),
+                };
+                Ok((
+                    Aggregate::Count {
+                        count: find_or_add(kind, Some(arg.clone()), k),
+                    },
+                    func,
+                ))
+            }
         },
         "sum" | "avg" => {
-            let Expr::Column(c) = arg else {
-                return Err(format!(
-                    "{func}({arg}): aggregates over expressions are not supported yet; aggregate a bounded column"
-                ));
-            };
-            let spec = scope.column(c).map_err(|e| format!("{func}: {e}"))?;
-            let (lower, upper, scale, unit_sens) = sum_parameters(spec, &func)?;
+            let (lower, upper) = crate::bounds::bounds_of(arg, scope).map_err(|e| {
+                if e.contains("has no declared bounds") {
+                    // Keep the message users search for.
+                    format!("{func}({arg}): {e}").replace(
+                        "a sum over it",
+                        &format!("{}({arg})", func.to_ascii_uppercase()),
+                    )
+                } else {
+                    format!("{func}({arg}): {e}")
+                }
+            })?;
+            let (scale, per_row) =
+                fixed_point(lower, upper, crate::bounds::is_int_column(arg, scope));
             let sum = find_or_add(
                 MeasurementKind::Sum {
-                    column: c.flat_name(),
+                    column: arg.to_string(),
                     lower,
                     upper,
                     scale,
                 },
                 Some(arg.clone()),
-                k.saturating_mul(unit_sens),
+                k.saturating_mul(per_row),
             );
             if func == "sum" {
                 Ok((Aggregate::Sum { sum }, func))
             } else {
                 let count = find_or_add(
                     MeasurementKind::CountNonNull {
-                        column: c.flat_name(),
+                        column: arg.to_string(),
                     },
                     Some(arg.clone()),
                     k,
@@ -499,45 +522,26 @@ fn aggregate_of(
             }
         }
         other => Err(format!(
-            "aggregate {other} is not supported yet (supported: COUNT, SUM, AVG)"
+            "aggregate {other} is not supported yet (supported: COUNT, COUNT(DISTINCT), SUM, AVG)"
         )),
     }
 }
 
-/// Clamping bounds, fixed-point scale and per-row sensitivity of a SUM.
-/// Integers are summed exactly (scale 1) while their bound fits 2^30;
-/// otherwise values are scaled by a power of two so that the largest clamped
-/// value is at most 2^30 units, which keeps sums of up to 2^33 rows exact in i64.
-fn sum_parameters(spec: &ColumnSpec, func: &str) -> Result<(f64, f64, f64, u64), String> {
-    if !spec.ty.is_numeric() || spec.role.is_pseudonymised() {
-        return Err(format!(
-            "{func}({}): the column is {} and cannot be summed",
-            spec.name,
-            if spec.role.is_pseudonymised() {
-                "an identifier"
-            } else {
-                spec.ty.as_str()
-            }
-        ));
-    }
-    let Some((lower, upper)) = spec.bounds() else {
-        return Err(format!(
-            "{func}({name}): column \"{name}\" has no declared bounds, so {up}({name}) has unbounded sensitivity",
-            name = spec.name,
-            up = func.to_ascii_uppercase()
-        ));
-    };
+/// Fixed-point scale and per-row sensitivity (in integer units) of a sum
+/// clamped to `[lower, upper]`. Integer columns whose bound fits 2^30 are
+/// summed exactly (scale 1); otherwise values are scaled by a power of two
+/// so the largest clamped value is at most 2^30 units, which keeps sums of
+/// up to 2^33 rows exact in i64.
+fn fixed_point(lower: f64, upper: f64, int_column: bool) -> (f64, u64) {
     let magnitude = lower.abs().max(upper.abs());
     let limit = (1u64 << 30) as f64;
-    let exact_int = spec.ty == ColumnType::Int && magnitude <= limit;
-    let scale = if exact_int || magnitude == 0.0 {
+    let scale = if (int_column && magnitude <= limit) || magnitude == 0.0 {
         1.0
     } else {
         let exp = 30 - magnitude.log2().ceil() as i32;
         2f64.powi(exp.clamp(-60, 60))
     };
-    let per_row = ((magnitude * scale).ceil() as u64).max(1);
-    Ok((lower, upper, scale, per_row))
+    (scale, ((magnitude * scale).ceil() as u64).max(1))
 }
 
 fn strip_alias(e: &Expr) -> &Expr {

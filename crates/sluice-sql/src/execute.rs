@@ -11,7 +11,7 @@ use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::common::ScalarValue;
 use datafusion::functions::math::expr_fn::{random, round};
-use datafusion::functions_aggregate::expr_fn::{count, sum};
+use datafusion::functions_aggregate::expr_fn::{count, count_distinct, sum};
 use datafusion::functions_window::expr_fn::row_number;
 use datafusion::logical_expr::{ExprFunctionExt, LogicalPlanBuilder, cast, col, lit, when};
 use datafusion::prelude::{Expr, ParquetReadOptions};
@@ -90,6 +90,11 @@ async fn exact_aggregates(
                 let input = m.input.clone().expect("count(column) has an input");
                 projection.push(input.alias(&name));
                 aggregates.push(count(col(&name)).alias(format!("__a{j}")));
+            }
+            MeasurementKind::CountDistinct { .. } => {
+                let input = m.input.clone().expect("count(distinct) has an input");
+                projection.push(input.alias(&name));
+                aggregates.push(count_distinct(col(&name)).alias(format!("__a{j}")));
             }
             MeasurementKind::Sum {
                 lower,

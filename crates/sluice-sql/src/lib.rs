@@ -11,6 +11,7 @@
 //! arise after data is read are reported to the caller as generic failures.
 
 mod analyze;
+mod bounds;
 mod execute;
 mod rows;
 mod session;
