@@ -54,7 +54,7 @@ pub async fn execute(task: &QueryTask) -> Result<ReleasedOutputs, ExecError> {
 }
 
 /// Exact per-cell aggregates, one vector per measurement, cells in key order.
-async fn exact_aggregates(
+pub(crate) async fn exact_aggregates(
     ctx: &datafusion::prelude::SessionContext,
     a: &Analysis,
 ) -> Result<Vec<Vec<i64>>, ExecError> {
@@ -340,4 +340,20 @@ fn avg_cell(sum: f64, sum_half: f64, count: f64, count_half: f64, lo: f64, hi: f
         [lo, hi]
     };
     Cell::Noisy { value, ci95 }
+}
+
+/// Exact (un-noised) aggregates of a task, for the crate's own tests of
+/// sensitivity. Never reachable from outside the crate.
+#[cfg(test)]
+pub(crate) async fn exact_for_test(task: &QueryTask) -> (Analysis, Vec<Vec<i64>>) {
+    let ctx = locked_context().unwrap();
+    for t in &task.tables {
+        ctx.register_parquet(t.name.as_str(), &t.path, ParquetReadOptions::default())
+            .await
+            .unwrap();
+    }
+    let plan = plan_query(&ctx, &task.query).await.unwrap();
+    let analysis = analyze_plan(&plan, &task.tables, task.epsilon).unwrap();
+    let exact = exact_aggregates(&ctx, &analysis).await.unwrap();
+    (analysis, exact)
 }

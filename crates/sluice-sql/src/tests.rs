@@ -453,3 +453,178 @@ async fn derived_expressions_and_distinct_counts_execute_with_clamping() {
     assert_eq!(noisy(&out.rows[1][1]).0, 2.0);
     near(&out.rows[1][2], 4060.0);
 }
+
+/// Deterministic pseudo-random numbers for generated data.
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+type Rows = Vec<(String, i64, i64)>;
+
+/// People: 60 units with 1..=3 rows spread over both sexes, incomes up to
+/// 1500 (beyond the bound 1000); plus two heavy units with 40 identical rows
+/// each, so that which rows bounding keeps does not change the aggregates.
+fn generated_people() -> Rows {
+    let mut rng = Lcg(42);
+    let mut rows = Vec::new();
+    for u in 0..60 {
+        for _ in 0..=rng.next(3) {
+            rows.push((format!("u{u}"), rng.next(2) as i64, rng.next(1500) as i64));
+        }
+    }
+    for (u, sex) in [("heavy0", 0), ("heavy1", 1)] {
+        for _ in 0..40 {
+            rows.push((u.to_owned(), sex, 1400));
+        }
+    }
+    rows
+}
+
+fn write_people(dir: &std::path::Path, name: &str, rows: &Rows) -> String {
+    let batch = RecordBatch::try_new(
+        crate::session::arrow_schema(&schema(1)),
+        vec![
+            Arc::new(StringArray::from(
+                rows.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(),
+            )) as ArrayRef,
+            Arc::new(Int64Array::from(
+                rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+            )),
+            Arc::new(Int64Array::from(
+                rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from(vec!["x"; rows.len()])),
+            Arc::new(Int64Array::from(vec![1; rows.len()])),
+        ],
+    )
+    .unwrap();
+    let path = dir.join(format!("{name}.parquet"));
+    let mut w =
+        ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+/// Tax rows for most generated people: 1 or 2 each, and 5 identical rows
+/// (over the declared 2) for each heavy unit.
+fn write_generated_tax(dir: &std::path::Path) -> String {
+    let mut rng = Lcg(99);
+    let (mut pid, mut paid, mut region) = (Vec::new(), Vec::new(), Vec::new());
+    for u in 0..60 {
+        if rng.next(4) == 0 {
+            continue;
+        }
+        for _ in 0..=rng.next(2) {
+            pid.push(format!("u{u}"));
+            paid.push(rng.next(150) as i64);
+            region.push(if rng.next(2) == 0 { "north" } else { "south" });
+        }
+    }
+    for u in ["heavy0", "heavy1"] {
+        for _ in 0..5 {
+            pid.push(u.to_owned());
+            paid.push(90);
+            region.push("north");
+        }
+    }
+    let batch = RecordBatch::try_new(
+        crate::session::arrow_schema(&tax_schema("default")),
+        vec![
+            Arc::new(StringArray::from(pid)) as ArrayRef,
+            Arc::new(Int64Array::from(paid)),
+            Arc::new(StringArray::from(region)),
+        ],
+    )
+    .unwrap();
+    let path = dir.join("generated_tax.parquet");
+    let mut w =
+        ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+/// L1 distance per measurement between two runs' exact aggregates.
+fn l1(a: &[Vec<i64>], b: &[Vec<i64>]) -> Vec<u64> {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| x.iter().zip(y).map(|(p, q)| p.abs_diff(*q)).sum())
+        .collect()
+}
+
+#[tokio::test]
+async fn removing_any_one_unit_moves_each_aggregate_by_at_most_its_sensitivity() {
+    let dir = tempfile::tempdir().unwrap();
+    let people = generated_people();
+    let full = write_people(dir.path(), "full", &people);
+    let tax = write_generated_tax(dir.path());
+    let queries = [
+        // k = 3 from the schema below.
+        (
+            "SELECT sex, COUNT(*), SUM(income), AVG(income), COUNT(DISTINCT pid) FROM people GROUP BY sex",
+            false,
+        ),
+        (
+            "SELECT COUNT(*), SUM(CASE WHEN sex = 1 THEN income * 2 ELSE income END) FROM people WHERE income > 100",
+            false,
+        ),
+        // Joined with tax (k 2): k = 6.
+        (
+            "SELECT t.region, COUNT(*), SUM(p.income + t.paid) FROM people p JOIN tax t ON p.pid = t.pid GROUP BY t.region",
+            true,
+        ),
+    ];
+    let mut units: Vec<String> = people.iter().map(|r| r.0.clone()).collect();
+    units.dedup();
+    // The heavy units and a random sample of the others.
+    let mut rng = Lcg(7);
+    let mut chosen: Vec<String> = vec!["heavy0".into(), "heavy1".into()];
+    for _ in 0..20 {
+        chosen.push(units[rng.next(units.len() as u64) as usize].clone());
+    }
+    for (q, join) in queries {
+        let make = |path: &str| {
+            let mut t = task(q, path, 3, 1.0);
+            t.tables[0].schema.max_rows_per_unit = 3;
+            if join {
+                t.tables.push(SandboxTable {
+                    name: "tax".into(),
+                    path: tax.clone(),
+                    schema: tax_schema("default"),
+                });
+            }
+            t
+        };
+        let (analysis, base) = crate::execute::exact_for_test(&make(&full)).await;
+        let declared: Vec<u64> = analysis
+            .measurements
+            .iter()
+            .map(|m| m.l1_sensitivity)
+            .collect();
+        for u in &chosen {
+            let rest: Rows = people.iter().filter(|r| &r.0 != u).cloned().collect();
+            let path = write_people(dir.path(), &format!("without_{u}"), &rest);
+            let (_, neighbour) = crate::execute::exact_for_test(&make(&path)).await;
+            let moved = l1(&base, &neighbour);
+            for ((m, d), s) in moved.iter().zip(&declared).zip(&analysis.measurements) {
+                assert!(
+                    m <= d,
+                    "{q}: removing {u} moved {} by {m} > sensitivity {d}",
+                    s.describe()
+                );
+            }
+            if u.starts_with("heavy") {
+                // A heavy unit is bounded to k rows: it moves the count by exactly k.
+                assert_eq!(moved[0], declared[0], "{q}: {u}");
+            }
+        }
+    }
+}
