@@ -107,6 +107,23 @@ pub struct Analysis {
     pub outputs: Vec<Output>,
     pub epsilon: Epsilon,
     pub cells: usize,
+    /// Every aggregate of the query, in the aggregate node's order (HAVING
+    /// may use aggregates that are not selected).
+    pub aggregates: Vec<Aggregate>,
+    /// The aggregate node's output schema (keys, then aggregates).
+    pub aggregate_schema: datafusion::common::DFSchemaRef,
+    pub post: PostProcess,
+}
+
+/// HAVING, ORDER BY and LIMIT: applied to released (noised) rows only, so
+/// they cost no privacy.
+#[derive(Debug, Clone, Default)]
+pub struct PostProcess {
+    pub having: Option<Expr>,
+    /// (output column name, ascending, nulls first)
+    pub order: Vec<(String, bool, bool)>,
+    pub skip: usize,
+    pub fetch: Option<usize>,
 }
 
 impl Analysis {
@@ -261,24 +278,55 @@ pub(crate) fn analyze_plan(
     epsilon: Epsilon,
 ) -> Result<Analysis, Rejection> {
     let mut reasons = Vec::new();
-    let (projection, aggregate) = match plan {
+    // Post-processing above the projection: LIMIT and ORDER BY on released rows.
+    let mut post = PostProcess::default();
+    let mut node = plan;
+    if let LogicalPlan::Limit(l) = node {
+        use datafusion::logical_expr::{FetchType, SkipType};
+        match (l.get_skip_type(), l.get_fetch_type()) {
+            (Ok(SkipType::Literal(skip)), Ok(FetchType::Literal(fetch))) => {
+                post.skip = skip;
+                post.fetch = fetch;
+            }
+            _ => reasons.push("LIMIT and OFFSET must be literal numbers".into()),
+        }
+        node = &l.input;
+    }
+    if let LogicalPlan::Sort(sort) = node {
+        for e in &sort.expr {
+            match &e.expr {
+                Expr::Column(c) => post.order.push((c.name.clone(), e.asc, e.nulls_first)),
+                other => reasons.push(format!(
+                    "ORDER BY {other}: order by output columns (their names or aliases)"
+                )),
+            }
+        }
+        if let Some(f) = sort.fetch {
+            post.fetch = Some(post.fetch.map_or(f, |x| x.min(f)));
+        }
+        node = &sort.input;
+    }
+    let (projection, aggregate) = match node {
         LogicalPlan::Projection(p) => match p.input.as_ref() {
             LogicalPlan::Aggregate(a) => (p, a),
+            LogicalPlan::Filter(f) if matches!(f.input.as_ref(), LogicalPlan::Aggregate(_)) => {
+                let LogicalPlan::Aggregate(a) = f.input.as_ref() else {
+                    unreachable!()
+                };
+                check_row_expr(&f.predicate, &mut reasons);
+                post.having = Some(f.predicate.clone());
+                (p, a)
+            }
+            LogicalPlan::Sort(_) => {
+                return Err(Rejection(vec![
+                    "ORDER BY a column that is not selected is not supported; select it too".into(),
+                ]));
+            }
             other => {
                 reasons.push(no_aggregate_reason(other));
                 return Err(Rejection(reasons));
             }
         },
-        LogicalPlan::Sort(_) => {
-            return Err(Rejection(vec![
-                "ORDER BY is not supported yet: rows are released in group-key order".into(),
-            ]));
-        }
-        LogicalPlan::Limit(_) => {
-            return Err(Rejection(vec![
-                "LIMIT is not supported yet: every group is released".into(),
-            ]));
-        }
         LogicalPlan::Distinct(_) => {
             return Err(Rejection(vec![
                 "SELECT DISTINCT would release raw values: only aggregates are released".into(),
@@ -287,13 +335,21 @@ pub(crate) fn analyze_plan(
         LogicalPlan::Union(_) => return Err(Rejection(vec!["UNION is not supported yet".into()])),
         other => {
             return Err(Rejection(vec![format!(
-                "{} at the top of the query is not supported: the query must be SELECT <group keys and aggregates> FROM <table> [WHERE ...] [GROUP BY ...]",
+                "{} at the top of the query is not supported: the query must be SELECT <group keys and aggregates> FROM <table> [WHERE ...] [GROUP BY ...] [HAVING ...] [ORDER BY ...] [LIMIT ...]",
                 node_name(other)
             )]));
         }
     };
+    for (name, _, _) in &post.order {
+        if projection
+            .schema
+            .index_of_column_by_name(None, name)
+            .is_none()
+        {
+            reasons.push(format!("ORDER BY {name}: not an output column"));
+        }
+    }
 
-    // Row-level input: filters over one scan.
     // Row-level input: scans, filters and joins on the privacy unit.
     let Some(scope) = crate::rows::scope_of(&aggregate.input, tables, &mut reasons) else {
         if reasons.is_empty() {
@@ -412,6 +468,12 @@ pub(crate) fn analyze_plan(
         outputs,
         epsilon,
         cells,
+        aggregates: aggregates
+            .into_iter()
+            .map(|a| a.expect("no reasons, so every aggregate was accepted").0)
+            .collect(),
+        aggregate_schema: aggregate.schema.clone(),
+        post,
     })
 }
 

@@ -258,49 +258,62 @@ fn release(a: &Analysis, exact: Vec<Vec<i64>>) -> Result<ReleasedOutputs, ExecEr
             },
         })
         .collect();
-    let rows = cells(a)
+    let noisy_cell = |agg: &Aggregate, cell: usize| match agg {
+        Aggregate::Count { count } => {
+            let n = &noised[*count];
+            let v = n.values[cell] as f64;
+            Cell::Noisy {
+                value: v,
+                ci95: [v - n.half95, v + n.half95],
+            }
+        }
+        Aggregate::Sum { sum } => {
+            let n = &noised[*sum];
+            let s = scale_of(*sum);
+            let v = n.values[cell] as f64 / s;
+            Cell::Noisy {
+                value: v,
+                ci95: [v - n.half95 / s, v + n.half95 / s],
+            }
+        }
+        Aggregate::Avg { sum, count } => {
+            let s = scale_of(*sum);
+            let (lo, hi) = bounds_of(*sum);
+            avg_cell(
+                noised[*sum].values[cell] as f64 / s,
+                noised[*sum].half975 / s,
+                noised[*count].values[cell] as f64,
+                noised[*count].half975,
+                lo,
+                hi,
+            )
+        }
+    };
+    let keys = cells(a);
+    // Released value of every aggregate in every cell (HAVING may use ones not selected).
+    let aggregate_cells: Vec<Vec<Cell>> = a
+        .aggregates
+        .iter()
+        .map(|agg| (0..a.cells).map(|cell| noisy_cell(agg, cell)).collect())
+        .collect();
+    let mut kept: Vec<usize> = (0..a.cells).collect();
+    if let Some(having) = &a.post.having {
+        let mask = having_mask(a, having, &keys, &aggregate_cells)?;
+        kept.retain(|&cell| mask[cell]);
+    }
+    let mut rows: Vec<Vec<Cell>> = kept
         .into_iter()
-        .enumerate()
-        .map(|(cell, key)| {
+        .map(|cell| {
             a.outputs
                 .iter()
                 .map(|o| match o {
-                    Output::Key { key: k, .. } => Cell::Key(domain_json(&key[*k])),
-                    Output::Aggregate { agg, .. } => match agg {
-                        Aggregate::Count { count } => {
-                            let n = &noised[*count];
-                            let v = n.values[cell] as f64;
-                            Cell::Noisy {
-                                value: v,
-                                ci95: [v - n.half95, v + n.half95],
-                            }
-                        }
-                        Aggregate::Sum { sum } => {
-                            let n = &noised[*sum];
-                            let s = scale_of(*sum);
-                            let v = n.values[cell] as f64 / s;
-                            Cell::Noisy {
-                                value: v,
-                                ci95: [v - n.half95 / s, v + n.half95 / s],
-                            }
-                        }
-                        Aggregate::Avg { sum, count } => {
-                            let s = scale_of(*sum);
-                            let (lo, hi) = bounds_of(*sum);
-                            avg_cell(
-                                noised[*sum].values[cell] as f64 / s,
-                                noised[*sum].half975 / s,
-                                noised[*count].values[cell] as f64,
-                                noised[*count].half975,
-                                lo,
-                                hi,
-                            )
-                        }
-                    },
+                    Output::Key { key: k, .. } => Cell::Key(domain_json(&keys[cell][*k])),
+                    Output::Aggregate { agg, .. } => noisy_cell(agg, cell),
                 })
                 .collect()
         })
         .collect();
+    order_and_limit(a, &mut rows);
     Ok(ReleasedOutputs {
         columns,
         rows,
@@ -308,6 +321,119 @@ fn release(a: &Analysis, exact: Vec<Vec<i64>>) -> Result<ReleasedOutputs, ExecEr
         epsilon: a.epsilon,
         delta: Delta::ZERO,
     })
+}
+
+/// Evaluates HAVING on released values: a batch with the aggregate node's
+/// columns (keys as declared, aggregates as Float64 noisy values).
+fn having_mask(
+    a: &Analysis,
+    having: &Expr,
+    keys: &[Vec<DomainValue>],
+    aggregate_cells: &[Vec<Cell>],
+) -> Result<Vec<bool>, ExecError> {
+    use datafusion::arrow::array::{ArrayRef, BooleanArray, Float64Array};
+    use datafusion::arrow::datatypes::{Field, Schema};
+    use datafusion::common::DFSchema;
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+
+    let n_keys = a.group_keys.len();
+    let mut fields = Vec::new();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    for (i, (qualifier, field)) in a.aggregate_schema.iter().enumerate() {
+        let _ = qualifier;
+        if i < n_keys {
+            let values: Vec<ScalarValue> = keys.iter().map(|k| key_scalar(&k[i])).collect();
+            let array = ScalarValue::iter_to_array(values)?;
+            fields.push(Field::new(field.name(), array.data_type().clone(), true));
+            columns.push(array);
+        } else {
+            let values: Vec<f64> = aggregate_cells[i - n_keys]
+                .iter()
+                .map(|c| match c {
+                    Cell::Noisy { value, .. } => *value,
+                    Cell::Key(_) => f64::NAN,
+                })
+                .collect();
+            fields.push(Field::new(field.name(), DataType::Float64, true));
+            columns.push(std::sync::Arc::new(Float64Array::from(values)));
+        }
+    }
+    let qualifiers: Vec<_> = a.aggregate_schema.iter().map(|(q, _)| q.cloned()).collect();
+    let schema = std::sync::Arc::new(Schema::new(fields));
+    let df_schema = DFSchema::from_field_specific_qualified_schema(qualifiers, &schema)?;
+    // Aggregate calls in HAVING stand for the aggregate node's outputs.
+    let predicate = having
+        .clone()
+        .transform(|e| match e {
+            Expr::AggregateFunction(_) => Ok(Transformed::yes(col(
+                datafusion::common::Column::from_name(e.schema_name().to_string()),
+            ))),
+            other => Ok(Transformed::no(other)),
+        })?
+        .data;
+    let ctx = datafusion::prelude::SessionContext::new();
+    let physical = ctx.create_physical_expr(predicate, &df_schema)?;
+    let batch = datafusion::arrow::record_batch::RecordBatch::try_new(schema, columns)
+        .map_err(|e| ExecError::Engine(e.to_string()))?;
+    let result = physical.evaluate(&batch)?.into_array(batch.num_rows())?;
+    let mask = result
+        .as_any()
+        .downcast_ref::<BooleanArray>()
+        .ok_or_else(|| ExecError::Engine("HAVING is not a boolean condition".into()))?;
+    Ok((0..mask.len())
+        .map(|i| mask.is_valid(i) && mask.value(i))
+        .collect())
+}
+
+fn key_scalar(v: &DomainValue) -> ScalarValue {
+    match v {
+        DomainValue::Bool(b) => ScalarValue::Boolean(Some(*b)),
+        DomainValue::Int(i) => ScalarValue::Int64(Some(*i)),
+        DomainValue::Text(s) => ScalarValue::Utf8(Some(s.clone())),
+    }
+}
+
+/// ORDER BY output columns, then OFFSET/LIMIT, on released rows.
+fn order_and_limit(a: &Analysis, rows: &mut Vec<Vec<Cell>>) {
+    let index = |name: &str| {
+        a.outputs.iter().position(|o| match o {
+            Output::Key { name: n, .. } | Output::Aggregate { name: n, .. } => n == name,
+        })
+    };
+    let order: Vec<(usize, bool)> = a
+        .post
+        .order
+        .iter()
+        .filter_map(|(name, asc, _)| index(name).map(|i| (i, *asc)))
+        .collect();
+    if !order.is_empty() {
+        rows.sort_by(|x, y| {
+            for (i, asc) in &order {
+                let o = compare_cells(&x[*i], &y[*i]);
+                let o = if *asc { o } else { o.reverse() };
+                if o != std::cmp::Ordering::Equal {
+                    return o;
+                }
+            }
+            std::cmp::Ordering::Equal
+        });
+    }
+    let skip = a.post.skip.min(rows.len());
+    rows.drain(..skip);
+    if let Some(f) = a.post.fetch {
+        rows.truncate(f);
+    }
+}
+
+fn compare_cells(x: &Cell, y: &Cell) -> std::cmp::Ordering {
+    match (x, y) {
+        (Cell::Noisy { value: a, .. }, Cell::Noisy { value: b, .. }) => a.total_cmp(b),
+        (Cell::Key(a), Cell::Key(b)) => match (a.as_f64(), b.as_f64()) {
+            (Some(p), Some(q)) => p.total_cmp(&q),
+            _ => a.to_string().cmp(&b.to_string()),
+        },
+        _ => std::cmp::Ordering::Equal,
+    }
 }
 
 fn domain_json(v: &DomainValue) -> serde_json::Value {

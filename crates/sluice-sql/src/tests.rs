@@ -259,8 +259,8 @@ async fn rejections_name_their_reason() {
             "expressions over aggregates",
         ),
         (
-            "SELECT sex, COUNT(*) FROM people GROUP BY sex ORDER BY sex",
-            "ORDER BY",
+            "SELECT COUNT(*) FROM people GROUP BY sex ORDER BY sex",
+            "ORDER BY a column that is not selected",
         ),
     ];
     for (q, reason) in cases {
@@ -626,5 +626,59 @@ async fn removing_any_one_unit_moves_each_aggregate_by_at_most_its_sensitivity()
                 assert_eq!(moved[0], declared[0], "{q}: {u}");
             }
         }
+    }
+}
+
+#[tokio::test]
+async fn having_order_by_and_limit_post_process_released_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_table(dir.path());
+    // k = 5: sex 0 has 3 rows (b, c, e); sex 1 has 6 (a x5, d).
+    let run = |q: &'static str| {
+        let path = path.clone();
+        async move { execute(&task(q, &path, 5, 1000.0)).await.unwrap() }
+    };
+    let out = run("SELECT sex, COUNT(*) AS n FROM people GROUP BY sex HAVING COUNT(*) > 4").await;
+    assert_eq!(out.rows.len(), 1);
+    assert_eq!(out.rows[0][0], Cell::Key(serde_json::json!(1)));
+    let out = run("SELECT sex, COUNT(*) AS n FROM people GROUP BY sex ORDER BY n DESC").await;
+    let order: Vec<&Cell> = out.rows.iter().map(|r| &r[0]).collect();
+    assert_eq!(
+        order,
+        [
+            &Cell::Key(serde_json::json!(1)),
+            &Cell::Key(serde_json::json!(0))
+        ]
+    );
+    let out = run(
+        "SELECT sex, COUNT(*) AS n FROM people GROUP BY sex ORDER BY sex DESC LIMIT 1 OFFSET 1",
+    )
+    .await;
+    assert_eq!(out.rows.len(), 1);
+    assert_eq!(out.rows[0][0], Cell::Key(serde_json::json!(0)));
+    // HAVING on an aggregate that is not selected: it is measured (and paid for) too.
+    let a = analyze(&task(
+        "SELECT sex, AVG(income) FROM people GROUP BY sex HAVING COUNT(*) > 4",
+        &path,
+        5,
+        1.0,
+    ))
+    .await
+    .unwrap();
+    assert_eq!(a.measurements.len(), 3, "sum, count(income) and count(*)");
+    let out = run("SELECT sex, AVG(income) FROM people GROUP BY sex HAVING COUNT(*) > 4").await;
+    assert_eq!(out.rows.len(), 1);
+    for (q, reason) in [
+        (
+            "SELECT sex, COUNT(*) FROM people GROUP BY sex HAVING random() > 0.5",
+            "not deterministic",
+        ),
+        (
+            "SELECT sex, COUNT(*) AS n FROM people GROUP BY sex ORDER BY n + 1",
+            "order by output columns",
+        ),
+    ] {
+        let r = analyze(&task(q, &path, 5, 1.0)).await.unwrap_err();
+        assert!(r.0.iter().any(|m| m.contains(reason)), "{q}: {:?}", r.0);
     }
 }

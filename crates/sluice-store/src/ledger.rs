@@ -77,25 +77,55 @@ async fn apply_batch(pool: &SqlitePool, batch: &[Request]) -> Vec<Result<(), Sto
     };
     let mut results = Vec::with_capacity(batch.len());
     for req in batch {
-        let outcome = async {
-            let mut sp = tx.begin().await?;
-            match apply(&mut sp, &req.op).await {
-                Ok(()) => {
-                    sp.commit().await?;
-                    Ok(())
+        let mut sp = match tx.begin().await {
+            Ok(sp) => sp,
+            Err(e) => return failed_all(&e.into()),
+        };
+        match apply(&mut sp, &req.op).await {
+            Ok(()) => {
+                if let Err(e) = sp.commit().await {
+                    return failed_all(&e.into());
                 }
-                Err(e) => {
-                    sp.rollback().await?;
-                    Err(e)
+                results.push(Ok(()));
+            }
+            Err(e) => {
+                // A refused request is undone by its savepoint. An unexpected
+                // database error may have ended the whole transaction inside
+                // SQLite (I/O, full disk, busy), so the batch is abandoned
+                // rather than carrying on outside it: nobody is told "done"
+                // for a change that might not be there, or vice versa.
+                if !is_request_local(&e) {
+                    return failed_all(&e);
                 }
+                if let Err(re) = sp.rollback().await {
+                    return failed_all(&re.into());
+                }
+                results.push(Err(e));
             }
         }
-        .await;
-        results.push(outcome);
     }
     match commit(tx).await {
         Ok(()) => results,
         Err(e) => failed_all(&e),
+    }
+}
+
+/// Errors that concern one request only and leave the surrounding
+/// transaction intact: refusals decided here, and constraint violations
+/// (which SQLite undoes for the one statement).
+fn is_request_local(e: &StoreError) -> bool {
+    match e {
+        StoreError::Db(sqlx::Error::Database(d)) => d
+            .code()
+            .and_then(|c| c.parse::<i32>().ok())
+            .is_some_and(|c| c & 0xff == 19), // SQLITE_CONSTRAINT
+        StoreError::Db(_) | StoreError::Migrate(_) | StoreError::Io { .. } => false,
+        StoreError::Locked(_)
+        | StoreError::Conflict(_)
+        | StoreError::BudgetExhausted { .. }
+        | StoreError::NotFound(_)
+        | StoreError::Invalid(_)
+        | StoreError::Corrupt(_) => true,
     }
 }
 
@@ -132,13 +162,38 @@ async fn reserve(
     if eps.units() == 0 {
         return Err(StoreError::Invalid("epsilon must be positive".into()));
     }
+    if dataset_ids.is_empty() {
+        return Err(StoreError::Invalid("a reservation needs a dataset".into()));
+    }
+    for (i, ds) in dataset_ids.iter().enumerate() {
+        if dataset_ids[..i].contains(ds) {
+            return Err(StoreError::Invalid(format!(
+                "dataset {ds} is listed twice in one reservation"
+            )));
+        }
+    }
     let e = units(eps.units())?;
     let d = units(delta.units())?;
+    let job_exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM jobs WHERE id = ?")
+        .bind(job_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if job_exists.is_none() {
+        return Err(StoreError::NotFound(format!("job {job_id}")));
+    }
+    let earlier: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM spends WHERE job_id = ?")
+        .bind(job_id)
+        .fetch_one(&mut *conn)
+        .await?;
+    if earlier > 0 {
+        return Err(StoreError::Conflict(format!("a reservation for job {job_id}")));
+    }
     for ds in dataset_ids {
         let row = sqlx::query(
             "SELECT d.name, d.epsilon_cap_units, d.user_epsilon_units,
                     COALESCE((SELECT epsilon_units FROM user_usage WHERE dataset_id = d.id AND user_id = ?), 0) AS user_spent,
-                    COALESCE((SELECT epsilon_units FROM dataset_usage WHERE dataset_id = d.id), 0) AS all_spent
+                    COALESCE((SELECT epsilon_units FROM dataset_usage WHERE dataset_id = d.id), 0) AS all_spent,
+                    COALESCE((SELECT delta_units FROM dataset_usage WHERE dataset_id = d.id), 0) AS all_delta
              FROM datasets d WHERE d.id = ?",
         )
         .bind(user_id)
@@ -147,41 +202,18 @@ async fn reserve(
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("dataset {ds}")))?;
         let fits = |spent: i64, limit: i64| spent.checked_add(e).is_some_and(|t| t <= limit);
+        // δ has no cap of its own; its running totals must still stay exact
+        // integers (SQLite would turn an overflowing sum into a float).
+        let delta_fits = row.get::<i64, _>("all_delta").checked_add(d).is_some();
         if !fits(row.get("user_spent"), row.get("user_epsilon_units"))
             || !fits(row.get("all_spent"), row.get("epsilon_cap_units"))
+            || !delta_fits
         {
             return Err(StoreError::BudgetExhausted {
                 dataset: row.get("name"),
             });
         }
     }
-    audit::append(
-        conn,
-        actor,
-        "ledger.reserve",
-        job_id,
-        &serde_json::json!({"user": user_id, "datasets": dataset_ids, "epsilon_units": eps.units(), "delta_units": delta.units()}),
-    )
-    .await?;
-    let now = sluice_types::time::now_rfc3339();
-    for ds in dataset_ids {
-        sqlx::query(
-            "INSERT INTO spends (job_id, dataset_id, user_id, epsilon_units, delta_units, state, created_at)
-             VALUES (?, ?, ?, ?, ?, 'reserved', ?)",
-        )
-        .bind(job_id)
-        .bind(ds)
-        .bind(user_id)
-        .bind(e)
-        .bind(d)
-        .bind(&now)
-        .execute(&mut *conn)
-        .await?;
-        adjust_usage(conn, ds, user_id, e, d).await?;
-    }
-    Ok(())
-}
-
 async fn adjust_usage(
     conn: &mut SqliteConnection,
     ds: &str,
