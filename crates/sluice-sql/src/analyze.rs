@@ -74,9 +74,24 @@ impl Measurement {
 /// A released aggregate, computed from measurements by post-processing.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Aggregate {
-    Count { count: usize },
-    Sum { sum: usize },
-    Avg { sum: usize, count: usize },
+    Count {
+        count: usize,
+    },
+    Sum {
+        sum: usize,
+    },
+    Avg {
+        sum: usize,
+        count: usize,
+    },
+    /// VARIANCE / STDDEV from the sum, the sum of squares and the count.
+    Var {
+        sum: usize,
+        squares: usize,
+        count: usize,
+        sample: bool,
+        root: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -135,6 +150,16 @@ impl Analysis {
             Aggregate::Avg { sum, count } => {
                 self.measurements[*sum].epsilon.units() + self.measurements[*count].epsilon.units()
             }
+            Aggregate::Var {
+                sum,
+                squares,
+                count,
+                ..
+            } => {
+                self.measurements[*sum].epsilon.units()
+                    + self.measurements[*squares].epsilon.units()
+                    + self.measurements[*count].epsilon.units()
+            }
         };
         Epsilon::from_units(units)
     }
@@ -170,6 +195,16 @@ impl Analysis {
                             Some(mechanisms[*i].std_dev() / scale_of(*i)),
                             Some(mechanisms[*i].ci_halfwidth() / scale_of(*i)),
                             None,
+                        ),
+                        Aggregate::Var { sum, squares, count, .. } => (
+                            None,
+                            None,
+                            Some(format!(
+                                "from a sum (noise sd {:.4}), a sum of squares (noise sd {:.4}) and a count (noise sd {:.4}); its error shrinks with the group's size",
+                                mechanisms[*sum].std_dev() / scale_of(*sum),
+                                mechanisms[*squares].std_dev() / scale_of(*squares),
+                                mechanisms[*count].std_dev()
+                            )),
                         ),
                         Aggregate::Avg { sum, count } => (
                             None,
@@ -546,6 +581,63 @@ fn aggregate_of(
                 ))
             }
         },
+        "var" | "var_pop" | "stddev" | "stddev_pop" => {
+            let (lower, upper) =
+                crate::bounds::bounds_of(arg, scope).map_err(|e| format!("{func}({arg}): {e}"))?;
+            let int = crate::bounds::is_int_column(arg, scope);
+            let (scale, per_row) = fixed_point(lower, upper, int);
+            let sum = find_or_add(
+                MeasurementKind::Sum {
+                    column: arg.to_string(),
+                    lower,
+                    upper,
+                    scale,
+                },
+                Some(arg.clone()),
+                k.saturating_mul(per_row),
+            );
+            let (sq_lo, sq_hi) = if lower >= 0.0 {
+                (lower * lower, upper * upper)
+            } else if upper <= 0.0 {
+                (upper * upper, lower * lower)
+            } else {
+                (0.0, (lower * lower).max(upper * upper))
+            };
+            if sq_hi > 1e15 {
+                return Err(format!(
+                    "{func}({arg}): the squares' bounds are too wide to sum exactly"
+                ));
+            }
+            let (sq_scale, sq_per_row) = fixed_point(sq_lo, sq_hi, int);
+            let square = arg.clone() * arg.clone();
+            let squares = find_or_add(
+                MeasurementKind::Sum {
+                    column: format!("({arg})^2"),
+                    lower: sq_lo,
+                    upper: sq_hi,
+                    scale: sq_scale,
+                },
+                Some(square),
+                k.saturating_mul(sq_per_row),
+            );
+            let count = find_or_add(
+                MeasurementKind::CountNonNull {
+                    column: arg.to_string(),
+                },
+                Some(arg.clone()),
+                k,
+            );
+            Ok((
+                Aggregate::Var {
+                    sum,
+                    squares,
+                    count,
+                    sample: !func.ends_with("_pop"),
+                    root: func.starts_with("stddev"),
+                },
+                func,
+            ))
+        }
         "sum" | "avg" => {
             let (lower, upper) = crate::bounds::bounds_of(arg, scope).map_err(|e| {
                 if e.contains("has no declared bounds") {
@@ -584,7 +676,7 @@ fn aggregate_of(
             }
         }
         other => Err(format!(
-            "aggregate {other} is not supported yet (supported: COUNT, COUNT(DISTINCT), SUM, AVG)"
+            "aggregate {other} is not supported yet (supported: COUNT, COUNT(DISTINCT), SUM, AVG, VAR, VAR_POP, STDDEV, STDDEV_POP)"
         )),
     }
 }

@@ -205,6 +205,8 @@ struct Noised {
     /// 95% half-width, and the 97.5% one used when two measurements combine.
     half95: f64,
     half975: f64,
+    /// Half-width at 1 - 0.05/3, when three measurements combine.
+    half_third: f64,
 }
 
 /// Adds noise to every measurement and computes the released cells.
@@ -229,6 +231,7 @@ fn release(a: &Analysis, exact: Vec<Vec<i64>>) -> Result<ReleasedOutputs, ExecEr
             values: mech.release(values)?,
             half95: mech.ci_halfwidth(),
             half975: discrete_laplace_halfwidth(mech.scale(), (1.0 - CONFIDENCE) / 2.0),
+            half_third: discrete_laplace_halfwidth(mech.scale(), (1.0 - CONFIDENCE) / 3.0),
         });
     }
     let scale_of = |i: usize| match &a.measurements[i].kind {
@@ -275,6 +278,24 @@ fn release(a: &Analysis, exact: Vec<Vec<i64>>) -> Result<ReleasedOutputs, ExecEr
                 value: v,
                 ci95: [v - n.half95 / s, v + n.half95 / s],
             }
+        }
+        Aggregate::Var {
+            sum,
+            squares,
+            count,
+            sample,
+            root,
+        } => {
+            let (lo, hi) = bounds_of(*sum);
+            let moments = Moments {
+                sum: noised[*sum].values[cell] as f64 / scale_of(*sum),
+                sum_half: noised[*sum].half_third / scale_of(*sum),
+                squares: noised[*squares].values[cell] as f64 / scale_of(*squares),
+                squares_half: noised[*squares].half_third / scale_of(*squares),
+                count: noised[*count].values[cell] as f64,
+                count_half: noised[*count].half_third,
+            };
+            var_cell(&moments, lo, hi, *sample, *root)
         }
         Aggregate::Avg { sum, count } => {
             let s = scale_of(*sum);
@@ -482,4 +503,63 @@ pub(crate) async fn exact_for_test(task: &QueryTask) -> (Analysis, Vec<Vec<i64>>
     let analysis = analyze_plan(&plan, &task.tables, task.epsilon).unwrap();
     let exact = exact_aggregates(&ctx, &analysis).await.unwrap();
     (analysis, exact)
+}
+
+/// Noisy moments of one cell and their half-widths at 1 - 0.05/3 each, so
+/// that all three intervals hold together with probability >= 95%.
+struct Moments {
+    sum: f64,
+    sum_half: f64,
+    squares: f64,
+    squares_half: f64,
+    count: f64,
+    count_half: f64,
+}
+
+fn corners(a: (f64, f64), n: (f64, f64)) -> (f64, f64) {
+    let q = [a.0 / n.0, a.0 / n.1, a.1 / n.0, a.1 / n.1];
+    (
+        q.iter().copied().fold(f64::INFINITY, f64::min),
+        q.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+    )
+}
+
+/// VARIANCE (or STDDEV) = Q/n - (S/n)^2, times n/(n-1) for the sample
+/// version, clamped to what values in `[lo, hi]` allow. The interval takes
+/// the extremes over the three joint intervals; when the count's interval
+/// reaches below 2, it is everything the bounds allow.
+fn var_cell(m: &Moments, lo: f64, hi: f64, sample: bool, root: bool) -> Cell {
+    let max_pop = (hi - lo) * (hi - lo) / 4.0;
+    let factor = |n: f64| if sample { n / (n - 1.0) } else { 1.0 };
+    let cap = |n: f64| max_pop * factor(n.max(2.0));
+    let value = if m.count >= 2.0 {
+        let mean = m.sum / m.count;
+        ((m.squares / m.count - mean * mean) * factor(m.count)).clamp(0.0, cap(m.count))
+    } else {
+        cap(2.0) / 2.0
+    };
+    let n = (m.count - m.count_half, m.count + m.count_half);
+    let ci = if n.0 >= 2.0 {
+        let mean = corners((m.sum - m.sum_half, m.sum + m.sum_half), n);
+        let second = corners((m.squares - m.squares_half, m.squares + m.squares_half), n);
+        let mean_sq_max = (mean.0 * mean.0).max(mean.1 * mean.1);
+        let mean_sq_min = if mean.0 <= 0.0 && mean.1 >= 0.0 {
+            0.0
+        } else {
+            (mean.0 * mean.0).min(mean.1 * mean.1)
+        };
+        let low = (second.0 - mean_sq_max) * factor(n.1);
+        let high = (second.1 - mean_sq_min) * factor(n.0);
+        [low.clamp(0.0, cap(n.0)), high.clamp(0.0, cap(n.0))]
+    } else {
+        [0.0, cap(2.0)]
+    };
+    if root {
+        Cell::Noisy {
+            value: value.sqrt(),
+            ci95: [ci[0].sqrt(), ci[1].sqrt()],
+        }
+    } else {
+        Cell::Noisy { value, ci95: ci }
+    }
 }

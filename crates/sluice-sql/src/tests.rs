@@ -682,3 +682,44 @@ async fn having_order_by_and_limit_post_process_released_rows() {
         assert!(r.0.iter().any(|m| m.contains(reason)), "{q}: {:?}", r.0);
     }
 }
+
+#[tokio::test]
+async fn variance_and_stddev_match_the_truth_and_their_intervals_cover_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = Lcg(5);
+    let rows: Rows = (0..400)
+        .map(|u| (format!("p{u}"), (u % 2) as i64, rng.next(1001) as i64))
+        .collect();
+    let path = write_people(dir.path(), "var", &rows);
+    let incomes: Vec<f64> = rows.iter().map(|r| r.2 as f64).collect();
+    let n = incomes.len() as f64;
+    let mean = incomes.iter().sum::<f64>() / n;
+    let var_pop = incomes.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
+    let var_samp = var_pop * n / (n - 1.0);
+    let q = "SELECT VAR(income), VAR_POP(income), STDDEV(income), STDDEV_POP(income) FROM people";
+    let exact = execute(&task(q, &path, 1, 1000.0)).await.unwrap();
+    for (i, truth) in [var_samp, var_pop, var_samp.sqrt(), var_pop.sqrt()]
+        .into_iter()
+        .enumerate()
+    {
+        let (v, ci) = noisy(&exact.rows[0][i]);
+        assert!(
+            (v - truth).abs() / truth < 0.01,
+            "column {i}: {v} vs {truth}"
+        );
+        assert!(ci[0] <= v && v <= ci[1]);
+    }
+    // Three measurements (sum, squares, count) shared by all four outputs.
+    let a = analyze(&task(q, &path, 1, 1.0)).await.unwrap();
+    assert_eq!(a.measurements.len(), 3);
+    let mut covered = 0;
+    let runs = 60;
+    for _ in 0..runs {
+        let out = execute(&task("SELECT VAR(income) FROM people", &path, 1, 3.0))
+            .await
+            .unwrap();
+        let (_, ci) = noisy(&out.rows[0][0]);
+        covered += usize::from(ci[0] <= var_samp && var_samp <= ci[1]);
+    }
+    assert!(covered >= 54, "covered {covered}/{runs}");
+}

@@ -33,6 +33,19 @@ pub enum AuditError {
     Hash { seq: i64 },
 }
 
+impl AuditError {
+    /// The sequence number of the first bad entry.
+    pub fn seq(&self) -> i64 {
+        match self {
+            AuditError::Sequence { seq, .. }
+            | AuditError::Link { seq }
+            | AuditError::Hash { seq } => *seq,
+        }
+    }
+}
+
+/// `sha256_hex(prev_hash || canonical_json({seq, at, actor, action, object, details}))`,
+/// where `details` is the entry's canonical-JSON string.
 pub fn entry_hash(
     prev_hash: &str,
     seq: i64,

@@ -186,7 +186,9 @@ async fn reserve(
         .fetch_one(&mut *conn)
         .await?;
     if earlier > 0 {
-        return Err(StoreError::Conflict(format!("a reservation for job {job_id}")));
+        return Err(StoreError::Conflict(format!(
+            "a reservation for job {job_id}"
+        )));
     }
     for ds in dataset_ids {
         let row = sqlx::query(
@@ -214,6 +216,34 @@ async fn reserve(
             });
         }
     }
+
+    audit::append(
+        conn,
+        actor,
+        "ledger.reserve",
+        job_id,
+        &serde_json::json!({"user": user_id, "datasets": dataset_ids, "epsilon_units": eps.units(), "delta_units": delta.units()}),
+    )
+    .await?;
+    let now = sluice_types::time::now_rfc3339();
+    for ds in dataset_ids {
+        sqlx::query(
+            "INSERT INTO spends (job_id, dataset_id, user_id, epsilon_units, delta_units, state, created_at)
+             VALUES (?, ?, ?, ?, ?, 'reserved', ?)",
+        )
+        .bind(job_id)
+        .bind(ds)
+        .bind(user_id)
+        .bind(e)
+        .bind(d)
+        .bind(&now)
+        .execute(&mut *conn)
+        .await?;
+        adjust_usage(conn, ds, user_id, e, d).await?;
+    }
+    Ok(())
+}
+
 async fn adjust_usage(
     conn: &mut SqliteConnection,
     ds: &str,

@@ -1,12 +1,16 @@
 //! Durable platform state on SQLite (the embedded default): users and hashed
 //! tokens, the catalog with versions and quality reports, access grants, the
-//! privacy ledger, jobs, releases, and the hash-chained audit log.
+//! privacy ledger, jobs, releases, and the hash-chained audit log. It must
+//! never store raw data values, raw tokens or raw identifiers: it only ever
+//! receives schemas, hashes, counts, ids and signed outputs, and it never
+//! reads dataset files.
 //!
 //! Every change writes its audit entry first, inside the same `BEGIN
 //! IMMEDIATE` transaction, so an action without its audit entry cannot
-//! exist. Privacy amounts are exact integer units. This crate never stores
-//! raw data values, raw tokens or raw identifiers: it only ever receives
-//! schemas, hashes, counts and signed outputs.
+//! exist. Privacy amounts are exact integer units, summed as SQL integers;
+//! a reservation that would exceed a user's grant or a dataset's cap writes
+//! nothing. One process at a time owns a data dir (an exclusive `flock` on
+//! `sluice.lock`).
 
 mod audit;
 mod ledger;
@@ -15,6 +19,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 use sluice_types::privacy::{Delta, Epsilon};
@@ -129,6 +134,13 @@ impl JobState {
             JobState::Failed => "failed",
         }
     }
+    /// Released, rejected and failed jobs never change state again.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            JobState::Released | JobState::Rejected | JobState::Failed
+        )
+    }
     fn parse(s: &str) -> Result<Self, StoreError> {
         Ok(match s {
             "queued" => JobState::Queued,
@@ -177,6 +189,10 @@ fn units(v: u64) -> Result<i64, StoreError> {
     i64::try_from(v).map_err(|_| StoreError::Invalid("privacy amount too large".into()))
 }
 
+fn size(v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| StoreError::Invalid("size too large".into()))
+}
+
 fn from_units(v: i64) -> Result<u64, StoreError> {
     u64::try_from(v).map_err(|_| corrupt("negative privacy amount"))
 }
@@ -208,6 +224,18 @@ fn is_io_error(code: Option<&str>) -> bool {
         .is_some_and(|c| matches!(c & 0xff, 10 | 13))
 }
 
+/// A job's current state, read inside a write transaction.
+async fn job_state(tx: &mut Tx, job_id: &str) -> Result<JobState, StoreError> {
+    let state: Option<String> = sqlx::query_scalar("SELECT state FROM jobs WHERE id = ?")
+        .bind(job_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    match state {
+        Some(s) => JobState::parse(&s),
+        None => Err(StoreError::NotFound(format!("job {job_id}"))),
+    }
+}
+
 impl Store {
     /// Opens (creating if needed) `data_dir/sluice.db` with WAL and
     /// `synchronous=FULL`, runs migrations, and takes an exclusive lock on
@@ -224,17 +252,27 @@ impl Store {
             .write(true)
             .open(data_dir.join("sluice.lock"))
             .map_err(io)?;
-        let lock = Flock::lock(lock_file, FlockArg::LockExclusiveNonblock)
-            .map_err(|_| StoreError::Locked(data_dir.display().to_string()))?;
+        let lock = match Flock::lock(lock_file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => lock,
+            Err((_, Errno::EWOULDBLOCK)) => {
+                return Err(StoreError::Locked(data_dir.display().to_string()));
+            }
+            Err((_, errno)) => return Err(io(std::io::Error::from(errno))),
+        };
         let options = SqliteConnectOptions::from_str("sqlite://")?
             .filename(data_dir.join("sluice.db"))
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(30));
+            .busy_timeout(Duration::from_secs(5));
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            // A connection whose transaction could not be rolled back (e.g.
+            // SQLite already ended it after an I/O error) is not reused.
+            .after_release(|conn, _| {
+                Box::pin(async move { Ok(!sqlx::Connection::is_in_transaction(conn)) })
+            })
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
@@ -244,6 +282,13 @@ impl Store {
             ledger,
             _lock: lock,
         })
+    }
+
+    /// Closes the database cleanly (the last connection checkpoints the
+    /// WAL into `sluice.db`) and then releases the data-dir lock. Dropping
+    /// a `Store` also releases the lock, without waiting for connections.
+    pub async fn close(self) {
+        self.pool.close().await;
     }
 
     /// A write transaction that holds SQLite's write lock from its start, so
@@ -454,7 +499,7 @@ impl Store {
         .bind(&version.version)
         .bind(seq)
         .bind(file_name)
-        .bind(units(bytes)?)
+        .bind(size(bytes)?)
         .bind(version.source_format.as_str())
         .bind(serde_json::to_string(report).expect("report serialises"))
         .bind(&version.created_at)
@@ -755,26 +800,34 @@ impl Store {
         state: JobState,
         message: Option<&str>,
     ) -> Result<(), StoreError> {
+        if state == JobState::Released {
+            return Err(StoreError::Invalid(
+                "a job becomes released only through release_job".into(),
+            ));
+        }
         let mut tx = self.write().await?;
+        let current = job_state(&mut tx, job_id).await?;
+        if current.is_final() {
+            return Err(StoreError::Invalid(format!(
+                "job {job_id} is already {}",
+                current.as_str()
+            )));
+        }
         audit::append(
             &mut tx,
             actor,
             "job.state",
             job_id,
-            &serde_json::json!({"state": state.as_str()}),
+            &serde_json::json!({"from": current.as_str(), "state": state.as_str()}),
         )
         .await?;
-        let n = sqlx::query("UPDATE jobs SET state = ?, message = ?, updated_at = ? WHERE id = ?")
+        sqlx::query("UPDATE jobs SET state = ?, message = ?, updated_at = ? WHERE id = ?")
             .bind(state.as_str())
             .bind(message)
             .bind(now_rfc3339())
             .bind(job_id)
             .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if n == 0 {
-            return Err(StoreError::NotFound(format!("job {job_id}")));
-        }
+            .await?;
         commit(tx).await?;
         Ok(())
     }
@@ -825,6 +878,13 @@ impl Store {
         let digest = sluice_crypto::sha256_hex(release_json.as_bytes());
         let now = now_rfc3339();
         let mut tx = self.write().await?;
+        let current = job_state(&mut tx, job_id).await?;
+        if current.is_final() {
+            return Err(StoreError::Invalid(format!(
+                "job {job_id} is already {}",
+                current.as_str()
+            )));
+        }
         audit::append(
             &mut tx,
             actor,

@@ -8,7 +8,7 @@ use sluice_store::{
 };
 use sluice_types::privacy::{Delta, Epsilon};
 use sluice_types::schema::DatasetSchema;
-use sluice_types::{DataFormat, OpenCategory, Role};
+use sluice_types::{DataFormat, DatasetVersion, OpenCategory, QualityReport, Role};
 
 fn eps(x: f64) -> Epsilon {
     Epsilon::from_f64(x).unwrap()
@@ -95,11 +95,108 @@ async fn tokens_are_stored_only_as_hashes() {
         store.create_user("system", "bob", Role::User).await,
         Err(StoreError::Conflict(_))
     ));
-    drop(store);
+    assert_eq!(store.user_count().await.unwrap(), 1);
+    store.close().await;
+    let hash = sluice_crypto::token_hash(&token);
+    let contains =
+        |bytes: &[u8], needle: &str| bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
+    let mut hash_seen = false;
     for entry in std::fs::read_dir(dir.path()).unwrap() {
         let bytes = std::fs::read(entry.unwrap().path()).unwrap();
-        assert!(!bytes.windows(token.len()).any(|w| w == token.as_bytes()));
+        assert!(!contains(&bytes, &token), "raw token stored");
+        hash_seen |= contains(&bytes, &hash);
     }
+    // The files read are the ones holding the users table.
+    assert!(hash_seen, "token hash not found in the data dir");
+}
+
+#[tokio::test]
+async fn catalog_versions_reports_and_lookups() {
+    let (_dir, store, user, ds) = setup().await;
+    assert!(matches!(
+        store
+            .create_dataset("system", &user, dataset("pums", 1.0, 1.0))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    let report = QualityReport {
+        rows: 42,
+        duplicate_rows: 1,
+        first_duplicate_rows: vec![7],
+        ..QualityReport::default()
+    };
+    let v1 = DatasetVersion {
+        version: "a".repeat(64),
+        created_at: "2026-01-01T00:00:00Z".into(),
+        source_format: DataFormat::Csv,
+    };
+    let v2 = DatasetVersion {
+        version: "b".repeat(64),
+        created_at: "2026-01-02T00:00:00Z".into(),
+        source_format: DataFormat::Json,
+    };
+    // Added out of alphabetical order: versions keep creation order.
+    store
+        .add_version("system", &ds, &v2, "b.parquet", 10, &report)
+        .await
+        .unwrap();
+    store
+        .add_version(
+            "system",
+            &ds,
+            &v1,
+            "a.parquet",
+            20,
+            &QualityReport::default(),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .add_version("system", &ds, &v1, "a.parquet", 20, &report)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    let by_name = store.dataset("pums").await.unwrap().unwrap();
+    let by_id = store.dataset(&ds).await.unwrap().unwrap();
+    assert_eq!(by_name.entry, by_id.entry);
+    assert_eq!(by_name.entry.versions, [v2.clone(), v1.clone()]);
+    assert_eq!(by_name.entry.latest_version(), Some(&v1));
+    assert_eq!(by_name.owner_id, user);
+    assert_eq!(by_name.epsilon_cap, eps(100.0));
+    assert_eq!(by_name.user_epsilon, eps(1.0));
+    assert_eq!(by_name.entry.schema.columns.len(), 2);
+    assert!(store.dataset("nope").await.unwrap().is_none());
+    assert_eq!(
+        store
+            .version_file(&ds, &v2.version)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("b.parquet")
+    );
+    assert!(store.version_file(&ds, "c").await.unwrap().is_none());
+    assert_eq!(
+        store.quality_report(&ds, &v2.version).await.unwrap(),
+        Some(report)
+    );
+    assert!(store.quality_report(&ds, "c").await.unwrap().is_none());
+    let actions: Vec<String> = store
+        .audit_entries()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "user.create",
+            "dataset.create",
+            "version.add",
+            "version.add"
+        ]
+    );
 }
 
 #[tokio::test]
@@ -151,6 +248,26 @@ async fn catalog_search_by_text_and_fields() {
                 .unwrap()
         ),
         ["pums"]
+    );
+    assert_eq!(
+        names(
+            store
+                .search(&q(|q| {
+                    q.format = Some(DataFormat::Csv);
+                    q.update_frequency = Some("yearly".into());
+                    q.text = Some("OPEN_".into());
+                }))
+                .await
+                .unwrap()
+        ),
+        ["open_data"]
+    );
+    assert!(
+        store
+            .search(&q(|q| q.format = Some(DataFormat::Parquet)))
+            .await
+            .unwrap()
+            .is_empty()
     );
     assert!(
         store
@@ -359,13 +476,16 @@ async fn audit_chain_detects_changes_deletions_and_reordering() {
     );
     assert_eq!(verify_audit_chain(&entries), Ok(5));
 
+    // One byte of one entry's details: ε units 500000000 -> 500000001.
     let mut flipped = entries.clone();
-    flipped[2].details = flipped[2].details.replace("5000", "5001");
-    flipped[2].details.push(' ');
-    assert_eq!(
-        verify_audit_chain(&flipped),
-        Err(AuditError::Hash { seq: 3 })
-    );
+    let mut bytes = flipped[3].details.clone().into_bytes();
+    let at = flipped[3].details.find("500000000").unwrap() + 8;
+    bytes[at] ^= 1;
+    flipped[3].details = String::from_utf8(bytes).unwrap();
+    assert!(flipped[3].details.contains("500000001"));
+    let err = verify_audit_chain(&flipped).unwrap_err();
+    assert_eq!(err, AuditError::Hash { seq: 4 });
+    assert_eq!(err.seq(), 4);
 
     let mut deleted = entries.clone();
     deleted.remove(1);
@@ -458,4 +578,188 @@ async fn many_tiny_spends_add_up_exactly() {
         )
         .await;
     assert!(matches!(err, Err(StoreError::BudgetExhausted { .. })));
+}
+
+#[tokio::test]
+async fn a_reservation_over_several_datasets_is_all_or_nothing() {
+    let (_dir, store, user, roomy) = setup().await;
+    let tight = store
+        .create_dataset("system", &user, dataset("tight", 10.0, 0.2))
+        .await
+        .unwrap();
+    let j = job(&store, &user).await;
+    let before = store.audit_entries().await.unwrap().len();
+    let err = store
+        .reserve(
+            &user,
+            &j,
+            &user,
+            &[roomy.clone(), tight.clone()],
+            eps(0.5),
+            Delta::from_units(7),
+        )
+        .await
+        .unwrap_err();
+    match err {
+        StoreError::BudgetExhausted { dataset } => assert_eq!(dataset, "tight"),
+        other => panic!("{other}"),
+    }
+    // Nothing written on either dataset, no audit entry.
+    assert_eq!(store.audit_entries().await.unwrap().len(), before);
+    for ds in [&roomy, &tight] {
+        let b = store.budget(&user, ds).await.unwrap();
+        assert_eq!(b.user_spent.units(), 0);
+        assert_eq!(b.dataset_spent.units(), 0);
+    }
+    // Nothing to commit or refund either.
+    assert!(matches!(
+        store.commit_spend(&user, &j).await,
+        Err(StoreError::Invalid(_))
+    ));
+    // Within both limits, both datasets are charged.
+    store
+        .reserve(
+            &user,
+            &j,
+            &user,
+            &[roomy.clone(), tight.clone()],
+            eps(0.2),
+            Delta::from_units(7),
+        )
+        .await
+        .unwrap();
+    for ds in [&roomy, &tight] {
+        assert_eq!(store.budget(&user, ds).await.unwrap().user_spent, eps(0.2));
+    }
+    let reserve = store.audit_entries().await.unwrap().pop().unwrap();
+    assert_eq!(reserve.action, "ledger.reserve");
+    assert!(reserve.details.contains("\"delta_units\":7"));
+    assert!(reserve.details.contains("\"epsilon_units\":200000000"));
+}
+
+#[tokio::test]
+async fn malformed_reservations_are_refused() {
+    let (_dir, store, user, ds) = setup().await;
+    let j = job(&store, &user).await;
+    let try_reserve = |job: String, datasets: Vec<String>| {
+        let store = &store;
+        let user = user.clone();
+        async move {
+            store
+                .reserve(&user, &job, &user, &datasets, eps(0.1), Delta::ZERO)
+                .await
+        }
+    };
+    assert!(matches!(
+        try_reserve(j.clone(), vec![]).await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        try_reserve(j.clone(), vec![ds.clone(), ds.clone()]).await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        try_reserve(j.clone(), vec!["ds_missing".into()]).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        try_reserve("job_missing".into(), vec![ds.clone()]).await,
+        Err(StoreError::NotFound(_))
+    ));
+    try_reserve(j.clone(), vec![ds.clone()]).await.unwrap();
+    // A job reserves once; a refunded job does not reserve again either.
+    assert!(matches!(
+        try_reserve(j.clone(), vec![ds.clone()]).await,
+        Err(StoreError::Conflict(_))
+    ));
+    store.refund(&user, &j).await.unwrap();
+    assert!(matches!(
+        store.refund(&user, &j).await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        store.commit_spend(&user, &j).await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        try_reserve(j.clone(), vec![ds.clone()]).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.budget(&user, &ds).await.unwrap().user_spent.units(), 0);
+    assert!(matches!(
+        store.budget(&user, "ds_missing").await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn jobs_move_forward_only() {
+    let (_dir, store, user, ds) = setup().await;
+    let j = store
+        .create_job(
+            &user,
+            NewJob {
+                user_id: user.clone(),
+                manifest_json: "{\"title\":\"t\"}".into(),
+                manifest_digest: "abc".into(),
+                dataset_versions: vec![(ds.clone(), "v1".into())],
+                epsilon: eps(0.25),
+                delta: Delta::from_units(3),
+            },
+        )
+        .await
+        .unwrap();
+    let record = store.job(&j).await.unwrap().unwrap();
+    assert!(record.id.starts_with("job_"));
+    assert_eq!(record.state, JobState::Queued);
+    assert_eq!(record.dataset_versions, [(ds.clone(), "v1".to_owned())]);
+    assert_eq!(record.epsilon, eps(0.25));
+    assert_eq!(record.delta, Delta::from_units(3));
+    assert_eq!(record.manifest_digest, "abc");
+    assert!(store.job("job_missing").await.unwrap().is_none());
+    // Released only through release_job.
+    assert!(matches!(
+        store
+            .set_job_state("system", &j, JobState::Released, None)
+            .await,
+        Err(StoreError::Invalid(_))
+    ));
+    store
+        .set_job_state("system", &j, JobState::Running, None)
+        .await
+        .unwrap();
+    store
+        .set_job_state("system", &j, JobState::Failed, Some("boom"))
+        .await
+        .unwrap();
+    let record = store.job(&j).await.unwrap().unwrap();
+    assert_eq!(record.state, JobState::Failed);
+    assert_eq!(record.message.as_deref(), Some("boom"));
+    assert!(matches!(
+        store
+            .set_job_state("system", &j, JobState::Running, None)
+            .await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        store
+            .set_job_state("system", "job_missing", JobState::Running, None)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    let other = job(&store, &user).await;
+    let ids: Vec<String> = store
+        .jobs_of_user(&user)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert!(ids.contains(&j) && ids.contains(&other));
+    assert!(store.jobs_of_user("usr_nobody").await.unwrap().is_empty());
+    assert_eq!(
+        serde_json::to_value(JobState::Running).unwrap(),
+        serde_json::json!("running")
+    );
 }
