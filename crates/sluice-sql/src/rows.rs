@@ -14,8 +14,12 @@ use crate::analyze::{check_row_expr, node_name};
 
 #[derive(Debug, Clone)]
 pub struct RowScope {
-    /// (qualifier in the plan, dataset name, schema) of every dataset read.
+    /// (qualifier in the plan, dataset name, schema) of every table in
+    /// scope; a derived table (a subquery or CTE) has a schema built from
+    /// its projection.
     pub tables: Vec<(String, String, DatasetSchema)>,
+    /// Names of the datasets read, in order.
+    pub read: Vec<String>,
     /// The privacy-unit column of the rows; None when each row is its own unit.
     pub unit: Option<Column>,
     /// Pseudonym namespace of the unit column.
@@ -95,6 +99,7 @@ pub fn scope_of(
             let schema = &table.schema;
             Some(RowScope {
                 tables: vec![(name.to_owned(), name.to_owned(), schema.clone())],
+                read: vec![name.to_owned()],
                 unit: schema
                     .privacy_unit()
                     .map(|u| Column::new(Some(name), &u.name)),
@@ -166,6 +171,8 @@ pub fn scope_of(
                 ));
                 return None;
             }
+            let mut read = left.read.clone();
+            read.extend(right.read.iter().cloned());
             let mut all = left.tables.clone();
             for t in right.tables {
                 if all.iter().any(|(q, _, _)| *q == t.0) {
@@ -179,17 +186,146 @@ pub fn scope_of(
             }
             Some(RowScope {
                 tables: all,
+                read,
                 unit: left.unit,
                 id_space: left.id_space,
                 max_rows_per_unit: k,
             })
         }
+        LogicalPlan::Projection(p) => derived_table(p, tables, reasons),
         other => {
             reasons.push(format!(
-                "{} is not supported yet in FROM (supported: datasets, WHERE, inner JOIN on the privacy unit)",
+                "{} is not supported yet in FROM (supported: datasets, WHERE, inner JOIN on the privacy unit, subqueries and CTEs)",
                 node_name(other)
             ));
             None
         }
     }
+}
+
+/// A projection below the aggregate (a subquery or CTE): a derived table.
+/// Each output column keeps its source's declared bounds and domain, or gets
+/// bounds derived from its expression and, for a CASE whose results are all
+/// literals, those literals as its domain. The privacy unit must be selected.
+fn derived_table(
+    p: &datafusion::logical_expr::Projection,
+    tables: &[SandboxTable],
+    reasons: &mut Vec<String>,
+) -> Option<RowScope> {
+    use sluice_types::schema::{ColumnRole, ColumnType};
+    let inner = scope_of(&p.input, tables, reasons)?;
+    let mut columns = Vec::with_capacity(p.expr.len());
+    let mut unit_name = None;
+    for (i, e) in p.expr.iter().enumerate() {
+        check_row_expr(e, reasons);
+        let name = p.schema.field(i).name().clone();
+        let base = match e {
+            Expr::Alias(a) => a.expr.as_ref(),
+            other => other,
+        };
+        if inner.unit.as_ref().is_some_and(|u| same_column(base, u)) {
+            unit_name = Some(name.clone());
+        }
+        let ty = match p.schema.field(i).data_type() {
+            t if t.is_integer() => ColumnType::Int,
+            t if t.is_floating() => ColumnType::Float,
+            datafusion::arrow::datatypes::DataType::Boolean => ColumnType::Bool,
+            _ => ColumnType::Text,
+        };
+        let mut spec = match base {
+            Expr::Column(c) => inner
+                .column(c)
+                .cloned()
+                .unwrap_or_else(|_| blank(&name, ty)),
+            other => {
+                let mut spec = blank(&name, ty);
+                if let Ok((lo, hi)) = crate::bounds::bounds_of(other, &inner)
+                    && ty.is_numeric()
+                {
+                    spec.lower = Some(lo);
+                    spec.upper = Some(hi);
+                }
+                spec.domain = literal_domain(other, ty);
+                spec
+            }
+        };
+        spec.name = name;
+        if unit_name.as_deref() == Some(spec.name.as_str()) {
+            spec.role = ColumnRole::PrivacyUnit;
+        } else if spec.role == ColumnRole::PrivacyUnit {
+            spec.role = ColumnRole::Identifier;
+        }
+        columns.push(spec);
+    }
+    if inner.unit.is_some() && unit_name.is_none() {
+        reasons.push(format!(
+            "a subquery must select the privacy unit ({}) so that each person's contribution can be bounded",
+            inner.unit.as_ref().map(|u| u.name.clone()).unwrap_or_default()
+        ));
+        return None;
+    }
+    let schema = DatasetSchema {
+        max_rows_per_unit: u32::try_from(inner.max_rows_per_unit).unwrap_or(u32::MAX),
+        id_space: inner.id_space.clone().unwrap_or_else(|| "default".into()),
+        columns,
+    };
+    Some(RowScope {
+        tables: vec![(String::new(), inner.read.join("+"), schema)],
+        read: inner.read,
+        unit: unit_name.map(Column::new_unqualified),
+        id_space: inner.id_space,
+        max_rows_per_unit: inner.max_rows_per_unit,
+    })
+}
+
+fn blank(name: &str, ty: sluice_types::schema::ColumnType) -> ColumnSpec {
+    ColumnSpec {
+        name: name.to_owned(),
+        role: sluice_types::schema::ColumnRole::Attribute,
+        ty,
+        description: None,
+        lower: None,
+        upper: None,
+        domain: None,
+        unique: false,
+        nullable: true,
+    }
+}
+
+/// The domain of a CASE whose every result is a literal of the column's type.
+fn literal_domain(
+    e: &Expr,
+    ty: sluice_types::schema::ColumnType,
+) -> Option<Vec<sluice_types::schema::DomainValue>> {
+    use datafusion::scalar::ScalarValue;
+    use sluice_types::schema::{ColumnType, DomainValue};
+    let Expr::Case(case) = e else { return None };
+    let mut results: Vec<&Expr> = case
+        .when_then_expr
+        .iter()
+        .map(|(_, t)| t.as_ref())
+        .collect();
+    if let Some(e) = &case.else_expr {
+        results.push(e);
+    }
+    let mut domain = Vec::new();
+    for r in results {
+        let value = match (r, ty) {
+            (Expr::Literal(v, _), _) if v.is_null() => continue,
+            (Expr::Literal(ScalarValue::Utf8(Some(s)), _), ColumnType::Text) => {
+                DomainValue::Text(s.clone())
+            }
+            (Expr::Literal(ScalarValue::Boolean(Some(b)), _), ColumnType::Bool) => {
+                DomainValue::Bool(*b)
+            }
+            (Expr::Literal(v, _), ColumnType::Int) => {
+                DomainValue::Int(i64::try_from(v.clone()).ok()?)
+            }
+            _ => return None,
+        };
+        if !domain.contains(&value) {
+            domain.push(value);
+        }
+    }
+    Some(domain)
 }

@@ -576,6 +576,11 @@ async fn removing_any_one_unit_moves_each_aggregate_by_at_most_its_sensitivity()
             "SELECT COUNT(*), SUM(CASE WHEN sex = 1 THEN income * 2 ELSE income END) FROM people WHERE income > 100",
             false,
         ),
+        // A CTE with a derived key (domain from its CASE) and a derived sum.
+        (
+            "WITH s AS (SELECT pid, CASE WHEN income > 700 THEN 'rich' ELSE 'other' END AS band, income * 2 AS double FROM people) SELECT band, COUNT(*), SUM(double) FROM s GROUP BY band",
+            false,
+        ),
         // Joined with tax (k 2): k = 6.
         (
             "SELECT t.region, COUNT(*), SUM(p.income + t.paid) FROM people p JOIN tax t ON p.pid = t.pid GROUP BY t.region",
@@ -722,4 +727,50 @@ async fn variance_and_stddev_match_the_truth_and_their_intervals_cover_it() {
         covered += usize::from(ci[0] <= var_samp && var_samp <= ci[1]);
     }
     assert!(covered >= 54, "covered {covered}/{runs}");
+}
+
+#[tokio::test]
+async fn subqueries_and_ctes_derive_bounds_and_domains() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_table(dir.path());
+    let q = "WITH young AS (SELECT pid, income, CASE WHEN income < 25 THEN 'low' ELSE 'high' END AS band FROM people WHERE sex = 0) \
+             SELECT band, COUNT(*) AS n, SUM(income) AS s FROM young GROUP BY band";
+    let out = execute(&task(q, &path, 1, 1000.0)).await.unwrap();
+    // Domain {high, low} in sorted order; sex 0 rows: 10, 20 (low) and 40 (high).
+    assert_eq!(out.rows[0][0], Cell::Key(serde_json::json!("high")));
+    assert_eq!(out.rows[1][0], Cell::Key(serde_json::json!("low")));
+    assert_eq!(noisy(&out.rows[0][1]).0, 1.0);
+    assert_eq!(noisy(&out.rows[1][1]).0, 2.0);
+    near(&out.rows[1][2], 30.0);
+    let a = analyze(&task(
+        "SELECT SUM(x) FROM (SELECT pid, income * 2 AS x FROM people) s",
+        &path,
+        3,
+        1.0,
+    ))
+    .await
+    .unwrap();
+    // The derived column is an integer in [0, 2000]: summed exactly, scale 1.
+    assert_eq!(a.measurements[0].l1_sensitivity, 3 * 2000);
+    for (q, reason) in [
+        (
+            "SELECT COUNT(*) FROM (SELECT income FROM people) s",
+            "must select the privacy unit (pid)",
+        ),
+        (
+            "SELECT SUM(x) FROM (SELECT pid, debt AS x FROM people) s",
+            "has no declared bounds",
+        ),
+        (
+            "SELECT c, COUNT(*) FROM (SELECT pid, city AS c FROM people) s GROUP BY c",
+            "no declared public domain",
+        ),
+        (
+            "SELECT COUNT(*) FROM (SELECT pid, random() AS r FROM people) s",
+            "not deterministic",
+        ),
+    ] {
+        let r = analyze(&task(q, &path, 1, 1.0)).await.unwrap_err();
+        assert!(r.0.iter().any(|m| m.contains(reason)), "{q}: {:?}", r.0);
+    }
 }
