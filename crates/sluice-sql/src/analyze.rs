@@ -466,7 +466,13 @@ pub(crate) fn analyze_plan(
     }
 
     // Projection: each output is a group key or an aggregate.
-    let n_keys = aggregate.group_expr.len();
+    // Group fields come first in the aggregate's schema (grouping sets add
+    // a grouping id, so count fields rather than group expressions).
+    let n_keys = aggregate
+        .schema
+        .fields()
+        .len()
+        .saturating_sub(aggregate.aggr_expr.len());
     let mut outputs = Vec::new();
     for (i, e) in projection.expr.iter().enumerate() {
         let name = projection.schema.field(i).name().clone();
@@ -474,7 +480,7 @@ pub(crate) fn analyze_plan(
             Expr::Column(c) => match aggregate.schema.index_of_column(c) {
                 Ok(idx) if idx < n_keys => outputs.push(Output::Key { key: idx, name }),
                 Ok(idx) => {
-                    if let Some((agg, func)) = aggregates[idx - n_keys].clone() {
+                    if let Some(Some((agg, func))) = aggregates.get(idx - n_keys).cloned() {
                         outputs.push(Output::Aggregate { agg, func, name })
                     }
                 }

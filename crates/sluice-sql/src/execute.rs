@@ -210,7 +210,7 @@ struct Noised {
 }
 
 /// Adds noise to every measurement and computes the released cells.
-fn release(a: &Analysis, exact: Vec<Vec<i64>>) -> Result<ReleasedOutputs, ExecError> {
+pub(crate) fn release(a: &Analysis, exact: Vec<Vec<i64>>) -> Result<ReleasedOutputs, ExecError> {
     let mut noised = Vec::with_capacity(exact.len());
     let mut mechanism = format!(
         "discrete Laplace noise from OpenDP's exact sampler; epsilon {} split over {} measurement(s); each privacy unit bounded to {} row(s)",

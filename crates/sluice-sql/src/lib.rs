@@ -52,4 +52,6 @@ impl From<datafusion::error::DataFusionError> for ExecError {
 }
 
 #[cfg(test)]
+mod corpus_tests;
+#[cfg(test)]
 mod tests;
