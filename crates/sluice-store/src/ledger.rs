@@ -42,10 +42,12 @@ pub(crate) struct Request {
     pub reply: oneshot::Sender<Result<(), StoreError>>,
 }
 
-pub(crate) fn spawn_writer(pool: SqlitePool) -> mpsc::Sender<Request> {
+pub(crate) fn spawn_writer(
+    pool: SqlitePool,
+) -> (mpsc::Sender<Request>, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(4096);
-    tokio::spawn(writer(pool, rx));
-    tx
+    let task = tokio::spawn(writer(pool, rx));
+    (tx, task)
 }
 
 async fn writer(pool: SqlitePool, mut rx: mpsc::Receiver<Request>) {

@@ -182,6 +182,7 @@ pub struct JobRecord {
 pub struct Store {
     pool: SqlitePool,
     ledger: tokio::sync::mpsc::Sender<ledger::Request>,
+    ledger_task: tokio::task::JoinHandle<()>,
     _lock: Flock<std::fs::File>,
 }
 
@@ -276,19 +277,37 @@ impl Store {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        let ledger = ledger::spawn_writer(pool.clone());
+        let (ledger, ledger_task) = ledger::spawn_writer(pool.clone());
         Ok(Store {
             pool,
             ledger,
+            ledger_task,
             _lock: lock,
         })
     }
 
-    /// Closes the database cleanly (the last connection checkpoints the
-    /// WAL into `sluice.db`) and then releases the data-dir lock. Dropping
-    /// a `Store` also releases the lock, without waiting for connections.
-    pub async fn close(self) {
-        self.pool.close().await;
+    /// Shuts down cleanly: lets the ledger writer finish what it was sent,
+    /// checkpoints the WAL into `sluice.db` (so that file alone holds every
+    /// committed change), closes the pool, then releases the data-dir lock.
+    /// Dropping a `Store` also releases the lock, without these steps
+    /// (committed changes are durable in the WAL either way).
+    pub async fn close(self) -> Result<(), StoreError> {
+        let Store {
+            pool,
+            ledger,
+            ledger_task,
+            _lock,
+        } = self;
+        drop(ledger);
+        if let Err(e) = ledger_task.await {
+            tracing::error!(error = %e, "ledger writer ended abnormally");
+        }
+        let checkpoint = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&pool)
+            .await;
+        pool.close().await;
+        checkpoint?;
+        Ok(())
     }
 
     /// A write transaction that holds SQLite's write lock from its start, so
