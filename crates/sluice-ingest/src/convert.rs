@@ -1,5 +1,12 @@
-//! Typing raw cells against the schema, and building the stored batch.
+//! Typing raw cells against the schema as they are read, pseudonymising
+//! identifiers on the spot, and building the stored batch.
+//!
+//! Readers push records into a [`Sink`]; it keeps one typed column per schema
+//! column, so the only copy of the data is the typed one, and a raw
+//! identifier lives only for the duration of one `push`.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray};
@@ -7,76 +14,53 @@ use arrow::record_batch::RecordBatch;
 use sluice_crypto::Pseudonymizer;
 use sluice_types::schema::{ColumnRole, ColumnType, DatasetSchema};
 
-use crate::read::{Raw, Table};
-use crate::{ColumnProblem, IngestError, MAX_ROWS_LISTED};
+use crate::{ColumnProblem, IngestError, MAX_ROWS_LISTED, column_label};
 
-/// A typed cell.
+/// A cell as the source format gave it, before typing. Strings are borrowed
+/// from the reader for the duration of one record.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Value {
+pub enum Raw<'a> {
+    Null,
+    Str(&'a str),
     Int(i64),
     Float(f64),
-    Text(String),
     Bool(bool),
+    /// A value the format cannot give as a scalar (nested JSON, an Excel
+    /// error cell): a type error whatever the declared type.
+    Invalid,
 }
 
-impl Value {
-    /// The canonical text of an identifier before pseudonymisation.
-    fn identifier_text(&self) -> String {
-        match self {
-            Value::Int(i) => i.to_string(),
-            Value::Text(s) => s.clone(),
-            Value::Float(f) => f.to_string(),
-            Value::Bool(b) => b.to_string(),
-        }
-    }
-    pub fn as_f64(&self) -> Option<f64> {
-        match self {
-            Value::Int(i) => Some(*i as f64),
-            Value::Float(f) => Some(*f),
-            _ => None,
-        }
-    }
-}
+/// A parse failure; carries nothing, so no value can leak through it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadValue;
 
-/// One column in schema order, typed, in source row order.
-pub type Column = Vec<Option<Value>>;
+type Parsed<T> = Result<Option<T>, BadValue>;
 
-fn parse(raw: &Raw, ty: ColumnType) -> Result<Option<Value>, ()> {
-    Ok(Some(match (raw, ty) {
-        (Raw::Null, _) => return Ok(None),
-        (Raw::Invalid, _) => return Err(()),
-        (Raw::Int(i), ColumnType::Int) => Value::Int(*i),
-        (Raw::Float(f), ColumnType::Int) if f.fract() == 0.0 && f.abs() < 9.0e15 => {
-            Value::Int(*f as i64)
-        }
-        (Raw::Str(s), ColumnType::Int) => Value::Int(parse_int(s.trim()).ok_or(())?),
-        (Raw::Int(i), ColumnType::Float) => Value::Float(*i as f64),
-        (Raw::Float(f), ColumnType::Float) if f.is_finite() => Value::Float(*f),
-        (Raw::Str(s), ColumnType::Float) => {
-            let f: f64 = s.trim().parse().map_err(|_| ())?;
-            if !f.is_finite() {
-                return Err(());
+/// An integer; also a decimal whose fraction is all zeros ("17000.0") and an
+/// integral float.
+pub fn parse_int(raw: &Raw<'_>) -> Parsed<i64> {
+    match raw {
+        Raw::Null => Ok(None),
+        Raw::Int(i) => Ok(Some(*i)),
+        Raw::Float(f) => float_to_int(*f).map(Some).ok_or(BadValue),
+        Raw::Str(s) => {
+            let s = s.trim();
+            if s.is_empty() {
+                return Ok(None);
             }
-            Value::Float(f)
+            int_text(s).map(Some).ok_or(BadValue)
         }
-        (Raw::Bool(b), ColumnType::Bool) => Value::Bool(*b),
-        (Raw::Int(0), ColumnType::Bool) => Value::Bool(false),
-        (Raw::Int(1), ColumnType::Bool) => Value::Bool(true),
-        (Raw::Str(s), ColumnType::Bool) => match s.trim().to_ascii_lowercase().as_str() {
-            "true" | "1" => Value::Bool(true),
-            "false" | "0" => Value::Bool(false),
-            _ => return Err(()),
-        },
-        (Raw::Str(s), ColumnType::Text) => Value::Text(s.clone()),
-        (Raw::Int(i), ColumnType::Text) => Value::Text(i.to_string()),
-        (Raw::Float(f), ColumnType::Text) => Value::Text(f.to_string()),
-        (Raw::Bool(b), ColumnType::Text) => Value::Text(b.to_string()),
-        _ => return Err(()),
-    }))
+        Raw::Bool(_) | Raw::Invalid => Err(BadValue),
+    }
 }
 
-/// An integer, also written as a decimal whose fraction is all zeros ("17000.0").
-fn parse_int(s: &str) -> Option<i64> {
+fn float_to_int(f: f64) -> Option<i64> {
+    // 2^63 is exactly representable; every integral f64 in [-2^63, 2^63) fits.
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    (f.is_finite() && f.fract() == 0.0 && (-LIMIT..LIMIT).contains(&f)).then_some(f as i64)
+}
+
+fn int_text(s: &str) -> Option<i64> {
     if let Ok(i) = s.parse() {
         return Some(i);
     }
@@ -88,115 +72,387 @@ fn parse_int(s: &str) -> Option<i64> {
     }
 }
 
-fn problem(column: &str, expected: &'static str, rows: &[u64]) -> ColumnProblem {
-    ColumnProblem {
-        column: column.to_owned(),
-        expected,
-        count: rows.len() as u64,
-        rows: rows.iter().take(MAX_ROWS_LISTED).copied().collect(),
+/// A finite float.
+pub fn parse_float(raw: &Raw<'_>) -> Parsed<f64> {
+    let f = match raw {
+        Raw::Null => return Ok(None),
+        Raw::Int(i) => *i as f64,
+        Raw::Float(f) => *f,
+        Raw::Str(s) => {
+            let s = s.trim();
+            if s.is_empty() {
+                return Ok(None);
+            }
+            s.parse().map_err(|_| BadValue)?
+        }
+        Raw::Bool(_) | Raw::Invalid => return Err(BadValue),
+    };
+    if f.is_finite() {
+        Ok(Some(f))
+    } else {
+        Err(BadValue)
     }
 }
 
-/// Types every cell; all type errors and forbidden nulls are reported together.
-pub fn typed_columns(
-    table: &Table,
-    columns: &[usize],
-    schema: &DatasetSchema,
-) -> Result<Vec<Column>, IngestError> {
-    let mut out = Vec::with_capacity(columns.len());
-    let mut type_problems = Vec::new();
-    let mut null_problems = Vec::new();
-    for (spec, &src) in schema.columns.iter().zip(columns) {
-        let mut col = Vec::with_capacity(table.rows.len());
-        let mut bad_rows = Vec::new();
-        let mut null_rows = Vec::new();
-        for (i, row) in table.rows.iter().enumerate() {
-            match parse(&row[src], spec.ty) {
-                Ok(v) => {
-                    if v.is_none() && !spec.nullable {
-                        null_rows.push(i as u64 + 1);
-                    }
-                    col.push(v);
-                }
-                Err(()) => {
-                    bad_rows.push(i as u64 + 1);
-                    col.push(None);
-                }
+/// true/false/1/0, case-insensitive.
+pub fn parse_bool(raw: &Raw<'_>) -> Parsed<bool> {
+    match raw {
+        Raw::Null => Ok(None),
+        Raw::Bool(b) => Ok(Some(*b)),
+        Raw::Int(0) => Ok(Some(false)),
+        Raw::Int(1) => Ok(Some(true)),
+        Raw::Float(f) if *f == 0.0 => Ok(Some(false)),
+        Raw::Float(f) if *f == 1.0 => Ok(Some(true)),
+        Raw::Str(s) => {
+            let s = s.trim();
+            if s.is_empty() {
+                return Ok(None);
+            }
+            match s.to_ascii_lowercase().as_str() {
+                "true" | "1" => Ok(Some(true)),
+                "false" | "0" => Ok(Some(false)),
+                _ => Err(BadValue),
             }
         }
-        if !bad_rows.is_empty() {
-            type_problems.push(problem(&spec.name, spec.ty.as_str(), &bad_rows));
-        }
-        if !null_rows.is_empty() {
-            null_problems.push(problem(&spec.name, "not null", &null_rows));
-        }
-        out.push(col);
+        _ => Err(BadValue),
     }
-    if !type_problems.is_empty() {
-        return Err(IngestError::TypeErrors(type_problems));
-    }
-    if !null_problems.is_empty() {
-        return Err(IngestError::NullsNotAllowed(null_problems));
-    }
-    Ok(out)
 }
 
-/// Pseudonymises identifier columns, clusters rows by privacy unit and
-/// builds the batch. Raw identifiers are dropped as soon as they are hashed.
-pub fn to_batch(
-    mut columns: Vec<Column>,
-    schema: &DatasetSchema,
-    p: &Pseudonymizer,
-) -> Result<RecordBatch, IngestError> {
-    for (spec, col) in schema.columns.iter().zip(columns.iter_mut()) {
-        if spec.role.is_pseudonymised() {
-            for cell in col.iter_mut() {
-                if let Some(v) = cell.take() {
-                    *cell = Some(Value::Text(
-                        p.pseudonym(&schema.id_space, &v.identifier_text()),
-                    ));
-                }
-            }
+/// Text as is (an empty string is null); numbers and booleans in their
+/// canonical form ("17", not "17.0").
+pub fn parse_text<'a>(raw: &Raw<'a>) -> Parsed<Cow<'a, str>> {
+    match raw {
+        Raw::Null => Ok(None),
+        Raw::Str("") => Ok(None),
+        Raw::Str(s) => Ok(Some(Cow::Borrowed(s))),
+        Raw::Int(i) => Ok(Some(Cow::Owned(i.to_string()))),
+        Raw::Float(f) if f.is_finite() => Ok(Some(Cow::Owned(f.to_string()))),
+        Raw::Bool(b) => Ok(Some(Cow::Owned(b.to_string()))),
+        Raw::Float(_) | Raw::Invalid => Err(BadValue),
+    }
+}
+
+/// A typed, stored cell.
+enum Cell {
+    Int(i64),
+    Float(f64),
+    Text(String),
+    Bool(bool),
+}
+
+/// One column of stored values (pseudonyms for pseudonymised columns), in
+/// source row order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ColumnData {
+    Int(Vec<Option<i64>>),
+    Float(Vec<Option<f64>>),
+    Text(Vec<Option<String>>),
+    Bool(Vec<Option<bool>>),
+}
+
+/// A hashable view of a stored cell (floats by their bits, -0 as 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Key<'a> {
+    Int(i64),
+    Float(u64),
+    Text(&'a str),
+    Bool(bool),
+}
+
+impl Key<'_> {
+    pub fn float(f: f64) -> Self {
+        Key::Float(if f == 0.0 { 0.0f64 } else { f }.to_bits())
+    }
+    pub fn as_f64(self) -> Option<f64> {
+        match self {
+            Key::Int(i) => Some(i as f64),
+            Key::Float(bits) => Some(f64::from_bits(bits)),
+            _ => None,
         }
     }
-    let n = columns.first().map_or(0, Vec::len);
-    let mut order: Vec<usize> = (0..n).collect();
-    if let Some(unit) = schema
-        .columns
-        .iter()
-        .position(|c| c.role == ColumnRole::PrivacyUnit)
-    {
-        let key = |i: &usize| match &columns[unit][*i] {
-            Some(Value::Text(s)) => (0, s.as_str()),
-            _ => (1, ""),
-        };
-        order.sort_by(|a, b| key(a).cmp(&key(b)));
+}
+
+impl ColumnData {
+    fn new(ty: ColumnType) -> Self {
+        match ty {
+            ColumnType::Int => ColumnData::Int(Vec::new()),
+            ColumnType::Float => ColumnData::Float(Vec::new()),
+            ColumnType::Text => ColumnData::Text(Vec::new()),
+            ColumnType::Bool => ColumnData::Bool(Vec::new()),
+        }
     }
-    let arrays: Vec<ArrayRef> = schema
-        .columns
-        .iter()
-        .zip(&columns)
-        .map(|(spec, col)| -> ArrayRef {
-            let cells = order.iter().map(|&i| col[i].as_ref());
-            match spec.stored_type() {
-                ColumnType::Int => Arc::new(Int64Array::from_iter(cells.map(|v| match v {
-                    Some(Value::Int(i)) => Some(*i),
-                    _ => None,
-                }))),
-                ColumnType::Float => Arc::new(Float64Array::from_iter(
-                    cells.map(|v| v.and_then(Value::as_f64)),
-                )),
-                ColumnType::Bool => Arc::new(BooleanArray::from_iter(cells.map(|v| match v {
-                    Some(Value::Bool(b)) => Some(*b),
-                    _ => None,
-                }))),
-                ColumnType::Text => Arc::new(StringArray::from_iter(cells.map(|v| match v {
-                    Some(Value::Text(s)) => Some(s.as_str()),
-                    _ => None,
-                }))),
-            }
+
+    pub fn len(&self) -> usize {
+        match self {
+            ColumnData::Int(v) => v.len(),
+            ColumnData::Float(v) => v.len(),
+            ColumnData::Text(v) => v.len(),
+            ColumnData::Bool(v) => v.len(),
+        }
+    }
+
+    fn push(&mut self, cell: Option<Cell>) {
+        match (self, cell) {
+            (ColumnData::Int(v), Some(Cell::Int(i))) => v.push(Some(i)),
+            (ColumnData::Float(v), Some(Cell::Float(f))) => v.push(Some(f)),
+            (ColumnData::Text(v), Some(Cell::Text(s))) => v.push(Some(s)),
+            (ColumnData::Bool(v), Some(Cell::Bool(b))) => v.push(Some(b)),
+            // A cell always has its column's type; anything else is null.
+            (ColumnData::Int(v), _) => v.push(None),
+            (ColumnData::Float(v), _) => v.push(None),
+            (ColumnData::Text(v), _) => v.push(None),
+            (ColumnData::Bool(v), _) => v.push(None),
+        }
+    }
+
+    /// The cell of row `r` (0-based), `None` for null.
+    pub fn key(&self, r: usize) -> Option<Key<'_>> {
+        match self {
+            ColumnData::Int(v) => v[r].map(Key::Int),
+            ColumnData::Float(v) => v[r].map(Key::float),
+            ColumnData::Text(v) => v[r].as_deref().map(Key::Text),
+            ColumnData::Bool(v) => v[r].map(Key::Bool),
+        }
+    }
+
+    /// Builds the Arrow array with rows in `order`.
+    fn to_array(&self, order: &[usize]) -> ArrayRef {
+        match self {
+            ColumnData::Int(v) => Arc::new(Int64Array::from_iter(order.iter().map(|&i| v[i]))),
+            ColumnData::Float(v) => Arc::new(Float64Array::from_iter(order.iter().map(|&i| v[i]))),
+            ColumnData::Text(v) => Arc::new(StringArray::from_iter(
+                order.iter().map(|&i| v[i].as_deref()),
+            )),
+            ColumnData::Bool(v) => Arc::new(BooleanArray::from_iter(order.iter().map(|&i| v[i]))),
+        }
+    }
+}
+
+/// A count of rows and the first few of them.
+#[derive(Debug, Default)]
+struct RowList {
+    count: u64,
+    rows: Vec<u64>,
+}
+
+impl RowList {
+    fn add(&mut self, row: u64) {
+        self.count += 1;
+        if self.rows.len() < MAX_ROWS_LISTED {
+            self.rows.push(row);
+        }
+    }
+    fn problem(&self, column: &str, expected: &'static str) -> Option<ColumnProblem> {
+        (self.count > 0).then(|| ColumnProblem {
+            column: column.to_owned(),
+            expected,
+            count: self.count,
+            rows: self.rows.clone(),
         })
-        .collect();
+    }
+}
+
+struct ColumnBuilder {
+    ty: ColumnType,
+    pseudonymised: bool,
+    nullable: bool,
+    /// Whether the source has this column at all.
+    seen: bool,
+    data: ColumnData,
+    type_errors: RowList,
+    forbidden_nulls: RowList,
+}
+
+/// Receives the records of one file, in order, and types them.
+pub struct Sink<'s> {
+    schema: &'s DatasetSchema,
+    pseudonymizer: &'s Pseudonymizer,
+    columns: Vec<ColumnBuilder>,
+    by_name: HashMap<&'s str, usize>,
+    rows: u64,
+}
+
+impl<'s> Sink<'s> {
+    pub fn new(schema: &'s DatasetSchema, pseudonymizer: &'s Pseudonymizer) -> Self {
+        let columns = schema
+            .columns
+            .iter()
+            .map(|c| ColumnBuilder {
+                ty: c.ty,
+                pseudonymised: c.role.is_pseudonymised(),
+                nullable: c.nullable,
+                seen: false,
+                data: ColumnData::new(c.stored_type()),
+                type_errors: RowList::default(),
+                forbidden_nulls: RowList::default(),
+            })
+            .collect();
+        let by_name = schema
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name.as_str(), i))
+            .collect();
+        Sink {
+            schema,
+            pseudonymizer,
+            columns,
+            by_name,
+            rows: 0,
+        }
+    }
+
+    /// Records read so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// For formats with a header: the schema index of every source column.
+    /// Names are trimmed. Repeated, unknown and missing columns are errors.
+    pub fn header(&mut self, names: &[String]) -> Result<Vec<usize>, IngestError> {
+        let mut mapping = Vec::with_capacity(names.len());
+        for (position, name) in names.iter().enumerate() {
+            let index = self.column(name.trim(), position + 1)?;
+            if mapping.contains(&index) {
+                return Err(IngestError::DuplicateColumn(column_label(
+                    name.trim(),
+                    position + 1,
+                )));
+            }
+            mapping.push(index);
+        }
+        self.check_missing()?;
+        Ok(mapping)
+    }
+
+    /// For keyed formats (JSON, XML): the schema index of a source column
+    /// name (trimmed); `position` (1-based) names it in an error when the
+    /// name does not look like one.
+    pub fn column(&mut self, name: &str, position: usize) -> Result<usize, IngestError> {
+        let name = name.trim();
+        let index = *self
+            .by_name
+            .get(name)
+            .ok_or_else(|| IngestError::UnknownColumn(column_label(name, position)))?;
+        self.columns[index].seen = true;
+        Ok(index)
+    }
+
+    fn check_missing(&self) -> Result<(), IngestError> {
+        match self.columns.iter().position(|c| !c.seen) {
+            Some(i) => Err(IngestError::MissingColumn(
+                self.schema.columns[i].name.clone(),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether column `index` already has a value in the current record.
+    pub fn is_filled(&self, index: usize) -> bool {
+        self.columns[index].data.len() as u64 > self.rows
+    }
+
+    /// Adds one cell of the current record. Each column at most once per
+    /// record (readers check; a second value is ignored).
+    pub fn push(&mut self, index: usize, raw: Raw<'_>) {
+        if self.is_filled(index) {
+            return;
+        }
+        let row = self.rows + 1;
+        let schema = self.schema;
+        let id_space = &schema.id_space;
+        let pseudonymizer = self.pseudonymizer;
+        let col = &mut self.columns[index];
+        let typed: Parsed<Cell> = if col.pseudonymised {
+            let canonical = if col.ty == ColumnType::Int {
+                parse_int(&raw).map(|v| v.map(|i| Cow::Owned(i.to_string())))
+            } else {
+                parse_text(&raw)
+            };
+            canonical.map(|v| v.map(|raw| Cell::Text(pseudonymizer.pseudonym(id_space, &raw))))
+        } else {
+            match col.ty {
+                ColumnType::Int => parse_int(&raw).map(|v| v.map(Cell::Int)),
+                ColumnType::Float => parse_float(&raw).map(|v| v.map(Cell::Float)),
+                ColumnType::Bool => parse_bool(&raw).map(|v| v.map(Cell::Bool)),
+                ColumnType::Text => parse_text(&raw).map(|v| v.map(|s| Cell::Text(s.into_owned()))),
+            }
+        };
+        let cell = match typed {
+            Ok(Some(cell)) => Some(cell),
+            Ok(None) => {
+                if !col.nullable {
+                    col.forbidden_nulls.add(row);
+                }
+                None
+            }
+            Err(BadValue) => {
+                col.type_errors.add(row);
+                None
+            }
+        };
+        col.data.push(cell);
+    }
+
+    /// Ends the current record: columns it did not give are null.
+    pub fn end_record(&mut self) {
+        for index in 0..self.columns.len() {
+            if !self.is_filled(index) {
+                self.push(index, Raw::Null);
+            }
+        }
+        self.rows += 1;
+    }
+
+    /// All records read: the typed columns, or every type error (then every
+    /// forbidden null) at once.
+    pub fn finish(self) -> Result<Vec<ColumnData>, IngestError> {
+        if self.rows == 0 {
+            return Err(IngestError::Empty);
+        }
+        self.check_missing()?;
+        let specs = &self.schema.columns;
+        let type_errors: Vec<ColumnProblem> = self
+            .columns
+            .iter()
+            .zip(specs)
+            .filter_map(|(c, spec)| c.type_errors.problem(&spec.name, spec.ty.as_str()))
+            .collect();
+        if !type_errors.is_empty() {
+            return Err(IngestError::TypeErrors(type_errors));
+        }
+        let nulls: Vec<ColumnProblem> = self
+            .columns
+            .iter()
+            .zip(specs)
+            .filter_map(|(c, spec)| c.forbidden_nulls.problem(&spec.name, "a value"))
+            .collect();
+        if !nulls.is_empty() {
+            return Err(IngestError::NullsNotAllowed(nulls));
+        }
+        Ok(self.columns.into_iter().map(|c| c.data).collect())
+    }
+}
+
+/// Builds the stored batch: with a privacy-unit column, rows sorted by its
+/// pseudonym (stable, nulls last); otherwise in source order.
+pub fn to_batch(
+    columns: &[ColumnData],
+    schema: &DatasetSchema,
+) -> Result<RecordBatch, IngestError> {
+    let n = columns.first().map_or(0, ColumnData::len);
+    let mut order: Vec<usize> = (0..n).collect();
+    let unit = schema
+        .columns
+        .iter()
+        .position(|c| c.role == ColumnRole::PrivacyUnit);
+    if let Some(ColumnData::Text(units)) = unit.map(|u| &columns[u]) {
+        order.sort_by(|&a, &b| {
+            let key = |i: usize| (units[i].is_none(), units[i].as_deref());
+            key(a).cmp(&key(b))
+        });
+    }
+    let arrays: Vec<ArrayRef> = columns.iter().map(|c| c.to_array(&order)).collect();
     Ok(RecordBatch::try_new(crate::arrow_schema(schema), arrays)?)
 }
 
@@ -205,38 +461,66 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_cells() {
-        type Case = (Raw, ColumnType, Result<Option<Value>, ()>);
-        let cases: &[Case] = &[
-            (
-                Raw::Str("17000.0".into()),
-                ColumnType::Int,
-                Ok(Some(Value::Int(17000))),
-            ),
-            (Raw::Str("17000.5".into()), ColumnType::Int, Err(())),
-            (
-                Raw::Str(" 42 ".into()),
-                ColumnType::Int,
-                Ok(Some(Value::Int(42))),
-            ),
-            (Raw::Float(3.0), ColumnType::Int, Ok(Some(Value::Int(3)))),
-            (Raw::Str("inf".into()), ColumnType::Float, Err(())),
-            (
-                Raw::Str("TRUE".into()),
-                ColumnType::Bool,
-                Ok(Some(Value::Bool(true))),
-            ),
-            (Raw::Str("yes".into()), ColumnType::Bool, Err(())),
-            (
-                Raw::Int(7),
-                ColumnType::Text,
-                Ok(Some(Value::Text("7".into()))),
-            ),
-            (Raw::Null, ColumnType::Int, Ok(None)),
-            (Raw::Invalid, ColumnType::Text, Err(())),
+    fn parses_ints() {
+        let cases: &[(Raw, Parsed<i64>)] = &[
+            (Raw::Str("17000.0"), Ok(Some(17000))),
+            (Raw::Str("17000.00"), Ok(Some(17000))),
+            (Raw::Str("-3"), Ok(Some(-3))),
+            (Raw::Str(" 42 "), Ok(Some(42))),
+            (Raw::Str(""), Ok(None)),
+            (Raw::Str("  "), Ok(None)),
+            (Raw::Str("17000.5"), Err(BadValue)),
+            (Raw::Str("17."), Err(BadValue)),
+            (Raw::Str(".0"), Err(BadValue)),
+            (Raw::Str("1e3"), Err(BadValue)),
+            (Raw::Str("abc"), Err(BadValue)),
+            (Raw::Float(3.0), Ok(Some(3))),
+            (Raw::Float(3.5), Err(BadValue)),
+            (Raw::Float(1e19), Err(BadValue)),
+            (Raw::Float(f64::NAN), Err(BadValue)),
+            (Raw::Bool(true), Err(BadValue)),
+            (Raw::Null, Ok(None)),
+            (Raw::Invalid, Err(BadValue)),
         ];
-        for (raw, ty, expected) in cases {
-            assert_eq!(&parse(raw, *ty), expected, "{raw:?} as {ty:?}");
+        for (raw, expected) in cases {
+            assert_eq!(&parse_int(raw), expected, "{raw:?}");
         }
+    }
+
+    #[test]
+    fn parses_floats_bools_and_text() {
+        assert_eq!(parse_float(&Raw::Str("1.5")), Ok(Some(1.5)));
+        assert_eq!(parse_float(&Raw::Int(2)), Ok(Some(2.0)));
+        for bad in ["inf", "NaN", "-infinity", "x", "1,5"] {
+            assert_eq!(parse_float(&Raw::Str(bad)), Err(BadValue), "{bad}");
+        }
+        assert_eq!(parse_float(&Raw::Float(f64::INFINITY)), Err(BadValue));
+        for (s, b) in [("TRUE", true), ("false", false), ("1", true), ("0", false)] {
+            assert_eq!(parse_bool(&Raw::Str(s)), Ok(Some(b)), "{s}");
+        }
+        assert_eq!(parse_bool(&Raw::Str("yes")), Err(BadValue));
+        assert_eq!(parse_bool(&Raw::Int(2)), Err(BadValue));
+        assert_eq!(parse_bool(&Raw::Float(1.0)), Ok(Some(true)));
+        assert_eq!(parse_text(&Raw::Int(7)).unwrap().as_deref(), Some("7"));
+        assert_eq!(
+            parse_text(&Raw::Float(17.0)).unwrap().as_deref(),
+            Some("17")
+        );
+        assert_eq!(
+            parse_text(&Raw::Float(0.5)).unwrap().as_deref(),
+            Some("0.5")
+        );
+        assert_eq!(
+            parse_text(&Raw::Str(" a ")).unwrap().as_deref(),
+            Some(" a ")
+        );
+        assert_eq!(parse_text(&Raw::Str("")), Ok(None));
+        assert_eq!(parse_text(&Raw::Invalid), Err(BadValue));
+    }
+
+    #[test]
+    fn negative_zero_is_zero() {
+        assert_eq!(Key::float(-0.0), Key::float(0.0));
+        assert_ne!(Key::float(1.0), Key::float(-1.0));
     }
 }

@@ -1,25 +1,32 @@
 //! Ingest: turns an uploaded file (CSV, JSON, XML, XLSX, Parquet) into an
 //! Arrow batch that matches the declared schema, replaces identifiers by
-//! keyed pseudonyms, computes the quality report (art. 16), and writes a
-//! content-addressed Parquet version.
+//! keyed pseudonyms, computes the quality report (art. 16), and writes
+//! content-addressed Parquet versions. It must never keep a raw identifier
+//! (raw values exist only in the input buffer and while being hashed: they
+//! are in no batch, file, report or error) and never put a cell value into an
+//! error or a report: problems are named by column, row number and count.
 //!
-//! It runs only inside the sandbox process. It must never keep a raw
-//! identifier (they exist only in the input buffer and while being hashed)
-//! and never put a cell value into an error or a report: problems are named
-//! by column, row number and count.
+//! Row numbers, everywhere in this crate (errors and quality reports), are
+//! 1-based data records in source order: the first record after the header of
+//! a CSV or XLSX file, the first object of a JSON file and the first record
+//! element of an XML file are all row 1. Blank CSV lines and blank XLSX rows
+//! are not records and are not counted. Row numbers refer to the source, not
+//! to positions in the stored batch (which is re-ordered by privacy unit).
 //!
-//! Row numbers are 1-based data records: the first record after a CSV or
-//! XLSX header (or the first JSON object, or the first XML record) is row 1.
+//! A file is accepted whole or not at all: every type error is collected and
+//! reported together, and nothing partial comes out.
 
 mod convert;
 mod quality;
 mod read;
 mod store;
 
+use std::fmt;
+
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use sluice_crypto::Pseudonymizer;
-use sluice_types::schema::{ColumnType, DatasetSchema};
+use sluice_types::schema::{ColumnType, DatasetSchema, SchemaError};
 use sluice_types::{DataFormat, QualityReport};
 
 pub use store::{StoredVersion, preview, write_version};
@@ -27,36 +34,44 @@ pub use store::{StoredVersion, preview, write_version};
 /// Largest upload ingest accepts.
 pub const MAX_INPUT_BYTES: usize = 512 * 1024 * 1024;
 /// How many row numbers an error lists per problem.
-const MAX_ROWS_LISTED: usize = 10;
+pub const MAX_ROWS_LISTED: usize = 10;
 
+/// Why an upload (or a stored version) was refused. Messages name columns,
+/// row numbers and counts, never cell values.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
-    #[error("file is empty or has no data rows")]
+    #[error("invalid schema: {0}")]
+    Schema(#[from] SchemaError),
+    #[error("file has no data rows")]
     Empty,
-    #[error("file is larger than {MAX_INPUT_BYTES} bytes")]
-    TooLarge,
+    #[error("file is {size} bytes, more than the limit of {MAX_INPUT_BYTES} bytes")]
+    TooLarge { size: usize },
+    /// The file cannot be parsed as the format it was declared as.
     #[error("{format} file is malformed: {detail}")]
     Malformed {
         format: &'static str,
         detail: String,
     },
+    /// A CSV or XLSX row with a different number of fields than the header.
     #[error("row {row} has {found} fields but the header has {expected}")]
     Ragged {
         row: u64,
         expected: usize,
         found: usize,
     },
-    #[error("column \"{0}\" is not in the schema")]
+    /// A source column not declared in the schema. Its name is given only if
+    /// it looks like a column name (see [`column_label`]); otherwise by position.
+    #[error("column {0} is not in the schema")]
     UnknownColumn(String),
     #[error("column \"{0}\" is declared in the schema but missing from the file")]
     MissingColumn(String),
-    #[error("column \"{0}\" appears twice in the file")]
+    #[error("column {0} appears more than once in the file")]
     DuplicateColumn(String),
     #[error("values of the wrong type: {}", describe(.0))]
     TypeErrors(Vec<ColumnProblem>),
     #[error("empty values in columns declared not nullable: {}", describe(.0))]
     NullsNotAllowed(Vec<ColumnProblem>),
-    #[error("writing the version: {0}")]
+    #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
     #[error("encoding Parquet: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
@@ -64,86 +79,121 @@ pub enum IngestError {
     Arrow(#[from] arrow::error::ArrowError),
 }
 
-/// A problem in one column: how many rows, and the first row numbers.
-#[derive(Debug, Clone, PartialEq)]
+/// One column's problem: what was expected, how many rows, the first rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ColumnProblem {
     pub column: String,
+    /// The declared type ("int", ...) for type errors, "a value" for nulls.
     pub expected: &'static str,
     pub count: u64,
+    /// The first (at most [`MAX_ROWS_LISTED`]) row numbers, ascending.
     pub rows: Vec<u64>,
 }
 
-fn describe(problems: &[ColumnProblem]) -> String {
-    problems
-        .iter()
-        .map(|p| {
-            let rows: Vec<String> = p.rows.iter().map(u64::to_string).collect();
-            format!(
-                "column \"{}\" ({}): {} row(s), first at row {}",
-                p.column,
-                p.expected,
-                p.count,
-                rows.join(", ")
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
+impl fmt::Display for ColumnProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let rows: Vec<String> = self.rows.iter().map(u64::to_string).collect();
+        write!(
+            f,
+            "column \"{}\" (expected {}): {} row(s), first at row {}",
+            self.column,
+            self.expected,
+            self.count,
+            rows.join(", ")
+        )
+    }
 }
 
+fn describe(problems: &[ColumnProblem]) -> String {
+    let parts: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    parts.join("; ")
+}
+
+/// How a source column's name appears in an error. A file without a header
+/// row would otherwise put its first record's values into the message, so a
+/// name is shown only if it looks like an identifier (ASCII letters, digits
+/// and `_`, starting with a letter or `_`, at most 63 characters); any other
+/// name is replaced by the column's 1-based position.
+pub fn column_label(name: &str, position: usize) -> String {
+    let mut chars = name.chars();
+    let looks_like_name = matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= 63;
+    if looks_like_name {
+        format!("\"{name}\"")
+    } else {
+        format!(
+            "number {position} (its name is not shown: it does not look like a column name; is the header row missing?)"
+        )
+    }
+}
+
+/// An accepted upload: the stored batch and its quality report.
+#[derive(Debug, Clone)]
 pub struct Ingested {
+    /// Columns in schema order with [`arrow_schema`] types, identifiers
+    /// pseudonymised, rows clustered by privacy-unit pseudonym.
     pub batch: RecordBatch,
     pub report: QualityReport,
 }
 
-/// The Arrow schema of stored versions: declared types, pseudonymised
-/// columns as text, every column nullable.
+/// The Arrow schema of stored versions: declared types (int → Int64, float →
+/// Float64, text → Utf8, bool → Boolean), pseudonymised columns as Utf8,
+/// every column nullable.
 pub fn arrow_schema(schema: &DatasetSchema) -> SchemaRef {
     let fields: Vec<Field> = schema
         .columns
         .iter()
-        .map(|c| {
-            let ty = match c.stored_type() {
-                ColumnType::Int => DataType::Int64,
-                ColumnType::Float => DataType::Float64,
-                ColumnType::Text => DataType::Utf8,
-                ColumnType::Bool => DataType::Boolean,
-            };
-            Field::new(&c.name, ty, true)
-        })
+        .map(|c| Field::new(&c.name, arrow_type(c.stored_type()), true))
         .collect();
     std::sync::Arc::new(Schema::new(fields))
 }
 
-/// Parses, checks and pseudonymises an upload. Either the whole file is
-/// accepted or an error says what is wrong; nothing partial comes out.
+fn arrow_type(ty: ColumnType) -> DataType {
+    match ty {
+        ColumnType::Int => DataType::Int64,
+        ColumnType::Float => DataType::Float64,
+        ColumnType::Text => DataType::Utf8,
+        ColumnType::Bool => DataType::Boolean,
+    }
+}
+
+/// Parses, types, checks and pseudonymises an upload.
+///
+/// Columns are matched by exact name (header names trimmed); order in the
+/// output is the schema's. Identifier and privacy-unit columns are replaced
+/// by `pseudonymizer.pseudonym(&schema.id_space, canonical_raw)` as they are
+/// read (integers in canonical form, so "17", "17.0" and 17 agree). With a
+/// privacy-unit column the rows are sorted by its pseudonym (stable, nulls
+/// last); without one source order is kept.
 pub fn ingest(
     input: &[u8],
     format: DataFormat,
     schema: &DatasetSchema,
     pseudonymizer: &Pseudonymizer,
 ) -> Result<Ingested, IngestError> {
+    schema.validate()?;
     if input.len() > MAX_INPUT_BYTES {
-        return Err(IngestError::TooLarge);
+        return Err(IngestError::TooLarge { size: input.len() });
     }
     if input.iter().all(u8::is_ascii_whitespace) {
         return Err(IngestError::Empty);
     }
-    let table = read::read(input, format)?;
-    if table.rows.is_empty() {
-        return Err(IngestError::Empty);
-    }
-    let columns = read::match_columns(&table.header, schema)?;
-    let typed = convert::typed_columns(&table, &columns, schema)?;
-    let report = quality::report(&typed, schema);
-    let batch = convert::to_batch(typed, schema, pseudonymizer)?;
+    let mut sink = convert::Sink::new(schema, pseudonymizer);
+    read::read(input, format, &mut sink)?;
+    let columns = sink.finish()?;
+    let report = quality::report(&columns, schema);
+    let batch = convert::to_batch(&columns, schema)?;
     Ok(Ingested { batch, report })
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn errors_describe_rows_without_values() {
-        let e = super::IngestError::TypeErrors(vec![super::ColumnProblem {
+        let e = IngestError::TypeErrors(vec![ColumnProblem {
             column: "age".into(),
             expected: "int",
             count: 3,
@@ -151,7 +201,20 @@ mod tests {
         }]);
         assert_eq!(
             e.to_string(),
-            "values of the wrong type: column \"age\" (int): 3 row(s), first at row 2, 5, 9"
+            "values of the wrong type: column \"age\" (expected int): 3 row(s), first at row 2, 5, 9"
         );
+    }
+
+    #[test]
+    fn labels_hide_names_that_look_like_values() {
+        assert_eq!(column_label("Age", 2), "\"Age\"");
+        assert_eq!(column_label("secret_1", 2), "\"secret_1\"");
+        for value in ["17000.0", "59", "Ada Quill", "a@b.org", "", &"x".repeat(64)] {
+            let label = column_label(value, 4);
+            assert!(label.starts_with("number 4 "), "{label}");
+            if !value.is_empty() {
+                assert!(!label.contains(value), "{label}");
+            }
+        }
     }
 }

@@ -1,5 +1,7 @@
 //! The quality report computed for every ingested version (art. 16). It names
-//! rows by number (1-based, as in the source file) and never carries values.
+//! rows by number and never carries values. Row numbers count data records
+//! from 1: the first record after a CSV or XLSX header, the first JSON
+//! object or XML record is row 1.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,116 +1,175 @@
+//! Flat XML records: `<root><record><col>value</col>...</record>...</root>`.
+//! Every child element of the root is a record, every child of a record a
+//! column (by local name); an empty or missing column element is null.
+//! Values are trimmed of surrounding whitespace.
+
 use quick_xml::Reader;
-use quick_xml::events::Event;
+use quick_xml::events::{BytesStart, Event};
 
-use super::{Raw, Table, malformed};
+use super::malformed;
 use crate::IngestError;
+use crate::convert::{Raw, Sink};
 
-/// Flat records: every child of the root is a record, every child of a
-/// record a column; an empty or missing element is null.
-pub fn read(input: &[u8]) -> Result<Table, IngestError> {
+const XML: &str = "XML";
+
+pub fn read(input: &[u8], sink: &mut Sink<'_>) -> Result<(), IngestError> {
     let mut reader = Reader::from_reader(input);
-    let mut buf = Vec::new();
+    // 0: before or after the root, 1: in the root, 2: in a record, 3: in a column.
     let mut depth = 0usize;
-    let mut header: Vec<String> = Vec::new();
-    let mut records: Vec<Vec<(usize, String)>> = Vec::new();
+    let mut roots = 0usize;
     let mut column: Option<usize> = None;
+    let mut position = 0usize;
     let mut text = String::new();
-    let bad = |e: &dyn std::fmt::Display| malformed("XML", e);
     loop {
-        let event = reader.read_event_into(&mut buf).map_err(|_| {
-            malformed(
-                "XML",
-                format!("syntax error near byte {}", reader.error_position()),
-            )
-        })?;
+        let event = reader
+            .read_event()
+            .map_err(|e| malformed(XML, describe(&e, reader.error_position())))?;
+        let record = sink.rows() + 1;
         match event {
             Event::Start(e) => {
-                depth += 1;
                 match depth {
-                    2 => records.push(Vec::new()),
-                    3 => {
-                        let name = String::from_utf8_lossy(e.local_name().as_ref())
-                            .trim()
-                            .to_owned();
-                        column = Some(column_index(&mut header, name));
+                    0 => roots = new_root(roots)?,
+                    1 => position = 0,
+                    2 => {
+                        position += 1;
+                        column = Some(column_index(sink, &e, position, record)?);
                         text.clear();
                     }
-                    d if d > 3 => {
+                    _ => {
                         return Err(malformed(
-                            "XML",
-                            format!(
-                                "record {} is nested deeper than flat columns",
-                                records.len()
-                            ),
+                            XML,
+                            format!("record {record}: a column element contains an element"),
                         ));
                     }
-                    _ => {}
+                }
+                depth += 1;
+            }
+            Event::Empty(e) => match depth {
+                0 => roots = new_root(roots)?,
+                1 => sink.end_record(),
+                2 => {
+                    position += 1;
+                    let index = column_index(sink, &e, position, record)?;
+                    sink.push(index, Raw::Null);
+                }
+                _ => {
+                    return Err(malformed(
+                        XML,
+                        format!("record {record}: a column element contains an element"),
+                    ));
+                }
+            },
+            Event::Text(t) => {
+                let content = t
+                    .xml10_content()
+                    .map_err(|_| malformed(XML, "text is not valid UTF-8"))?;
+                if depth == 3 {
+                    text.push_str(&content);
+                } else if !content.trim().is_empty() {
+                    return Err(stray_text(depth, record));
                 }
             }
-            Event::Empty(e) => {
-                if depth == 2 {
-                    let name = String::from_utf8_lossy(e.local_name().as_ref())
-                        .trim()
-                        .to_owned();
-                    column_index(&mut header, name);
-                } else if depth == 1 {
-                    records.push(Vec::new());
+            Event::CData(t) => {
+                let content = t
+                    .xml10_content()
+                    .map_err(|_| malformed(XML, "text is not valid UTF-8"))?;
+                if depth == 3 {
+                    text.push_str(&content);
+                } else if !content.trim().is_empty() {
+                    return Err(stray_text(depth, record));
                 }
             }
-            Event::Text(t) if depth == 3 => text.push_str(&t.decode().map_err(|e| bad(&e))?),
-            Event::CData(t) if depth == 3 => text.push_str(&t.decode().map_err(|e| bad(&e))?),
-            Event::GeneralRef(r) if depth == 3 => {
-                if let Some(c) = r
-                    .resolve_char_ref()
-                    .map_err(|_| malformed("XML", "bad character reference"))?
-                {
+            Event::GeneralRef(r) => {
+                if depth != 3 {
+                    return Err(stray_text(depth, record));
+                }
+                let bad_reference = || {
+                    malformed(
+                        XML,
+                        format!("record {record}: unknown entity or invalid character reference"),
+                    )
+                };
+                if let Some(c) = r.resolve_char_ref().map_err(|_| bad_reference())? {
                     text.push(c);
                 } else {
-                    let name = r.decode().map_err(|e| bad(&e))?;
+                    let name = r.decode().map_err(|_| bad_reference())?;
                     let resolved = quick_xml::escape::resolve_predefined_entity(&name)
-                        .ok_or_else(|| malformed("XML", "unknown entity"))?;
+                        .ok_or_else(bad_reference)?;
                     text.push_str(resolved);
                 }
             }
             Event::End(_) => {
-                if depth == 3
-                    && let (Some(c), Some(rec)) = (column.take(), records.last_mut())
-                {
-                    rec.push((c, std::mem::take(&mut text)));
+                match depth {
+                    3 => {
+                        if let Some(index) = column.take() {
+                            sink.push(index, Raw::Str(text.trim()));
+                        }
+                    }
+                    2 => sink.end_record(),
+                    _ => {}
                 }
                 depth = depth.saturating_sub(1);
             }
             Event::Eof => break,
-            _ => {}
+            Event::Decl(_) | Event::PI(_) | Event::DocType(_) | Event::Comment(_) => {}
         }
-        buf.clear();
     }
     if depth != 0 {
-        return Err(malformed("XML", "unclosed element"));
+        return Err(malformed(XML, "the document ends inside an element"));
     }
-    let rows = records
-        .into_iter()
-        .map(|rec| {
-            let mut row = vec![Raw::Null; header.len()];
-            for (c, v) in rec {
-                let v = v.trim();
-                row[c] = if v.is_empty() {
-                    Raw::Null
-                } else {
-                    Raw::Str(v.to_owned())
-                };
-            }
-            row
-        })
-        .collect();
-    Ok(Table { header, rows })
+    if roots == 0 {
+        return Err(malformed(XML, "no root element"));
+    }
+    Ok(())
 }
 
-fn column_index(header: &mut Vec<String>, name: String) -> usize {
-    match header.iter().position(|h| *h == name) {
-        Some(i) => i,
-        None => {
-            header.push(name);
-            header.len() - 1
-        }
+fn new_root(roots: usize) -> Result<usize, IngestError> {
+    if roots > 0 {
+        return Err(malformed(XML, "more than one root element"));
     }
+    Ok(roots + 1)
+}
+
+fn stray_text(depth: usize, record: u64) -> IngestError {
+    match depth {
+        2 => malformed(
+            XML,
+            format!("record {record}: text outside a column element"),
+        ),
+        _ => malformed(XML, "text outside a record"),
+    }
+}
+
+/// The schema index of a column element; the same column twice in one record
+/// is an error.
+fn column_index(
+    sink: &mut Sink<'_>,
+    e: &BytesStart<'_>,
+    position: usize,
+    record: u64,
+) -> Result<usize, IngestError> {
+    let name = e.local_name();
+    let name = std::str::from_utf8(name.as_ref())
+        .map_err(|_| malformed(XML, "an element name is not valid UTF-8"))?;
+    let index = sink.column(name, position)?;
+    if sink.is_filled(index) {
+        return Err(malformed(
+            XML,
+            format!("record {record} has column element number {position} twice"),
+        ));
+    }
+    Ok(index)
+}
+
+/// The kind of a parse error and where; quick-xml's messages can quote input.
+fn describe(e: &quick_xml::Error, at: u64) -> String {
+    let what = match e {
+        quick_xml::Error::Syntax(_) => "syntax error",
+        quick_xml::Error::IllFormed(_) => "ill-formed document (mismatched or missing tags)",
+        quick_xml::Error::Encoding(_) => "text is not valid UTF-8",
+        quick_xml::Error::Escape(_) => "invalid character or entity reference",
+        quick_xml::Error::InvalidAttr(_) => "invalid attribute",
+        _ => "cannot be parsed",
+    };
+    format!("{what} near byte {at}")
 }
