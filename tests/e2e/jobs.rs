@@ -425,3 +425,34 @@ async fn datasets_of_two_providers_join_on_the_pseudonymised_person() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_manifest_can_weight_the_budget_split() {
+    let p = with_pums().await;
+    let m = manifest(
+        "pums",
+        "SELECT COUNT(*) AS n, SUM(income) AS s FROM pums",
+        1.0,
+    )
+    .replace(
+        "epsilon = 1.0",
+        "epsilon = 1.0\nsplit = { \"count(*)\" = 3 }",
+    );
+    let e = p.alice.estimate_job(&m).await.unwrap();
+    assert!(e.accepted, "{:?}", e.reasons);
+    let eps: Vec<String> = e
+        .estimate
+        .unwrap()
+        .columns
+        .iter()
+        .map(|c| c.epsilon.unwrap().to_string())
+        .collect();
+    assert_eq!(eps, ["0.75", "0.25"]);
+    let bad = m.replace("\"count(*)\" = 3", "\"count(*)\" = -1");
+    let err = p.alice.estimate_job(&bad).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("privacy.split.\"count(*)\" must be a positive weight"),
+        "{err}"
+    );
+}

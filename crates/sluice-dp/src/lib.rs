@@ -43,6 +43,45 @@ pub fn split_epsilon(total: Epsilon, parts: usize) -> Vec<Epsilon> {
         .collect()
 }
 
+/// Splits `total` in proportion to `weights`, exactly: shares are rounded
+/// down and the leftover units go one each to the first shares, so they add
+/// up to `total`. Every share must get at least one unit.
+pub fn split_epsilon_weighted(total: Epsilon, weights: &[f64]) -> Result<Vec<Epsilon>, String> {
+    if weights.is_empty() || weights.iter().any(|w| !w.is_finite() || *w <= 0.0) {
+        return Err("weights must be positive".into());
+    }
+    let sum: f64 = weights.iter().sum();
+    let units = total.units();
+    let mut shares: Vec<u64> = weights
+        .iter()
+        .map(|w| ((units as f64) * (w / sum)).floor() as u64)
+        .collect();
+    let assigned: u64 = shares.iter().sum();
+    // Float rounding can only leave a few units over (never assign too many).
+    let mut left = units
+        .checked_sub(assigned)
+        .ok_or("weights overflow the budget")?;
+    for s in shares.iter_mut() {
+        if left == 0 {
+            break;
+        }
+        *s += 1;
+        left -= 1;
+    }
+    if left > 0 {
+        let n = shares.len() as u64;
+        for (i, s) in shares.iter_mut().enumerate() {
+            *s += left / n + u64::from((i as u64) < left % n);
+        }
+    }
+    if shares.contains(&0) {
+        return Err(
+            "a weight is too small: its share of epsilon would be below the ledger's unit".into(),
+        );
+    }
+    Ok(shares.into_iter().map(Epsilon::from_units).collect())
+}
+
 /// A calibrated discrete Laplace mechanism over integer vectors.
 pub struct DiscreteLaplace {
     meas: Measurement<VectorDomain<AtomDomain<i64>>, L1Distance<i64>, MaxDivergence, Vec<i64>>,

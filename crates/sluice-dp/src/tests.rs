@@ -117,3 +117,22 @@ fn std_dev_matches_samples() {
     let rel = (var.sqrt() - m.std_dev()).abs() / m.std_dev();
     assert!(rel < 0.03, "sd {} vs {}", var.sqrt(), m.std_dev());
 }
+
+#[test]
+fn weighted_split_is_proportional_and_exact() {
+    let shares = split_epsilon_weighted(eps(1.0), &[1.0, 3.0]).unwrap();
+    assert_eq!(shares, vec![eps(0.25), eps(0.75)]);
+    for (total, w) in [
+        (0.7, vec![1.0, 1.0, 1.0]),
+        (1e-6, vec![0.1, 5.0, 2.5]),
+        (3.3, vec![1e-3, 1e3]),
+    ] {
+        let shares = split_epsilon_weighted(eps(total), &w).unwrap();
+        assert_eq!(
+            shares.iter().map(|s| s.units()).sum::<u64>(),
+            eps(total).units()
+        );
+    }
+    assert!(split_epsilon_weighted(eps(1e-9), &[1.0, 1.0]).is_err());
+    assert!(split_epsilon_weighted(eps(1.0), &[1.0, 0.0]).is_err());
+}

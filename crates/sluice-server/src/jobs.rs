@@ -149,6 +149,7 @@ pub async fn prepare(
             .collect(),
         epsilon,
         delta,
+        split: manifest.privacy.split.clone(),
     };
     let digest = sluice_crypto::digest_of(&manifest);
     let versions: Vec<(String, String)> = resolved

@@ -274,7 +274,7 @@ pub async fn analyze(task: &QueryTask) -> Result<Analysis, Rejection> {
         })?;
     }
     let plan = plan_query(&ctx, &task.query).await?;
-    analyze_plan(&plan, &task.tables, task.epsilon)
+    analyze_plan(&plan, &task.tables, task.epsilon, &task.split)
 }
 
 /// Plans SQL under the locked-down options; errors name only SQL and schema.
@@ -311,6 +311,7 @@ pub(crate) fn analyze_plan(
     plan: &LogicalPlan,
     tables: &[SandboxTable],
     epsilon: Epsilon,
+    split: &std::collections::BTreeMap<String, f64>,
 ) -> Result<Analysis, Rejection> {
     let mut reasons = Vec::new();
     // Post-processing above the projection: LIMIT and ORDER BY on released rows.
@@ -495,7 +496,29 @@ pub(crate) fn analyze_plan(
     if !reasons.is_empty() {
         return Err(Rejection(reasons));
     }
-    let shares = sluice_dp::split_epsilon(epsilon, measurements.len());
+    let names: Vec<String> = measurements.iter().map(Measurement::describe).collect();
+    let unknown: Vec<&String> = split.keys().filter(|k| !names.contains(k)).collect();
+    if !unknown.is_empty() {
+        return Err(Rejection(vec![format!(
+            "privacy.split names {} but this query's measurements are {}",
+            unknown
+                .iter()
+                .map(|k| format!("\"{k}\""))
+                .collect::<Vec<_>>()
+                .join(", "),
+            names
+                .iter()
+                .map(|k| format!("\"{k}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )]));
+    }
+    let weights: Vec<f64> = names
+        .iter()
+        .map(|n| split.get(n).copied().unwrap_or(1.0))
+        .collect();
+    let shares = sluice_dp::split_epsilon_weighted(epsilon, &weights)
+        .map_err(|e| Rejection(vec![format!("privacy.split: {e}")]))?;
     for (m, e) in measurements.iter_mut().zip(shares) {
         m.epsilon = e;
     }

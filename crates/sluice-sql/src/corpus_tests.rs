@@ -227,6 +227,7 @@ async fn corpus_queries_are_accepted_with_covering_intervals_or_rejected_with_th
             tables: tables.clone(),
             epsilon: Epsilon::from_f64(entry.epsilon).unwrap(),
             delta: Delta::ZERO,
+            split: Default::default(),
         };
         let analysis = crate::analyze(&task).await;
         if let Some(reason) = &entry.reject {

@@ -48,7 +48,8 @@ pub async fn execute(task: &QueryTask) -> Result<ReleasedOutputs, ExecError> {
     let plan = plan_query(&ctx, &task.query)
         .await
         .map_err(ExecError::Rejected)?;
-    let analysis = analyze_plan(&plan, &task.tables, task.epsilon).map_err(ExecError::Rejected)?;
+    let analysis = analyze_plan(&plan, &task.tables, task.epsilon, &task.split)
+        .map_err(ExecError::Rejected)?;
     let exact = exact_aggregates(&ctx, &analysis).await?;
     release(&analysis, exact)
 }
@@ -500,7 +501,7 @@ pub(crate) async fn exact_for_test(task: &QueryTask) -> (Analysis, Vec<Vec<i64>>
             .unwrap();
     }
     let plan = plan_query(&ctx, &task.query).await.unwrap();
-    let analysis = analyze_plan(&plan, &task.tables, task.epsilon).unwrap();
+    let analysis = analyze_plan(&plan, &task.tables, task.epsilon, &task.split).unwrap();
     let exact = exact_aggregates(&ctx, &analysis).await.unwrap();
     (analysis, exact)
 }

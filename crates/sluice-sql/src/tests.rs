@@ -193,6 +193,7 @@ fn task(query: &str, path: &str, max_rows: u32, eps: f64) -> QueryTask {
         }],
         epsilon: Epsilon::from_f64(eps).unwrap(),
         delta: Delta::ZERO,
+        split: Default::default(),
     }
 }
 
@@ -773,4 +774,42 @@ async fn subqueries_and_ctes_derive_bounds_and_domains() {
         let r = analyze(&task(q, &path, 1, 1.0)).await.unwrap_err();
         assert!(r.0.iter().any(|m| m.contains(reason)), "{q}: {:?}", r.0);
     }
+}
+
+#[tokio::test]
+async fn the_budget_split_can_be_set_per_measurement() {
+    let mut t = task(
+        "SELECT COUNT(*), SUM(income), AVG(income) FROM people",
+        "/nonexistent",
+        1,
+        1.0,
+    );
+    t.split = [
+        ("count(*)".to_owned(), 2.0),
+        ("sum(people.income)".to_owned(), 6.0),
+    ]
+    .into_iter()
+    .collect();
+    let a = analyze(&t).await.unwrap();
+    let shares: Vec<String> = a
+        .measurements
+        .iter()
+        .map(|m| format!("{}={}", m.describe(), m.epsilon))
+        .collect();
+    // Weights 2, 6 and (unnamed) 1: exact shares of 1.0 adding up to it.
+    assert_eq!(
+        shares,
+        [
+            "count(*)=0.222222223",
+            "sum(people.income)=0.666666666",
+            "count(people.income)=0.111111111"
+        ]
+    );
+    t.split = [("sum(income)".to_owned(), 1.0)].into_iter().collect();
+    let r = analyze(&t).await.unwrap_err();
+    assert!(
+        r.0[0].contains("privacy.split names \"sum(income)\" but this query's measurements are"),
+        "{:?}",
+        r.0
+    );
 }

@@ -35,6 +35,11 @@ pub struct PrivacyRequest {
     pub epsilon: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delta: Option<f64>,
+    /// Relative weights of the job's measurements, by the names the
+    /// estimate shows (e.g. `"count(*)" = 1`, `"sum(pums.income)" = 3`);
+    /// unnamed measurements weigh 1. Absent: equal shares.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub split: std::collections::BTreeMap<String, f64>,
 }
 
 /// A dataset reference split into name and optional version.
@@ -89,6 +94,13 @@ impl Manifest {
         }
         if let Err(e) = crate::privacy::Epsilon::from_f64(self.privacy.epsilon) {
             problems.push(format!("privacy.epsilon: {e}"));
+        }
+        for (name, w) in &self.privacy.split {
+            if !w.is_finite() || *w <= 0.0 || *w > 1e6 {
+                problems.push(format!(
+                    "privacy.split.\"{name}\" must be a positive weight of at most 1e6"
+                ));
+            }
         }
         if let Some(d) = self.privacy.delta
             && let Err(e) = crate::privacy::Delta::from_f64(d)

@@ -42,6 +42,9 @@ pub struct QueryTask {
     pub tables: Vec<SandboxTable>,
     pub epsilon: Epsilon,
     pub delta: Delta,
+    /// Weights of measurements by name (see `Manifest::privacy.split`).
+    #[serde(default)]
+    pub split: std::collections::BTreeMap<String, f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
