@@ -456,3 +456,69 @@ async fn a_manifest_can_weight_the_budget_split() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn bounding_is_skipped_only_when_ingest_verified_the_row_bound() {
+    let p = with_pums().await;
+    let e = p
+        .alice
+        .estimate_job(&manifest("pums", "SELECT COUNT(*) FROM pums", 1.0))
+        .await
+        .unwrap();
+    assert!(
+        e.plan
+            .unwrap()
+            .contains("1 row(s) per privacy unit (verified at ingest)")
+    );
+    // The duplicated sample has persons with two rows against a declared bound of 1.
+    p.provider
+        .create_dataset(&pums_descriptor("dup", "conditional"))
+        .await
+        .unwrap();
+    let added = p
+        .provider
+        .upload_version(
+            "dup",
+            std::fs::read(crate::repo_file("examples/data/PUMS_dup.csv")).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert!(added.report.units_over_max_rows > 0);
+    p.provider.grant_access("dup", "alice").await.unwrap();
+    let e = p
+        .alice
+        .estimate_job(&manifest("dup", "SELECT COUNT(*) FROM dup", 1.0))
+        .await
+        .unwrap();
+    assert!(
+        e.plan
+            .unwrap()
+            .contains("1 row(s) per privacy unit (enforced in the plan)")
+    );
+    // Each person counts once: the released count is near the number of distinct persons.
+    let job = p
+        .alice
+        .submit_job(&manifest("dup", "SELECT COUNT(*) FROM dup", 5.0))
+        .await
+        .unwrap();
+    p.alice
+        .wait_job(&job.id, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let body = p.alice.release(&job.id).await.unwrap().body;
+    let text = std::fs::read_to_string(crate::repo_file("examples/data/PUMS_dup.csv")).unwrap();
+    let persons: std::collections::HashSet<&str> = text
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').nth(6))
+        .filter(|p| !p.is_empty())
+        .collect();
+    let Cell::Noisy { value, ci95 } = body.outputs.rows[0][0] else {
+        panic!()
+    };
+    assert!(
+        (value - persons.len() as f64).abs() <= 4.0 * (ci95[1] - value),
+        "{value} vs {} persons",
+        persons.len()
+    );
+}

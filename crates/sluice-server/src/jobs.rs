@@ -28,6 +28,8 @@ struct Resolved {
     record: DatasetRecord,
     version: String,
     file_name: String,
+    /// Ingest found no unit over the dataset's row bound in this version.
+    bound_verified: bool,
 }
 
 /// Checks whether `caller` may run jobs on `record` (art. 7).
@@ -122,10 +124,16 @@ pub async fn prepare(
             .version_file(&record.entry.id, &version)
             .await?
             .ok_or_else(|| ApiError::not_found(&format!("version {version} of dataset {name}")))?;
+        let bound_verified = state
+            .store
+            .quality_report(&record.entry.id, &version)
+            .await?
+            .is_some_and(|q| q.units_over_max_rows == 0);
         resolved.push(Resolved {
             record,
             version,
             file_name,
+            bound_verified,
         });
     }
 
@@ -145,6 +153,7 @@ pub async fn prepare(
                     .to_string_lossy()
                     .into_owned(),
                 schema: r.record.entry.schema.clone(),
+                bound_verified: r.bound_verified,
             })
             .collect(),
         epsilon,

@@ -115,8 +115,12 @@ pub struct Analysis {
     pub datasets: Vec<String>,
     /// The privacy-unit column in the row-level plan; None: each row is a unit.
     pub unit: Option<Expr>,
-    /// Most rows one privacy unit contributes (after joins); enforced in the plan.
+    /// Most rows one privacy unit contributes (after joins); enforced in the
+    /// plan unless `bound_verified`.
     pub max_rows_per_unit: u64,
+    /// Every table's row bound was verified at ingest: the bound holds
+    /// without the bounding step.
+    pub bound_verified: bool,
     pub group_keys: Vec<GroupKey>,
     pub measurements: Vec<Measurement>,
     pub outputs: Vec<Output>,
@@ -241,10 +245,12 @@ impl Analysis {
             "dataset(s) {}; contribution bound: {} row(s) per privacy unit{}; {} cell(s)",
             self.datasets.join(", "),
             self.max_rows_per_unit,
-            if self.unit.is_some() {
-                ""
-            } else {
+            if self.unit.is_none() {
                 " (each row is a unit)"
+            } else if self.bound_verified {
+                " (verified at ingest)"
+            } else {
+                " (enforced in the plan)"
             },
             self.cells
         );
@@ -525,6 +531,7 @@ pub(crate) fn analyze_plan(
     Ok(Analysis {
         row_plan: aggregate.input.as_ref().clone(),
         datasets: scope.datasets(),
+        bound_verified: scope.bound_verified,
         unit,
         max_rows_per_unit: k,
         group_keys,

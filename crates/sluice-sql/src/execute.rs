@@ -63,6 +63,8 @@ pub(crate) async fn exact_aggregates(
     if let Some(unit) = &a.unit {
         // Rows without a unit cannot be attributed, so they cannot be bounded.
         b = b.filter(unit.clone().is_not_null())?;
+    }
+    if let Some(unit) = a.unit.as_ref().filter(|_| !a.bound_verified) {
         let rn = row_number()
             .partition_by(vec![unit.clone()])
             .order_by(vec![random().sort(true, true)])

@@ -26,6 +26,10 @@ pub struct RowScope {
     id_space: Option<String>,
     /// Most rows one unit can contribute to the row-level output.
     pub max_rows_per_unit: u64,
+    /// Every table read was verified at ingest to respect its row bound, so
+    /// the bound already holds here (filters and projections keep it, and a
+    /// unit-to-unit join multiplies it) and the plan need not enforce it.
+    pub bound_verified: bool,
 }
 
 impl RowScope {
@@ -105,6 +109,7 @@ pub fn scope_of(
                     .map(|u| Column::new(Some(name), &u.name)),
                 id_space: schema.privacy_unit().map(|_| schema.id_space.clone()),
                 max_rows_per_unit: u64::from(schema.max_rows_per_unit),
+                bound_verified: table.bound_verified,
             })
         }
         LogicalPlan::Join(j) => {
@@ -190,6 +195,7 @@ pub fn scope_of(
                 unit: left.unit,
                 id_space: left.id_space,
                 max_rows_per_unit: k,
+                bound_verified: left.bound_verified && right.bound_verified,
             })
         }
         LogicalPlan::Projection(p) => derived_table(p, tables, reasons),
@@ -275,6 +281,7 @@ fn derived_table(
         unit: unit_name.map(Column::new_unqualified),
         id_space: inner.id_space,
         max_rows_per_unit: inner.max_rows_per_unit,
+        bound_verified: inner.bound_verified,
     })
 }
 

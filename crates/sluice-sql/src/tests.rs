@@ -115,6 +115,7 @@ fn join_task(query: &str, people: &str, tax: &str, id_space: &str, eps: f64) -> 
         name: "tax".into(),
         path: tax.into(),
         schema: tax_schema(id_space),
+        bound_verified: false,
     });
     t
 }
@@ -190,6 +191,7 @@ fn task(query: &str, path: &str, max_rows: u32, eps: f64) -> QueryTask {
             name: "people".into(),
             path: path.into(),
             schema: schema(max_rows),
+            bound_verified: false,
         }],
         epsilon: Epsilon::from_f64(eps).unwrap(),
         delta: Delta::ZERO,
@@ -605,6 +607,7 @@ async fn removing_any_one_unit_moves_each_aggregate_by_at_most_its_sensitivity()
                     name: "tax".into(),
                     path: tax.clone(),
                     schema: tax_schema("default"),
+                    bound_verified: false,
                 });
             }
             t
@@ -812,4 +815,35 @@ async fn the_budget_split_can_be_set_per_measurement() {
         "{:?}",
         r.0
     );
+}
+
+#[tokio::test]
+async fn bounding_is_skipped_only_for_versions_verified_at_ingest() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_table(dir.path());
+    let q = "SELECT sex, COUNT(*) FROM people GROUP BY sex";
+    let mut t = task(q, &path, 2, 1000.0);
+    let a = analyze(&t).await.unwrap();
+    assert!(!a.bound_verified && a.describe().contains("(enforced in the plan)"));
+    // Unit a has 5 rows: enforced, sex 1 counts 2 (a) + 1 (d).
+    assert_eq!(noisy(&execute(&t).await.unwrap().rows[1][1]).0, 3.0);
+    // Claimed verified (as ingest would only claim when no unit exceeds k):
+    // the window is gone from the plan, so all 5 rows of a are counted.
+    t.tables[0].bound_verified = true;
+    let a = analyze(&t).await.unwrap();
+    assert!(a.bound_verified && a.describe().contains("(verified at ingest)"));
+    assert_eq!(noisy(&execute(&t).await.unwrap().rows[1][1]).0, 6.0);
+    // A join is verified only when both sides are.
+    let tax = write_tax(dir.path());
+    let mut j = join_task(
+        "SELECT COUNT(*) FROM people p JOIN tax t ON p.pid = t.pid",
+        &path,
+        &tax,
+        "default",
+        1.0,
+    );
+    j.tables[0].bound_verified = true;
+    assert!(!analyze(&j).await.unwrap().bound_verified);
+    j.tables[1].bound_verified = true;
+    assert!(analyze(&j).await.unwrap().bound_verified);
 }

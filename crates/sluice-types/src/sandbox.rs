@@ -20,6 +20,10 @@ pub struct SandboxTable {
     /// Path of the stored Parquet file, opened only inside the sandbox.
     pub path: String,
     pub schema: DatasetSchema,
+    /// Ingest found no privacy unit with more than `max_rows_per_unit` rows
+    /// in this (immutable) version, so bounding it again is a no-op.
+    #[serde(default)]
+    pub bound_verified: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
