@@ -261,21 +261,13 @@ pub async fn submit(
                 .await?;
             return Err(ApiError::new(ErrorCode::QueryRejected, message));
         }
-        Ok(other) => {
-            tracing::error!(job = %job_id, response = ?std::mem::discriminant(&other), "unexpected analysis response");
-            state
-                .store
-                .set_job_state(
-                    &caller.id,
-                    &job_id,
-                    JobState::Failed,
-                    Some("analysis failed"),
-                )
-                .await?;
-            return Err(ApiError::internal());
-        }
-        Err(e) => {
-            tracing::error!(job = %job_id, error = %e, "analysis sandbox failed");
+        other => {
+            match &other {
+                Ok(r) => {
+                    tracing::error!(job = %job_id, response = ?std::mem::discriminant(r), "unexpected analysis response")
+                }
+                Err(e) => tracing::error!(job = %job_id, error = %e, "analysis sandbox failed"),
+            }
             state
                 .store
                 .set_job_state(

@@ -226,6 +226,18 @@ fn is_io_error(code: Option<&str>) -> bool {
 }
 
 /// A job's current state, read inside a write transaction.
+/// The state of a job that may still change: final states are refused.
+async fn open_job_state(tx: &mut Tx, job_id: &str) -> Result<JobState, StoreError> {
+    let current = job_state(tx, job_id).await?;
+    if current.is_final() {
+        return Err(StoreError::Invalid(format!(
+            "job {job_id} is already {}",
+            current.as_str()
+        )));
+    }
+    Ok(current)
+}
+
 async fn job_state(tx: &mut Tx, job_id: &str) -> Result<JobState, StoreError> {
     let state: Option<String> = sqlx::query_scalar("SELECT state FROM jobs WHERE id = ?")
         .bind(job_id)
@@ -825,13 +837,7 @@ impl Store {
             ));
         }
         let mut tx = self.write().await?;
-        let current = job_state(&mut tx, job_id).await?;
-        if current.is_final() {
-            return Err(StoreError::Invalid(format!(
-                "job {job_id} is already {}",
-                current.as_str()
-            )));
-        }
+        let current = open_job_state(&mut tx, job_id).await?;
         audit::append(
             &mut tx,
             actor,
@@ -897,13 +903,7 @@ impl Store {
         let digest = sluice_crypto::sha256_hex(release_json.as_bytes());
         let now = now_rfc3339();
         let mut tx = self.write().await?;
-        let current = job_state(&mut tx, job_id).await?;
-        if current.is_final() {
-            return Err(StoreError::Invalid(format!(
-                "job {job_id} is already {}",
-                current.as_str()
-            )));
-        }
+        open_job_state(&mut tx, job_id).await?;
         audit::append(
             &mut tx,
             actor,
