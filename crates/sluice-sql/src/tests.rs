@@ -730,7 +730,8 @@ async fn variance_and_stddev_match_the_truth_and_their_intervals_cover_it() {
         let (_, ci) = noisy(&out.rows[0][0]);
         covered += usize::from(ci[0] <= var_samp && var_samp <= ci[1]);
     }
-    assert!(covered >= 54, "covered {covered}/{runs}");
+    // At exactly 95% coverage, fewer than 51 of 60 happens with probability ~1e-3.
+    assert!(covered >= 51, "covered {covered}/{runs}");
 }
 
 #[tokio::test]
