@@ -374,7 +374,11 @@ pub(crate) fn analyze_plan(
                 "SELECT DISTINCT would release raw values: only aggregates are released".into(),
             ]));
         }
-        LogicalPlan::Union(_) => return Err(Rejection(vec!["UNION is not supported yet".into()])),
+        LogicalPlan::Union(_) => {
+            return Err(Rejection(vec![
+                "UNION of aggregate queries is not supported: UNION ALL the rows in a subquery, then aggregate".into(),
+            ]));
+        }
         other => {
             return Err(Rejection(vec![format!(
                 "{} at the top of the query is not supported: the query must be SELECT <group keys and aggregates> FROM <table> [WHERE ...] [GROUP BY ...] [HAVING ...] [ORDER BY ...] [LIMIT ...]",

@@ -199,6 +199,13 @@ pub fn scope_of(
             })
         }
         LogicalPlan::Projection(p) => derived_table(p, tables, reasons),
+        LogicalPlan::Union(u) => union_all(u, tables, reasons),
+        LogicalPlan::Distinct(d) if matches!(d.input().as_ref(), LogicalPlan::Union(_)) => {
+            reasons.push(
+                "UNION (without ALL) would merge identical rows of different persons; use UNION ALL".into(),
+            );
+            None
+        }
         other => {
             reasons.push(format!(
                 "{} is not supported yet in FROM (supported: datasets, WHERE, inner JOIN on the privacy unit, subqueries and CTEs)",
@@ -225,10 +232,36 @@ fn derived_table(
     for (i, e) in p.expr.iter().enumerate() {
         check_row_expr(e, reasons);
         let name = p.schema.field(i).name().clone();
-        let base = match e {
+        let mut base = match e {
             Expr::Alias(a) => a.expr.as_ref(),
             other => other,
         };
+        // Coercion casts (e.g. a union's Utf8 to Utf8View) keep the column's spec
+        // when the value kind does not change.
+        while let Expr::Cast(datafusion::logical_expr::Cast { expr, field })
+        | Expr::TryCast(datafusion::logical_expr::TryCast { expr, field }) = base
+        {
+            let same_kind = |t: &datafusion::arrow::datatypes::DataType| {
+                (
+                    t.is_integer(),
+                    t.is_floating(),
+                    t.is_numeric() || matches!(t, datafusion::arrow::datatypes::DataType::Boolean),
+                )
+            };
+            let inner_type = match expr.as_ref() {
+                Expr::Column(c) => p
+                    .input
+                    .schema()
+                    .qualified_field_from_column(c)
+                    .ok()
+                    .map(|(_, f)| f.data_type().clone()),
+                _ => None,
+            };
+            match inner_type {
+                Some(t) if same_kind(&t) == same_kind(field.data_type()) => base = expr.as_ref(),
+                _ => break,
+            }
+        }
         if inner.unit.as_ref().is_some_and(|u| same_column(base, u)) {
             unit_name = Some(name.clone());
         }
@@ -299,22 +332,30 @@ fn blank(name: &str, ty: sluice_types::schema::ColumnType) -> ColumnSpec {
     }
 }
 
-/// The domain of a CASE whose every result is a literal of the column's type.
+/// The domain of a literal, or of a CASE whose every result is a literal of
+/// the column's type.
 fn literal_domain(
     e: &Expr,
     ty: sluice_types::schema::ColumnType,
 ) -> Option<Vec<sluice_types::schema::DomainValue>> {
     use datafusion::scalar::ScalarValue;
     use sluice_types::schema::{ColumnType, DomainValue};
-    let Expr::Case(case) = e else { return None };
-    let mut results: Vec<&Expr> = case
-        .when_then_expr
-        .iter()
-        .map(|(_, t)| t.as_ref())
-        .collect();
-    if let Some(e) = &case.else_expr {
-        results.push(e);
-    }
+    let results: Vec<&Expr> = match e {
+        // A constant column: its one value is public.
+        Expr::Literal(..) => vec![e],
+        Expr::Case(case) => {
+            let mut r: Vec<&Expr> = case
+                .when_then_expr
+                .iter()
+                .map(|(_, t)| t.as_ref())
+                .collect();
+            if let Some(e) = &case.else_expr {
+                r.push(e);
+            }
+            r
+        }
+        _ => return None,
+    };
     let mut domain = Vec::new();
     for r in results {
         let value = match (r, ty) {
@@ -335,4 +376,102 @@ fn literal_domain(
         }
     }
     Some(domain)
+}
+
+/// UNION ALL of row-level sets: one person contributes at most the sum of
+/// the branches' bounds. Columns are matched by position; a column's bounds
+/// are the hull of the branches' (none if any branch has none) and its
+/// domain the union of theirs (none if any has none). The privacy unit must
+/// be in the same position in every branch.
+fn union_all(
+    u: &datafusion::logical_expr::Union,
+    tables: &[SandboxTable],
+    reasons: &mut Vec<String>,
+) -> Option<RowScope> {
+    use sluice_types::schema::ColumnRole;
+    let mut branches = Vec::new();
+    for input in &u.inputs {
+        branches.push(scope_of(input, tables, reasons)?);
+    }
+    let unit_position = |b: &RowScope| {
+        let (_, _, schema) = b.tables.first()?;
+        schema
+            .columns
+            .iter()
+            .position(|c| c.role == ColumnRole::PrivacyUnit && b.tables.len() == 1)
+    };
+    let positions: Vec<Option<usize>> = branches.iter().map(unit_position).collect();
+    let Some(Some(unit_at)) = positions.first().copied() else {
+        reasons.push("UNION ALL: every branch must select its privacy unit".into());
+        return None;
+    };
+    if positions.iter().any(|p| *p != Some(unit_at)) {
+        reasons.push(
+            "UNION ALL: every branch must select its privacy unit in the same position".into(),
+        );
+        return None;
+    }
+    if branches.iter().any(|b| b.id_space != branches[0].id_space) {
+        reasons
+            .push("UNION ALL: the branches' privacy units use different identifier spaces".into());
+        return None;
+    }
+    let k: u64 = branches.iter().map(|b| b.max_rows_per_unit).sum();
+    if k > u64::from(MAX_ROWS_PER_UNIT_LIMIT) {
+        reasons.push(format!(
+            "UNION ALL: one person may contribute up to {k} rows, more than the limit"
+        ));
+        return None;
+    }
+    let mut columns: Vec<ColumnSpec> = branches[0].tables[0].2.columns.clone();
+    for (i, c) in columns.iter_mut().enumerate() {
+        c.name = u.schema.field(i).name().clone();
+        for b in &branches[1..] {
+            let other = &b.tables[0].2.columns[i];
+            match (c.bounds(), other.bounds()) {
+                (Some((l1, h1)), Some((l2, h2))) => {
+                    c.lower = Some(l1.min(l2));
+                    c.upper = Some(h1.max(h2));
+                }
+                _ => {
+                    c.lower = None;
+                    c.upper = None;
+                }
+            }
+            match (&mut c.domain, &other.domain) {
+                (Some(d1), Some(d2)) => {
+                    for v in d2 {
+                        if !d1.contains(v) {
+                            d1.push(v.clone());
+                        }
+                    }
+                }
+                (d1, _) => *d1 = None,
+            }
+        }
+    }
+    let unit_name = columns[unit_at].name.clone();
+    let read = branches
+        .iter()
+        .flat_map(|b| b.read.iter().cloned())
+        .collect::<Vec<_>>();
+    Some(RowScope {
+        tables: vec![(
+            String::new(),
+            read.join("+"),
+            DatasetSchema {
+                max_rows_per_unit: k as u32,
+                id_space: branches[0]
+                    .id_space
+                    .clone()
+                    .unwrap_or_else(|| "default".into()),
+                columns,
+            },
+        )],
+        read,
+        unit: Some(Column::new_unqualified(unit_name)),
+        id_space: branches[0].id_space.clone(),
+        max_rows_per_unit: k,
+        bound_verified: branches.iter().all(|b| b.bound_verified),
+    })
 }

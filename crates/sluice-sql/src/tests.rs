@@ -518,36 +518,48 @@ fn write_people(dir: &std::path::Path, name: &str, rows: &Rows) -> String {
 
 /// Tax rows for most generated people: 1 or 2 each, and 5 identical rows
 /// (over the declared 2) for each heavy unit.
-fn write_generated_tax(dir: &std::path::Path) -> String {
+fn write_generated_tax(dir: &std::path::Path, without: Option<&str>) -> String {
     let mut rng = Lcg(99);
-    let (mut pid, mut paid, mut region) = (Vec::new(), Vec::new(), Vec::new());
+    let mut rows: Vec<(String, i64, &str)> = Vec::new();
     for u in 0..60 {
         if rng.next(4) == 0 {
             continue;
         }
         for _ in 0..=rng.next(2) {
-            pid.push(format!("u{u}"));
-            paid.push(rng.next(150) as i64);
-            region.push(if rng.next(2) == 0 { "north" } else { "south" });
+            let paid = rng.next(150) as i64;
+            let region = if rng.next(2) == 0 { "north" } else { "south" };
+            rows.push((format!("u{u}"), paid, region));
         }
     }
+    // Heavy persons' rows must be identical wherever they meet (a union with
+    // their people rows clamps both 1400s to the same bound), so that which
+    // rows the random bounding keeps cannot change an aggregate.
     for u in ["heavy0", "heavy1"] {
         for _ in 0..5 {
-            pid.push(u.to_owned());
-            paid.push(90);
-            region.push("north");
+            rows.push((u.to_owned(), 1400, "north"));
         }
     }
+    // The same generated rows, less one person's (a neighbouring dataset).
+    rows.retain(|r| Some(r.0.as_str()) != without);
     let batch = RecordBatch::try_new(
         crate::session::arrow_schema(&tax_schema("default")),
         vec![
-            Arc::new(StringArray::from(pid)) as ArrayRef,
-            Arc::new(Int64Array::from(paid)),
-            Arc::new(StringArray::from(region)),
+            Arc::new(StringArray::from(
+                rows.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(),
+            )) as ArrayRef,
+            Arc::new(Int64Array::from(
+                rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from(
+                rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+            )),
         ],
     )
     .unwrap();
-    let path = dir.join("generated_tax.parquet");
+    let path = dir.join(format!(
+        "generated_tax_{}.parquet",
+        without.unwrap_or("all")
+    ));
     let mut w =
         ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), None).unwrap();
     w.write(&batch).unwrap();
@@ -568,7 +580,7 @@ async fn removing_any_one_unit_moves_each_aggregate_by_at_most_its_sensitivity()
     let dir = tempfile::tempdir().unwrap();
     let people = generated_people();
     let full = write_people(dir.path(), "full", &people);
-    let tax = write_generated_tax(dir.path());
+    let tax = write_generated_tax(dir.path(), None);
     let queries = [
         // k = 3 from the schema below.
         (
@@ -583,6 +595,11 @@ async fn removing_any_one_unit_moves_each_aggregate_by_at_most_its_sensitivity()
         (
             "WITH s AS (SELECT pid, CASE WHEN income > 700 THEN 'rich' ELSE 'other' END AS band, income * 2 AS double FROM people) SELECT band, COUNT(*), SUM(double) FROM s GROUP BY band",
             false,
+        ),
+        // A union with tax (k 2): k = 3 + 2.
+        (
+            "SELECT COUNT(*), SUM(v) FROM (SELECT pid, income AS v FROM people UNION ALL SELECT pid, paid AS v FROM tax) u",
+            true,
         ),
         // Joined with tax (k 2): k = 6.
         (
@@ -599,20 +616,20 @@ async fn removing_any_one_unit_moves_each_aggregate_by_at_most_its_sensitivity()
         chosen.push(units[rng.next(units.len() as u64) as usize].clone());
     }
     for (q, join) in queries {
-        let make = |path: &str| {
+        let make = |path: &str, tax: &str| {
             let mut t = task(q, path, 3, 1.0);
             t.tables[0].schema.max_rows_per_unit = 3;
             if join {
                 t.tables.push(SandboxTable {
                     name: "tax".into(),
-                    path: tax.clone(),
+                    path: tax.to_owned(),
                     schema: tax_schema("default"),
                     bound_verified: false,
                 });
             }
             t
         };
-        let (analysis, base) = crate::execute::exact_for_test(&make(&full)).await;
+        let (analysis, base) = crate::execute::exact_for_test(&make(&full, &tax)).await;
         let declared: Vec<u64> = analysis
             .measurements
             .iter()
@@ -621,7 +638,9 @@ async fn removing_any_one_unit_moves_each_aggregate_by_at_most_its_sensitivity()
         for u in &chosen {
             let rest: Rows = people.iter().filter(|r| &r.0 != u).cloned().collect();
             let path = write_people(dir.path(), &format!("without_{u}"), &rest);
-            let (_, neighbour) = crate::execute::exact_for_test(&make(&path)).await;
+            // A neighbour lacks the person in every table.
+            let tax_without = write_generated_tax(dir.path(), Some(u));
+            let (_, neighbour) = crate::execute::exact_for_test(&make(&path, &tax_without)).await;
             let moved = l1(&base, &neighbour);
             for ((m, d), s) in moved.iter().zip(&declared).zip(&analysis.measurements) {
                 assert!(
