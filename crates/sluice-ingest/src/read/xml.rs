@@ -60,24 +60,12 @@ pub fn read(input: &[u8], sink: &mut Sink<'_>) -> Result<(), IngestError> {
                 }
             },
             Event::Text(t) => {
-                let content = t
-                    .xml10_content()
-                    .map_err(|_| malformed(XML, "text is not valid UTF-8"))?;
-                if depth == 3 {
-                    text.push_str(&content);
-                } else if !content.trim().is_empty() {
-                    return Err(stray_text(depth, record));
-                }
+                let content = t.xml10_content();
+                push_text(&mut text, content.ok().as_deref(), depth, record)?;
             }
             Event::CData(t) => {
-                let content = t
-                    .xml10_content()
-                    .map_err(|_| malformed(XML, "text is not valid UTF-8"))?;
-                if depth == 3 {
-                    text.push_str(&content);
-                } else if !content.trim().is_empty() {
-                    return Err(stray_text(depth, record));
-                }
+                let content = t.xml10_content();
+                push_text(&mut text, content.ok().as_deref(), depth, record)?;
             }
             Event::GeneralRef(r) => {
                 if depth != 3 {
@@ -172,4 +160,20 @@ fn describe(e: &quick_xml::Error, at: u64) -> String {
         _ => "cannot be parsed",
     };
     format!("{what} near byte {at}")
+}
+
+/// Text or CDATA: part of a column's value at depth 3; only whitespace elsewhere.
+fn push_text(
+    text: &mut String,
+    content: Option<&str>,
+    depth: usize,
+    record: u64,
+) -> Result<(), IngestError> {
+    let content = content.ok_or_else(|| malformed(XML, "text is not valid UTF-8"))?;
+    if depth == 3 {
+        text.push_str(content);
+    } else if !content.trim().is_empty() {
+        return Err(stray_text(depth, record));
+    }
+    Ok(())
 }
