@@ -14,7 +14,6 @@ use std::sync::Arc;
 use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
-use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use serde::Deserialize;
 use sluice_types::privacy::{Delta, Epsilon};
@@ -76,13 +75,6 @@ fn tax_schema() -> DatasetSchema {
     .unwrap()
 }
 
-fn write(path: &Path, batch: &RecordBatch) {
-    let mut w =
-        ArrowWriter::try_new(std::fs::File::create(path).unwrap(), batch.schema(), None).unwrap();
-    w.write(batch).unwrap();
-    w.close().unwrap();
-}
-
 /// PUMS as stored (pid as text, as after pseudonymisation), columns in schema order.
 fn write_pums(dir: &Path) -> String {
     let text = std::fs::read_to_string(
@@ -116,7 +108,7 @@ fn write_pums(dir: &Path) -> String {
         .collect();
     let batch = RecordBatch::try_new(crate::session::arrow_schema(&schema), columns).unwrap();
     let path = dir.join("pums.parquet");
-    write(&path, &batch);
+    crate::tests::write_parquet(&path, &batch);
     path.to_string_lossy().into_owned()
 }
 
@@ -143,7 +135,7 @@ fn write_tax(dir: &Path) -> String {
     )
     .unwrap();
     let path = dir.join("tax.parquet");
-    write(&path, &batch);
+    crate::tests::write_parquet(&path, &batch);
     path.to_string_lossy().into_owned()
 }
 

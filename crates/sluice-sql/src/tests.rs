@@ -10,6 +10,26 @@ use sluice_types::schema::{ColumnRole, ColumnSpec, ColumnType, DatasetSchema, Do
 
 use crate::{analyze, execute};
 
+/// Writes a batch as a Parquet file and returns its path.
+pub(crate) fn write_parquet(path: &std::path::Path, batch: &RecordBatch) -> String {
+    let mut w =
+        ArrowWriter::try_new(std::fs::File::create(path).unwrap(), batch.schema(), None).unwrap();
+    w.write(batch).unwrap();
+    w.close().unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+/// Asserts that the analysis rejects `task` with a reason containing `reason`.
+async fn assert_rejected(task: &QueryTask, reason: &str) {
+    let r = analyze(task).await.unwrap_err();
+    assert!(
+        r.0.iter().any(|m| m.contains(reason)),
+        "{}: {:?} should mention {reason:?}",
+        task.query,
+        r.0
+    );
+}
+
 fn column(name: &str, role: ColumnRole, ty: ColumnType) -> ColumnSpec {
     ColumnSpec {
         name: name.into(),
@@ -60,11 +80,7 @@ fn write_table(dir: &std::path::Path) -> String {
     )
     .unwrap();
     let path = dir.join("t.parquet");
-    let mut w =
-        ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), None).unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
-    path.to_string_lossy().into_owned()
+    write_parquet(&path, &batch)
 }
 
 /// A second provider's table: tax records, two per person at most.
@@ -102,11 +118,7 @@ fn write_tax(dir: &std::path::Path) -> String {
     )
     .unwrap();
     let path = dir.join("tax.parquet");
-    let mut w =
-        ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), None).unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
-    path.to_string_lossy().into_owned()
+    write_parquet(&path, &batch)
 }
 
 fn join_task(query: &str, people: &str, tax: &str, id_space: &str, eps: f64) -> QueryTask {
@@ -168,10 +180,7 @@ async fn joins_on_the_privacy_unit_bound_the_product_and_others_are_rejected() {
             "random() is not deterministic",
         ),
     ] {
-        let r = analyze(&join_task(q, &people, &tax, "default", 1.0))
-            .await
-            .unwrap_err();
-        assert!(r.0.iter().any(|m| m.contains(reason)), "{q}: {:?}", r.0);
+        assert_rejected(&join_task(q, &people, &tax, "default", 1.0), reason).await;
     }
     let r = analyze(&join_task(q, &people, &tax, "other_space", 1.0))
         .await
@@ -432,8 +441,7 @@ async fn expressions_get_derived_bounds_or_a_reason() {
         ),
         ("SELECT AVG(DISTINCT income) FROM people", "DISTINCT"),
     ] {
-        let r = analyze(&task(q, "/nonexistent", 1, 1.0)).await.unwrap_err();
-        assert!(r.0.iter().any(|m| m.contains(reason)), "{q}: {:?}", r.0);
+        assert_rejected(&task(q, "/nonexistent", 1, 1.0), reason).await;
     }
 }
 
@@ -509,11 +517,7 @@ fn write_people(dir: &std::path::Path, name: &str, rows: &Rows) -> String {
     )
     .unwrap();
     let path = dir.join(format!("{name}.parquet"));
-    let mut w =
-        ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), None).unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
-    path.to_string_lossy().into_owned()
+    write_parquet(&path, &batch)
 }
 
 /// Tax rows for most generated people: 1 or 2 each, and 5 identical rows
@@ -560,11 +564,7 @@ fn write_generated_tax(dir: &std::path::Path, without: Option<&str>) -> String {
         "generated_tax_{}.parquet",
         without.unwrap_or("all")
     ));
-    let mut w =
-        ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), None).unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
-    path.to_string_lossy().into_owned()
+    write_parquet(&path, &batch)
 }
 
 /// L1 distance per measurement between two runs' exact aggregates.
@@ -706,8 +706,7 @@ async fn having_order_by_and_limit_post_process_released_rows() {
             "order by output columns",
         ),
     ] {
-        let r = analyze(&task(q, &path, 5, 1.0)).await.unwrap_err();
-        assert!(r.0.iter().any(|m| m.contains(reason)), "{q}: {:?}", r.0);
+        assert_rejected(&task(q, &path, 5, 1.0), reason).await;
     }
 }
 
@@ -794,8 +793,7 @@ async fn subqueries_and_ctes_derive_bounds_and_domains() {
             "not deterministic",
         ),
     ] {
-        let r = analyze(&task(q, &path, 1, 1.0)).await.unwrap_err();
-        assert!(r.0.iter().any(|m| m.contains(reason)), "{q}: {:?}", r.0);
+        assert_rejected(&task(q, &path, 1, 1.0), reason).await;
     }
 }
 
