@@ -65,20 +65,11 @@ async fn raw_identifiers_are_found_nowhere_under_the_data_dir() {
     assert_eq!(added.report.rows, 400);
     // A job reads the pseudonymised data, so logs and the ledger see activity too.
     p.provider.grant_access("people", "alice").await.unwrap();
-    let job = p
-        .alice
-        .submit_job(&crate::manifest(
-            "people",
-            "SELECT COUNT(*) FROM people",
-            0.5,
-        ))
-        .await
-        .unwrap();
-    let job = p
-        .alice
-        .wait_job(&job.id, std::time::Duration::from_secs(60))
-        .await
-        .unwrap();
+    let job = crate::run_job(
+        &p.alice,
+        &crate::manifest("people", "SELECT COUNT(*) FROM people", 0.5),
+    )
+    .await;
     assert_eq!(job.state, "released", "{:?}", job.message);
 
     let files = all_files(&p.data_dir());

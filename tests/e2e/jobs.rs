@@ -1,7 +1,5 @@
 //! DP SQL jobs end to end: access, rejections, exact charge, signed releases.
 
-use std::time::Duration;
-
 use sluice_types::ErrorCode;
 use sluice_types::release::Cell;
 
@@ -99,12 +97,7 @@ async fn rejected_queries_name_the_reason_and_cost_nothing() {
 async fn released_job_is_signed_charged_exactly_and_covers_the_truth() {
     let p = with_pums().await;
     let text = std::fs::read_to_string(repo_file("examples/jobs/income_by_sex.toml")).unwrap();
-    let job = p.alice.submit_job(&text).await.unwrap();
-    let job = p
-        .alice
-        .wait_job(&job.id, Duration::from_secs(60))
-        .await
-        .unwrap();
+    let job = crate::run_job(&p.alice, &text).await;
     assert_eq!(job.state, "released", "{:?}", job.message);
     let release = p.alice.release(&job.id).await.unwrap();
     let key = p.alice.public_key().await.unwrap();
@@ -153,15 +146,11 @@ async fn released_job_is_signed_charged_exactly_and_covers_the_truth() {
 async fn budget_is_reserved_before_running_and_never_overspent() {
     let p = with_pums().await;
     // alice has 10 on pums: 9 then 2 → the second is refused and nothing is charged for it.
-    let job = p
-        .alice
-        .submit_job(&manifest("pums", "SELECT COUNT(*) FROM pums", 9.0))
-        .await
-        .unwrap();
-    p.alice
-        .wait_job(&job.id, Duration::from_secs(60))
-        .await
-        .unwrap();
+    crate::run_job(
+        &p.alice,
+        &manifest("pums", "SELECT COUNT(*) FROM pums", 9.0),
+    )
+    .await;
     let err = p
         .alice
         .submit_job(&manifest("pums", "SELECT COUNT(*) FROM pums", 2.0))
@@ -256,12 +245,7 @@ async fn estimate_matches_the_charge_and_the_released_intervals_exactly() {
     assert_eq!(p.alice.budget("pums").await.unwrap().user_spent, "0");
     assert!(p.alice.jobs().await.unwrap().is_empty());
 
-    let job = p.alice.submit_job(&m).await.unwrap();
-    let job = p
-        .alice
-        .wait_job(&job.id, Duration::from_secs(60))
-        .await
-        .unwrap();
+    let job = crate::run_job(&p.alice, &m).await;
     let body = p.alice.release(&job.id).await.unwrap().body;
     assert_eq!(body.epsilon_spent, est.epsilon);
     assert_eq!(p.alice.budget("pums").await.unwrap().user_spent, "0.7");
@@ -386,12 +370,7 @@ async fn datasets_of_two_providers_join_on_the_pseudonymised_person() {
     let e = p.alice.estimate_job(&m).await.unwrap();
     assert!(e.accepted, "{:?}", e.reasons);
     assert!(e.plan.unwrap().contains("contribution bound: 2 row(s)"));
-    let job = p.alice.submit_job(&m).await.unwrap();
-    let job = p
-        .alice
-        .wait_job(&job.id, Duration::from_secs(60))
-        .await
-        .unwrap();
+    let job = crate::run_job(&p.alice, &m).await;
     assert_eq!(job.state, "released", "{:?}", job.message);
     let body = p.alice.release(&job.id).await.unwrap().body;
     assert_eq!(
@@ -496,15 +475,7 @@ async fn bounding_is_skipped_only_when_ingest_verified_the_row_bound() {
             .contains("1 row(s) per privacy unit (enforced in the plan)")
     );
     // Each person counts once: the released count is near the number of distinct persons.
-    let job = p
-        .alice
-        .submit_job(&manifest("dup", "SELECT COUNT(*) FROM dup", 1.0))
-        .await
-        .unwrap();
-    p.alice
-        .wait_job(&job.id, Duration::from_secs(60))
-        .await
-        .unwrap();
+    let job = crate::run_job(&p.alice, &manifest("dup", "SELECT COUNT(*) FROM dup", 1.0)).await;
     let body = p.alice.release(&job.id).await.unwrap().body;
     let text = std::fs::read_to_string(crate::repo_file("examples/data/PUMS_dup.csv")).unwrap();
     let persons: std::collections::HashSet<&str> = text

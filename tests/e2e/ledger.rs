@@ -22,12 +22,7 @@ async fn with_budget(user_epsilon: f64) -> Platform {
 async fn identical_job_returns_the_stored_release_and_spends_nothing() {
     let p = with_budget(10.0).await;
     let m = manifest("pums", "SELECT sex, COUNT(*) FROM pums GROUP BY sex", 1.0);
-    let first = p.alice.submit_job(&m).await.unwrap();
-    let first = p
-        .alice
-        .wait_job(&first.id, Duration::from_secs(60))
-        .await
-        .unwrap();
+    let first = crate::run_job(&p.alice, &m).await;
     assert_eq!(first.state, "released");
     let again = p.alice.submit_job(&m).await.unwrap();
     assert_eq!(again.id, first.id);
@@ -131,15 +126,11 @@ async fn audit_verify_detects_every_kind_of_tampering() {
         &serde_json::to_value(p.admin.audit_checkpoint().await.unwrap()).unwrap(),
     );
     // More activity after the checkpoint: the log extends it.
-    let job = p
-        .alice
-        .submit_job(&manifest("pums", "SELECT COUNT(*) FROM pums", 1.0))
-        .await
-        .unwrap();
-    p.alice
-        .wait_job(&job.id, Duration::from_secs(60))
-        .await
-        .unwrap();
+    crate::run_job(
+        &p.alice,
+        &manifest("pums", "SELECT COUNT(*) FROM pums", 1.0),
+    )
+    .await;
     let log = p.admin.audit_log().await.unwrap();
     let entries = log.as_array().unwrap().clone();
     assert!(entries.len() > 10);
@@ -212,19 +203,11 @@ async fn audit_verify_detects_every_kind_of_tampering() {
 #[tokio::test]
 async fn a_release_with_any_byte_changed_fails_verify() {
     let p = with_budget(10.0).await;
-    let job = p
-        .alice
-        .submit_job(&manifest(
-            "pums",
-            "SELECT sex, COUNT(*) FROM pums GROUP BY sex",
-            1.0,
-        ))
-        .await
-        .unwrap();
-    p.alice
-        .wait_job(&job.id, Duration::from_secs(60))
-        .await
-        .unwrap();
+    let job = crate::run_job(
+        &p.alice,
+        &manifest("pums", "SELECT sex, COUNT(*) FROM pums GROUP BY sex", 1.0),
+    )
+    .await;
     let release = p.alice.release(&job.id).await.unwrap();
     let key = p.alice.public_key().await.unwrap().public_key_hex;
     // The envelope is what is verified; the convenience body is ignored.

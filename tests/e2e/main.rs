@@ -64,6 +64,15 @@ impl Platform {
     }
 }
 
+/// Submits a manifest and waits (at most a minute) for the job to finish.
+pub async fn run_job(client: &Client, manifest_toml: &str) -> sluice_types::api::JobView {
+    let job = client.submit_job(manifest_toml).await.unwrap();
+    client
+        .wait_job(&job.id, Duration::from_secs(60))
+        .await
+        .unwrap()
+}
+
 pub fn descriptor(toml_text: &str) -> DatasetDescriptor {
     toml::from_str(toml_text).unwrap()
 }
