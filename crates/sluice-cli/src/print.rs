@@ -90,11 +90,29 @@ pub fn release(body: &ReleaseBody) {
                         )
                     )
                 }
+                Cell::Quantile {
+                    value,
+                    rank_error95,
+                } => format!(
+                    "{:>30}",
+                    format!("{} (rank +/- {})", fmt_num(*value), fmt_num(*rank_error95))
+                ),
             })
             .collect();
         println!("  {}", cells.join(" "));
     }
     println!("  (values are differentially private; brackets are 95% confidence intervals)");
+    let has_quantile = body
+        .outputs
+        .rows
+        .iter()
+        .flatten()
+        .any(|c| matches!(c, Cell::Quantile { .. }));
+    if has_quantile {
+        println!(
+            "  (a quantile's rank error: with 95% confidence, its position among the group's values is off by at most that many rows)"
+        );
+    }
     for c in &body.outputs.columns {
         if let Some(e) = c.epsilon {
             println!("  epsilon for {}: {}", c.name, e);

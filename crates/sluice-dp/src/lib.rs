@@ -9,9 +9,9 @@
 
 use opendp::core::Measurement;
 use opendp::domains::{AtomDomain, VectorDomain};
-use opendp::measurements::make_laplace;
+use opendp::measurements::{make_laplace, make_private_quantile};
 use opendp::measures::MaxDivergence;
-use opendp::metrics::L1Distance;
+use opendp::metrics::{L1Distance, SymmetricDistance};
 use sluice_types::privacy::Epsilon;
 
 /// Confidence level of every interval Sluice reports.
@@ -137,6 +137,87 @@ impl DiscreteLaplace {
         // Var of discrete Laplace with q = e^{-1/b}: 2q / (1-q)^2.
         let q = (-1.0 / self.scale).exp();
         (2.0 * q).sqrt() / (1.0 - q)
+    }
+}
+
+/// A DP quantile (MIN, MAX, MEDIAN, percentiles) by OpenDP's exponential
+/// mechanism (permute-and-flip) over a public grid of candidates: Smith's
+/// score `|(1-α)·#(x<c) - α·#(x>c)|`, in row units. The release is always a
+/// candidate. Its error is stated in rank: with probability at least
+/// `CONFIDENCE`, the released candidate's score is within `rank_error95` of
+/// the best candidate's score.
+pub struct Quantile {
+    meas: Measurement<VectorDomain<AtomDomain<f64>>, SymmetricDistance, MaxDivergence, f64>,
+    scale: f64,
+    candidates: usize,
+}
+
+impl Quantile {
+    /// Calibrates so that releasing the quantile of one cell in which a
+    /// privacy unit has at most `max_rows` rows costs at most `epsilon`.
+    /// The privacy loss is linear in the number of rows changed (OpenDP's
+    /// map is `2·d·max(α, 1-α)/scale`), so a unit whose `max_rows` rows are
+    /// spread over several disjoint cells also costs at most `epsilon`.
+    pub fn calibrate(
+        candidates: Vec<f64>,
+        alpha: f64,
+        max_rows: u64,
+        epsilon: Epsilon,
+    ) -> Result<Self, DpError> {
+        if max_rows == 0 {
+            return Err(DpError::ZeroSensitivity);
+        }
+        if !(0.0..=1.0).contains(&alpha) || candidates.is_empty() {
+            return Err(DpError::Mechanism(
+                "a quantile needs alpha in [0, 1] and at least one candidate".into(),
+            ));
+        }
+        let budget = epsilon.as_f64();
+        let n_candidates = candidates.len();
+        let mut scale = 2.0 * max_rows as f64 * alpha.max(1.0 - alpha) / budget;
+        let domain = VectorDomain::new(AtomDomain::<f64>::new_non_nan());
+        for _ in 0..64 {
+            let meas = make_private_quantile(
+                domain.clone(),
+                SymmetricDistance,
+                MaxDivergence,
+                candidates.clone(),
+                alpha,
+                scale,
+            )
+            .map_err(opendp_err)?;
+            let d_in = u32::try_from(max_rows).map_err(|_| DpError::Calibration)?;
+            let loss: f64 = meas.map(&d_in).map_err(opendp_err)?;
+            let one: f64 = meas.map(&1).map_err(opendp_err)?;
+            // Both the whole bound in one cell and row by row across cells.
+            if loss <= budget && one * max_rows as f64 <= budget {
+                return Ok(Quantile {
+                    meas,
+                    scale,
+                    candidates: n_candidates,
+                });
+            }
+            scale = f64::from_bits(scale.to_bits() + 1 + (scale.to_bits() >> 40));
+        }
+        Err(DpError::Calibration)
+    }
+
+    /// The scale of the selection noise, in rows.
+    pub fn scale(&self) -> f64 {
+        self.scale
+    }
+
+    /// Releases one cell's quantile from its values (NaN is not allowed).
+    pub fn release(&self, values: &[f64]) -> Result<f64, DpError> {
+        self.meas.invoke(&values.to_vec()).map_err(opendp_err)
+    }
+
+    /// With probability at least `CONFIDENCE`, the released candidate's
+    /// score exceeds the best candidate's by at most this many rows:
+    /// permute-and-flip picks a candidate whose score is worse by `g` with
+    /// probability at most `exp(-g/scale)`; a union bound over candidates.
+    pub fn rank_error95(&self) -> f64 {
+        (self.scale * (self.candidates as f64 / (1.0 - CONFIDENCE)).ln()).ceil()
     }
 }
 

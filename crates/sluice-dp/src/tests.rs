@@ -136,3 +136,82 @@ fn weighted_split_is_proportional_and_exact() {
     assert!(split_epsilon_weighted(eps(1e-9), &[1.0, 1.0]).is_err());
     assert!(split_epsilon_weighted(eps(1.0), &[1.0, 0.0]).is_err());
 }
+
+#[test]
+fn quantile_calibration_fits_budget_and_is_tight() {
+    let grid: Vec<f64> = (0..=100).map(f64::from).collect();
+    for (alpha, rows, e) in [
+        (0.5, 1u64, 1.0),
+        (0.9, 3, 0.5),
+        (0.0, 2, 0.1),
+        (1.0, 1, 2.0),
+    ] {
+        let q = Quantile::calibrate(grid.clone(), alpha, rows, eps(e)).unwrap();
+        let ideal = 2.0 * rows as f64 * f64::max(alpha, 1.0 - alpha) / e;
+        assert!(q.scale() >= ideal && q.scale() <= ideal * (1.0 + 1e-9));
+        let loss: f64 = q.meas.map(&(rows as u32)).unwrap();
+        assert!(loss <= eps(e).as_f64(), "{alpha} {rows} {e}: {loss}");
+    }
+    assert!(Quantile::calibrate(grid.clone(), 0.5, 0, eps(1.0)).is_err());
+    assert!(Quantile::calibrate(vec![], 0.5, 1, eps(1.0)).is_err());
+    assert!(Quantile::calibrate(grid, 1.5, 1, eps(1.0)).is_err());
+}
+
+/// Smith's score of `c` on `x`, in rows.
+fn quantile_score(x: &[f64], c: f64, alpha: f64) -> f64 {
+    let lt = x.iter().filter(|v| **v < c).count() as f64;
+    let gt = x.iter().filter(|v| **v > c).count() as f64;
+    ((1.0 - alpha) * lt - alpha * gt).abs()
+}
+
+#[test]
+fn quantile_lands_within_its_rank_error_and_the_error_scales_with_epsilon() {
+    let grid: Vec<f64> = (0..=1000).map(f64::from).collect();
+    // Skewed data with ties.
+    let x: Vec<f64> = (0..2000).map(|i| f64::from((i * i) % 997 / 3)).collect();
+    for alpha in [0.0, 0.25, 0.5, 0.9, 1.0] {
+        let best = grid
+            .iter()
+            .map(|c| quantile_score(&x, *c, alpha))
+            .fold(f64::INFINITY, f64::min);
+        let q = Quantile::calibrate(grid.clone(), alpha, 1, eps(0.5)).unwrap();
+        let t = q.rank_error95();
+        let draws = 300;
+        let mut within = 0;
+        let mut worst: f64 = 0.0;
+        for _ in 0..draws {
+            let v = q.release(&x).unwrap();
+            assert!(grid.contains(&v));
+            let gap = quantile_score(&x, v, alpha) - best;
+            worst = worst.max(gap);
+            within += usize::from(gap <= t);
+        }
+        assert!(
+            within as f64 >= 0.95 * draws as f64,
+            "{alpha}: {within}/{draws}"
+        );
+        assert!(worst <= t, "{alpha}: {worst} vs {t}");
+        // Inside (0, 1) the bound is a union bound but not a vacuous one:
+        // errors of the order of the scale occur. (At 0 and 1 every
+        // candidate beyond the data scores 0, so MIN and MAX land anywhere
+        // between the extreme value and the declared bound.)
+        if alpha > 0.0 && alpha < 1.0 {
+            assert!(
+                worst >= q.scale() / 4.0,
+                "{alpha}: {worst} vs {}",
+                q.scale()
+            );
+        }
+    }
+    // Halving epsilon doubles the rank error bound (up to the ceiling).
+    let a = Quantile::calibrate(grid.clone(), 0.5, 1, eps(1.0)).unwrap();
+    let b = Quantile::calibrate(grid, 0.5, 1, eps(0.5)).unwrap();
+    assert!((b.rank_error95() - 2.0 * a.rank_error95()).abs() <= 2.0);
+}
+
+#[test]
+fn quantile_of_no_values_is_still_a_candidate() {
+    let grid = vec![1.0, 2.0, 3.0];
+    let q = Quantile::calibrate(grid.clone(), 0.5, 1, eps(1.0)).unwrap();
+    assert!(grid.contains(&q.release(&[]).unwrap()));
+}

@@ -46,7 +46,19 @@ pub enum MeasurementKind {
         upper: f64,
         scale: f64,
     },
+    /// The `alpha`-quantile of the column clamped to `[lower, upper]`, by the
+    /// exponential mechanism over `candidates` (a public grid of the bounds).
+    Quantile {
+        column: String,
+        alpha: f64,
+        lower: f64,
+        upper: f64,
+        candidates: Vec<f64>,
+    },
 }
+
+/// Most candidates of a quantile's grid: the release is one of them.
+pub const QUANTILE_GRID: usize = 4096;
 
 /// One noised vector (one value per cell).
 #[derive(Debug, Clone)]
@@ -55,7 +67,8 @@ pub struct Measurement {
     /// The argument column in the row-level plan (None for COUNT(*)).
     pub input: Option<Expr>,
     /// L1 sensitivity over the whole vector of cells, in integer units, when
-    /// one privacy unit is added or removed.
+    /// one privacy unit is added or removed. For a quantile: the most rows
+    /// one unit adds to or removes from all cells together.
     pub l1_sensitivity: u64,
     pub epsilon: Epsilon,
 }
@@ -67,6 +80,9 @@ impl Measurement {
             MeasurementKind::CountNonNull { column } => format!("count({column})"),
             MeasurementKind::CountDistinct { expr } => format!("count(distinct {expr})"),
             MeasurementKind::Sum { column, .. } => format!("sum({column})"),
+            MeasurementKind::Quantile { column, alpha, .. } => {
+                format!("quantile({column}, {alpha})")
+            }
         }
     }
 }
@@ -91,6 +107,10 @@ pub enum Aggregate {
         count: usize,
         sample: bool,
         root: bool,
+    },
+    /// MIN, MAX, MEDIAN and percentiles: one quantile measurement.
+    Quantile {
+        quantile: usize,
     },
 }
 
@@ -149,8 +169,9 @@ impl Analysis {
     /// The ε an output column consumes: the sum of its measurements' shares.
     pub fn output_epsilon(&self, agg: &Aggregate) -> Epsilon {
         let units = match agg {
-            Aggregate::Count { count } => self.measurements[*count].epsilon.units(),
-            Aggregate::Sum { sum } => self.measurements[*sum].epsilon.units(),
+            Aggregate::Count { count: i }
+            | Aggregate::Sum { sum: i }
+            | Aggregate::Quantile { quantile: i } => self.measurements[*i].epsilon.units(),
             Aggregate::Avg { sum, count } => {
                 self.measurements[*sum].epsilon.units() + self.measurements[*count].epsilon.units()
             }
@@ -175,7 +196,7 @@ impl Analysis {
         let mechanisms = self
             .measurements
             .iter()
-            .map(|m| sluice_dp::DiscreteLaplace::calibrate(m.l1_sensitivity, m.epsilon))
+            .map(Mechanism::calibrate)
             .collect::<Result<Vec<_>, _>>()?;
         let scale_of = |i: usize| match &self.measurements[i].kind {
             MeasurementKind::Sum { scale, .. } => *scale,
@@ -191,10 +212,24 @@ impl Analysis {
                     epsilon: None,
                     std_dev: None,
                     ci95_halfwidth: None,
+                    rank_error95: None,
                     note: None,
                 },
                 Output::Aggregate { agg, func, name } => {
+                    let mut rank_error95 = None;
                     let (std_dev, half, note) = match agg {
+                        Aggregate::Quantile { quantile } => {
+                            let t = mechanisms[*quantile].rank_error95();
+                            rank_error95 = Some(t);
+                            (
+                                None,
+                                None,
+                                Some(format!(
+                                    "a DP quantile: one of {} candidates from the declared bounds; with 95% confidence its rank is off by at most {t} row(s)",
+                                    self.candidates_of(*quantile)
+                                )),
+                            )
+                        }
                         Aggregate::Count { count: i } | Aggregate::Sum { sum: i } => (
                             Some(mechanisms[*i].std_dev() / scale_of(*i)),
                             Some(mechanisms[*i].ci_halfwidth() / scale_of(*i)),
@@ -226,6 +261,7 @@ impl Analysis {
                         epsilon: Some(self.output_epsilon(agg)),
                         std_dev,
                         ci95_halfwidth: half,
+                        rank_error95,
                         note,
                     }
                 }
@@ -237,6 +273,13 @@ impl Analysis {
             rows: self.cells as u64,
             columns,
         })
+    }
+
+    fn candidates_of(&self, i: usize) -> usize {
+        match &self.measurements[i].kind {
+            MeasurementKind::Quantile { candidates, .. } => candidates.len(),
+            _ => 0,
+        }
     }
 
     /// A reviewer-readable description of what will run.
@@ -263,6 +306,52 @@ impl Analysis {
             ));
         }
         s
+    }
+}
+
+/// A measurement's calibrated mechanism.
+pub(crate) enum Mechanism {
+    Laplace(sluice_dp::DiscreteLaplace),
+    Quantile(sluice_dp::Quantile),
+}
+
+impl Mechanism {
+    pub(crate) fn calibrate(m: &Measurement) -> Result<Self, sluice_dp::DpError> {
+        Ok(match &m.kind {
+            MeasurementKind::Quantile {
+                alpha, candidates, ..
+            } => Mechanism::Quantile(sluice_dp::Quantile::calibrate(
+                candidates.clone(),
+                *alpha,
+                m.l1_sensitivity,
+                m.epsilon,
+            )?),
+            _ => Mechanism::Laplace(sluice_dp::DiscreteLaplace::calibrate(
+                m.l1_sensitivity,
+                m.epsilon,
+            )?),
+        })
+    }
+
+    pub(crate) fn std_dev(&self) -> f64 {
+        match self {
+            Mechanism::Laplace(l) => l.std_dev(),
+            Mechanism::Quantile(_) => f64::NAN,
+        }
+    }
+
+    pub(crate) fn ci_halfwidth(&self) -> f64 {
+        match self {
+            Mechanism::Laplace(l) => l.ci_halfwidth(),
+            Mechanism::Quantile(_) => f64::NAN,
+        }
+    }
+
+    pub(crate) fn rank_error95(&self) -> f64 {
+        match self {
+            Mechanism::Quantile(q) => q.rank_error95(),
+            Mechanism::Laplace(_) => f64::NAN,
+        }
     }
 }
 
@@ -563,6 +652,36 @@ fn aggregate_of(
     };
     let func = f.func.name().to_ascii_lowercase();
     let p = &f.params;
+    if let Some(alpha) = quantile_level(&func, p)? {
+        if p.filter.is_some() {
+            return Err(format!(
+                "{func}(...) FILTER (WHERE ...) is not supported yet; use WHERE"
+            ));
+        }
+        let arg = strip_alias(&p.args[0]);
+        let mut row_reasons = Vec::new();
+        check_row_expr(arg, &mut row_reasons);
+        if let Some(r) = row_reasons.into_iter().next() {
+            return Err(format!("{func}({arg}): {r}"));
+        }
+        let (lower, upper) =
+            crate::bounds::bounds_of(arg, scope).map_err(|e| format!("{func}({arg}): {e}"))?;
+        let candidates =
+            quantile_candidates(lower, upper, crate::bounds::is_int_column(arg, scope));
+        let kind = MeasurementKind::Quantile {
+            column: arg.to_string(),
+            alpha,
+            lower,
+            upper,
+            candidates,
+        };
+        return Ok((
+            Aggregate::Quantile {
+                quantile: find_or_add(kind, Some(arg.clone()), k),
+            },
+            func,
+        ));
+    }
     if p.filter.is_some() {
         return Err(format!(
             "{func}(...) FILTER (WHERE ...) is not supported yet; use WHERE"
@@ -716,9 +835,85 @@ fn aggregate_of(
             }
         }
         other => Err(format!(
-            "aggregate {other} is not supported yet (supported: COUNT, COUNT(DISTINCT), SUM, AVG, VAR, VAR_POP, STDDEV, STDDEV_POP)"
+            "aggregate {other} is not supported yet (supported: COUNT, COUNT(DISTINCT), SUM, AVG, VAR, VAR_POP, STDDEV, STDDEV_POP, MIN, MAX, MEDIAN, PERCENTILE_CONT, APPROX_PERCENTILE_CONT, APPROX_MEDIAN)"
         )),
     }
+}
+
+/// The quantile level of MIN, MAX, MEDIAN and the percentile functions
+/// (None for other aggregates). The level must be a literal in [0, 1]; the
+/// WITHIN GROUP order, when given, must be the argument ascending.
+fn quantile_level(
+    func: &str,
+    p: &datafusion::logical_expr::expr::AggregateFunctionParams,
+) -> Result<Option<f64>, String> {
+    let level = match func {
+        "min" => 0.0,
+        "max" => 1.0,
+        "median" | "approx_median" => 0.5,
+        "percentile_cont" | "quantile_cont" | "approx_percentile_cont" => {
+            let level = match p.args.get(1).map(strip_alias) {
+                Some(Expr::Literal(v, _)) => crate::bounds::literal_f64(v),
+                _ => None,
+            };
+            match level {
+                Some(l) if (0.0..=1.0).contains(&l) => l,
+                _ => {
+                    return Err(format!(
+                        "{func}: the percentile must be a literal number between 0 and 1"
+                    ));
+                }
+            }
+        }
+        _ => return Ok(None),
+    };
+    let wanted_args = if matches!(func, "min" | "max" | "median" | "approx_median") {
+        1
+    } else {
+        2
+    };
+    if p.args.len() != wanted_args {
+        return Err(format!(
+            "{func} with {} arguments is not supported (the DP quantile needs the value and, for percentiles, the level)",
+            p.args.len()
+        ));
+    }
+    if p.distinct {
+        return Err(format!(
+            "{func}(DISTINCT ...) is not supported: distinct values have no per-unit bound"
+        ));
+    }
+    match p.order_by.as_slice() {
+        [] => {}
+        [o] if o.asc && strip_alias(&o.expr) == strip_alias(&p.args[0]) => {}
+        _ => {
+            return Err(format!(
+                "{func} WITHIN GROUP: only ORDER BY the argument ascending is supported"
+            ));
+        }
+    }
+    Ok(Some(level))
+}
+
+/// The public grid a quantile is chosen from: every integer of an integer
+/// column's bounds when there are at most `QUANTILE_GRID` of them, otherwise
+/// `QUANTILE_GRID` evenly spaced points from `lower` to `upper`.
+fn quantile_candidates(lower: f64, upper: f64, int_column: bool) -> Vec<f64> {
+    if upper <= lower {
+        return vec![lower];
+    }
+    if int_column {
+        let (lo, hi) = (lower.ceil(), upper.floor());
+        if hi - lo < QUANTILE_GRID as f64 {
+            return (0..=(hi - lo) as u64).map(|i| lo + i as f64).collect();
+        }
+    }
+    let steps = (QUANTILE_GRID - 1) as f64;
+    let mut grid: Vec<f64> = (0..QUANTILE_GRID)
+        .map(|i| lower + (upper - lower) * (i as f64 / steps))
+        .collect();
+    grid.dedup();
+    grid
 }
 
 /// Fixed-point scale and per-row sensitivity (in integer units) of a sum

@@ -19,7 +19,7 @@ pub fn bounds_of(e: &Expr, scope: &RowScope) -> Result<(f64, f64), String> {
     Ok((lo, hi))
 }
 
-fn literal(v: &ScalarValue) -> Option<f64> {
+pub(crate) fn literal_f64(v: &ScalarValue) -> Option<f64> {
     match v {
         ScalarValue::Int8(Some(x)) => Some(f64::from(*x)),
         ScalarValue::Int16(Some(x)) => Some(f64::from(*x)),
@@ -73,7 +73,7 @@ fn derive(e: &Expr, scope: &RowScope) -> Result<(f64, f64), String> {
                 )
             })
         }
-        Expr::Literal(v, _) => literal(v)
+        Expr::Literal(v, _) => literal_f64(v)
             .map(|x| (x, x))
             .ok_or_else(|| format!("literal {v} is not a number")),
         Expr::Negative(inner) => derive(inner, scope).map(|(l, h)| (-h, -l)),

@@ -19,6 +19,8 @@ use serde::Deserialize;
 use sluice_types::privacy::{Delta, Epsilon};
 use sluice_types::release::{Cell, ColumnKind};
 use sluice_types::sandbox::{QueryTask, SandboxTable};
+
+use crate::execute::Exact;
 use sluice_types::schema::DatasetSchema;
 
 const REPETITIONS: usize = 200;
@@ -259,6 +261,18 @@ async fn corpus_queries_are_accepted_with_covering_intervals_or_rejected_with_th
         let (a, exact) = crate::execute::exact_for_test(&task).await;
         let first = crate::execute::release(&a, exact.clone()).unwrap();
         assert_eq!(first.epsilon, task.epsilon);
+        // A quantile's rank error is what the estimate promised.
+        for (c, col) in estimate.columns.iter().enumerate() {
+            if let Some(t) = col.rank_error95 {
+                for row in &first.rows {
+                    assert!(
+                        matches!(row[c], Cell::Quantile { rank_error95, .. } if rank_error95 == t),
+                        "{}: column {c}",
+                        entry.sql
+                    );
+                }
+            }
+        }
         if entry.post {
             continue;
         }
@@ -279,11 +293,25 @@ async fn corpus_queries_are_accepted_with_covering_intervals_or_rejected_with_th
                     .iter()
                     .map(|k| match &row[*k] {
                         Cell::Key(v) => v.clone(),
-                        Cell::Noisy { .. } => panic!("key column is noisy"),
+                        _ => panic!("key column is noisy"),
                     })
                     .collect();
                 let true_row = truth.get(&key);
                 for (c, cell) in row.iter().enumerate() {
+                    if let Cell::Quantile {
+                        value,
+                        rank_error95,
+                    } = cell
+                    {
+                        let (values, candidates, alpha) = quantile_inputs(&a, &exact, c, r);
+                        let hit = quantile_gap(values, candidates, alpha, *value) <= *rank_error95;
+                        inside += usize::from(hit);
+                        total += 1;
+                        let e = per_cell.entry((r, c)).or_default();
+                        e.0 += usize::from(hit);
+                        e.1 += 1;
+                        continue;
+                    }
                     let Cell::Noisy { ci95, .. } = cell else {
                         continue;
                     };
@@ -304,6 +332,7 @@ async fn corpus_queries_are_accepted_with_covering_intervals_or_rejected_with_th
                 }
             }
         }
+        check_quantile_values_match_raw_sql(&entry.sql, &a, &exact, &first, &keys, &truth);
         assert!(total > 0, "{}: no cell was checked", entry.sql);
         let pooled = inside as f64 / total as f64;
         assert!(
@@ -329,4 +358,92 @@ async fn corpus_queries_are_accepted_with_covering_intervals_or_rejected_with_th
         accepted + rejected >= 150 && accepted >= 70 && rejected >= 70,
         "{accepted} accepted, {rejected} rejected"
     );
+}
+
+/// A quantile output's exact inputs in cell `cell`: the clamped values the
+/// mechanism scored, its candidates and its level.
+fn quantile_inputs<'a>(
+    a: &'a crate::Analysis,
+    exact: &'a [Exact],
+    column: usize,
+    cell: usize,
+) -> (&'a [f64], &'a [f64], f64) {
+    let crate::analyze::Output::Aggregate {
+        agg: crate::Aggregate::Quantile { quantile },
+        ..
+    } = &a.outputs[column]
+    else {
+        panic!("column {column} is not a quantile");
+    };
+    let Exact::Values(cells) = &exact[*quantile] else {
+        panic!("a quantile measured totals");
+    };
+    let crate::MeasurementKind::Quantile {
+        candidates, alpha, ..
+    } = &a.measurements[*quantile].kind
+    else {
+        panic!("not a quantile measurement");
+    };
+    (&cells[cell], candidates, *alpha)
+}
+
+/// How much worse the released value's quantile score is than the best
+/// candidate's, in rows (what `rank_error95` bounds).
+fn quantile_gap(values: &[f64], candidates: &[f64], alpha: f64, released: f64) -> f64 {
+    let score = |c: f64| {
+        let lt = values.iter().filter(|v| **v < c).count() as f64;
+        let gt = values.iter().filter(|v| **v > c).count() as f64;
+        ((1.0 - alpha) * lt - alpha * gt).abs()
+    };
+    let best = candidates
+        .iter()
+        .map(|c| score(*c))
+        .fold(f64::INFINITY, f64::min);
+    score(released) - best
+}
+
+/// The values a quantile was chosen from are the group's values as raw SQL
+/// sees them: their exact MIN, MAX or interpolated percentile equals what
+/// DataFusion computes on the raw data.
+fn check_quantile_values_match_raw_sql(
+    sql: &str,
+    a: &crate::Analysis,
+    exact: &[Exact],
+    first: &sluice_types::release::ReleasedOutputs,
+    keys: &[usize],
+    truth: &HashMap<Vec<serde_json::Value>, Vec<Option<f64>>>,
+) {
+    for (r, row) in first.rows.iter().enumerate() {
+        let key: Vec<serde_json::Value> = keys
+            .iter()
+            .map(|k| match &row[*k] {
+                Cell::Key(v) => v.clone(),
+                _ => panic!("key column is noisy"),
+            })
+            .collect();
+        for (c, cell) in row.iter().enumerate() {
+            if !matches!(cell, Cell::Quantile { .. }) {
+                continue;
+            }
+            let func = first.columns[c].aggregate.as_deref().unwrap_or_default();
+            if func.starts_with("approx") {
+                continue;
+            }
+            let (values, _, alpha) = quantile_inputs(a, exact, c, r);
+            let Some(Some(expected)) = truth.get(&key).map(|t| t[c]) else {
+                assert!(values.is_empty(), "{sql}: an empty group has values");
+                continue;
+            };
+            let mut sorted = values.to_vec();
+            sorted.sort_by(f64::total_cmp);
+            let position = alpha * (sorted.len() - 1) as f64;
+            let (below, above) = (position.floor() as usize, position.ceil() as usize);
+            let exact_value =
+                sorted[below] + (sorted[above] - sorted[below]) * (position - below as f64);
+            assert!(
+                (exact_value - expected).abs() <= 1e-6 * expected.abs().max(1.0),
+                "{sql}: row {r} column {c}: the mechanism's values give {exact_value}, raw SQL {expected}"
+            );
+        }
+    }
 }

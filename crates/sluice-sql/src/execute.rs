@@ -8,21 +8,23 @@
 use std::collections::HashMap;
 
 use datafusion::arrow::array::{Array, AsArray};
-use datafusion::arrow::datatypes::{DataType, Int64Type};
+use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
 use datafusion::common::ScalarValue;
 use datafusion::functions::math::expr_fn::{random, round};
-use datafusion::functions_aggregate::expr_fn::{count, count_distinct, sum};
+use datafusion::functions_aggregate::expr_fn::{array_agg, count, count_distinct, sum};
 use datafusion::functions_window::expr_fn::row_number;
 use datafusion::logical_expr::{ExprFunctionExt, LogicalPlanBuilder, cast, col, lit, when};
 use datafusion::prelude::{Expr, ParquetReadOptions};
-use sluice_dp::{CONFIDENCE, DiscreteLaplace, discrete_laplace_halfwidth};
+use sluice_dp::{CONFIDENCE, discrete_laplace_halfwidth};
 use sluice_types::privacy::Delta;
 use sluice_types::release::{Cell, ColumnKind, OutputColumn, ReleasedOutputs};
 use sluice_types::sandbox::QueryTask;
 use sluice_types::schema::DomainValue;
 
 use crate::ExecError;
-use crate::analyze::{Aggregate, Analysis, MeasurementKind, Output, analyze_plan, plan_query};
+use crate::analyze::{
+    Aggregate, Analysis, MeasurementKind, Mechanism, Output, analyze_plan, plan_query,
+};
 use crate::session::{arrow_schema, locked_context};
 
 const ROW_NUMBER: &str = "__sluice_rn";
@@ -54,11 +56,19 @@ pub async fn execute(task: &QueryTask) -> Result<ReleasedOutputs, ExecError> {
     release(&analysis, exact)
 }
 
+/// One measurement's exact value in every cell, cells in key order: an
+/// integer total, or (for a quantile) the cell's clamped values.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Exact {
+    Totals(Vec<i64>),
+    Values(Vec<Vec<f64>>),
+}
+
 /// Exact per-cell aggregates, one vector per measurement, cells in key order.
 pub(crate) async fn exact_aggregates(
     ctx: &datafusion::prelude::SessionContext,
     a: &Analysis,
-) -> Result<Vec<Vec<i64>>, ExecError> {
+) -> Result<Vec<Exact>, ExecError> {
     let mut b = LogicalPlanBuilder::from(a.row_plan.clone());
     if let Some(unit) = &a.unit {
         // Rows without a unit cannot be attributed, so they cannot be bounded.
@@ -116,6 +126,17 @@ pub(crate) async fn exact_aggregates(
                 projection.push(fixed.alias(&name));
                 aggregates.push(sum(col(&name)).alias(format!("__a{j}")));
             }
+            MeasurementKind::Quantile { lower, upper, .. } => {
+                let input = cast(
+                    m.input.clone().expect("a quantile has an input"),
+                    DataType::Float64,
+                );
+                let clamped = when(input.clone().lt(lit(*lower)), lit(*lower))
+                    .when(input.clone().gt(lit(*upper)), lit(*upper))
+                    .otherwise(input)?;
+                projection.push(clamped.alias(&name));
+                aggregates.push(array_agg(col(&name)).alias(format!("__a{j}")));
+            }
         }
     }
     if projection.is_empty() {
@@ -131,7 +152,14 @@ pub(crate) async fn exact_aggregates(
     let batches = ctx.execute_logical_plan(plan).await?.collect().await?;
 
     let index = cell_index(a);
-    let mut vectors = vec![vec![0i64; a.cells]; a.measurements.len()];
+    let mut vectors: Vec<Exact> = a
+        .measurements
+        .iter()
+        .map(|m| match m.kind {
+            MeasurementKind::Quantile { .. } => Exact::Values(vec![Vec::new(); a.cells]),
+            _ => Exact::Totals(vec![0; a.cells]),
+        })
+        .collect();
     let n_keys = a.group_keys.len();
     for batch in &batches {
         for row in 0..batch.num_rows() {
@@ -145,10 +173,26 @@ pub(crate) async fn exact_aggregates(
             };
             for (j, v) in vectors.iter_mut().enumerate() {
                 let col = batch.column(n_keys + j);
-                let col = col.as_primitive_opt::<Int64Type>().ok_or_else(|| {
-                    ExecError::Engine(format!("aggregate {j} has type {}", col.data_type()))
-                })?;
-                v[cell] = if col.is_null(row) { 0 } else { col.value(row) };
+                let wrong_type =
+                    || ExecError::Engine(format!("aggregate {j} has type {}", col.data_type()));
+                match v {
+                    Exact::Totals(v) => {
+                        let col = col.as_primitive_opt::<Int64Type>().ok_or_else(wrong_type)?;
+                        v[cell] = if col.is_null(row) { 0 } else { col.value(row) };
+                    }
+                    Exact::Values(v) => {
+                        let list = col.as_list_opt::<i32>().ok_or_else(wrong_type)?;
+                        if list.is_null(row) {
+                            continue;
+                        }
+                        let values = list.value(row);
+                        let values = values
+                            .as_primitive_opt::<Float64Type>()
+                            .ok_or_else(wrong_type)?;
+                        // NULL arguments do not count, as in SQL.
+                        v[cell] = values.iter().flatten().collect();
+                    }
+                }
             }
         }
     }
@@ -205,6 +249,9 @@ fn cell_index(a: &Analysis) -> HashMap<Vec<DomainValue>, usize> {
 
 struct Noised {
     values: Vec<i64>,
+    /// A quantile measurement's released values (and no `values`).
+    quantiles: Vec<f64>,
+    rank_error95: f64,
     /// 95% half-width, and the 97.5% one used when two measurements combine.
     half95: f64,
     half975: f64,
@@ -213,7 +260,7 @@ struct Noised {
 }
 
 /// Adds noise to every measurement and computes the released cells.
-pub(crate) fn release(a: &Analysis, exact: Vec<Vec<i64>>) -> Result<ReleasedOutputs, ExecError> {
+pub(crate) fn release(a: &Analysis, exact: Vec<Exact>) -> Result<ReleasedOutputs, ExecError> {
     let mut noised = Vec::with_capacity(exact.len());
     let mut mechanism = format!(
         "discrete Laplace noise from OpenDP's exact sampler; epsilon {} split over {} measurement(s); each privacy unit bounded to {} row(s)",
@@ -222,20 +269,50 @@ pub(crate) fn release(a: &Analysis, exact: Vec<Vec<i64>>) -> Result<ReleasedOutp
         a.max_rows_per_unit
     );
     for (m, values) in a.measurements.iter().zip(exact) {
-        let mech = DiscreteLaplace::calibrate(m.l1_sensitivity, m.epsilon)?;
-        mechanism.push_str(&format!(
-            "; {}: epsilon {}, L1 sensitivity {}, scale {:.6}",
-            m.describe(),
-            m.epsilon,
-            m.l1_sensitivity,
-            mech.scale()
-        ));
-        noised.push(Noised {
-            values: mech.release(values)?,
-            half95: mech.ci_halfwidth(),
-            half975: discrete_laplace_halfwidth(mech.scale(), (1.0 - CONFIDENCE) / 2.0),
-            half_third: discrete_laplace_halfwidth(mech.scale(), (1.0 - CONFIDENCE) / 3.0),
-        });
+        match (Mechanism::calibrate(m)?, values) {
+            (Mechanism::Laplace(mech), Exact::Totals(values)) => {
+                mechanism.push_str(&format!(
+                    "; {}: epsilon {}, L1 sensitivity {}, scale {:.6}",
+                    m.describe(),
+                    m.epsilon,
+                    m.l1_sensitivity,
+                    mech.scale()
+                ));
+                noised.push(Noised {
+                    values: mech.release(values)?,
+                    quantiles: Vec::new(),
+                    rank_error95: f64::NAN,
+                    half95: mech.ci_halfwidth(),
+                    half975: discrete_laplace_halfwidth(mech.scale(), (1.0 - CONFIDENCE) / 2.0),
+                    half_third: discrete_laplace_halfwidth(mech.scale(), (1.0 - CONFIDENCE) / 3.0),
+                });
+            }
+            (Mechanism::Quantile(mech), Exact::Values(cells)) => {
+                mechanism.push_str(&format!(
+                    "; {}: exponential mechanism (permute-and-flip), epsilon {}, at most {} row(s) per unit, scale {:.6} rows",
+                    m.describe(),
+                    m.epsilon,
+                    m.l1_sensitivity,
+                    mech.scale()
+                ));
+                noised.push(Noised {
+                    values: Vec::new(),
+                    quantiles: cells
+                        .iter()
+                        .map(|c| mech.release(c))
+                        .collect::<Result<_, _>>()?,
+                    rank_error95: mech.rank_error95(),
+                    half95: f64::NAN,
+                    half975: f64::NAN,
+                    half_third: f64::NAN,
+                });
+            }
+            _ => {
+                return Err(ExecError::Engine(
+                    "measurement and exact aggregate disagree".into(),
+                ));
+            }
+        }
     }
     let scale_of = |i: usize| match &a.measurements[i].kind {
         MeasurementKind::Sum { scale, .. } => *scale,
@@ -265,6 +342,10 @@ pub(crate) fn release(a: &Analysis, exact: Vec<Vec<i64>>) -> Result<ReleasedOutp
         })
         .collect();
     let noisy_cell = |agg: &Aggregate, cell: usize| match agg {
+        Aggregate::Quantile { quantile } => Cell::Quantile {
+            value: noised[*quantile].quantiles[cell],
+            rank_error95: noised[*quantile].rank_error95,
+        },
         Aggregate::Count { count } => {
             let n = &noised[*count];
             let v = n.values[cell] as f64;
@@ -374,7 +455,7 @@ fn having_mask(
             let values: Vec<f64> = aggregate_cells[i - n_keys]
                 .iter()
                 .map(|c| match c {
-                    Cell::Noisy { value, .. } => *value,
+                    Cell::Noisy { value, .. } | Cell::Quantile { value, .. } => *value,
                     Cell::Key(_) => f64::NAN,
                 })
                 .collect();
@@ -451,7 +532,10 @@ fn order_and_limit(a: &Analysis, rows: &mut Vec<Vec<Cell>>) {
 
 fn compare_cells(x: &Cell, y: &Cell) -> std::cmp::Ordering {
     match (x, y) {
-        (Cell::Noisy { value: a, .. }, Cell::Noisy { value: b, .. }) => a.total_cmp(b),
+        (
+            Cell::Noisy { value: a, .. } | Cell::Quantile { value: a, .. },
+            Cell::Noisy { value: b, .. } | Cell::Quantile { value: b, .. },
+        ) => a.total_cmp(b),
         (Cell::Key(a), Cell::Key(b)) => match (a.as_f64(), b.as_f64()) {
             (Some(p), Some(q)) => p.total_cmp(&q),
             _ => a.to_string().cmp(&b.to_string()),
@@ -495,7 +579,7 @@ fn avg_cell(sum: f64, sum_half: f64, count: f64, count_half: f64, lo: f64, hi: f
 /// Exact (un-noised) aggregates of a task, for the crate's own tests of
 /// sensitivity. Never reachable from outside the crate.
 #[cfg(test)]
-pub(crate) async fn exact_for_test(task: &QueryTask) -> (Analysis, Vec<Vec<i64>>) {
+pub(crate) async fn exact_for_test(task: &QueryTask) -> (Analysis, Vec<Exact>) {
     let ctx = locked_context().unwrap();
     for t in &task.tables {
         ctx.register_parquet(t.name.as_str(), &t.path, ParquetReadOptions::default())

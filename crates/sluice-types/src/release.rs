@@ -35,6 +35,11 @@ pub struct OutputColumn {
 pub enum Cell {
     /// A noised value with its 95% confidence interval `[low, high]`.
     Noisy { value: f64, ci95: [f64; 2] },
+    /// A DP quantile (MIN, MAX, MEDIAN, percentiles). Its error is stated in
+    /// rows, since a value interval would depend on the data: with
+    /// probability at least 95%, the value's quantile score is within
+    /// `rank_error95` rows of the best candidate's (docs/dp-sql.md).
+    Quantile { value: f64, rank_error95: f64 },
     /// A public group key.
     Key(serde_json::Value),
 }

@@ -123,6 +123,9 @@ pub struct ColumnEstimate {
     /// Half-width of every cell's 95% interval (COUNT, SUM).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ci95_halfwidth: Option<f64>,
+    /// Quantiles: the 95% bound on the rank error, in rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rank_error95: Option<f64>,
     /// For ratios (AVG), whose error depends on the group's size: the
     /// numerator's and denominator's noise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
