@@ -278,7 +278,7 @@ async fn estimate_matches_the_charge_and_the_released_intervals_exactly() {
         .alice
         .estimate_job(&manifest(
             "pums",
-            "SELECT age, MAX(income), SUM(income / (sex - 1)) FROM pums GROUP BY age",
+            "SELECT age, bit_and(income), SUM(income / (sex - 1)) FROM pums GROUP BY age",
             1.0,
         ))
         .await
@@ -493,4 +493,50 @@ async fn bounding_is_skipped_only_when_ingest_verified_the_row_bound() {
         "{value} vs {} persons",
         persons.len()
     );
+}
+
+#[tokio::test]
+async fn keys_selected_from_the_data_cost_exactly_the_delta_asked() {
+    let p = with_pums().await;
+    let query = "SELECT age, COUNT(*) AS n FROM pums GROUP BY age";
+    // Without delta: rejected with the reason, nothing charged.
+    let err = p
+        .alice
+        .submit_job(&manifest("pums", query, 1.0))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::QueryRejected));
+    assert!(err.to_string().contains("privacy.delta"), "{err}");
+
+    let text = format!("{}delta = 1e-6\n", manifest("pums", query, 1.0));
+    let estimate = p.alice.estimate_job(&text).await.unwrap();
+    let est = estimate.estimate.unwrap();
+    let threshold = est.key_threshold.unwrap();
+    assert_eq!(est.delta.to_string(), "0.000001");
+
+    let job = crate::run_job(&p.alice, &text).await;
+    assert_eq!(job.state, "released", "{:?}", job.message);
+    let body = p.alice.release(&job.id).await.unwrap().body;
+    assert_eq!(body.delta_spent.to_string(), "0.000001");
+    assert_eq!(body.epsilon_spent.to_string(), "1");
+    assert!(
+        body.outputs
+            .mechanism
+            .contains(&format!("exceeds {threshold}"))
+    );
+    // Released ages are in key order and every released count is above the threshold.
+    let mut last = -1;
+    for row in &body.outputs.rows {
+        let Cell::Key(age) = &row[0] else { panic!() };
+        let age = age.as_i64().unwrap();
+        assert!(age > last);
+        last = age;
+        let Cell::Noisy { value, .. } = &row[1] else {
+            panic!()
+        };
+        assert!(*value > threshold as f64);
+    }
+    let budget = p.alice.budget("pums").await.unwrap();
+    assert_eq!(budget.user_spent, "1");
+    assert_eq!(budget.user_delta_spent, "0.000001");
 }

@@ -137,6 +137,11 @@ pub fn estimate(e: &sluice_types::api::EstimateView) {
         "accepted: costs exactly epsilon {} (delta {}), {} row(s)",
         est.epsilon, est.delta, est.rows
     );
+    if let Some(t) = est.key_threshold {
+        println!(
+            "  group keys without a public domain: released only where the noisy row count exceeds {t} (this is what delta pays for)"
+        );
+    }
     for c in &est.columns {
         match (&c.aggregate, c.std_dev, c.ci95_halfwidth, &c.note) {
             (None, ..) => println!("  {}: group key (public domain, exact)", c.name),

@@ -12,7 +12,7 @@ use opendp::domains::{AtomDomain, VectorDomain};
 use opendp::measurements::{make_laplace, make_private_quantile};
 use opendp::measures::MaxDivergence;
 use opendp::metrics::{L1Distance, SymmetricDistance};
-use sluice_types::privacy::Epsilon;
+use sluice_types::privacy::{Delta, Epsilon};
 
 /// Confidence level of every interval Sluice reports.
 pub const CONFIDENCE: f64 = 0.95;
@@ -219,6 +219,60 @@ impl Quantile {
     pub fn rank_error95(&self) -> f64 {
         (self.scale * (self.candidates as f64 / (1.0 - CONFIDENCE)).ln()).ceil()
     }
+}
+
+/// The threshold for releasing group keys that are not public: a key found
+/// in the data is released only if its noisy row count (discrete Laplace of
+/// `scale`) exceeds the returned `τ`. One privacy unit has at most
+/// `max_rows` rows, so it creates at most `max_rows` keys of its own, with
+/// row counts `c_i` adding up to at most `max_rows`. Such a key is released
+/// with probability `P(Z ≥ τ - c_i + 1) = q^(τ-c_i+1)/(1+q)`, `q = e^(-1/scale)`;
+/// the sum over the unit's keys is largest at an extreme split (the function
+/// is convex in each `c_i`), so `δ(τ) = q^(τ+1)/(1+q) · max_m [(m-1)/q + q^-(k-m+1)]`.
+/// Returns the smallest `τ ≥ max_rows` with `δ(τ) ≤ delta`. Every noised
+/// value of the other keys is covered by the measurements' ε, so the
+/// release is (ε, δ)-DP.
+pub fn key_threshold(scale: f64, max_rows: u64, delta: Delta) -> Result<u64, DpError> {
+    if max_rows == 0 {
+        return Err(DpError::ZeroSensitivity);
+    }
+    let delta = delta.as_f64();
+    if !(delta > 0.0 && delta < 1.0 && scale > 0.0 && scale.is_finite()) {
+        return Err(DpError::Mechanism(
+            "a key threshold needs a delta in (0, 1) and a positive scale".into(),
+        ));
+    }
+    let k = max_rows;
+    let tau = (1..=k.min(1_000_000))
+        .map(|m| {
+            // ln[(m-1)/q + q^-(k-m+1)] with ln q = -1/scale, by log-sum-exp.
+            let a = if m > 1 {
+                ((m - 1) as f64).ln() + 1.0 / scale
+            } else {
+                f64::NEG_INFINITY
+            };
+            let b = (k - m + 1) as f64 / scale;
+            let hi = a.max(b);
+            hi + ((a - hi).exp() + (b - hi).exp()).ln()
+        })
+        .fold(f64::NEG_INFINITY, f64::max);
+    let ln_1q = (1.0 + (-1.0 / scale).exp()).ln();
+    let ln_delta_at = |t: u64| -((t + 1) as f64) / scale - ln_1q + tau;
+    // Solve for the real root, then step to the smallest integer that fits.
+    let root = ((tau - ln_1q - delta.ln()) * scale - 1.0)
+        .ceil()
+        .max(k as f64);
+    if !root.is_finite() || root > 1e15 {
+        return Err(DpError::Calibration);
+    }
+    let mut t = root as u64;
+    while t > k && ln_delta_at(t - 1) <= delta.ln() {
+        t -= 1;
+    }
+    while ln_delta_at(t) > delta.ln() {
+        t += 1;
+    }
+    Ok(t)
 }
 
 /// Smallest integer `t` with `P(|Z| > t) <= alpha` for discrete Laplace noise

@@ -215,3 +215,88 @@ fn quantile_of_no_values_is_still_a_candidate() {
     let q = Quantile::calibrate(grid.clone(), 0.5, 1, eps(1.0)).unwrap();
     assert!(grid.contains(&q.release(&[]).unwrap()));
 }
+
+/// P(Z ≥ j) for discrete Laplace noise of scale b.
+fn dlap_tail(j: i64, b: f64) -> f64 {
+    1.0 - dlap_cdf(j - 1, b)
+}
+
+/// Largest chance, over every way one unit's `k` rows can form keys of its
+/// own, that any of those keys passes threshold `t`: brute force over the
+/// partitions of at most `k` rows.
+fn worst_key_leak(t: u64, k: u64, b: f64) -> f64 {
+    fn partitions(left: u64, max_part: u64, parts: &mut Vec<u64>, out: &mut Vec<Vec<u64>>) {
+        if !parts.is_empty() {
+            out.push(parts.clone());
+        }
+        for p in (1..=left.min(max_part)).rev() {
+            parts.push(p);
+            partitions(left - p, p, parts, out);
+            parts.pop();
+        }
+    }
+    let mut all = Vec::new();
+    partitions(k, k, &mut Vec::new(), &mut all);
+    all.iter()
+        .map(|parts| {
+            parts
+                .iter()
+                .map(|c| dlap_tail(t as i64 - *c as i64 + 1, b))
+                .sum::<f64>()
+        })
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn key_threshold_is_the_smallest_that_bounds_the_leak_by_delta() {
+    for (scale, k, delta) in [
+        (2.0, 1u64, 1e-6),
+        (2.0, 3, 1e-6),
+        (10.0, 5, 1e-5),
+        (0.5, 4, 1e-9),
+        (1.0, 1, 0.01),
+    ] {
+        let d = Delta::from_f64(delta).unwrap();
+        let t = key_threshold(scale, k, d).unwrap();
+        assert!(t >= k);
+        let leak = worst_key_leak(t, k, scale);
+        assert!(
+            leak <= delta * (1.0 + 1e-9),
+            "{scale} {k}: {leak} > {delta}"
+        );
+        if t > k {
+            let below = worst_key_leak(t - 1, k, scale);
+            assert!(
+                below > delta,
+                "{scale} {k} {delta}: {t} is not the smallest"
+            );
+        }
+    }
+    assert!(key_threshold(1.0, 0, Delta::from_f64(1e-6).unwrap()).is_err());
+    assert!(key_threshold(1.0, 1, Delta::ZERO).is_err());
+}
+
+#[test]
+fn a_key_of_one_unit_passes_the_threshold_no_more_often_than_delta() {
+    // delta = 0.01 (the largest allowed) so that the rate is measurable.
+    let m = DiscreteLaplace::calibrate(1, eps(0.5)).unwrap();
+    let t = key_threshold(m.scale(), 1, Delta::from_f64(0.01).unwrap()).unwrap() as i64;
+    let n = 40_000;
+    let passed = m
+        .release(vec![1; n])
+        .unwrap()
+        .iter()
+        .filter(|v| **v > t)
+        .count();
+    let rate = passed as f64 / n as f64;
+    // Binomial sd at 0.01 over 40,000 draws is 0.0005.
+    assert!(rate <= 0.01 + 0.003, "{rate}");
+    // And the threshold is not loose: one lower would leak more than delta.
+    let lower = m
+        .release(vec![1; n])
+        .unwrap()
+        .iter()
+        .filter(|v| **v > t - 1)
+        .count();
+    assert!(lower as f64 / n as f64 > 0.01, "{lower}");
+}

@@ -88,12 +88,8 @@ pub async fn prepare(
         .delta
         .map(|d| Delta::from_f64(d).expect("validated"))
         .unwrap_or_default();
-    if delta != Delta::ZERO {
-        return Err(ApiError::new(
-            ErrorCode::ManifestInvalid,
-            "manifest invalid: privacy.delta must be absent: SQL jobs here are pure epsilon-DP",
-        ));
-    }
+    // δ is only for selecting group keys from the data; the analysis
+    // rejects a δ the query does not use, so what is charged is what it needs.
 
     let mut resolved = Vec::new();
     for r in &manifest.datasets {

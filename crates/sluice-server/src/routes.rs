@@ -523,6 +523,7 @@ async fn budget(
         user_granted: b.user_granted.to_string(),
         user_spent: b.user_spent.to_string(),
         user_remaining: remaining.to_string(),
+        user_delta_spent: b.user_delta_spent.to_string(),
     }))
 }
 

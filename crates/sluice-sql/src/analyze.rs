@@ -10,7 +10,7 @@ use datafusion::catalog::TableProvider;
 use datafusion::catalog::empty::EmptyTable;
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::prelude::SessionContext;
-use sluice_types::privacy::Epsilon;
+use sluice_types::privacy::{Delta, Epsilon};
 use sluice_types::sandbox::{QueryTask, SandboxTable};
 use sluice_types::schema::{ColumnSpec, DomainValue};
 
@@ -26,8 +26,23 @@ pub struct GroupKey {
     pub expr: Expr,
     pub column: ColumnSpec,
     /// The declared domain, sorted: the release has one row per value (or
-    /// per combination of values), empty groups included.
-    pub domain: Vec<DomainValue>,
+    /// per combination of values), empty groups included. None: the key has
+    /// no public domain, and keys found in the data are released only when
+    /// their noisy count passes the key threshold.
+    pub domain: Option<Vec<DomainValue>>,
+}
+
+/// Most δ a job may spend on releasing keys that are not public.
+pub const MAX_KEY_DELTA: f64 = 1e-5;
+
+/// How keys without a public domain are released: a key found in the data
+/// is kept only if its noisy row count (measurement `count`) exceeds
+/// `threshold`, chosen so that a key of a single unit escapes with
+/// probability at most δ.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeySelection {
+    pub count: usize,
+    pub threshold: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -145,6 +160,11 @@ pub struct Analysis {
     pub measurements: Vec<Measurement>,
     pub outputs: Vec<Output>,
     pub epsilon: Epsilon,
+    /// δ spent, on key selection only (zero when every key is public).
+    pub delta: Delta,
+    pub key_selection: Option<KeySelection>,
+    /// Cells released before HAVING and LIMIT; with key selection, the
+    /// number depends on the data and this is 0.
     pub cells: usize,
     /// Every aggregate of the query, in the aggregate node's order (HAVING
     /// may use aggregates that are not selected).
@@ -269,8 +289,9 @@ impl Analysis {
             .collect();
         Ok(Estimate {
             epsilon: self.epsilon,
-            delta: sluice_types::privacy::Delta::ZERO,
+            delta: self.delta,
             rows: self.cells as u64,
+            key_threshold: self.key_selection.as_ref().map(|k| k.threshold),
             columns,
         })
     }
@@ -297,6 +318,14 @@ impl Analysis {
             },
             self.cells
         );
+        if let Some(ks) = &self.key_selection {
+            s.push_str(&format!(
+                "; group keys without a public domain are released only where the noisy {} exceeds {} (delta {})",
+                self.measurements[ks.count].describe(),
+                ks.threshold,
+                self.delta
+            ));
+        }
         for m in &self.measurements {
             s.push_str(&format!(
                 "; {}: L1 sensitivity {} unit(s), epsilon {}",
@@ -369,7 +398,7 @@ pub async fn analyze(task: &QueryTask) -> Result<Analysis, Rejection> {
         })?;
     }
     let plan = plan_query(&ctx, &task.query).await?;
-    analyze_plan(&plan, &task.tables, task.epsilon, &task.split)
+    analyze_plan(&plan, &task.tables, task.epsilon, task.delta, &task.split)
 }
 
 /// Plans SQL under the locked-down options; errors name only SQL and schema.
@@ -406,6 +435,7 @@ pub(crate) fn analyze_plan(
     plan: &LogicalPlan,
     tables: &[SandboxTable],
     epsilon: Epsilon,
+    delta: Delta,
     split: &std::collections::BTreeMap<String, f64>,
 ) -> Result<Analysis, Rejection> {
     let mut reasons = Vec::new();
@@ -495,11 +525,16 @@ pub(crate) fn analyze_plan(
     let k = scope.max_rows_per_unit;
     let unit = scope.unit.clone().map(Expr::Column);
 
-    // Group keys: columns with a declared public domain.
+    // Group keys: columns with a declared public domain, or keys selected
+    // from the data by DP thresholding (which costs δ).
     let mut group_keys = Vec::new();
     for g in &aggregate.group_expr {
         match strip_alias(g) {
             Expr::Column(c) => match scope.column(c) {
+                Ok(spec) if spec.role.is_pseudonymised() => reasons.push(format!(
+                    "GROUP BY {}: the column is an identifier; its pseudonyms are never released",
+                    c.name
+                )),
                 Ok(spec) => match &spec.domain {
                     Some(domain) => {
                         let mut domain = domain.clone();
@@ -507,13 +542,24 @@ pub(crate) fn analyze_plan(
                         group_keys.push(GroupKey {
                             expr: Expr::Column(c.clone()),
                             column: spec.clone(),
-                            domain,
+                            domain: Some(domain),
                         });
                     }
-                    None => reasons.push(format!(
-                        "GROUP BY {}: the column has no declared public domain, so its keys would reveal data (keys released by DP thresholding are not supported yet)",
+                    None if spec.ty == sluice_types::schema::ColumnType::Float => {
+                        reasons.push(format!(
+                            "GROUP BY {}: a float column without a declared domain cannot be a key; bucket it with CASE in a subquery",
+                            c.name
+                        ))
+                    }
+                    None if delta == Delta::ZERO => reasons.push(format!(
+                        "GROUP BY {}: the column has no declared public domain, so its keys must be selected by DP thresholding, which needs privacy.delta > 0 (at most {MAX_KEY_DELTA})",
                         c.name
                     )),
+                    None => group_keys.push(GroupKey {
+                        expr: Expr::Column(c.clone()),
+                        column: spec.clone(),
+                        domain: None,
+                    }),
                 },
                 Err(e) => reasons.push(format!("GROUP BY: {e}")),
             },
@@ -523,10 +569,27 @@ pub(crate) fn analyze_plan(
             )),
         }
     }
-    let cells = group_keys
-        .iter()
-        .try_fold(1usize, |acc, g| acc.checked_mul(g.domain.len()))
-        .unwrap_or(usize::MAX);
+    let selects_keys = group_keys.iter().any(|g| g.domain.is_none());
+    if delta != Delta::ZERO && !selects_keys {
+        reasons.push(
+            "privacy.delta is set, but every group key of this query is public, so the query is pure epsilon-DP: remove privacy.delta (it would be charged as asked)"
+                .into(),
+        );
+    }
+    if delta.as_f64() > MAX_KEY_DELTA {
+        reasons.push(format!(
+            "privacy.delta {delta} is above the limit of {MAX_KEY_DELTA} per job"
+        ));
+    }
+    let cells = if selects_keys {
+        0
+    } else {
+        group_keys
+            .iter()
+            .filter_map(|g| g.domain.as_ref())
+            .try_fold(1usize, |acc, d| acc.checked_mul(d.len()))
+            .unwrap_or(usize::MAX)
+    };
     if cells > MAX_CELLS {
         reasons.push(format!(
             "the group keys' domains give {cells} cells, more than the limit of {MAX_CELLS}"
@@ -592,6 +655,9 @@ pub(crate) fn analyze_plan(
         }
     }
 
+    // Key selection thresholds the noisy row count, shared with COUNT(*).
+    let key_count = selects_keys.then(|| find_or_add(MeasurementKind::CountRows, None, k));
+
     if !reasons.is_empty() {
         return Err(Rejection(reasons));
     }
@@ -621,6 +687,18 @@ pub(crate) fn analyze_plan(
     for (m, e) in measurements.iter_mut().zip(shares) {
         m.epsilon = e;
     }
+    let key_selection = match key_count {
+        Some(count) => {
+            let m = &measurements[count];
+            let scale = sluice_dp::DiscreteLaplace::calibrate(m.l1_sensitivity, m.epsilon)
+                .map_err(|e| Rejection(vec![format!("key selection: {e}")]))?
+                .scale();
+            let threshold = sluice_dp::key_threshold(scale, k, delta)
+                .map_err(|e| Rejection(vec![format!("key selection: {e}")]))?;
+            Some(KeySelection { count, threshold })
+        }
+        None => None,
+    };
     Ok(Analysis {
         row_plan: aggregate.input.as_ref().clone(),
         datasets: scope.datasets(),
@@ -631,6 +709,8 @@ pub(crate) fn analyze_plan(
         measurements,
         outputs,
         epsilon,
+        delta,
+        key_selection,
         cells,
         aggregates: aggregates
             .into_iter()

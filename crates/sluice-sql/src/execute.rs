@@ -16,7 +16,6 @@ use datafusion::functions_window::expr_fn::row_number;
 use datafusion::logical_expr::{ExprFunctionExt, LogicalPlanBuilder, cast, col, lit, when};
 use datafusion::prelude::{Expr, ParquetReadOptions};
 use sluice_dp::{CONFIDENCE, discrete_laplace_halfwidth};
-use sluice_types::privacy::Delta;
 use sluice_types::release::{Cell, ColumnKind, OutputColumn, ReleasedOutputs};
 use sluice_types::sandbox::QueryTask;
 use sluice_types::schema::DomainValue;
@@ -50,10 +49,10 @@ pub async fn execute(task: &QueryTask) -> Result<ReleasedOutputs, ExecError> {
     let plan = plan_query(&ctx, &task.query)
         .await
         .map_err(ExecError::Rejected)?;
-    let analysis = analyze_plan(&plan, &task.tables, task.epsilon, &task.split)
+    let analysis = analyze_plan(&plan, &task.tables, task.epsilon, task.delta, &task.split)
         .map_err(ExecError::Rejected)?;
-    let exact = exact_aggregates(&ctx, &analysis).await?;
-    release(&analysis, exact)
+    let (keys, exact) = exact_aggregates(&ctx, &analysis).await?;
+    release(&analysis, &keys, exact)
 }
 
 /// One measurement's exact value in every cell, cells in key order: an
@@ -64,11 +63,14 @@ pub(crate) enum Exact {
     Values(Vec<Vec<f64>>),
 }
 
-/// Exact per-cell aggregates, one vector per measurement, cells in key order.
+/// The cells' keys in order, and the exact per-cell aggregates, one vector
+/// per measurement. With public domains the cells are every combination of
+/// keys; with key selection, the key combinations found in the data (the
+/// caller releases only those whose noisy count passes the threshold).
 pub(crate) async fn exact_aggregates(
     ctx: &datafusion::prelude::SessionContext,
     a: &Analysis,
-) -> Result<Vec<Exact>, ExecError> {
+) -> Result<(Vec<Vec<DomainValue>>, Vec<Exact>), ExecError> {
     let mut b = LogicalPlanBuilder::from(a.row_plan.clone());
     if let Some(unit) = &a.unit {
         // Rows without a unit cannot be attributed, so they cannot be bounded.
@@ -85,8 +87,14 @@ pub(crate) async fn exact_aggregates(
             .filter(col(ROW_NUMBER).lt_eq(lit(a.max_rows_per_unit)))?;
     }
     for g in &a.group_keys {
-        let values: Vec<Expr> = g.domain.iter().map(domain_literal).collect();
-        b = b.filter(g.expr.clone().in_list(values, false))?;
+        b = match &g.domain {
+            Some(domain) => {
+                let values: Vec<Expr> = domain.iter().map(domain_literal).collect();
+                b.filter(g.expr.clone().in_list(values, false))?
+            }
+            // A NULL key is never released.
+            None => b.filter(g.expr.clone().is_not_null())?,
+        };
     }
     let mut projection: Vec<Expr> = Vec::new();
     for (i, g) in a.group_keys.iter().enumerate() {
@@ -151,23 +159,39 @@ pub(crate) async fn exact_aggregates(
         .build()?;
     let batches = ctx.execute_logical_plan(plan).await?.collect().await?;
 
-    let index = cell_index(a);
-    let mut vectors: Vec<Exact> = a
-        .measurements
-        .iter()
-        .map(|m| match m.kind {
-            MeasurementKind::Quantile { .. } => Exact::Values(vec![Vec::new(); a.cells]),
-            _ => Exact::Totals(vec![0; a.cells]),
-        })
-        .collect();
     let n_keys = a.group_keys.len();
-    for batch in &batches {
+    let mut found = Vec::new();
+    for (b, batch) in batches.iter().enumerate() {
         for row in 0..batch.num_rows() {
             let mut key = Vec::with_capacity(n_keys);
             for k in 0..n_keys {
                 key.push(domain_value(batch.column(k).as_ref(), row)?);
             }
-            let Some(&cell) = index.get(&key) else {
+            found.push((key, b, row));
+        }
+    }
+    let keys = if a.key_selection.is_some() {
+        let mut keys: Vec<Vec<DomainValue>> = found.iter().map(|f| f.0.clone()).collect();
+        keys.sort();
+        keys.dedup();
+        keys
+    } else {
+        cells(a)
+    };
+    let index: HashMap<&Vec<DomainValue>, usize> =
+        keys.iter().enumerate().map(|(i, k)| (k, i)).collect();
+    let mut vectors: Vec<Exact> = a
+        .measurements
+        .iter()
+        .map(|m| match m.kind {
+            MeasurementKind::Quantile { .. } => Exact::Values(vec![Vec::new(); keys.len()]),
+            _ => Exact::Totals(vec![0; keys.len()]),
+        })
+        .collect();
+    for (key, b, row) in &found {
+        let (batch, row) = (&batches[*b], *row);
+        {
+            let Some(&cell) = index.get(key) else {
                 // Unreachable: keys are filtered to the domain above.
                 return Err(ExecError::Engine("group key outside its domain".into()));
             };
@@ -196,7 +220,7 @@ pub(crate) async fn exact_aggregates(
             }
         }
     }
-    Ok(vectors)
+    Ok((keys, vectors))
 }
 
 fn domain_literal(v: &DomainValue) -> Expr {
@@ -225,10 +249,11 @@ fn domain_value(array: &dyn Array, row: usize) -> Result<DomainValue, ExecError>
 fn cells(a: &Analysis) -> Vec<Vec<DomainValue>> {
     let mut out: Vec<Vec<DomainValue>> = vec![vec![]];
     for g in &a.group_keys {
+        let domain = g.domain.as_deref().unwrap_or_default();
         out = out
             .into_iter()
             .flat_map(|prefix| {
-                g.domain.iter().map(move |v| {
+                domain.iter().map(move |v| {
                     let mut p = prefix.clone();
                     p.push(v.clone());
                     p
@@ -237,14 +262,6 @@ fn cells(a: &Analysis) -> Vec<Vec<DomainValue>> {
             .collect();
     }
     out
-}
-
-fn cell_index(a: &Analysis) -> HashMap<Vec<DomainValue>, usize> {
-    cells(a)
-        .into_iter()
-        .enumerate()
-        .map(|(i, k)| (k, i))
-        .collect()
 }
 
 struct Noised {
@@ -260,7 +277,11 @@ struct Noised {
 }
 
 /// Adds noise to every measurement and computes the released cells.
-pub(crate) fn release(a: &Analysis, exact: Vec<Exact>) -> Result<ReleasedOutputs, ExecError> {
+pub(crate) fn release(
+    a: &Analysis,
+    keys: &[Vec<DomainValue>],
+    exact: Vec<Exact>,
+) -> Result<ReleasedOutputs, ExecError> {
     let mut noised = Vec::with_capacity(exact.len());
     let mut mechanism = format!(
         "discrete Laplace noise from OpenDP's exact sampler; epsilon {} split over {} measurement(s); each privacy unit bounded to {} row(s)",
@@ -394,16 +415,26 @@ pub(crate) fn release(a: &Analysis, exact: Vec<Exact>) -> Result<ReleasedOutputs
             )
         }
     };
-    let keys = cells(a);
+    let n_cells = keys.len();
     // Released value of every aggregate in every cell (HAVING may use ones not selected).
     let aggregate_cells: Vec<Vec<Cell>> = a
         .aggregates
         .iter()
-        .map(|agg| (0..a.cells).map(|cell| noisy_cell(agg, cell)).collect())
+        .map(|agg| (0..n_cells).map(|cell| noisy_cell(agg, cell)).collect())
         .collect();
-    let mut kept: Vec<usize> = (0..a.cells).collect();
+    let mut kept: Vec<usize> = (0..n_cells).collect();
+    if let Some(ks) = &a.key_selection {
+        let counts = &noised[ks.count].values;
+        kept.retain(|&cell| counts[cell] > ks.threshold as i64);
+        mechanism.push_str(&format!(
+            "; group keys found in the data released where the noisy {} exceeds {} (delta {})",
+            a.measurements[ks.count].describe(),
+            ks.threshold,
+            a.delta
+        ));
+    }
     if let Some(having) = &a.post.having {
-        let mask = having_mask(a, having, &keys, &aggregate_cells)?;
+        let mask = having_mask(a, having, keys, &aggregate_cells)?;
         kept.retain(|&cell| mask[cell]);
     }
     let mut rows: Vec<Vec<Cell>> = kept
@@ -424,7 +455,7 @@ pub(crate) fn release(a: &Analysis, exact: Vec<Exact>) -> Result<ReleasedOutputs
         rows,
         mechanism,
         epsilon: a.epsilon,
-        delta: Delta::ZERO,
+        delta: a.delta,
     })
 }
 
@@ -544,7 +575,7 @@ fn compare_cells(x: &Cell, y: &Cell) -> std::cmp::Ordering {
     }
 }
 
-fn domain_json(v: &DomainValue) -> serde_json::Value {
+pub(crate) fn domain_json(v: &DomainValue) -> serde_json::Value {
     match v {
         DomainValue::Bool(b) => serde_json::Value::Bool(*b),
         DomainValue::Int(i) => serde_json::Value::from(*i),
@@ -579,7 +610,9 @@ fn avg_cell(sum: f64, sum_half: f64, count: f64, count_half: f64, lo: f64, hi: f
 /// Exact (un-noised) aggregates of a task, for the crate's own tests of
 /// sensitivity. Never reachable from outside the crate.
 #[cfg(test)]
-pub(crate) async fn exact_for_test(task: &QueryTask) -> (Analysis, Vec<Exact>) {
+pub(crate) async fn exact_for_test(
+    task: &QueryTask,
+) -> (Analysis, Vec<Vec<DomainValue>>, Vec<Exact>) {
     let ctx = locked_context().unwrap();
     for t in &task.tables {
         ctx.register_parquet(t.name.as_str(), &t.path, ParquetReadOptions::default())
@@ -587,9 +620,10 @@ pub(crate) async fn exact_for_test(task: &QueryTask) -> (Analysis, Vec<Exact>) {
             .unwrap();
     }
     let plan = plan_query(&ctx, &task.query).await.unwrap();
-    let analysis = analyze_plan(&plan, &task.tables, task.epsilon, &task.split).unwrap();
-    let exact = exact_aggregates(&ctx, &analysis).await.unwrap();
-    (analysis, exact)
+    let analysis =
+        analyze_plan(&plan, &task.tables, task.epsilon, task.delta, &task.split).unwrap();
+    let (keys, exact) = exact_aggregates(&ctx, &analysis).await.unwrap();
+    (analysis, keys, exact)
 }
 
 /// Noisy moments of one cell and their half-widths at 1 - 0.05/3 each, so

@@ -233,7 +233,7 @@ async fn rejections_name_their_reason() {
         ),
         (
             "SELECT pid, COUNT(*) FROM people GROUP BY pid",
-            "no declared public domain",
+            "pseudonyms are never released",
         ),
         (
             "SELECT SUM(city) FROM people",
@@ -514,7 +514,12 @@ fn write_people(dir: &std::path::Path, name: &str, rows: &Rows) -> String {
             Arc::new(Int64Array::from(
                 rows.iter().map(|r| r.2).collect::<Vec<_>>(),
             )),
-            Arc::new(StringArray::from(vec!["x"; rows.len()])),
+            // Cities without a declared domain: keys selected from the data.
+            Arc::new(StringArray::from(
+                rows.iter()
+                    .map(|r| ["x", "y", "z"][(r.2 % 3) as usize])
+                    .collect::<Vec<_>>(),
+            )),
             Arc::new(Int64Array::from(vec![1; rows.len()])),
         ],
     )
@@ -589,6 +594,31 @@ fn l1(a: &[Exact], b: &[Exact]) -> Vec<u64> {
         .collect()
 }
 
+/// Exact aggregates over the union of two runs' cells (keys selected from
+/// the data can differ): a cell missing from a run is empty.
+fn aligned(keys: &[Vec<DomainValue>], exact: &[Exact], other: &[Vec<DomainValue>]) -> Vec<Exact> {
+    let mut all: Vec<&Vec<DomainValue>> = keys.iter().chain(other).collect();
+    all.sort();
+    all.dedup();
+    let index: HashMap<&Vec<DomainValue>, usize> =
+        keys.iter().enumerate().map(|(i, k)| (k, i)).collect();
+    exact
+        .iter()
+        .map(|e| match e {
+            Exact::Totals(v) => Exact::Totals(
+                all.iter()
+                    .map(|k| index.get(*k).map_or(0, |i| v[*i]))
+                    .collect(),
+            ),
+            Exact::Values(v) => Exact::Values(
+                all.iter()
+                    .map(|k| index.get(*k).map_or_else(Vec::new, |i| v[*i].clone()))
+                    .collect(),
+            ),
+        })
+        .collect()
+}
+
 fn symmetric_difference(p: &[f64], q: &[f64]) -> u64 {
     let mut counts: HashMap<u64, i64> = HashMap::new();
     for v in p {
@@ -614,6 +644,11 @@ async fn removing_any_one_unit_moves_each_aggregate_by_at_most_its_sensitivity()
         ),
         (
             "SELECT sex, MEDIAN(income), MAX(income), percentile_cont(income, 0.9) FROM people GROUP BY sex",
+            false,
+        ),
+        // Keys selected from the data (costs delta).
+        (
+            "SELECT city, sex, COUNT(*), SUM(income), MEDIAN(income) FROM people GROUP BY city, sex",
             false,
         ),
         (
@@ -648,6 +683,9 @@ async fn removing_any_one_unit_moves_each_aggregate_by_at_most_its_sensitivity()
         let make = |path: &str, tax: &str| {
             let mut t = task(q, path, 3, 1.0);
             t.tables[0].schema.max_rows_per_unit = 3;
+            if q.contains("GROUP BY city") {
+                t.delta = Delta::from_f64(1e-6).unwrap();
+            }
             if join {
                 t.tables.push(SandboxTable {
                     name: "tax".into(),
@@ -658,7 +696,7 @@ async fn removing_any_one_unit_moves_each_aggregate_by_at_most_its_sensitivity()
             }
             t
         };
-        let (analysis, base) = crate::execute::exact_for_test(&make(&full, &tax)).await;
+        let (analysis, base_keys, base) = crate::execute::exact_for_test(&make(&full, &tax)).await;
         let declared: Vec<u64> = analysis
             .measurements
             .iter()
@@ -669,8 +707,12 @@ async fn removing_any_one_unit_moves_each_aggregate_by_at_most_its_sensitivity()
             let path = write_people(dir.path(), &format!("without_{u}"), &rest);
             // A neighbour lacks the person in every table.
             let tax_without = write_generated_tax(dir.path(), Some(u));
-            let (_, neighbour) = crate::execute::exact_for_test(&make(&path, &tax_without)).await;
-            let moved = l1(&base, &neighbour);
+            let (_, keys, neighbour) =
+                crate::execute::exact_for_test(&make(&path, &tax_without)).await;
+            let moved = l1(
+                &aligned(&base_keys, &base, &keys),
+                &aligned(&keys, &neighbour, &base_keys),
+            );
             for ((m, d), s) in moved.iter().zip(&declared).zip(&analysis.measurements) {
                 assert!(
                     m <= d,
@@ -893,4 +935,80 @@ async fn bounding_is_skipped_only_for_versions_verified_at_ingest() {
     assert!(!analyze(&j).await.unwrap().bound_verified);
     j.tables[1].bound_verified = true;
     assert!(analyze(&j).await.unwrap().bound_verified);
+}
+
+#[tokio::test]
+async fn keys_without_a_domain_are_released_only_above_the_reported_threshold() {
+    let dir = tempfile::tempdir().unwrap();
+    // City "x" (income 3) has 300 persons; city "y" (income 4) one person.
+    let mut rows: Rows = (0..300).map(|u| (format!("u{u}"), 0, 3)).collect();
+    rows.push(("rare".into(), 1, 4));
+    let path = write_people(dir.path(), "cities", &rows);
+    let mut t = task(
+        "SELECT city, COUNT(*) AS n, SUM(income) FROM people GROUP BY city",
+        &path,
+        1,
+        1.0,
+    );
+    t.delta = Delta::from_f64(1e-6).unwrap();
+    let a = analyze(&t).await.unwrap();
+    let threshold = a.key_selection.as_ref().unwrap().threshold;
+    let estimate = a.estimate().unwrap();
+    assert_eq!(estimate.key_threshold, Some(threshold));
+    assert_eq!(estimate.delta, t.delta);
+    assert!(a.describe().contains(&format!("exceeds {threshold}")));
+    let (a, keys, exact) = crate::execute::exact_for_test(&t).await;
+    for _ in 0..300 {
+        let out = crate::execute::release(&a, &keys, exact.clone()).unwrap();
+        assert_eq!(out.delta, t.delta);
+        assert!(out.mechanism.contains(&format!("exceeds {threshold}")));
+        let released: Vec<&Cell> = out.rows.iter().map(|r| &r[0]).collect();
+        // The one-person city never appears; the large one always does.
+        assert_eq!(released, vec![&Cell::Key(serde_json::json!("x"))]);
+    }
+
+    // The count is the thresholded one: with a threshold above the common
+    // key's count, nothing is released at all (not even the big key).
+    let mut few: Rows = (0..5).map(|u| (format!("u{u}"), 0, 3)).collect();
+    few.push(("rare".into(), 1, 4));
+    let path = write_people(dir.path(), "few", &few);
+    t.tables[0].path = path;
+    let (a, keys, exact) = crate::execute::exact_for_test(&t).await;
+    assert!(a.key_selection.as_ref().unwrap().threshold > 5);
+    let mut released = 0;
+    for _ in 0..300 {
+        released += crate::execute::release(&a, &keys, exact.clone())
+            .unwrap()
+            .rows
+            .len();
+    }
+    // P(noisy 5 > threshold) is below delta by construction.
+    assert_eq!(released, 0);
+}
+
+#[tokio::test]
+async fn key_selection_needs_delta_and_delta_needs_key_selection() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_table(dir.path());
+    let q = "SELECT city, COUNT(*) FROM people GROUP BY city";
+    assert_rejected(&task(q, &path, 1, 1.0), "needs privacy.delta > 0").await;
+    let mut t = task(
+        "SELECT sex, COUNT(*) FROM people GROUP BY sex",
+        &path,
+        1,
+        1.0,
+    );
+    t.delta = Delta::from_f64(1e-7).unwrap();
+    assert_rejected(&t, "remove privacy.delta").await;
+    let mut t = task(q, &path, 1, 1.0);
+    t.delta = Delta::from_f64(1e-3).unwrap();
+    assert_rejected(&t, "above the limit").await;
+    let mut t = task(
+        "SELECT pid, COUNT(*) FROM people GROUP BY pid",
+        &path,
+        1,
+        1.0,
+    );
+    t.delta = Delta::from_f64(1e-7).unwrap();
+    assert_rejected(&t, "is an identifier").await;
 }

@@ -110,6 +110,8 @@ pub struct BudgetView {
     pub user_granted: Epsilon,
     /// Committed and reserved.
     pub user_spent: Epsilon,
+    /// δ committed and reserved (spent on selecting group keys).
+    pub user_delta_spent: Delta,
     pub dataset_cap: Epsilon,
     pub dataset_spent: Epsilon,
 }
@@ -771,9 +773,11 @@ impl Store {
         let row = sqlx::query(
             "SELECT d.epsilon_cap_units, d.user_epsilon_units,
                     COALESCE((SELECT epsilon_units FROM user_usage WHERE dataset_id = d.id AND user_id = ?), 0) AS user_spent,
+                    COALESCE((SELECT delta_units FROM user_usage WHERE dataset_id = d.id AND user_id = ?), 0) AS user_delta,
                     COALESCE((SELECT epsilon_units FROM dataset_usage WHERE dataset_id = d.id), 0) AS all_spent
              FROM datasets d WHERE d.id = ?",
         )
+        .bind(user_id)
         .bind(user_id)
         .bind(dataset_id)
         .fetch_optional(&self.pool)
@@ -782,6 +786,7 @@ impl Store {
         Ok(BudgetView {
             user_granted: Epsilon::from_units(from_units(row.get("user_epsilon_units"))?),
             user_spent: Epsilon::from_units(from_units(row.get("user_spent"))?),
+            user_delta_spent: Delta::from_units(from_units(row.get("user_delta"))?),
             dataset_cap: Epsilon::from_units(from_units(row.get("epsilon_cap_units"))?),
             dataset_spent: Epsilon::from_units(from_units(row.get("all_spent"))?),
         })

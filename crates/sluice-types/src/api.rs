@@ -104,6 +104,9 @@ pub struct BudgetView {
     pub user_granted: String,
     pub user_spent: String,
     pub user_remaining: String,
+    /// δ spent so far (only jobs that select group keys from the data spend δ).
+    #[serde(default)]
+    pub user_delta_spent: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -104,8 +104,13 @@ pub struct Estimate {
     /// Exactly what will be charged.
     pub epsilon: Epsilon,
     pub delta: Delta,
-    /// Released rows (cells per output column).
+    /// Released rows (cells per output column); 0 when keys are selected
+    /// from the data, whose number is then not known in advance.
     pub rows: u64,
+    /// Keys without a public domain: released only where the noisy row
+    /// count exceeds this threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_threshold: Option<u64>,
     pub columns: Vec<ColumnEstimate>,
 }
 
