@@ -150,6 +150,7 @@ pub async fn prepare(
                     .into_owned(),
                 schema: r.record.entry.schema.clone(),
                 bound_verified: r.bound_verified,
+                public: r.record.entry.open_category == OpenCategory::Unconditional,
             })
             .collect(),
         epsilon,

@@ -156,6 +156,8 @@ pub struct Analysis {
     /// Every table's row bound was verified at ingest: the bound holds
     /// without the bounding step.
     pub bound_verified: bool,
+    /// (table, column) of public tables joined on a key declared unique.
+    pub public_keys: Vec<(String, String)>,
     pub group_keys: Vec<GroupKey>,
     pub measurements: Vec<Measurement>,
     pub outputs: Vec<Output>,
@@ -703,6 +705,7 @@ pub(crate) fn analyze_plan(
         row_plan: aggregate.input.as_ref().clone(),
         datasets: scope.datasets(),
         bound_verified: scope.bound_verified,
+        public_keys: scope.public_keys.clone(),
         unit,
         max_rows_per_unit: k,
         group_keys,
@@ -1044,30 +1047,39 @@ pub(crate) fn node_name(plan: &LogicalPlan) -> String {
 pub(crate) fn check_row_expr(e: &Expr, reasons: &mut Vec<String>) {
     use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
     let _ = e.apply(|node| {
-        let bad = match node {
-            Expr::ScalarFunction(f) if node.is_volatile_node() => {
-                Some(format!("{}() is not deterministic", f.func.name()))
-            }
-            Expr::Exists(_)
-            | Expr::InSubquery(_)
-            | Expr::ScalarSubquery(_)
-            | Expr::SetComparison(_) => Some("subqueries in WHERE are not supported yet".into()),
-            Expr::Placeholder(_) => Some("query parameters are not supported".into()),
-            Expr::ScalarVariable(..) => Some("variables are not supported".into()),
-            Expr::AggregateFunction(_) | Expr::WindowFunction(_) => {
-                Some("aggregates and window functions are not allowed in WHERE".into())
-            }
-            Expr::OuterReferenceColumn(..) | Expr::Unnest(_) | Expr::GroupingSet(_) => {
-                Some(format!("{node} is not supported in WHERE"))
-            }
-            _ => None,
-        };
-        match bad {
-            Some(r) => {
-                reasons.push(format!("WHERE: {r}"));
-                Ok(TreeNodeRecursion::Stop)
-            }
-            None => Ok(TreeNodeRecursion::Continue),
-        }
+        let before = reasons.len();
+        check_row_node(node, reasons);
+        Ok(if reasons.len() > before {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
     });
+}
+
+/// The check of one node of a row expression (not its children).
+pub(crate) fn check_row_node(node: &Expr, reasons: &mut Vec<String>) {
+    let bad = match node {
+        Expr::ScalarFunction(f) if node.is_volatile_node() => {
+            Some(format!("{}() is not deterministic", f.func.name()))
+        }
+        Expr::Exists(_)
+        | Expr::InSubquery(_)
+        | Expr::ScalarSubquery(_)
+        | Expr::SetComparison(_) => Some(
+            "subqueries are supported only as unit IN (SELECT unit ...) or over public tables, in WHERE".into(),
+        ),
+        Expr::Placeholder(_) => Some("query parameters are not supported".into()),
+        Expr::ScalarVariable(..) => Some("variables are not supported".into()),
+        Expr::AggregateFunction(_) | Expr::WindowFunction(_) => {
+            Some("aggregates and window functions are not allowed in WHERE".into())
+        }
+        Expr::OuterReferenceColumn(..) | Expr::Unnest(_) | Expr::GroupingSet(_) => {
+            Some(format!("{node} is not supported in WHERE"))
+        }
+        _ => None,
+    };
+    if let Some(r) = bad {
+        reasons.push(format!("WHERE: {r}"));
+    }
 }

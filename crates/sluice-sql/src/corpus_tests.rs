@@ -143,6 +143,58 @@ fn write_tax(dir: &Path) -> String {
     path.to_string_lossy().into_owned()
 }
 
+/// A public lookup table (open data): education code → level and years.
+fn educ_levels_schema() -> DatasetSchema {
+    toml::from_str(
+        r#"
+        max_rows_per_unit = 1
+        id_space = "none"
+        [[columns]]
+        name = "educ"
+        type = "int"
+        unique = true
+        lower = 1
+        upper = 16
+        [[columns]]
+        name = "level"
+        type = "text"
+        domain = ["school", "college", "graduate"]
+        [[columns]]
+        name = "years"
+        type = "int"
+        lower = 0
+        upper = 25
+        "#,
+    )
+    .unwrap()
+}
+
+/// Codes 1..=14 only, so a LEFT JOIN leaves codes 15 and 16 unmatched.
+fn write_educ_levels(dir: &Path) -> String {
+    let codes: Vec<i64> = (1..=14).collect();
+    let level: Vec<&str> = codes
+        .iter()
+        .map(|c| match c {
+            ..=9 => "school",
+            10..=13 => "college",
+            _ => "graduate",
+        })
+        .collect();
+    let years: Vec<i64> = codes.iter().map(|c| c + 4).collect();
+    let batch = RecordBatch::try_new(
+        crate::session::arrow_schema(&educ_levels_schema()),
+        vec![
+            Arc::new(Int64Array::from(codes)) as ArrayRef,
+            Arc::new(StringArray::from(level)),
+            Arc::new(Int64Array::from(years)),
+        ],
+    )
+    .unwrap();
+    let path = dir.join("educ_levels.parquet");
+    crate::tests::write_parquet(&path, &batch);
+    path.to_string_lossy().into_owned()
+}
+
 fn json_of(v: &ScalarValue) -> Option<serde_json::Value> {
     match v {
         ScalarValue::Int64(Some(i)) => Some(serde_json::json!(i)),
@@ -212,12 +264,21 @@ async fn corpus_queries_are_accepted_with_covering_intervals_or_rejected_with_th
             // One row per person, as ingest would verify: the corpus runs
             // the plan without the bounding window.
             bound_verified: true,
+            public: false,
         },
         SandboxTable {
             name: "tax".into(),
             path: write_tax(dir.path()),
             schema: tax_schema(),
             bound_verified: true,
+            public: false,
+        },
+        SandboxTable {
+            name: "educ_levels".into(),
+            path: write_educ_levels(dir.path()),
+            schema: educ_levels_schema(),
+            bound_verified: false,
+            public: true,
         },
     ];
     let (mut accepted, mut rejected) = (0, 0);

@@ -51,8 +51,35 @@ pub async fn execute(task: &QueryTask) -> Result<ReleasedOutputs, ExecError> {
         .map_err(ExecError::Rejected)?;
     let analysis = analyze_plan(&plan, &task.tables, task.epsilon, task.delta, &task.split)
         .map_err(ExecError::Rejected)?;
+    check_public_keys_unique(&ctx, &analysis).await?;
     let (keys, exact) = exact_aggregates(&ctx, &analysis).await?;
     release(&analysis, &keys, exact)
+}
+
+/// A public table joined on a key must have each key once, or a private row
+/// could match several public rows. The table is public, so saying which
+/// table and column failed reveals nothing private.
+async fn check_public_keys_unique(
+    ctx: &datafusion::prelude::SessionContext,
+    a: &Analysis,
+) -> Result<(), ExecError> {
+    for (table, column) in &a.public_keys {
+        let key = Expr::Column(datafusion::common::Column::new_unqualified(column));
+        let repeated = ctx
+            .table(table.as_str())
+            .await?
+            .filter(key.clone().is_not_null())?
+            .aggregate(vec![key], vec![count(lit(1i64)).alias("__n")])?
+            .filter(col("__n").gt(lit(1i64)))?
+            .count()
+            .await?;
+        if repeated > 0 {
+            return Err(ExecError::Rejected(crate::Rejection(vec![format!(
+                "public table {table}: its key column {column} is declared unique but has repeated values, so a join on it could multiply a person's rows"
+            )])));
+        }
+    }
+    Ok(())
 }
 
 /// One measurement's exact value in every cell, cells in key order: an

@@ -30,6 +30,11 @@ pub struct RowScope {
     /// the bound already holds here (filters and projections keep it, and a
     /// unit-to-unit join multiplies it) and the plan need not enforce it.
     pub bound_verified: bool,
+    /// Every table in scope is public data (no privacy unit is involved).
+    pub public: bool,
+    /// (table, column) of public tables joined on a key declared unique;
+    /// execution checks the uniqueness on the public data itself.
+    pub public_keys: Vec<(String, String)>,
 }
 
 impl RowScope {
@@ -72,8 +77,9 @@ pub fn scope_of(
 ) -> Option<RowScope> {
     match plan {
         LogicalPlan::Filter(f) => {
-            check_row_expr(&f.predicate, reasons);
-            scope_of(&f.input, tables, reasons)
+            let scope = scope_of(&f.input, tables, reasons)?;
+            check_filter(&f.predicate, &scope, tables, reasons);
+            Some(scope)
         }
         LogicalPlan::SubqueryAlias(a) => {
             let mut scope = scope_of(&a.input, tables, reasons)?;
@@ -110,12 +116,18 @@ pub fn scope_of(
                 id_space: schema.privacy_unit().map(|_| schema.id_space.clone()),
                 max_rows_per_unit: u64::from(schema.max_rows_per_unit),
                 bound_verified: table.bound_verified,
+                public: table.public,
+                public_keys: Vec::new(),
             })
         }
         LogicalPlan::Join(j) => {
             let left = scope_of(&j.left, tables, reasons);
             let right = scope_of(&j.right, tables, reasons);
             let (left, right) = (left?, right?);
+            if left.public != right.public {
+                let private_is_left = !left.public;
+                return public_join(j, left, right, private_is_left, reasons);
+            }
             if j.join_type != JoinType::Inner {
                 reasons.push(format!(
                     "{} JOIN is not supported: only inner joins on the privacy unit keep each person's contribution bounded",
@@ -123,23 +135,7 @@ pub fn scope_of(
                 ));
                 return None;
             }
-            let mut pairs: Vec<(Expr, Expr)> = j.on.clone();
-            if let Some(filter) = &j.filter {
-                for c in split_conjunction(filter) {
-                    match c {
-                        Expr::BinaryExpr(BinaryExpr {
-                            left,
-                            op: Operator::Eq,
-                            right,
-                        }) if matches!(**left, Expr::Column(_))
-                            && matches!(**right, Expr::Column(_)) =>
-                        {
-                            pairs.push(((**left).clone(), (**right).clone()))
-                        }
-                        other => check_row_expr(other, reasons),
-                    }
-                }
-            }
+            let pairs = join_pairs(j, reasons);
             let (Some(lu), Some(ru)) = (&left.unit, &right.unit) else {
                 reasons.push(
                     "JOIN: both datasets need a privacy_unit column, and the join must be on it"
@@ -196,6 +192,8 @@ pub fn scope_of(
                 id_space: left.id_space,
                 max_rows_per_unit: k,
                 bound_verified: left.bound_verified && right.bound_verified,
+                public: left.public && right.public,
+                public_keys: [left.public_keys, right.public_keys].concat(),
             })
         }
         LogicalPlan::Projection(p) => derived_table(p, tables, reasons),
@@ -214,6 +212,215 @@ pub fn scope_of(
             None
         }
     }
+}
+
+/// A WHERE predicate over rows of `scope`. Besides deterministic row
+/// expressions it may hold `x [NOT] IN (SELECT ...)` when the answer for a
+/// row depends only on that row's own person or on public data:
+/// - `x` is a privacy-unit column of the rows and the subquery selects the
+///   privacy unit of private rows in the same identifier space (a semi-join
+///   on the person: removing a person changes the answer for that person's
+///   rows only, which the row bound already covers); or
+/// - the subquery reads public tables only (any column).
+///
+/// Correlated, scalar and EXISTS subqueries are rejected.
+fn check_filter(
+    predicate: &Expr,
+    scope: &RowScope,
+    tables: &[SandboxTable],
+    reasons: &mut Vec<String>,
+) {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    let _ = predicate.apply(|node| {
+        let Expr::InSubquery(in_subquery) = node else {
+            if let Expr::Exists(_) = node {
+                reasons.push(
+                    "WHERE: EXISTS subqueries are not supported; write unit IN (SELECT unit FROM ...)"
+                        .into(),
+                );
+                return Ok(TreeNodeRecursion::Jump);
+            }
+            if let Expr::ScalarSubquery(_) = node {
+                reasons.push(
+                    "WHERE: a scalar subquery (such as a comparison with an aggregate of the data) depends on every person's data, so its sensitivity is unbounded"
+                        .into(),
+                );
+                return Ok(TreeNodeRecursion::Jump);
+            }
+            let mut node_reasons = Vec::new();
+            crate::analyze::check_row_node(node, &mut node_reasons);
+            let stop = !node_reasons.is_empty();
+            reasons.extend(node_reasons);
+            return Ok(if stop {
+                TreeNodeRecursion::Stop
+            } else {
+                TreeNodeRecursion::Continue
+            });
+        };
+        let sub = &in_subquery.subquery;
+        if !sub.outer_ref_columns.is_empty() {
+            reasons.push("WHERE: correlated subqueries are not supported".into());
+            return Ok(TreeNodeRecursion::Jump);
+        }
+        check_row_expr(&in_subquery.expr, reasons);
+        let mut sub_reasons = Vec::new();
+        let inner = match sub.subquery.as_ref() {
+            LogicalPlan::Projection(p) if p.expr.len() == 1 => {
+                scope_of(&p.input, tables, &mut sub_reasons).map(|s| (s, &p.expr[0]))
+            }
+            _ => {
+                sub_reasons.push(
+                    "WHERE ... IN (SELECT ...): the subquery must select one column of rows (no aggregate, DISTINCT or LIMIT)"
+                        .into(),
+                );
+                None
+            }
+        };
+        let prefix = |r: String| format!("WHERE ... IN (SELECT ...): {r}");
+        reasons.extend(sub_reasons.into_iter().map(prefix));
+        let Some((inner, selected)) = inner else {
+            return Ok(TreeNodeRecursion::Jump);
+        };
+        if inner.public {
+            return Ok(TreeNodeRecursion::Jump);
+        }
+        let outer_is_unit = match in_subquery.expr.as_ref() {
+            Expr::Column(c) => scope
+                .column(c)
+                .is_ok_and(|s| s.role == sluice_types::schema::ColumnRole::PrivacyUnit),
+            _ => false,
+        };
+        let selects_unit = match (selected, &inner.unit) {
+            (Expr::Column(c), Some(u)) => same_column(&Expr::Column(c.clone()), u),
+            _ => false,
+        };
+        if in_subquery.negated {
+            reasons.push(
+                "WHERE ... NOT IN (SELECT ...) over private data is not supported: one row without a privacy unit in the subquery would turn every row's answer to NULL; use IN, or NOT IN over a public table"
+                    .into(),
+            );
+        } else if !(outer_is_unit && selects_unit) {
+            reasons.push(
+                "WHERE ... IN (SELECT ...) over private data must compare the privacy unit with the subquery's privacy unit (a semi-join on the person); any other subquery over private data could let one person change every row's answer"
+                    .into(),
+            );
+        } else if inner.id_space != scope.id_space {
+            reasons.push(
+                "WHERE ... IN (SELECT ...): the two privacy units use different identifier spaces, so their pseudonyms never match"
+                    .into(),
+            );
+        }
+        Ok(TreeNodeRecursion::Jump)
+    });
+}
+
+/// The column equalities of a join's condition (its `on` keys and the
+/// column = column conjuncts of its filter); every other conjunct must be a
+/// deterministic row predicate.
+fn join_pairs(j: &datafusion::logical_expr::Join, reasons: &mut Vec<String>) -> Vec<(Expr, Expr)> {
+    let mut pairs: Vec<(Expr, Expr)> = j.on.clone();
+    if let Some(filter) = &j.filter {
+        for c in split_conjunction(filter) {
+            match c {
+                Expr::BinaryExpr(BinaryExpr {
+                    left,
+                    op: Operator::Eq,
+                    right,
+                }) if matches!(**left, Expr::Column(_)) && matches!(**right, Expr::Column(_)) => {
+                    pairs.push(((**left).clone(), (**right).clone()))
+                }
+                other => check_row_expr(other, reasons),
+            }
+        }
+    }
+    pairs
+}
+
+/// A private row set joined with public data: an inner join (either side
+/// public) or a LEFT join keeping the private rows, on an equality between a
+/// private column and a public column declared unique. Each private row then
+/// matches at most one public row, so every unit keeps its row bound, and
+/// the public columns bring their declared bounds and domains.
+fn public_join(
+    j: &datafusion::logical_expr::Join,
+    left: RowScope,
+    right: RowScope,
+    private_is_left: bool,
+    reasons: &mut Vec<String>,
+) -> Option<RowScope> {
+    let (private, public) = if private_is_left {
+        (left, right)
+    } else {
+        (right, left)
+    };
+    match j.join_type {
+        JoinType::Inner => {}
+        JoinType::Left if private_is_left => {}
+        other => {
+            reasons.push(format!(
+                "{other} JOIN with a public table is not supported: use an inner join or a LEFT JOIN that keeps the private rows"
+            ));
+            return None;
+        }
+    }
+    let mut key = None;
+    for (a, b) in join_pairs(j, reasons) {
+        for (pub_side, priv_side) in [(&a, &b), (&b, &a)] {
+            let (Expr::Column(pc), Expr::Column(qc)) = (pub_side, priv_side) else {
+                continue;
+            };
+            if let (Ok(spec), Ok(_)) = (public.column(pc), private.column(qc))
+                && spec.unique
+            {
+                let table = public
+                    .tables
+                    .iter()
+                    .find(|(q, _, s)| {
+                        pc.relation.as_ref().is_none_or(|r| r.table() == q)
+                            && s.column(&pc.name).is_some()
+                    })
+                    .map(|(_, name, _)| name.clone());
+                if let Some(table) = table {
+                    key = Some((table, pc.name.clone()));
+                }
+            }
+        }
+    }
+    let Some(key) = key else {
+        reasons.push(
+            "JOIN with a public table must be on a column of the public table declared unique (unique = true), equal to a column of the private rows; otherwise one person's row could match many public rows".into(),
+        );
+        return None;
+    };
+    if public.tables.len() != 1 {
+        reasons.push("JOIN with a public table: join one public table at a time".into());
+        return None;
+    }
+    let mut tables = private.tables.clone();
+    for t in public.tables {
+        if tables.iter().any(|(q, _, _)| *q == t.0) {
+            reasons.push(format!(
+                "table {} appears twice; give each occurrence an alias",
+                t.0
+            ));
+            return None;
+        }
+        tables.push(t);
+    }
+    let mut read = private.read.clone();
+    read.extend(public.read);
+    let mut public_keys = private.public_keys;
+    public_keys.push(key);
+    Some(RowScope {
+        tables,
+        read,
+        unit: private.unit,
+        id_space: private.id_space,
+        max_rows_per_unit: private.max_rows_per_unit,
+        bound_verified: private.bound_verified,
+        public: false,
+        public_keys,
+    })
 }
 
 /// A projection below the aggregate (a subquery or CTE): a derived table.
@@ -315,6 +522,8 @@ fn derived_table(
         id_space: inner.id_space,
         max_rows_per_unit: inner.max_rows_per_unit,
         bound_verified: inner.bound_verified,
+        public: inner.public,
+        public_keys: inner.public_keys.clone(),
     })
 }
 
@@ -473,5 +682,10 @@ fn union_all(
         id_space: branches[0].id_space.clone(),
         max_rows_per_unit: k,
         bound_verified: branches.iter().all(|b| b.bound_verified),
+        public: false,
+        public_keys: branches
+            .iter()
+            .flat_map(|b| b.public_keys.clone())
+            .collect(),
     })
 }

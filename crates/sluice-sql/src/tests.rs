@@ -130,6 +130,7 @@ fn join_task(query: &str, people: &str, tax: &str, id_space: &str, eps: f64) -> 
         path: tax.into(),
         schema: tax_schema(id_space),
         bound_verified: false,
+        public: false,
     });
     t
 }
@@ -203,6 +204,7 @@ fn task(query: &str, path: &str, max_rows: u32, eps: f64) -> QueryTask {
             path: path.into(),
             schema: schema(max_rows),
             bound_verified: false,
+            public: false,
         }],
         epsilon: Epsilon::from_f64(eps).unwrap(),
         delta: Delta::ZERO,
@@ -254,7 +256,7 @@ async fn rejections_name_their_reason() {
         ),
         (
             "SELECT COUNT(*) FROM people WHERE income IN (SELECT income FROM people)",
-            "subqueries",
+            "must compare the privacy unit",
         ),
         (
             "SELECT COUNT(*) FROM people a JOIN people b ON a.city = b.city",
@@ -665,6 +667,11 @@ async fn removing_any_one_unit_moves_each_aggregate_by_at_most_its_sensitivity()
             "SELECT COUNT(*), SUM(v) FROM (SELECT pid, income AS v FROM people UNION ALL SELECT pid, paid AS v FROM tax) u",
             true,
         ),
+        // A semi-join on the person with tax: k stays 3.
+        (
+            "SELECT COUNT(*), SUM(income) FROM people WHERE pid IN (SELECT pid FROM tax WHERE paid > 10)",
+            true,
+        ),
         // Joined with tax (k 2): k = 6.
         (
             "SELECT t.region, COUNT(*), SUM(p.income + t.paid) FROM people p JOIN tax t ON p.pid = t.pid GROUP BY t.region",
@@ -692,6 +699,7 @@ async fn removing_any_one_unit_moves_each_aggregate_by_at_most_its_sensitivity()
                     path: tax.to_owned(),
                     schema: tax_schema("default"),
                     bound_verified: false,
+                    public: false,
                 });
             }
             t
@@ -1011,4 +1019,57 @@ async fn key_selection_needs_delta_and_delta_needs_key_selection() {
     );
     t.delta = Delta::from_f64(1e-7).unwrap();
     assert_rejected(&t, "is an identifier").await;
+}
+
+#[tokio::test]
+async fn a_public_key_declared_unique_but_repeated_stops_the_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_table(dir.path());
+    let mut code = column("code", ColumnRole::Attribute, ColumnType::Text);
+    code.unique = true;
+    let mut weight = column("weight", ColumnRole::Attribute, ColumnType::Int);
+    weight.lower = Some(0.0);
+    weight.upper = Some(10.0);
+    let lookup = DatasetSchema {
+        max_rows_per_unit: 1,
+        id_space: "none".into(),
+        columns: vec![code, weight],
+    };
+    let batch = RecordBatch::try_new(
+        crate::session::arrow_schema(&lookup),
+        vec![
+            Arc::new(StringArray::from(vec!["x", "x"])) as ArrayRef,
+            Arc::new(Int64Array::from(vec![1, 2])),
+        ],
+    )
+    .unwrap();
+    let lookup_path = write_parquet(&dir.path().join("lookup.parquet"), &batch);
+    let mut t = task(
+        "SELECT SUM(l.weight) FROM people p JOIN lookup l ON p.city = l.code",
+        &path,
+        1,
+        1.0,
+    );
+    t.tables.push(SandboxTable {
+        name: "lookup".into(),
+        path: lookup_path,
+        schema: lookup,
+        bound_verified: false,
+        public: true,
+    });
+    // Accepted on the schemas (the key is declared unique) ...
+    analyze(&t).await.unwrap();
+    // ... but every private row would match two public rows: refused.
+    match execute(&t).await {
+        Err(crate::ExecError::Rejected(r)) => {
+            assert!(
+                r.0[0].contains("declared unique but has repeated values"),
+                "{r}"
+            )
+        }
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+    // The same join with a private table on a non-unit column stays refused.
+    t.tables[1].public = false;
+    assert_rejected(&t, "JOIN").await;
 }

@@ -24,6 +24,11 @@ pub struct SandboxTable {
     /// in this (immutable) version, so bounding it again is a no-op.
     #[serde(default)]
     pub bound_verified: bool,
+    /// Public data (an unconditional dataset anyone can download): its rows
+    /// are not private, so a private table may join it on a key that is
+    /// unique in it, without multiplying anyone's rows.
+    #[serde(default)]
+    pub public: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
