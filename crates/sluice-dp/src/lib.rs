@@ -82,6 +82,9 @@ pub fn split_epsilon_weighted(total: Epsilon, weights: &[f64]) -> Result<Vec<Eps
     Ok(shares.into_iter().map(Epsilon::from_units).collect())
 }
 
+/// Vectors at least this long are noised on all cores.
+const PARALLEL_NOISE_MIN: usize = 1 << 14;
+
 /// A calibrated discrete Laplace mechanism over integer vectors.
 pub struct DiscreteLaplace {
     meas: Measurement<VectorDomain<AtomDomain<i64>>, L1Distance<i64>, MaxDivergence, Vec<i64>>,
@@ -121,9 +124,47 @@ impl DiscreteLaplace {
         self.scale
     }
 
-    /// Adds independent discrete Laplace noise to every element.
+    /// Adds independent discrete Laplace noise to every element. Long
+    /// vectors are noised in chunks on all cores: each thread builds the
+    /// same OpenDP mechanism (same scale; OpenDP's measurements are not
+    /// `Send`) and noises its chunk, which is the same distribution as
+    /// noising the whole vector at once.
     pub fn release(&self, values: Vec<i64>) -> Result<Vec<i64>, DpError> {
-        self.meas.invoke(&values).map_err(opendp_err)
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if values.len() < PARALLEL_NOISE_MIN || threads < 2 {
+            return self.meas.invoke(&values).map_err(opendp_err);
+        }
+        let chunk = values.len().div_ceil(threads);
+        let scale = self.scale;
+        let parts: Vec<Result<Vec<i64>, DpError>> = std::thread::scope(|s| {
+            let handles: Vec<_> = values
+                .chunks(chunk)
+                .map(|part| {
+                    s.spawn(move || {
+                        let meas = make_laplace(
+                            VectorDomain::new(AtomDomain::<i64>::default()),
+                            L1Distance::<i64>::default(),
+                            scale,
+                            None,
+                        )
+                        .map_err(opendp_err)?;
+                        meas.invoke(&part.to_vec()).map_err(opendp_err)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(DpError::Mechanism("noise thread panicked".into())))
+                })
+                .collect()
+        });
+        let mut out = Vec::with_capacity(values.len());
+        for part in parts {
+            out.extend(part?);
+        }
+        Ok(out)
     }
 
     /// Half-width `t` (integer units) such that the noise lies in `[-t, t]`

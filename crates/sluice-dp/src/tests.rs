@@ -300,3 +300,20 @@ fn a_key_of_one_unit_passes_the_threshold_no_more_often_than_delta() {
         .count();
     assert!(lower as f64 / n as f64 > 0.01, "{lower}");
 }
+
+#[test]
+fn long_vectors_are_noised_in_place_on_all_cores() {
+    // Each element keeps its own position: the noise is small next to the
+    // gaps between inputs (P(|noise| > 500) at scale 2 is about e^-250).
+    let m = DiscreteLaplace::calibrate(1, eps(0.5)).unwrap();
+    let n = 100_003;
+    let input: Vec<i64> = (0..n).map(|i| i * 1000).collect();
+    let out = m.release(input.clone()).unwrap();
+    assert_eq!(out.len(), input.len());
+    for (o, i) in out.iter().zip(&input) {
+        assert!((o - i).abs() < 500, "{o} vs {i}");
+    }
+    // Not the identity: noise was added to (nearly) every element.
+    let unchanged = out.iter().zip(&input).filter(|(o, i)| o == i).count();
+    assert!(unchanged < n as usize / 2, "{unchanged}");
+}
