@@ -94,6 +94,20 @@ impl Pseudonymizer {
         ctx.update(raw.as_bytes());
         hex::encode(&ctx.sign().as_ref()[..16])
     }
+
+    /// A secret sort key for the `index`-th source row of unit `unit`: the
+    /// order in which a unit's rows are kept when its rows are bounded. It
+    /// depends on no value, cannot be predicted without the key, and is the
+    /// same for the same upload (so versions stay content-addressed).
+    pub fn row_order_key(&self, unit: &str, index: u64) -> u64 {
+        let mut ctx = hmac::Context::with_key(&self.key);
+        ctx.update(b"sluice-row-order-v1\0");
+        ctx.update(unit.as_bytes());
+        ctx.update(b"\0");
+        ctx.update(&index.to_le_bytes());
+        let tag = ctx.sign();
+        u64::from_le_bytes(tag.as_ref()[..8].try_into().expect("8 bytes"))
+    }
 }
 
 /// DSSE pre-authentication encoding: binds the payload type to the payload.

@@ -435,10 +435,13 @@ impl<'s> Sink<'s> {
 }
 
 /// Builds the stored batch: with a privacy-unit column, rows sorted by its
-/// pseudonym (stable, nulls last); otherwise in source order.
+/// pseudonym (nulls last) and, within a unit, by a secret keyed order, with
+/// each row's position in its unit in `UNIT_ROW_COLUMN`; otherwise in
+/// source order.
 pub fn to_batch(
     columns: &[ColumnData],
     schema: &DatasetSchema,
+    pseudonymizer: &Pseudonymizer,
 ) -> Result<RecordBatch, IngestError> {
     let n = columns.first().map_or(0, ColumnData::len);
     let mut order: Vec<usize> = (0..n).collect();
@@ -446,13 +449,34 @@ pub fn to_batch(
         .columns
         .iter()
         .position(|c| c.role == ColumnRole::PrivacyUnit);
+    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(columns.len() + 1);
     if let Some(ColumnData::Text(units)) = unit.map(|u| &columns[u]) {
+        let secret: Vec<u64> = (0..n)
+            .map(|i| {
+                units[i]
+                    .as_deref()
+                    .map_or(0, |u| pseudonymizer.row_order_key(u, i as u64))
+            })
+            .collect();
         order.sort_by(|&a, &b| {
-            let key = |i: usize| (units[i].is_none(), units[i].as_deref());
+            let key = |i: usize| (units[i].is_none(), units[i].as_deref(), secret[i], i);
             key(a).cmp(&key(b))
         });
+        arrays.extend(columns.iter().map(|c| c.to_array(&order)));
+        let mut position = Vec::with_capacity(n);
+        for (k, &i) in order.iter().enumerate() {
+            position.push(match &units[i] {
+                None => None,
+                Some(u) if k > 0 && units[order[k - 1]].as_ref() == Some(u) => {
+                    position.last().copied().flatten().map(|p: i64| p + 1)
+                }
+                Some(_) => Some(1),
+            });
+        }
+        arrays.push(Arc::new(Int64Array::from(position)));
+    } else {
+        arrays.extend(columns.iter().map(|c| c.to_array(&order)));
     }
-    let arrays: Vec<ArrayRef> = columns.iter().map(|c| c.to_array(&order)).collect();
     Ok(RecordBatch::try_new(crate::arrow_schema(schema), arrays)?)
 }
 

@@ -139,13 +139,20 @@ pub struct Ingested {
 
 /// The Arrow schema of stored versions: declared types (int → Int64, float →
 /// Float64, text → Utf8, bool → Boolean), pseudonymised columns as Utf8,
-/// every column nullable.
+/// every column nullable; with a privacy unit, then `UNIT_ROW_COLUMN`.
 pub fn arrow_schema(schema: &DatasetSchema) -> SchemaRef {
-    let fields: Vec<Field> = schema
+    let mut fields: Vec<Field> = schema
         .columns
         .iter()
         .map(|c| Field::new(&c.name, arrow_type(c.stored_type()), true))
         .collect();
+    if schema.privacy_unit().is_some() {
+        fields.push(Field::new(
+            sluice_types::schema::UNIT_ROW_COLUMN,
+            DataType::Int64,
+            true,
+        ));
+    }
     std::sync::Arc::new(Schema::new(fields))
 }
 
@@ -183,7 +190,7 @@ pub fn ingest(
     read::read(input, format, &mut sink)?;
     let columns = sink.finish()?;
     let report = quality::report(&columns, schema);
-    let batch = convert::to_batch(&columns, schema)?;
+    let batch = convert::to_batch(&columns, schema, pseudonymizer)?;
     Ok(Ingested { batch, report })
 }
 

@@ -138,6 +138,8 @@ fn preview_inner(file: File, limit: usize) -> Result<Vec<Map<String, Value>>, In
                 .fields()
                 .iter()
                 .zip(&columns)
+                // The bounding index is Sluice's, not the provider's data.
+                .filter(|(f, _)| f.name() != sluice_types::schema::UNIT_ROW_COLUMN)
                 .map(|(f, col)| (f.name().clone(), json_cell(col, r)))
                 .collect();
             rows.push(row);

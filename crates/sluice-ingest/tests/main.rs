@@ -901,4 +901,71 @@ mod store {
         assert!(preview(&v.path, 0).unwrap().is_empty());
         assert!(preview(&dir.path().join("missing.parquet"), 1).is_err());
     }
+
+    #[test]
+    fn rows_carry_their_position_in_a_secret_order_within_their_unit() {
+        // Unit 1 has four rows, unit 2 one, one row has no unit.
+        let csv = "pid,name,age,score,member\n1,a,10,,true\n2,b,20,,true\n1,c,11,,true\n,d,30,,true\n1,e,12,,true\n1,f,13,,true\n";
+        let s = schema(SMALL);
+        let got = run(csv.as_bytes(), DataFormat::Csv, &s).unwrap();
+        let b = &got.batch;
+        let position = b
+            .column_by_name(sluice_types::schema::UNIT_ROW_COLUMN)
+            .unwrap()
+            .as_primitive::<Int64Type>();
+        let pids = b.column_by_name("pid").unwrap().as_string::<i32>();
+        let ages = b.column_by_name("age").unwrap().as_primitive::<Int64Type>();
+        let mut by_unit: std::collections::BTreeMap<String, Vec<(i64, i64)>> = Default::default();
+        for r in 0..b.num_rows() {
+            if pids.is_null(r) {
+                assert!(position.is_null(r), "a row without a unit has no position");
+                continue;
+            }
+            by_unit
+                .entry(pids.value(r).to_owned())
+                .or_default()
+                .push((position.value(r), ages.value(r)));
+        }
+        let sizes: Vec<usize> = by_unit.values().map(Vec::len).collect();
+        assert_eq!(sizes.iter().sum::<usize>(), 5);
+        for rows in by_unit.values() {
+            // Positions 1..=n, consecutive (rows of a unit are stored together).
+            let positions: Vec<i64> = rows.iter().map(|r| r.0).collect();
+            assert_eq!(positions, (1..=rows.len() as i64).collect::<Vec<_>>());
+        }
+        // The same upload gives the same order (versions stay content-addressed);
+        // another key gives another order for some upload.
+        let again = run(csv.as_bytes(), DataFormat::Csv, &s).unwrap();
+        assert_eq!(again.batch, got.batch);
+        let order_of = |key: [u8; 32]| {
+            let got = ingest(
+                csv.as_bytes(),
+                DataFormat::Csv,
+                &s,
+                &Pseudonymizer::new(&key),
+            )
+            .unwrap();
+            let ages = got
+                .batch
+                .column_by_name("age")
+                .unwrap()
+                .as_primitive::<Int64Type>()
+                .clone();
+            ages.values().to_vec()
+        };
+        let orders: std::collections::HashSet<Vec<i64>> =
+            (0..8u8).map(|k| order_of([k; 32])).collect();
+        assert!(
+            orders.len() > 1,
+            "the order within a unit must depend on the key"
+        );
+        // The preview never shows the position column.
+        let dir = tempfile::tempdir().unwrap();
+        let v = write_version(&got.batch, dir.path()).unwrap();
+        let rows = preview(&v.path, 10).unwrap();
+        assert!(
+            rows.iter()
+                .all(|r| !r.contains_key(sluice_types::schema::UNIT_ROW_COLUMN))
+        );
+    }
 }

@@ -30,6 +30,8 @@ struct Resolved {
     file_name: String,
     /// Ingest found no unit over the dataset's row bound in this version.
     bound_verified: bool,
+    /// Columns ingest found entirely within their declared bounds and domain.
+    in_bounds: Vec<String>,
 }
 
 /// Checks whether `caller` may run jobs on `record` (art. 7).
@@ -120,16 +122,31 @@ pub async fn prepare(
             .version_file(&record.entry.id, &version)
             .await?
             .ok_or_else(|| ApiError::not_found(&format!("version {version} of dataset {name}")))?;
-        let bound_verified = state
+        let quality = state
             .store
             .quality_report(&record.entry.id, &version)
-            .await?
-            .is_some_and(|q| q.units_over_max_rows == 0);
+            .await?;
+        let in_bounds = quality
+            .iter()
+            .flat_map(|q| &q.columns)
+            .filter(|c| c.out_of_bounds == 0 && c.out_of_domain == 0 && c.type_errors == 0)
+            .map(|c| c.name.clone())
+            .collect();
+        let bound_verified = quality.is_some_and(|q| {
+            // The bound holds and every row has a unit: nothing to bound.
+            let unit = record.entry.schema.privacy_unit().map(|u| u.name.clone());
+            q.units_over_max_rows == 0
+                && q.columns
+                    .iter()
+                    .filter(|c| Some(&c.name) == unit.as_ref())
+                    .all(|c| c.nulls == 0)
+        });
         resolved.push(Resolved {
             record,
             version,
             file_name,
             bound_verified,
+            in_bounds,
         });
     }
 
@@ -151,6 +168,7 @@ pub async fn prepare(
                 schema: r.record.entry.schema.clone(),
                 bound_verified: r.bound_verified,
                 public: r.record.entry.open_category == OpenCategory::Unconditional,
+                in_bounds: r.in_bounds.clone(),
             })
             .collect(),
         epsilon,

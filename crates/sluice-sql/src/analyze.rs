@@ -60,6 +60,8 @@ pub enum MeasurementKind {
         lower: f64,
         upper: f64,
         scale: f64,
+        /// False when ingest verified the inputs within bounds.
+        clamp: bool,
     },
     /// The `alpha`-quantile of the column clamped to `[lower, upper]`, by the
     /// exponential mechanism over `candidates` (a public grid of the bounds).
@@ -834,6 +836,7 @@ fn aggregate_of(
                     lower,
                     upper,
                     scale,
+                    clamp: !crate::bounds::within_bounds_verified(arg, scope),
                 },
                 Some(arg.clone()),
                 k.saturating_mul(per_row),
@@ -858,6 +861,7 @@ fn aggregate_of(
                     lower: sq_lo,
                     upper: sq_hi,
                     scale: sq_scale,
+                    clamp: !crate::bounds::within_bounds_verified(arg, scope),
                 },
                 Some(square),
                 k.saturating_mul(sq_per_row),
@@ -900,6 +904,7 @@ fn aggregate_of(
                     lower,
                     upper,
                     scale,
+                    clamp: !crate::bounds::within_bounds_verified(arg, scope),
                 },
                 Some(arg.clone()),
                 k.saturating_mul(per_row),

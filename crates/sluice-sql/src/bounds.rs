@@ -11,6 +11,24 @@ use crate::rows::RowScope;
 /// Largest magnitude a bound may have; beyond it, sums lose exactness.
 const MAX_MAGNITUDE: f64 = 1e15;
 
+/// Whether every column `e` reads holds only values within its declared
+/// bounds and domain (verified at ingest): then `e` lies within its derived
+/// bounds and clamping it changes nothing.
+pub fn within_bounds_verified(e: &Expr, scope: &RowScope) -> bool {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    let mut verified = true;
+    let _ = e.apply(|node| {
+        if let Expr::Column(c) = node
+            && !scope.column(c).is_ok_and(|s| s.verified)
+        {
+            verified = false;
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    verified
+}
+
 pub fn bounds_of(e: &Expr, scope: &RowScope) -> Result<(f64, f64), String> {
     let (lo, hi) = derive(e, scope)?;
     if !lo.is_finite() || !hi.is_finite() || lo.abs().max(hi.abs()) > MAX_MAGNITUDE {

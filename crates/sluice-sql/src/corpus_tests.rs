@@ -265,6 +265,7 @@ async fn corpus_queries_are_accepted_with_covering_intervals_or_rejected_with_th
             // the plan without the bounding window.
             bound_verified: true,
             public: false,
+            in_bounds: vec![],
         },
         SandboxTable {
             name: "tax".into(),
@@ -272,6 +273,7 @@ async fn corpus_queries_are_accepted_with_covering_intervals_or_rejected_with_th
             schema: tax_schema(),
             bound_verified: true,
             public: false,
+            in_bounds: vec![],
         },
         SandboxTable {
             name: "educ_levels".into(),
@@ -279,6 +281,7 @@ async fn corpus_queries_are_accepted_with_covering_intervals_or_rejected_with_th
             schema: educ_levels_schema(),
             bound_verified: false,
             public: true,
+            in_bounds: vec![],
         },
     ];
     let (mut accepted, mut rejected) = (0, 0);

@@ -9,16 +9,18 @@ use std::collections::HashMap;
 
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
+use datafusion::catalog::TableProvider;
 use datafusion::common::ScalarValue;
 use datafusion::functions::math::expr_fn::{random, round};
 use datafusion::functions_aggregate::expr_fn::{array_agg, count, count_distinct, sum};
 use datafusion::functions_window::expr_fn::row_number;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::logical_expr::{ExprFunctionExt, LogicalPlanBuilder, cast, col, lit, when};
 use datafusion::prelude::{Expr, ParquetReadOptions};
 use sluice_dp::{CONFIDENCE, discrete_laplace_halfwidth};
 use sluice_types::release::{Cell, ColumnKind, OutputColumn, ReleasedOutputs};
 use sluice_types::sandbox::QueryTask;
-use sluice_types::schema::DomainValue;
+use sluice_types::schema::{DomainValue, UNIT_ROW_COLUMN};
 
 use crate::ExecError;
 use crate::analyze::{
@@ -31,12 +33,44 @@ const ROW_NUMBER: &str = "__sluice_rn";
 /// Runs a query on the job's stored Parquet files and returns noised outputs.
 pub async fn execute(task: &QueryTask) -> Result<ReleasedOutputs, ExecError> {
     let ctx = locked_context()?;
+    let indexed = register_tables(&ctx, task).await?;
+    let plan = plan_query(&ctx, &task.query)
+        .await
+        .map_err(ExecError::Rejected)?;
+    let analysis = analyze_plan(&plan, &task.tables, task.epsilon, task.delta, &task.split)
+        .map_err(ExecError::Rejected)?;
+    check_public_keys_unique(&ctx, &analysis).await?;
+    let (keys, exact) = exact_aggregates(&ctx, &analysis, indexed.as_ref()).await?;
+    release(&analysis, &keys, exact)
+}
+
+/// The stored tables that carry `UNIT_ROW_COLUMN`: their full providers and
+/// row bounds, so that bounding is a filter at each scan.
+pub(crate) type IndexedTables = HashMap<String, (std::sync::Arc<dyn TableProvider>, u64)>;
+
+/// Registers every table under its name with exactly its declared columns,
+/// after checking the stored file matches them (plus, optionally, the
+/// unit-row index at the end). Returns the indexed tables when every private
+/// table with a privacy unit has the index, else None (then bounding is a
+/// window over the rows).
+pub(crate) async fn register_tables(
+    ctx: &datafusion::prelude::SessionContext,
+    task: &QueryTask,
+) -> Result<Option<IndexedTables>, ExecError> {
+    let mut indexed = HashMap::new();
+    let mut all_indexed = true;
     for t in &task.tables {
-        ctx.register_parquet(t.name.as_str(), &t.path, ParquetReadOptions::default())
+        let internal = format!("__sluice_rows_{}", t.name);
+        ctx.register_parquet(internal.as_str(), &t.path, ParquetReadOptions::default())
             .await?;
-        let stored = ctx.table_provider(t.name.as_str()).await?.schema();
+        let full = ctx.table_provider(internal.as_str()).await?;
+        let stored = full.schema();
         let declared = arrow_schema(&t.schema);
-        let same = stored.fields().len() == declared.fields().len()
+        let n = declared.fields().len();
+        let has_index = stored.fields().len() == n + 1
+            && stored.field(n).name() == UNIT_ROW_COLUMN
+            && stored.field(n).data_type() == &DataType::Int64;
+        let same = (stored.fields().len() == n || has_index)
             && stored
                 .fields()
                 .iter()
@@ -45,15 +79,72 @@ pub async fn execute(task: &QueryTask) -> Result<ReleasedOutputs, ExecError> {
         if !same {
             return Err(ExecError::SchemaMismatch(t.name.clone()));
         }
+        // The query sees the declared columns only, never the index.
+        ctx.register_parquet(
+            t.name.as_str(),
+            &t.path,
+            ParquetReadOptions {
+                schema: Some(&declared),
+                ..Default::default()
+            },
+        )
+        .await?;
+        let needs_bounding = !t.public && t.schema.privacy_unit().is_some();
+        if has_index {
+            indexed.insert(
+                t.name.clone(),
+                (full, u64::from(t.schema.max_rows_per_unit)),
+            );
+        } else if needs_bounding {
+            all_indexed = false;
+        }
     }
-    let plan = plan_query(&ctx, &task.query)
-        .await
-        .map_err(ExecError::Rejected)?;
-    let analysis = analyze_plan(&plan, &task.tables, task.epsilon, task.delta, &task.split)
-        .map_err(ExecError::Rejected)?;
-    check_public_keys_unique(&ctx, &analysis).await?;
-    let (keys, exact) = exact_aggregates(&ctx, &analysis).await?;
-    release(&analysis, &keys, exact)
+    Ok(all_indexed.then_some(indexed))
+}
+
+/// Replaces each scan of an indexed table by a scan of the stored file that
+/// keeps the first `k` rows of every unit (by the secret order fixed at
+/// ingest) and drops rows without a unit: a streaming filter. Subqueries in
+/// WHERE keep reading whole tables: they only decide membership.
+fn bound_at_scans(plan: LogicalPlan, indexed: &IndexedTables) -> Result<LogicalPlan, ExecError> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    let out = plan.transform_up(|node| {
+        let LogicalPlan::TableScan(scan) = &node else {
+            return Ok(Transformed::no(node));
+        };
+        let Some((full, k)) = indexed.get(scan.table_name.table()) else {
+            return Ok(Transformed::no(node));
+        };
+        let qualifier = scan.table_name.clone();
+        let mut b = LogicalPlanBuilder::scan(
+            qualifier.clone(),
+            datafusion::datasource::provider_as_source(full.clone()),
+            None,
+        )?
+        .filter(
+            Expr::Column(datafusion::common::Column::new(
+                Some(qualifier.clone()),
+                UNIT_ROW_COLUMN,
+            ))
+            .lt_eq(lit(*k as i64)),
+        )?;
+        for f in &scan.filters {
+            b = b.filter(f.clone())?;
+        }
+        let columns: Vec<Expr> = scan
+            .projected_schema
+            .fields()
+            .iter()
+            .map(|f| {
+                Expr::Column(datafusion::common::Column::new(
+                    Some(qualifier.clone()),
+                    f.name(),
+                ))
+            })
+            .collect();
+        Ok(Transformed::yes(b.project(columns)?.build()?))
+    })?;
+    Ok(out.data)
 }
 
 /// A public table joined on a key must have each key once, or a private row
@@ -97,13 +188,32 @@ pub(crate) enum Exact {
 pub(crate) async fn exact_aggregates(
     ctx: &datafusion::prelude::SessionContext,
     a: &Analysis,
+    indexed: Option<&IndexedTables>,
 ) -> Result<(Vec<Vec<DomainValue>>, Vec<Exact>), ExecError> {
-    let mut b = LogicalPlanBuilder::from(a.row_plan.clone());
-    if let Some(unit) = &a.unit {
+    // Ingest verified every table (no unit over its bound, no row without
+    // a unit): nothing to do. Otherwise each table's rows are bounded where
+    // it is read if it carries the index (a join multiplies the bounds and a
+    // union adds them, as the analysis assumed), else by a window below.
+    let bounded_at_scans = indexed.is_some() && a.unit.is_some() && !a.bound_verified;
+    let mut b = match indexed {
+        Some(indexed) if bounded_at_scans => {
+            LogicalPlanBuilder::from(bound_at_scans(a.row_plan.clone(), indexed)?)
+        }
+        _ => LogicalPlanBuilder::from(a.row_plan.clone()),
+    };
+    if let Some(unit) = a
+        .unit
+        .as_ref()
+        .filter(|_| !bounded_at_scans && !a.bound_verified)
+    {
         // Rows without a unit cannot be attributed, so they cannot be bounded.
         b = b.filter(unit.clone().is_not_null())?;
     }
-    if let Some(unit) = a.unit.as_ref().filter(|_| !a.bound_verified) {
+    if let Some(unit) = a
+        .unit
+        .as_ref()
+        .filter(|_| !a.bound_verified && !bounded_at_scans)
+    {
         let rn = row_number()
             .partition_by(vec![unit.clone()])
             .order_by(vec![random().sort(true, true)])
@@ -113,16 +223,9 @@ pub(crate) async fn exact_aggregates(
             .window(vec![rn])?
             .filter(col(ROW_NUMBER).lt_eq(lit(a.max_rows_per_unit)))?;
     }
-    for g in &a.group_keys {
-        b = match &g.domain {
-            Some(domain) => {
-                let values: Vec<Expr> = domain.iter().map(domain_literal).collect();
-                b.filter(g.expr.clone().in_list(values, false))?
-            }
-            // A NULL key is never released.
-            None => b.filter(g.expr.clone().is_not_null())?,
-        };
-    }
+    // Keys outside a declared domain (and NULL keys) form groups that are
+    // never released: they are skipped when the groups are read back, which
+    // is cheaper than filtering every row.
     let mut projection: Vec<Expr> = Vec::new();
     for (i, g) in a.group_keys.iter().enumerate() {
         projection.push(g.expr.clone().alias(format!("__k{i}")));
@@ -148,16 +251,33 @@ pub(crate) async fn exact_aggregates(
                 lower,
                 upper,
                 scale,
+                clamp,
                 ..
             } => {
-                let input = cast(
-                    m.input.clone().expect("sum has an input"),
-                    DataType::Float64,
-                );
-                let clamped = when(input.clone().lt(lit(*lower)), lit(*lower))
-                    .when(input.clone().gt(lit(*upper)), lit(*upper))
-                    .otherwise(input)?;
-                let fixed = cast(round(vec![clamped * lit(*scale)]), DataType::Int64);
+                let input = m.input.clone().expect("sum has an input");
+                let integral = *scale == 1.0 && lower.fract() == 0.0 && upper.fract() == 0.0;
+                let fixed = if !clamp && integral && input_is_int(a, &input) {
+                    // Ingest verified the inputs within bounds: nothing to clamp.
+                    cast(input, DataType::Int64)
+                } else if !clamp {
+                    cast(
+                        round(vec![cast(input, DataType::Float64) * lit(*scale)]),
+                        DataType::Int64,
+                    )
+                } else if integral && input_is_int(a, &input) {
+                    // Integer values with integer bounds: clamp in Int64.
+                    let (lo, hi) = (lit(*lower as i64), lit(*upper as i64));
+                    let input = cast(input, DataType::Int64);
+                    when(input.clone().lt(lo.clone()), lo)
+                        .when(input.clone().gt(hi.clone()), hi)
+                        .otherwise(input)?
+                } else {
+                    let input = cast(input, DataType::Float64);
+                    let clamped = when(input.clone().lt(lit(*lower)), lit(*lower))
+                        .when(input.clone().gt(lit(*upper)), lit(*upper))
+                        .otherwise(input)?;
+                    cast(round(vec![clamped * lit(*scale)]), DataType::Int64)
+                };
                 projection.push(fixed.alias(&name));
                 aggregates.push(sum(col(&name)).alias(format!("__a{j}")));
             }
@@ -189,10 +309,19 @@ pub(crate) async fn exact_aggregates(
     let n_keys = a.group_keys.len();
     let mut found = Vec::new();
     for (b, batch) in batches.iter().enumerate() {
-        for row in 0..batch.num_rows() {
+        'rows: for row in 0..batch.num_rows() {
             let mut key = Vec::with_capacity(n_keys);
-            for k in 0..n_keys {
-                key.push(domain_value(batch.column(k).as_ref(), row)?);
+            for (k, g) in a.group_keys.iter().enumerate() {
+                match domain_value(batch.column(k).as_ref(), row)? {
+                    Some(v)
+                        if g.domain
+                            .as_ref()
+                            .is_none_or(|d| d.binary_search(&v).is_ok()) =>
+                    {
+                        key.push(v)
+                    }
+                    _ => continue 'rows,
+                }
             }
             found.push((key, b, row));
         }
@@ -250,26 +379,29 @@ pub(crate) async fn exact_aggregates(
     Ok((keys, vectors))
 }
 
-fn domain_literal(v: &DomainValue) -> Expr {
-    match v {
-        DomainValue::Bool(b) => lit(*b),
-        DomainValue::Int(i) => lit(*i),
-        DomainValue::Text(s) => lit(s.clone()),
+/// A group's key value; None for NULL.
+fn domain_value(array: &dyn Array, row: usize) -> Result<Option<DomainValue>, ExecError> {
+    if array.is_null(row) {
+        return Ok(None);
     }
-}
-
-fn domain_value(array: &dyn Array, row: usize) -> Result<DomainValue, ExecError> {
     match ScalarValue::try_from_array(array, row)? {
-        ScalarValue::Int64(Some(i)) => Ok(DomainValue::Int(i)),
+        ScalarValue::Int64(Some(i)) => Ok(Some(DomainValue::Int(i))),
         ScalarValue::Utf8(Some(s))
         | ScalarValue::Utf8View(Some(s))
-        | ScalarValue::LargeUtf8(Some(s)) => Ok(DomainValue::Text(s)),
-        ScalarValue::Boolean(Some(b)) => Ok(DomainValue::Bool(b)),
+        | ScalarValue::LargeUtf8(Some(s)) => Ok(Some(DomainValue::Text(s))),
+        ScalarValue::Boolean(Some(b)) => Ok(Some(DomainValue::Bool(b))),
         other => Err(ExecError::Engine(format!(
             "unexpected key type {}",
             other.data_type()
         ))),
     }
+}
+
+/// Whether a row expression has an integer type in the row-level plan.
+fn input_is_int(a: &Analysis, e: &Expr) -> bool {
+    use datafusion::logical_expr::ExprSchemable;
+    e.get_type(a.row_plan.schema().as_ref())
+        .is_ok_and(|t| t.is_integer())
 }
 
 /// All cells in key order: the cartesian product of the sorted domains.
@@ -641,15 +773,13 @@ pub(crate) async fn exact_for_test(
     task: &QueryTask,
 ) -> (Analysis, Vec<Vec<DomainValue>>, Vec<Exact>) {
     let ctx = locked_context().unwrap();
-    for t in &task.tables {
-        ctx.register_parquet(t.name.as_str(), &t.path, ParquetReadOptions::default())
-            .await
-            .unwrap();
-    }
+    let indexed = register_tables(&ctx, task).await.unwrap();
     let plan = plan_query(&ctx, &task.query).await.unwrap();
     let analysis =
         analyze_plan(&plan, &task.tables, task.epsilon, task.delta, &task.split).unwrap();
-    let (keys, exact) = exact_aggregates(&ctx, &analysis).await.unwrap();
+    let (keys, exact) = exact_aggregates(&ctx, &analysis, indexed.as_ref())
+        .await
+        .unwrap();
     (analysis, keys, exact)
 }
 

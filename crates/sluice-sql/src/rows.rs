@@ -106,7 +106,11 @@ pub fn scope_of(
                 reasons.push(format!("table {name} is not a dataset of this job"));
                 return None;
             };
-            let schema = &table.schema;
+            let mut schema = table.schema.clone();
+            for c in &mut schema.columns {
+                c.verified = table.in_bounds.contains(&c.name);
+            }
+            let schema = &schema;
             Some(RowScope {
                 tables: vec![(name.to_owned(), name.to_owned(), schema.clone())],
                 read: vec![name.to_owned()],
@@ -538,6 +542,7 @@ fn blank(name: &str, ty: sluice_types::schema::ColumnType) -> ColumnSpec {
         domain: None,
         unique: false,
         nullable: true,
+        verified: false,
     }
 }
 
@@ -637,6 +642,7 @@ fn union_all(
         c.name = u.schema.field(i).name().clone();
         for b in &branches[1..] {
             let other = &b.tables[0].2.columns[i];
+            c.verified = c.verified && other.verified;
             match (c.bounds(), other.bounds()) {
                 (Some((l1, h1)), Some((l2, h2))) => {
                     c.lower = Some(l1.min(l2));

@@ -43,6 +43,7 @@ fn column(name: &str, role: ColumnRole, ty: ColumnType) -> ColumnSpec {
         domain: None,
         unique: false,
         nullable: true,
+        verified: false,
     }
 }
 
@@ -131,6 +132,7 @@ fn join_task(query: &str, people: &str, tax: &str, id_space: &str, eps: f64) -> 
         schema: tax_schema(id_space),
         bound_verified: false,
         public: false,
+        in_bounds: vec![],
     });
     t
 }
@@ -205,6 +207,7 @@ fn task(query: &str, path: &str, max_rows: u32, eps: f64) -> QueryTask {
             schema: schema(max_rows),
             bound_verified: false,
             public: false,
+            in_bounds: vec![],
         }],
         epsilon: Epsilon::from_f64(eps).unwrap(),
         delta: Delta::ZERO,
@@ -700,6 +703,7 @@ async fn removing_any_one_unit_moves_each_aggregate_by_at_most_its_sensitivity()
                     schema: tax_schema("default"),
                     bound_verified: false,
                     public: false,
+                    in_bounds: vec![],
                 });
             }
             t
@@ -1056,6 +1060,7 @@ async fn a_public_key_declared_unique_but_repeated_stops_the_job() {
         schema: lookup,
         bound_verified: false,
         public: true,
+        in_bounds: vec![],
     });
     // Accepted on the schemas (the key is declared unique) ...
     analyze(&t).await.unwrap();
@@ -1072,4 +1077,156 @@ async fn a_public_key_declared_unique_but_repeated_stops_the_job() {
     // The same join with a private table on a non-unit column stays refused.
     t.tables[1].public = false;
     assert_rejected(&t, "JOIN").await;
+}
+
+/// Writes `rows` (pid, sex, income) with the unit-row index ingest stores:
+/// positions 1.. within each unit in the given order, NULL without a unit.
+fn write_indexed_people(dir: &std::path::Path, rows: &[(Option<&str>, i64, i64)]) -> String {
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    let declared = crate::session::arrow_schema(&schema(2));
+    let mut fields: Vec<Field> = declared
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(Field::new(
+        sluice_types::schema::UNIT_ROW_COLUMN,
+        DataType::Int64,
+        true,
+    ));
+    let mut seen: HashMap<&str, i64> = HashMap::new();
+    let position: Vec<Option<i64>> = rows
+        .iter()
+        .map(|r| {
+            r.0.map(|u| {
+                let p = seen.entry(u).or_default();
+                *p += 1;
+                *p
+            })
+        })
+        .collect();
+    let batch = RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        vec![
+            Arc::new(StringArray::from(
+                rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+            )) as ArrayRef,
+            Arc::new(Int64Array::from(
+                rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+            )),
+            Arc::new(Int64Array::from(
+                rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from(vec!["x"; rows.len()])),
+            Arc::new(Int64Array::from(vec![1; rows.len()])),
+            Arc::new(Int64Array::from(position)),
+        ],
+    )
+    .unwrap();
+    write_parquet(&dir.join("indexed.parquet"), &batch)
+}
+
+#[tokio::test]
+async fn the_stored_unit_row_index_bounds_each_unit_at_the_scan() {
+    let dir = tempfile::tempdir().unwrap();
+    // Unit a: 5 rows (incomes 100..104 in stored order); b: 1 row; one row without a unit.
+    let rows = [
+        (Some("a"), 1, 100),
+        (Some("a"), 1, 101),
+        (Some("a"), 1, 102),
+        (Some("a"), 1, 103),
+        (Some("a"), 1, 104),
+        (Some("b"), 0, 7),
+        (None, 0, 900),
+    ];
+    let path = write_indexed_people(dir.path(), &rows);
+    let mut t = task(
+        "SELECT sex, COUNT(*), SUM(income) FROM people GROUP BY sex",
+        &path,
+        2,
+        1.0,
+    );
+    t.tables[0].schema.max_rows_per_unit = 2;
+    let (a, keys, exact) = crate::execute::exact_for_test(&t).await;
+    assert_eq!(keys.len(), 2);
+    // sex 0: b only (the unit-less row is dropped); sex 1: a's first two rows.
+    assert_eq!(
+        exact,
+        vec![Exact::Totals(vec![1, 2]), Exact::Totals(vec![7, 201])],
+        "{}",
+        a.describe()
+    );
+    // The query cannot see the index column.
+    let t2 = task(
+        &format!(
+            "SELECT SUM({}) FROM people",
+            sluice_types::schema::UNIT_ROW_COLUMN
+        ),
+        &path,
+        2,
+        1.0,
+    );
+    assert!(analyze(&t2).await.is_err());
+    assert!(execute(&t2).await.is_err());
+    // A subquery over an indexed table reads all of its rows.
+    let mut t3 = task(
+        "SELECT COUNT(*) FROM people WHERE pid IN (SELECT pid FROM people WHERE income = 104)",
+        &path,
+        2,
+        1.0,
+    );
+    t3.tables[0].schema.max_rows_per_unit = 2;
+    let (_, _, exact) = crate::execute::exact_for_test(&t3).await;
+    assert_eq!(exact, vec![Exact::Totals(vec![2])]);
+}
+
+#[tokio::test]
+async fn clamping_is_skipped_only_for_columns_ingest_verified() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_table(dir.path());
+    // Unit a's income is 2000, above the declared 1000: clamped to 1000.
+    let q = "SELECT SUM(income) FROM people";
+    let clamp_of = |a: &crate::Analysis| {
+        a.measurements
+            .iter()
+            .find_map(|m| match m.kind {
+                crate::MeasurementKind::Sum { clamp, .. } => Some(clamp),
+                _ => None,
+            })
+            .unwrap()
+    };
+    let t = task(q, &path, 1, 1.0);
+    let (a, _, exact) = crate::execute::exact_for_test(&t).await;
+    assert!(clamp_of(&a));
+    assert_eq!(exact, vec![Exact::Totals(vec![1000 + 10 + 20 + 30 + 40])]);
+    // Marked verified (here falsely, to show the clamp is really skipped).
+    let mut t = task(q, &path, 1, 1.0);
+    t.tables[0].in_bounds = vec!["income".into()];
+    let (a, _, _) = crate::execute::exact_for_test(&t).await;
+    assert!(!clamp_of(&a));
+    // A derived expression is verified only if every column it reads is.
+    let mut t = task("SELECT SUM(income + debt) FROM people", &path, 1, 1.0);
+    t.tables[0].schema.columns[4].lower = Some(0.0);
+    t.tables[0].schema.columns[4].upper = Some(5.0);
+    t.tables[0].in_bounds = vec!["income".into()];
+    assert!(clamp_of(&analyze(&t).await.unwrap()));
+    // A union column is verified only if it is in every branch.
+    let mut t = task(
+        "SELECT SUM(v) FROM (SELECT pid, income AS v FROM people UNION ALL SELECT pid, paid AS v FROM tax) u",
+        &path,
+        1,
+        1.0,
+    );
+    t.tables.push(SandboxTable {
+        name: "tax".into(),
+        path: path.clone(),
+        schema: tax_schema("default"),
+        bound_verified: false,
+        public: false,
+        in_bounds: vec![],
+    });
+    t.tables[0].in_bounds = vec!["income".into()];
+    assert!(clamp_of(&analyze(&t).await.unwrap()));
+    t.tables[1].in_bounds = vec!["paid".into()];
+    assert!(!clamp_of(&analyze(&t).await.unwrap()));
 }

@@ -21,7 +21,8 @@ pub struct SandboxTable {
     pub path: String,
     pub schema: DatasetSchema,
     /// Ingest found no privacy unit with more than `max_rows_per_unit` rows
-    /// in this (immutable) version, so bounding it again is a no-op.
+    /// and no row without a unit in this (immutable) version, so bounding
+    /// it again is a no-op.
     #[serde(default)]
     pub bound_verified: bool,
     /// Public data (an unconditional dataset anyone can download): its rows
@@ -29,6 +30,11 @@ pub struct SandboxTable {
     /// unique in it, without multiplying anyone's rows.
     #[serde(default)]
     pub public: bool,
+    /// Columns whose every stored value ingest found within the declared
+    /// bounds and domain (from the platform's quality report): their
+    /// clamping is skipped, since it would change nothing.
+    #[serde(default)]
+    pub in_bounds: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

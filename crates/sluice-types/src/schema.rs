@@ -97,6 +97,12 @@ pub struct ColumnSpec {
     pub unique: bool,
     #[serde(default = "default_true")]
     pub nullable: bool,
+    /// Inside the sandbox only: ingest found every stored value of this
+    /// column within its declared bounds and domain, so clamping it is a
+    /// no-op. Never read from or written to JSON: it comes from the
+    /// platform's own quality report (`SandboxTable::in_bounds`).
+    #[serde(skip)]
+    pub verified: bool,
 }
 
 fn default_role() -> ColumnRole {
@@ -164,6 +170,14 @@ impl std::error::Error for SchemaError {}
 
 /// Column names are SQL identifiers: lowercase ASCII letters, digits and `_`,
 /// not starting with a digit. This keeps names unambiguous in SQL without quoting.
+/// Stored next to the declared columns of a dataset with a privacy unit:
+/// each row's 1-based position among its unit's rows, in a secret order
+/// fixed at ingest (NULL for rows without a unit). Keeping a unit's first k
+/// rows is then a filter on this column, a streaming pass, instead of a
+/// window over all rows. Names starting with `__` are reserved, so no
+/// declared column can collide with it.
+pub const UNIT_ROW_COLUMN: &str = "__sluice_unit_row";
+
 pub fn is_valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     !name.starts_with("__") // reserved for names Sluice generates in plans
@@ -312,6 +326,7 @@ mod tests {
             upper: None,
             domain: None,
             unique: false,
+            verified: false,
             nullable: true,
         }
     }
