@@ -370,6 +370,33 @@ async fn datasets_of_two_providers_join_on_the_pseudonymised_person() {
     let e = p.alice.estimate_job(&m).await.unwrap();
     assert!(e.accepted, "{:?}", e.reasons);
     assert!(e.plan.unwrap().contains("contribution bound: 2 row(s)"));
+    // A job may lower a dataset's bound (less noise), never raise it.
+    let lowered = p
+        .alice
+        .estimate_job(&format!("{m}max_rows_per_unit = {{ tax = 1 }}\n"))
+        .await
+        .unwrap();
+    let plan = lowered.plan.unwrap();
+    assert!(
+        plan.contains("contribution bound: 1 row(s) per privacy unit (enforced in the plan)"),
+        "{plan}"
+    );
+    for (extra, reason) in [
+        ("max_rows_per_unit = { tax = 3 }", "a job may only lower it"),
+        (
+            "max_rows_per_unit = { other = 1 }",
+            "not a dataset of this job",
+        ),
+        ("max_rows_per_unit = { tax = 0 }", "must be at least 1"),
+    ] {
+        let err = p
+            .alice
+            .estimate_job(&format!("{m}{extra}\n"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Some(ErrorCode::ManifestInvalid), "{extra}");
+        assert!(err.to_string().contains(reason), "{extra}: {err}");
+    }
     let job = crate::run_job(&p.alice, &m).await;
     assert_eq!(job.state, "released", "{:?}", job.message);
     let body = p.alice.release(&job.id).await.unwrap().body;

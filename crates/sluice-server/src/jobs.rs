@@ -32,6 +32,8 @@ struct Resolved {
     bound_verified: bool,
     /// Columns ingest found entirely within their declared bounds and domain.
     in_bounds: Vec<String>,
+    /// The dataset's bound, or the job's lower one.
+    max_rows_per_unit: u32,
 }
 
 /// Checks whether `caller` may run jobs on `record` (art. 7).
@@ -132,21 +134,36 @@ pub async fn prepare(
             .filter(|c| c.out_of_bounds == 0 && c.out_of_domain == 0 && c.type_errors == 0)
             .map(|c| c.name.clone())
             .collect();
-        let bound_verified = quality.is_some_and(|q| {
-            // The bound holds and every row has a unit: nothing to bound.
-            let unit = record.entry.schema.privacy_unit().map(|u| u.name.clone());
-            q.units_over_max_rows == 0
-                && q.columns
-                    .iter()
-                    .filter(|c| Some(&c.name) == unit.as_ref())
-                    .all(|c| c.nulls == 0)
-        });
+        let declared_k = record.entry.schema.max_rows_per_unit;
+        let job_k = manifest.privacy.max_rows_per_unit.get(name).copied();
+        if let Some(k) = job_k
+            && k > declared_k
+        {
+            return Err(ApiError::new(
+                ErrorCode::ManifestInvalid,
+                format!(
+                    "manifest invalid: privacy.max_rows_per_unit.{name} = {k} is above the dataset's bound of {declared_k}; a job may only lower it"
+                ),
+            ));
+        }
+        let lowered = job_k.is_some_and(|k| k < declared_k);
+        let bound_verified = !lowered
+            && quality.is_some_and(|q| {
+                // The bound holds and every row has a unit: nothing to bound.
+                let unit = record.entry.schema.privacy_unit().map(|u| u.name.clone());
+                q.units_over_max_rows == 0
+                    && q.columns
+                        .iter()
+                        .filter(|c| Some(&c.name) == unit.as_ref())
+                        .all(|c| c.nulls == 0)
+            });
         resolved.push(Resolved {
             record,
             version,
             file_name,
             bound_verified,
             in_bounds,
+            max_rows_per_unit: job_k.unwrap_or(declared_k),
         });
     }
 
@@ -165,7 +182,10 @@ pub async fn prepare(
                     .join(&r.file_name)
                     .to_string_lossy()
                     .into_owned(),
-                schema: r.record.entry.schema.clone(),
+                schema: sluice_types::schema::DatasetSchema {
+                    max_rows_per_unit: r.max_rows_per_unit,
+                    ..r.record.entry.schema.clone()
+                },
                 bound_verified: r.bound_verified,
                 public: r.record.entry.open_category == OpenCategory::Unconditional,
                 in_bounds: r.in_bounds.clone(),

@@ -40,6 +40,11 @@ pub struct PrivacyRequest {
     /// unnamed measurements weigh 1. Absent: equal shares.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub split: std::collections::BTreeMap<String, f64>,
+    /// A lower contribution bound than a dataset declares, by dataset name
+    /// (e.g. `{ pums = 1 }`): less noise, fewer of each person's rows used.
+    /// A job may only lower a bound, never raise it.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub max_rows_per_unit: std::collections::BTreeMap<String, u32>,
 }
 
 /// A dataset reference split into name and optional version.
@@ -106,6 +111,22 @@ impl Manifest {
             && let Err(e) = crate::privacy::Delta::from_f64(d)
         {
             problems.push(format!("privacy.delta: {e}"));
+        }
+        for (name, k) in &self.privacy.max_rows_per_unit {
+            if *k == 0 {
+                problems.push(format!(
+                    "privacy.max_rows_per_unit.{name} must be at least 1"
+                ));
+            }
+            if !self
+                .datasets
+                .iter()
+                .any(|d| split_dataset_ref(d).0 == name.as_str())
+            {
+                problems.push(format!(
+                    "privacy.max_rows_per_unit names {name}, which is not a dataset of this job"
+                ));
+            }
         }
         if problems.is_empty() {
             Ok(())
