@@ -1,0 +1,466 @@
+//! WASM jobs: untrusted user code that maps each privacy unit's rows to a
+//! bounded vector, run under wasmtime; the host clamps, aggregates and adds
+//! noise. The guest never returns data itself.
+//!
+//! This is the only crate that names wasmtime. It runs inside the sandbox
+//! process: modules are compiled there too (wasmtime does not defend
+//! against compile-time denial of service).
+//!
+//! Isolation of a guest, always on:
+//! - no WASI and no import outside [`ALLOWED_IMPORTS`] (the module is
+//!   rejected before compiling its code otherwise);
+//! - fuel (a deterministic instruction budget) per unit, charged for host
+//!   calls too, and an epoch deadline for wall-clock time;
+//! - `StoreLimits` on memory, tables and instances, a maximum wasm stack,
+//!   no threads or shared memory, a module size cap;
+//! - every pointer and length from the guest is checked against its memory;
+//! - a **fresh instance per unit**, so nothing of one unit (or job) is
+//!   visible to the next, and one unit's rows can only move its own output.
+//!
+//! A trap, fuel or time exhaustion, or a malformed output in one unit gives
+//! that unit the manifest's default vector, never a job error: whether it
+//! happens may depend on the data. Problems that depend only on the module
+//! (bad imports, no `map` export, a memory that cannot be instantiated) are
+//! found before any data is read and reject the job.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use sluice_types::privacy::Epsilon;
+use wasmtime::{
+    Caller, Config, Engine, Extern, ExternType, Instance, Linker, Memory, Module, Store,
+    StoreLimits, StoreLimitsBuilder,
+};
+
+/// Host functions a guest may import, all from module `"sluice"`:
+/// - `row_count() -> i32`: rows of the current unit;
+/// - `column_count() -> i32`: numbers per row;
+/// - `read_rows(dst: i32, max_values: i32) -> i32`: copies the unit's rows
+///   (row-major f64) to guest memory at `dst`, at most `max_values` values;
+///   returns the count copied, or -1 if the range is outside memory;
+/// - `emit(src: i32, len: i32) -> i32`: the unit's output, `len` f64 at
+///   `src`; 0 on success, -1 if the range is invalid or `len` is wrong.
+pub const ALLOWED_IMPORTS: [&str; 4] = ["row_count", "column_count", "read_rows", "emit"];
+
+/// Resource limits of one guest.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_module_bytes: usize,
+    /// Instructions per unit (fuel); host calls are charged too.
+    pub fuel_per_unit: u64,
+    /// Wall-clock time per unit.
+    pub time_per_unit: Duration,
+    pub memory_bytes: usize,
+    pub table_elements: usize,
+    pub max_wasm_stack: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_module_bytes: 8 << 20,
+            fuel_per_unit: 50_000_000,
+            time_per_unit: Duration::from_millis(200),
+            memory_bytes: 64 << 20,
+            table_elements: 10_000,
+            max_wasm_stack: 512 << 10,
+        }
+    }
+}
+
+/// Fuel charged per host call and per value copied by one.
+const HOST_CALL_FUEL: u64 = 1_000;
+const FUEL_PER_VALUE: u64 = 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WasmError {
+    /// The module itself is unacceptable: depends on the module only.
+    #[error("module rejected: {0}")]
+    Rejected(String),
+    #[error("the WASM engine failed: {0}")]
+    Engine(String),
+    #[error("noise failed: {0}")]
+    Noise(#[from] sluice_dp::DpError),
+}
+
+/// A compiled, checked module with its engine.
+pub struct Guest {
+    engine: Engine,
+    module: Module,
+    size: usize,
+    limits: Limits,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Epoch ticks per second: the wall-clock deadline's resolution.
+const TICKS_PER_SECOND: u64 = 1_000;
+
+/// What reviewers see of a module: never data.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ModuleInfo {
+    pub size: usize,
+    pub imports: Vec<String>,
+    pub exports: Vec<String>,
+}
+
+fn engine(limits: &Limits) -> Result<Engine, WasmError> {
+    let mut config = Config::new();
+    config
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        .max_wasm_stack(limits.max_wasm_stack)
+        // Threads and shared memory are not compiled in (no `threads`
+        // feature), so such modules fail validation.
+        .wasm_multi_memory(false)
+        .wasm_memory64(false);
+    Engine::new(&config).map_err(|e| WasmError::Engine(e.to_string()))
+}
+
+impl Guest {
+    /// Checks and compiles a module: size cap, binary format only (a
+    /// precompiled artifact or text is refused), imports within the
+    /// allow-list, a `map` export taking and returning nothing, and an
+    /// instantiation with no data within the limits.
+    pub fn compile(bytes: &[u8], limits: Limits) -> Result<Self, WasmError> {
+        if bytes.len() > limits.max_module_bytes {
+            return Err(WasmError::Rejected(format!(
+                "the module is {} bytes, more than the limit of {}",
+                bytes.len(),
+                limits.max_module_bytes
+            )));
+        }
+        if !bytes.starts_with(b"\0asm") {
+            return Err(WasmError::Rejected(
+                "not a WebAssembly binary module (text, components and precompiled artifacts are refused)".into(),
+            ));
+        }
+        let engine = engine(&limits)?;
+        let module = Module::new(&engine, bytes)
+            .map_err(|e| WasmError::Rejected(format!("invalid module: {}", root_cause(&e))))?;
+        let mut problems = Vec::new();
+        for i in module.imports() {
+            if i.module() != "sluice" || !ALLOWED_IMPORTS.contains(&i.name()) {
+                problems.push(format!(
+                    "import {}.{} is not allowed (only sluice.{{{}}}: no WASI, no I/O, no clock, no randomness)",
+                    i.module(),
+                    i.name(),
+                    ALLOWED_IMPORTS.join(", ")
+                ));
+            }
+        }
+        match module.get_export("map") {
+            Some(ExternType::Func(f)) if f.params().len() == 0 && f.results().len() == 0 => {}
+            Some(_) => problems
+                .push("export map must be a function with no parameters and no results".into()),
+            None => problems.push("the module exports no function map".into()),
+        }
+        if !problems.is_empty() {
+            return Err(WasmError::Rejected(problems.join("; ")));
+        }
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        {
+            let engine = engine.clone();
+            let stop = ticker_stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_micros(1_000_000 / TICKS_PER_SECOND));
+                    engine.increment_epoch();
+                }
+            });
+        }
+        let guest = Guest {
+            engine,
+            module,
+            size: bytes.len(),
+            limits,
+            ticker_stop,
+        };
+        // Memory and tables are sized by the module alone: check them once.
+        guest.instantiate(&[], 0).map_err(|e| {
+            WasmError::Rejected(format!("the module cannot start within the limits: {e}"))
+        })?;
+        Ok(guest)
+    }
+
+    pub fn info(&self) -> ModuleInfo {
+        ModuleInfo {
+            size: self.size,
+            imports: self
+                .module
+                .imports()
+                .map(|i| format!("{}.{}", i.module(), i.name()))
+                .collect(),
+            exports: self.module.exports().map(|e| e.name().to_owned()).collect(),
+        }
+    }
+
+    fn instantiate(
+        &self,
+        rows: &[f64],
+        columns: usize,
+    ) -> Result<(Store<UnitState>, Instance), String> {
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(self.limits.memory_bytes)
+            .table_elements(self.limits.table_elements)
+            .instances(1)
+            .tables(4)
+            .memories(1)
+            .build();
+        let mut store = Store::new(
+            &self.engine,
+            UnitState {
+                rows: rows.to_vec(),
+                columns,
+                output: None,
+                emitted: 0,
+                limits,
+            },
+        );
+        store.limiter(|s| &mut s.limits);
+        store
+            .set_fuel(self.limits.fuel_per_unit)
+            .map_err(|e| e.to_string())?;
+        let ticks = (self.limits.time_per_unit.as_millis() as u64 * TICKS_PER_SECOND / 1000).max(1);
+        store.set_epoch_deadline(ticks);
+        let linker = linker(&self.engine).map_err(|e| e.to_string())?;
+        let instance = linker
+            .instantiate(&mut store, &self.module)
+            .map_err(|e| root_cause(&e))?;
+        Ok((store, instance))
+    }
+
+    /// Runs `map` on one unit's rows (row-major, `columns` per row) in a
+    /// fresh instance. Returns the emitted vector if it has exactly `dims`
+    /// finite values; None for a trap, exhausted fuel or time, or any
+    /// malformed output.
+    pub fn map_unit(&self, rows: &[f64], columns: usize, dims: usize) -> Option<Vec<f64>> {
+        let (mut store, instance) = self.instantiate(rows, columns).ok()?;
+        let map = instance.get_typed_func::<(), ()>(&mut store, "map").ok()?;
+        map.call(&mut store, ()).ok()?;
+        let state = store.data();
+        match &state.output {
+            Some(v) if state.emitted == 1 && v.len() == dims && v.iter().all(|x| x.is_finite()) => {
+                Some(v.clone())
+            }
+            _ => None,
+        }
+    }
+}
+
+fn root_cause(e: &wasmtime::Error) -> String {
+    e.root_cause().to_string()
+}
+
+struct UnitState {
+    rows: Vec<f64>,
+    columns: usize,
+    output: Option<Vec<f64>>,
+    emitted: u32,
+    limits: StoreLimits,
+}
+
+/// Charges host work to the guest's fuel, so a storm of host calls ends
+/// like an infinite loop: out of fuel.
+fn charge(caller: &mut Caller<'_, UnitState>, fuel: u64) -> wasmtime::Result<()> {
+    let left = caller.get_fuel()?;
+    if left < fuel {
+        caller.set_fuel(0)?;
+        return Err(wasmtime::Error::msg("out of fuel in a host call"));
+    }
+    caller.set_fuel(left - fuel)
+}
+
+fn memory(caller: &mut Caller<'_, UnitState>) -> Option<Memory> {
+    match caller.get_export("memory") {
+        Some(Extern::Memory(m)) => Some(m),
+        _ => None,
+    }
+}
+
+/// The byte range `[ptr, ptr + len * 8)` if it lies in memory of `size` bytes.
+fn checked_range(ptr: i32, len: i32, size: usize) -> Option<std::ops::Range<usize>> {
+    let ptr = usize::try_from(ptr).ok()?;
+    let len = usize::try_from(len).ok()?;
+    let end = ptr.checked_add(len.checked_mul(8)?)?;
+    (end <= size).then_some(ptr..end)
+}
+
+fn linker(engine: &Engine) -> wasmtime::Result<Linker<UnitState>> {
+    let mut linker = Linker::new(engine);
+    linker.func_wrap(
+        "sluice",
+        "row_count",
+        |mut caller: Caller<'_, UnitState>| -> wasmtime::Result<i32> {
+            charge(&mut caller, HOST_CALL_FUEL)?;
+            let s = caller.data();
+            Ok(i32::try_from(s.rows.len() / s.columns.max(1)).unwrap_or(i32::MAX))
+        },
+    )?;
+    linker.func_wrap(
+        "sluice",
+        "column_count",
+        |mut caller: Caller<'_, UnitState>| -> wasmtime::Result<i32> {
+            charge(&mut caller, HOST_CALL_FUEL)?;
+            Ok(i32::try_from(caller.data().columns).unwrap_or(i32::MAX))
+        },
+    )?;
+    linker.func_wrap(
+        "sluice",
+        "read_rows",
+        |mut caller: Caller<'_, UnitState>, dst: i32, max_values: i32| -> wasmtime::Result<i32> {
+            charge(&mut caller, HOST_CALL_FUEL)?;
+            let Some(mem) = memory(&mut caller) else {
+                return Ok(-1);
+            };
+            let n = caller
+                .data()
+                .rows
+                .len()
+                .min(usize::try_from(max_values).unwrap_or(0));
+            let Some(range) = checked_range(dst, n as i32, mem.data_size(&caller)) else {
+                return Ok(-1);
+            };
+            charge(&mut caller, FUEL_PER_VALUE * n as u64)?;
+            let (data, state) = mem.data_and_store_mut(&mut caller);
+            for (chunk, v) in data[range].chunks_exact_mut(8).zip(&state.rows) {
+                chunk.copy_from_slice(&v.to_le_bytes());
+            }
+            Ok(n as i32)
+        },
+    )?;
+    linker.func_wrap(
+        "sluice",
+        "emit",
+        |mut caller: Caller<'_, UnitState>, src: i32, len: i32| -> wasmtime::Result<i32> {
+            charge(&mut caller, HOST_CALL_FUEL)?;
+            let Some(mem) = memory(&mut caller) else {
+                return Ok(-1);
+            };
+            // Outputs are small vectors; a giant one is malformed.
+            if !(0..=MAX_DIMS as i32).contains(&len) {
+                return Ok(-1);
+            }
+            let Some(range) = checked_range(src, len, mem.data_size(&caller)) else {
+                return Ok(-1);
+            };
+            let values: Vec<f64> = mem.data(&caller)[range]
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+                .collect();
+            // A second output makes the unit's output malformed.
+            let state = caller.data_mut();
+            state.emitted += 1;
+            state.output = Some(values);
+            Ok(0)
+        },
+    )?;
+    Ok(linker)
+}
+
+/// Most numbers a unit's output may have.
+pub const MAX_DIMS: usize = 1024;
+
+/// A `map` job: each unit's output is clamped to `[lower[i], upper[i]]`
+/// (the default vector replaces a failed unit), summed over units in fixed
+/// point, and released with discrete Laplace noise.
+#[derive(Debug, Clone)]
+pub struct MapSpec {
+    pub lower: Vec<f64>,
+    pub upper: Vec<f64>,
+    pub default: Vec<f64>,
+    pub epsilon: Epsilon,
+}
+
+/// A released sum: one noised value per output dimension and the 95%
+/// half-width of its noise.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MapRelease {
+    pub sums: Vec<f64>,
+    pub ci95_halfwidth: f64,
+    pub l1_sensitivity: f64,
+}
+
+impl MapSpec {
+    pub fn validate(&self) -> Result<(), String> {
+        let d = self.lower.len();
+        if d == 0 || d > MAX_DIMS || self.upper.len() != d || self.default.len() != d {
+            return Err(format!(
+                "lower, upper and default must have the same length, 1 to {MAX_DIMS}"
+            ));
+        }
+        for i in 0..d {
+            let (lo, hi, def) = (self.lower[i], self.upper[i], self.default[i]);
+            if !(lo.is_finite() && hi.is_finite() && lo <= hi && lo.abs().max(hi.abs()) <= 1e12) {
+                return Err(format!(
+                    "output {i}: bounds must be finite, lower <= upper, within 1e12"
+                ));
+            }
+            if !(lo..=hi).contains(&def) {
+                return Err(format!(
+                    "output {i}: the default must lie within the bounds"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A common fixed-point scale (a power of two) so the largest bound is
+    /// at most 2^30 units, and the vector's L1 sensitivity in those units.
+    fn fixed_point(&self) -> (f64, u64) {
+        let magnitude = self
+            .lower
+            .iter()
+            .chain(&self.upper)
+            .fold(0f64, |m, x| m.max(x.abs()));
+        let scale = if magnitude == 0.0 {
+            1.0
+        } else {
+            2f64.powi((30 - magnitude.log2().ceil() as i32).clamp(-60, 60))
+        };
+        let l1 = self
+            .lower
+            .iter()
+            .zip(&self.upper)
+            .map(|(lo, hi)| ((lo.abs().max(hi.abs()) * scale).ceil() as u64).max(1))
+            .sum();
+        (scale, l1)
+    }
+}
+
+/// Runs `guest` on every unit and releases the noised sum of the clamped
+/// outputs. `units` holds each unit's rows, row-major with `columns` values
+/// per row.
+pub fn run_map(
+    guest: &Guest,
+    spec: &MapSpec,
+    units: &[Vec<f64>],
+    columns: usize,
+) -> Result<MapRelease, WasmError> {
+    spec.validate().map_err(WasmError::Rejected)?;
+    let d = spec.lower.len();
+    let (scale, l1) = spec.fixed_point();
+    let mut totals = vec![0i64; d];
+    for rows in units {
+        let out = guest
+            .map_unit(rows, columns, d)
+            .unwrap_or_else(|| spec.default.clone());
+        for i in 0..d {
+            let v = out[i].clamp(spec.lower[i], spec.upper[i]);
+            totals[i] += (v * scale).round() as i64;
+        }
+    }
+    let mechanism = sluice_dp::DiscreteLaplace::calibrate(l1, spec.epsilon)?;
+    let noised = mechanism.release(totals)?;
+    Ok(MapRelease {
+        sums: noised.iter().map(|v| *v as f64 / scale).collect(),
+        ci95_halfwidth: mechanism.ci_halfwidth() / scale,
+        l1_sensitivity: l1 as f64 / scale,
+    })
+}

@@ -1,0 +1,304 @@
+//! WASM jobs: well-behaved guests give answers within their intervals, and
+//! every hostile guest ends cleanly (module rejected, or the unit defaulted)
+//! without releasing anything beyond the clamped, noised sum.
+
+use std::time::Instant;
+
+use sluice_types::privacy::Epsilon;
+use sluice_wasm::{Guest, Limits, MapSpec, WasmError, run_map};
+
+fn module(wat_text: &str) -> Vec<u8> {
+    wat::parse_str(wat_text).unwrap()
+}
+
+fn compile(wat_text: &str) -> Result<Guest, WasmError> {
+    Guest::compile(&module(wat_text), Limits::default())
+}
+
+fn rejected(wat_text: &str) -> String {
+    match compile(wat_text) {
+        Err(WasmError::Rejected(r)) => r,
+        Err(e) => panic!("expected a rejection, got {e}"),
+        Ok(_) => panic!("expected a rejection"),
+    }
+}
+
+const IMPORTS: &str = r#"
+  (import "sluice" "row_count" (func $row_count (result i32)))
+  (import "sluice" "column_count" (func $column_count (result i32)))
+  (import "sluice" "read_rows" (func $read_rows (param i32 i32) (result i32)))
+  (import "sluice" "emit" (func $emit (param i32 i32) (result i32)))
+  (memory (export "memory") 1)
+"#;
+
+/// A guest with `body` as its `map` function (the imports above in scope).
+fn guest(body: &str) -> String {
+    format!("(module {IMPORTS} {body})")
+}
+
+/// Emits the sum of column 0 over the unit's rows (at most 1,000 rows).
+fn sum_guest() -> String {
+    guest(
+        r#"
+    (func (export "map")
+      (local $n i32) (local $i i32) (local $acc f64) (local $cols i32)
+      (local.set $cols (call $column_count))
+      (local.set $n (call $read_rows (i32.const 64) (i32.const 8000)))
+      (block $done
+        (loop $next
+          (br_if $done (i32.ge_s (local.get $i) (local.get $n)))
+          (local.set $acc (f64.add (local.get $acc)
+            (f64.load (i32.add (i32.const 64) (i32.shl (local.get $i) (i32.const 3))))))
+          (local.set $i (i32.add (local.get $i) (local.get $cols)))
+          (br $next)))
+      (f64.store (i32.const 0) (local.get $acc))
+      (drop (call $emit (i32.const 0) (i32.const 1))))
+    "#,
+    )
+}
+
+/// Emits the constant 1.0.
+fn one_guest() -> String {
+    guest(
+        r#"(func (export "map")
+             (f64.store (i32.const 0) (f64.const 1))
+             (drop (call $emit (i32.const 0) (i32.const 1))))"#,
+    )
+}
+
+fn spec(lower: f64, upper: f64, default: f64) -> MapSpec {
+    MapSpec {
+        lower: vec![lower],
+        upper: vec![upper],
+        default: vec![default],
+        epsilon: Epsilon::from_f64(1.0).unwrap(),
+    }
+}
+
+/// Units with 1 to 3 rows of two columns (value, something).
+fn units(n: usize) -> Vec<Vec<f64>> {
+    (0..n)
+        .map(|u| {
+            (0..1 + u % 3)
+                .flat_map(|r| [((u * 7 + r * 3) % 10) as f64, 1.0])
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn a_per_unit_sum_is_released_within_its_interval_of_the_native_truth() {
+    let g = Guest::compile(&module(&sum_guest()), Limits::default()).unwrap();
+    let data = units(300);
+    let truth: f64 = data
+        .iter()
+        .map(|rows| rows.iter().step_by(2).sum::<f64>().clamp(0.0, 20.0))
+        .sum();
+    let s = spec(0.0, 20.0, 0.0);
+    let mut inside = 0;
+    for _ in 0..40 {
+        let r = run_map(&g, &s, &data, 2).unwrap();
+        assert_eq!(r.l1_sensitivity, 20.0);
+        inside += usize::from((r.sums[0] - truth).abs() <= r.ci95_halfwidth);
+    }
+    assert!(inside >= 34, "{inside}/40 within the 95% interval");
+    let info = g.info();
+    assert_eq!(info.exports, ["memory", "map"]);
+    assert_eq!(info.imports.len(), 4);
+}
+
+#[test]
+fn a_guest_that_copies_a_raw_row_comes_out_clamped_and_noised() {
+    // Emits the unit's first value as is: 90,000 for the one unit here.
+    let g = compile(&sum_guest()).unwrap();
+    let s = spec(0.0, 10.0, 0.0);
+    let data = vec![vec![90_000.0, 1.0]];
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..50 {
+        let r = run_map(&g, &s, &data, 2).unwrap();
+        assert!(r.sums[0] < 10.0 + 6.0 * r.ci95_halfwidth, "{}", r.sums[0]);
+        seen.insert(r.sums[0].to_bits());
+    }
+    assert!(seen.len() > 5, "the release is noised");
+}
+
+#[test]
+fn runaway_guests_default_their_unit_and_the_job_completes() {
+    let cases = [
+        (
+            "infinite loop",
+            guest(r#"(func (export "map") (loop $l (br $l)))"#),
+        ),
+        (
+            "host-call storm",
+            guest(r#"(func (export "map") (loop $l (drop (call $row_count)) (br $l)))"#),
+        ),
+        (
+            "deep recursion",
+            guest(r#"(func $f (export "map") (call $f))"#),
+        ),
+        ("trap", guest(r#"(func (export "map") unreachable)"#)),
+        (
+            "giant output",
+            guest(
+                r#"(func (export "map") (drop (call $emit (i32.const 0) (i32.const 100000000))))"#,
+            ),
+        ),
+        (
+            "two outputs",
+            guest(
+                r#"(func (export "map")
+                     (drop (call $emit (i32.const 0) (i32.const 1)))
+                     (drop (call $emit (i32.const 0) (i32.const 1))))"#,
+            ),
+        ),
+        (
+            "NaN output",
+            guest(
+                r#"(func (export "map")
+                     (f64.store (i32.const 0) (f64.const nan))
+                     (drop (call $emit (i32.const 0) (i32.const 1))))"#,
+            ),
+        ),
+        ("no output", guest(r#"(func (export "map"))"#)),
+    ];
+    let data = units(5);
+    for (name, text) in cases {
+        let g = compile(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let start = Instant::now();
+        // Every unit defaults to 3 (bounds [0, 3]): nothing else can come out.
+        for rows in &data {
+            assert_eq!(g.map_unit(rows, 2, 1), None, "{name}");
+        }
+        let r = run_map(&g, &spec(0.0, 3.0, 3.0), &data, 2).unwrap();
+        assert!(
+            (r.sums[0] - 15.0).abs() <= 4.0 * r.ci95_halfwidth,
+            "{name}: {}",
+            r.sums[0]
+        );
+        assert!(start.elapsed().as_secs() < 30, "{name} took too long");
+    }
+}
+
+#[test]
+fn memory_growth_towards_4_gib_is_refused_not_fatal() {
+    // Grows until refused, then emits how many pages it got: bounded by the limit.
+    let g = compile(&guest(
+        r#"(func (export "map") (local $pages i32)
+             (block $stop (loop $l
+               (br_if $stop (i32.eq (memory.grow (i32.const 1024)) (i32.const -1)))
+               (local.set $pages (i32.add (local.get $pages) (i32.const 1024)))
+               (br $l)))
+             (f64.store (i32.const 0) (f64.convert_i32_s (local.get $pages)))
+             (drop (call $emit (i32.const 0) (i32.const 1))))"#,
+    ))
+    .unwrap();
+    let got = g.map_unit(&[1.0], 1, 1).unwrap()[0];
+    let limit_pages = (Limits::default().memory_bytes / 65536) as f64;
+    assert!(got < limit_pages, "{got} pages");
+}
+
+#[test]
+fn bad_pointers_to_host_calls_are_refused() {
+    // Emits the results of read_rows with an out-of-bounds and an overflowing
+    // destination, and of emit with a negative length: all -1.
+    let g = compile(&guest(
+        r#"(func (export "map")
+             (f64.store (i32.const 0) (f64.convert_i32_s (call $read_rows (i32.const 65530) (i32.const 100))))
+             (f64.store (i32.const 8) (f64.convert_i32_s (call $read_rows (i32.const 2147483647) (i32.const 2147483647))))
+             (f64.store (i32.const 16) (f64.convert_i32_s (call $read_rows (i32.const -8) (i32.const 1))))
+             (f64.store (i32.const 24) (f64.convert_i32_s (call $emit (i32.const 65535) (i32.const 2))))
+             (drop (call $emit (i32.const 0) (i32.const 4))))"#,
+    ))
+    .unwrap();
+    let out = g.map_unit(&[1.0, 2.0, 3.0], 1, 4).unwrap();
+    assert_eq!(out, vec![-1.0, -1.0, -1.0, -1.0]);
+}
+
+#[test]
+fn a_unit_never_sees_what_a_previous_unit_left_in_memory() {
+    // Emits what is at address 8, then writes its first value there.
+    let g = compile(&guest(
+        r#"(func (export "map")
+             (f64.store (i32.const 0) (f64.load (i32.const 8)))
+             (drop (call $emit (i32.const 0) (i32.const 1)))
+             (drop (call $read_rows (i32.const 8) (i32.const 1))))"#,
+    ))
+    .unwrap();
+    for rows in units(20) {
+        assert_eq!(g.map_unit(&rows, 2, 1), Some(vec![0.0]));
+    }
+    // Nor a previous job: a new guest starts from the module's own memory.
+    let again = compile(&guest(
+        r#"(func (export "map")
+             (f64.store (i32.const 0) (f64.load (i32.const 8)))
+             (drop (call $emit (i32.const 0) (i32.const 1))))"#,
+    ))
+    .unwrap();
+    assert_eq!(again.map_unit(&[5.0], 1, 1), Some(vec![0.0]));
+}
+
+#[test]
+fn modules_that_break_the_rules_are_rejected_before_any_data() {
+    let wasi = r#"(module
+        (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))
+        (memory (export "memory") 1)
+        (func (export "map")))"#;
+    assert!(rejected(wasi).contains("wasi_snapshot_preview1.fd_write is not allowed"));
+    let clock = r#"(module (import "env" "now" (func (result i64))) (func (export "map")))"#;
+    assert!(rejected(clock).contains("env.now is not allowed"));
+    assert!(rejected("(module (func (export \"other\")))").contains("exports no function map"));
+    assert!(
+        rejected("(module (func (export \"map\") (param i32)))")
+            .contains("no parameters and no results")
+    );
+    // A huge initial memory or table cannot start within the limits.
+    assert!(
+        rejected("(module (memory 65536) (func (export \"map\")))")
+            .contains("cannot start within the limits")
+    );
+    assert!(
+        rejected("(module (table 10000000 funcref) (func (export \"map\")))")
+            .contains("cannot start within the limits")
+    );
+    // Shared memory (threads) is disabled.
+    assert!(
+        rejected("(module (memory 1 1 shared) (func (export \"map\")))").contains("invalid module")
+    );
+    // A start function that never ends is stopped, and the module refused.
+    assert!(
+        rejected("(module (func $s (loop $l (br $l))) (start $s) (func (export \"map\")))")
+            .contains("cannot start")
+    );
+    // Text, precompiled artifacts and oversized modules are refused unread.
+    let text = one_guest();
+    match Guest::compile(text.as_bytes(), Limits::default()) {
+        Err(WasmError::Rejected(r)) => assert!(r.contains("not a WebAssembly binary")),
+        _ => panic!("text accepted"),
+    }
+    match Guest::compile(b"\x7fELF\x02\x01\x01", Limits::default()) {
+        Err(WasmError::Rejected(r)) => assert!(r.contains("not a WebAssembly binary")),
+        _ => panic!("an ELF artifact accepted"),
+    }
+    let mut big = module(&one_guest());
+    big.resize(50 << 20, 0);
+    match Guest::compile(&big, Limits::default()) {
+        Err(WasmError::Rejected(r)) => assert!(r.contains("more than the limit")),
+        _ => panic!("a 50 MB module accepted"),
+    }
+}
+
+#[test]
+fn a_bad_spec_is_refused() {
+    let g = compile(&one_guest()).unwrap();
+    for s in [
+        spec(1.0, 0.0, 0.5),
+        spec(0.0, 1.0, 2.0),
+        spec(f64::NEG_INFINITY, 1.0, 0.0),
+    ] {
+        assert!(matches!(
+            run_map(&g, &s, &units(2), 2),
+            Err(WasmError::Rejected(_))
+        ));
+    }
+}
