@@ -29,8 +29,8 @@ use std::time::Duration;
 
 use sluice_types::privacy::Epsilon;
 use wasmtime::{
-    Caller, Config, Engine, Extern, ExternType, Instance, Linker, Memory, Module, Store,
-    StoreLimits, StoreLimitsBuilder,
+    Caller, Config, Engine, Extern, ExternType, Instance, InstanceAllocationStrategy, InstancePre,
+    Linker, Memory, Module, PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder,
 };
 
 /// Host functions a guest may import, all from module `"sluice"`:
@@ -88,6 +88,9 @@ pub enum WasmError {
 pub struct Guest {
     engine: Engine,
     module: Module,
+    /// The module linked to the host functions once; each unit only
+    /// instantiates it.
+    pre: InstancePre<UnitState>,
     size: usize,
     limits: Limits,
     ticker_stop: Arc<AtomicBool>,
@@ -120,6 +123,15 @@ fn engine(limits: &Limits) -> Result<Engine, WasmError> {
         // feature), so such modules fail validation.
         .wasm_multi_memory(false)
         .wasm_memory64(false);
+    // Units run one after another: a small pool of pre-reserved slots makes
+    // each fresh instance cheap (copy-on-write memory initialisation).
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_core_instances(4)
+        .total_memories(4)
+        .total_tables(4)
+        .max_memory_size(limits.memory_bytes)
+        .table_elements(limits.table_elements);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&config).map_err(|e| WasmError::Engine(e.to_string()))
 }
 
@@ -175,9 +187,15 @@ impl Guest {
                 }
             });
         }
+        let pre = linker(&engine)
+            .and_then(|l| l.instantiate_pre(&module))
+            .map_err(|e| {
+                WasmError::Rejected(format!("the module cannot be linked: {}", root_cause(&e)))
+            })?;
         let guest = Guest {
             engine,
             module,
+            pre,
             size: bytes.len(),
             limits,
             ticker_stop,
@@ -229,9 +247,9 @@ impl Guest {
             .map_err(|e| e.to_string())?;
         let ticks = (self.limits.time_per_unit.as_millis() as u64 * TICKS_PER_SECOND / 1000).max(1);
         store.set_epoch_deadline(ticks);
-        let linker = linker(&self.engine).map_err(|e| e.to_string())?;
-        let instance = linker
-            .instantiate(&mut store, &self.module)
+        let instance = self
+            .pre
+            .instantiate(&mut store)
             .map_err(|e| root_cause(&e))?;
         Ok((store, instance))
     }
@@ -378,8 +396,9 @@ pub struct MapSpec {
     pub epsilon: Epsilon,
 }
 
-/// A released sum: one noised value per output dimension and the 95%
-/// half-width of its noise.
+/// A release: one noised value per output dimension (a sum for `map`, an
+/// average of blocks for sample-aggregate) and the 95% half-width of its
+/// noise.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MapRelease {
     pub sums: Vec<f64>,
@@ -462,5 +481,79 @@ pub fn run_map(
         sums: noised.iter().map(|v| *v as f64 / scale).collect(),
         ci95_halfwidth: mechanism.ci_halfwidth() / scale,
         l1_sensitivity: l1 as f64 / scale,
+    })
+}
+
+/// A `sample-aggregate` job (GUPT): units are split into `blocks` disjoint
+/// blocks by a secret keyed hash, the guest maps each block's rows (all its
+/// units' rows together) to a vector, the host clamps each vector to the
+/// bounds (the default replaces a failed block) and releases their average
+/// with noise. One unit lies in one block, so it moves the sum of block
+/// outputs by at most `upper - lower` per dimension and the average by
+/// that over `blocks`: the guest may compute anything (a trimmed mean, a
+/// model fit) on its block.
+#[derive(Debug, Clone)]
+pub struct SampleAggregateSpec {
+    pub bounds: MapSpec,
+    pub blocks: usize,
+}
+
+/// Most blocks a sample-aggregate job may ask for.
+pub const MAX_BLOCKS: usize = 100_000;
+
+/// Runs `guest` on every block and releases the noised average of the
+/// clamped block outputs. `units` holds each unit's rows, row-major.
+pub fn run_sample_aggregate(
+    guest: &Guest,
+    spec: &SampleAggregateSpec,
+    units: &[Vec<f64>],
+    columns: usize,
+) -> Result<MapRelease, WasmError> {
+    use std::hash::BuildHasher;
+    let b = &spec.bounds;
+    b.validate().map_err(WasmError::Rejected)?;
+    if spec.blocks == 0 || spec.blocks > MAX_BLOCKS {
+        return Err(WasmError::Rejected(format!(
+            "blocks must be between 1 and {MAX_BLOCKS}"
+        )));
+    }
+    let d = b.lower.len();
+    // Fresh random keys: the assignment depends on no value and nobody can
+    // predict it.
+    let secret = std::collections::hash_map::RandomState::new();
+    let mut block_rows: Vec<Vec<f64>> = vec![Vec::new(); spec.blocks];
+    for (i, rows) in units.iter().enumerate() {
+        let block = (secret.hash_one(i) % spec.blocks as u64) as usize;
+        block_rows[block].extend_from_slice(rows);
+    }
+    let ranges = MapSpec {
+        lower: vec![0.0; d],
+        upper: b.upper.iter().zip(&b.lower).map(|(h, l)| h - l).collect(),
+        default: vec![0.0; d],
+        epsilon: b.epsilon,
+    };
+    let (scale, l1) = ranges.fixed_point();
+    let mut totals = vec![0i64; d];
+    for rows in &block_rows {
+        let out = guest
+            .map_unit(rows, columns, d)
+            .unwrap_or_else(|| b.default.clone());
+        for i in 0..d {
+            // Shifted by the lower bound so each block adds within [0, range].
+            let v = out[i].clamp(b.lower[i], b.upper[i]) - b.lower[i];
+            totals[i] += (v * scale).round() as i64;
+        }
+    }
+    let mechanism = sluice_dp::DiscreteLaplace::calibrate(l1, b.epsilon)?;
+    let noised = mechanism.release(totals)?;
+    let k = spec.blocks as f64;
+    Ok(MapRelease {
+        sums: noised
+            .iter()
+            .zip(&b.lower)
+            .map(|(v, lo)| *v as f64 / scale / k + lo)
+            .collect(),
+        ci95_halfwidth: mechanism.ci_halfwidth() / scale / k,
+        l1_sensitivity: l1 as f64 / scale / k,
     })
 }
