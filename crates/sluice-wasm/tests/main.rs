@@ -351,3 +351,129 @@ fn sample_aggregate_averages_block_answers_with_noise_scaled_to_one_block() {
     };
     assert!(sluice_wasm::run_sample_aggregate(&g, &bad, &data, 2).is_err());
 }
+
+/// The example guests of examples/wasm, written in Rust with the guest SDK
+/// and built here for wasm32-unknown-unknown (once per test run).
+fn example_guest(name: &str) -> Vec<u8> {
+    static BUILT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let target = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("wasm-guests");
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "--release", "--target", "wasm32-unknown-unknown"])
+            .arg("--manifest-path")
+            .arg(root.join("examples/wasm/Cargo.toml"))
+            .arg("--target-dir")
+            .arg(&target)
+            .status()
+            .expect("cargo runs");
+        assert!(
+            status.success(),
+            "building the example guests failed (is the wasm32-unknown-unknown target installed? .ci/run adds it)"
+        );
+        target.join("wasm32-unknown-unknown/release")
+    });
+    std::fs::read(dir.join(format!("{name}.wasm"))).unwrap()
+}
+
+/// Releases within twice their 95% half-width of the truth in at least
+/// 38 of 40 draws (a miss at 2x has probability 1/400 per draw).
+fn assert_covers(name: &str, mut draw: impl FnMut() -> (Vec<f64>, f64), truth: &[f64]) {
+    let mut within = 0;
+    for _ in 0..40 {
+        let (values, half) = draw();
+        within += usize::from(
+            values
+                .iter()
+                .zip(truth)
+                .all(|(v, t)| (v - t).abs() <= 2.0 * half),
+        );
+    }
+    assert!(within >= 38, "{name}: {within}/40 within the interval");
+}
+
+#[test]
+fn the_rust_example_guests_answer_within_their_intervals_of_the_native_truth() {
+    // Persons with 1 to 4 rows of (value, age).
+    let persons: Vec<Vec<f64>> = (0..400)
+        .map(|p| {
+            (0..1 + p % 4)
+                .flat_map(|r| {
+                    [
+                        ((p * 13 + r * 7) % 50) as f64,
+                        (20 + (p * 3 + r) % 60) as f64,
+                    ]
+                })
+                .collect()
+        })
+        .collect();
+
+    // Per-person mean and "any row with age over 60".
+    let g = Guest::compile(&example_guest("person_stats"), Limits::default()).unwrap();
+    let mut truth = [0.0, 0.0];
+    for rows in &persons {
+        let values: Vec<f64> = rows.iter().step_by(2).copied().collect();
+        truth[0] += (values.iter().sum::<f64>() / values.len() as f64).clamp(0.0, 50.0);
+        truth[1] += f64::from(rows.iter().skip(1).step_by(2).any(|a| *a > 60.0));
+    }
+    let s = MapSpec {
+        lower: vec![0.0, 0.0],
+        upper: vec![50.0, 1.0],
+        default: vec![0.0, 0.0],
+        epsilon: Epsilon::from_f64(1.0).unwrap(),
+    };
+    assert_covers(
+        "person_stats",
+        || {
+            let r = run_map(&g, &s, &persons, 2).unwrap();
+            (r.sums, r.ci95_halfwidth)
+        },
+        &truth,
+    );
+
+    // Per-person spread of values.
+    let g = Guest::compile(&example_guest("person_range"), Limits::default()).unwrap();
+    let truth: f64 = persons
+        .iter()
+        .map(|rows| {
+            let v: Vec<f64> = rows.iter().step_by(2).copied().collect();
+            let hi = v.iter().copied().fold(f64::MIN, f64::max);
+            let lo = v.iter().copied().fold(f64::MAX, f64::min);
+            (hi - lo).clamp(0.0, 50.0)
+        })
+        .sum();
+    let s = spec(0.0, 50.0, 0.0);
+    assert_covers(
+        "person_range",
+        || {
+            let r = run_map(&g, &s, &persons, 2).unwrap();
+            (r.sums, r.ci95_halfwidth)
+        },
+        &[truth],
+    );
+
+    // A per-block trimmed mean: every person has the values 0..9 and an
+    // outlier of 500, so every non-empty block's 10%-trimmed mean is 4.5.
+    let g = Guest::compile(&example_guest("block_trimmed_mean"), Limits::default()).unwrap();
+    let people: Vec<Vec<f64>> = (0..2000)
+        .map(|_| {
+            (0..10)
+                .map(f64::from)
+                .chain([500.0])
+                .flat_map(|v| [v, 0.0])
+                .collect()
+        })
+        .collect();
+    let s = sluice_wasm::SampleAggregateSpec {
+        bounds: spec(0.0, 10.0, 5.0),
+        blocks: 40,
+    };
+    assert_covers(
+        "block_trimmed_mean",
+        || {
+            let r = sluice_wasm::run_sample_aggregate(&g, &s, &people, 2).unwrap();
+            (r.sums, r.ci95_halfwidth)
+        },
+        &[4.5],
+    );
+}

@@ -1,0 +1,78 @@
+//! Guest SDK for Sluice WASM jobs (see docs/wasm.md for the ABI).
+//!
+//! A guest gets one privacy unit's rows (or, in sample-aggregate mode, one
+//! block's rows) and emits one vector of numbers. The host clamps it to the
+//! manifest's bounds, aggregates over units and adds noise; a panic, trap
+//! or missing output gives the unit the manifest's default.
+//!
+//! ```ignore
+//! sluice_guest::map!(|unit: &sluice_guest::Unit| {
+//!     let n = unit.rows().count() as f64;
+//!     vec![n]
+//! });
+//! ```
+
+#[link(wasm_import_module = "sluice")]
+unsafe extern "C" {
+    #[link_name = "column_count"]
+    fn sluice_column_count() -> i32;
+    #[link_name = "row_count"]
+    fn sluice_row_count() -> i32;
+    #[link_name = "read_rows"]
+    fn sluice_read_rows(dst: i32, max_values: i32) -> i32;
+    #[link_name = "emit"]
+    fn sluice_emit(src: i32, len: i32) -> i32;
+}
+
+/// The current unit's rows: row-major numbers, `columns` per row, in the
+/// order of the manifest's input columns.
+pub struct Unit {
+    pub columns: usize,
+    pub values: Vec<f64>,
+}
+
+impl Unit {
+    /// Reads the current unit's rows from the host.
+    pub fn read() -> Unit {
+        // SAFETY: the host functions take and return plain integers; the
+        // host checks that [ptr, ptr + 8 * len) lies in this memory.
+        unsafe {
+            let columns = sluice_column_count().max(0) as usize;
+            let rows = sluice_row_count().max(0) as usize;
+            let mut values = vec![0f64; rows * columns];
+            let n = sluice_read_rows(values.as_mut_ptr() as usize as i32, values.len() as i32);
+            values.truncate(n.max(0) as usize);
+            Unit { columns, values }
+        }
+    }
+
+    pub fn rows(&self) -> impl Iterator<Item = &[f64]> {
+        self.values.chunks_exact(self.columns.max(1))
+    }
+
+    /// Column `c` of every row.
+    pub fn column(&self, c: usize) -> impl Iterator<Item = f64> + '_ {
+        self.rows().filter_map(move |r| r.get(c).copied())
+    }
+}
+
+/// Sends the unit's output vector; false if the host refused it (wrong
+/// length). Only the first accepted output counts; a second makes the
+/// unit's output malformed.
+pub fn emit(output: &[f64]) -> bool {
+    // SAFETY: as in `Unit::read`.
+    unsafe { sluice_emit(output.as_ptr() as usize as i32, output.len() as i32) == 0 }
+}
+
+/// Defines the guest's `map` export from a function `&Unit -> Vec<f64>`.
+#[macro_export]
+macro_rules! map {
+    ($f:expr) => {
+        #[unsafe(no_mangle)]
+        pub extern "C" fn map() {
+            let unit = $crate::Unit::read();
+            let f: fn(&$crate::Unit) -> Vec<f64> = $f;
+            $crate::emit(&f(&unit));
+        }
+    };
+}
