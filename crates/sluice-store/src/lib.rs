@@ -251,6 +251,9 @@ async fn job_state(tx: &mut Tx, job_id: &str) -> Result<JobState, StoreError> {
     }
 }
 
+/// Tries at taking the data dir's lock, 100 ms apart.
+const LOCK_ATTEMPTS: u32 = 20;
+
 impl Store {
     /// Opens (creating if needed) `data_dir/sluice.db` with WAL and
     /// `synchronous=FULL`, runs migrations, and takes an exclusive lock on
@@ -261,18 +264,29 @@ impl Store {
             source,
         };
         std::fs::create_dir_all(data_dir).map_err(io)?;
-        let lock_file = std::fs::OpenOptions::new()
+        let mut lock_file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(data_dir.join("sluice.lock"))
             .map_err(io)?;
-        let lock = match Flock::lock(lock_file, FlockArg::LockExclusiveNonblock) {
-            Ok(lock) => lock,
-            Err((_, Errno::EWOULDBLOCK)) => {
-                return Err(StoreError::Locked(data_dir.display().to_string()));
+        // A server killed while it was starting a sandbox child leaves the
+        // lock with that child until it execs (the descriptor is
+        // close-on-exec): wait briefly before calling the dir taken.
+        let mut attempts = 0;
+        let lock = loop {
+            match Flock::lock(lock_file, FlockArg::LockExclusiveNonblock) {
+                Ok(lock) => break lock,
+                Err((file, Errno::EWOULDBLOCK)) if attempts < LOCK_ATTEMPTS => {
+                    attempts += 1;
+                    lock_file = file;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err((_, Errno::EWOULDBLOCK)) => {
+                    return Err(StoreError::Locked(data_dir.display().to_string()));
+                }
+                Err((_, errno)) => return Err(io(std::io::Error::from(errno))),
             }
-            Err((_, errno)) => return Err(io(std::io::Error::from(errno))),
         };
         let options = SqliteConnectOptions::from_str("sqlite://")?
             .filename(data_dir.join("sluice.db"))
