@@ -10,6 +10,7 @@
 //! allows, and sets resource limits (CPU time, file size, address space).
 
 mod limits;
+mod wasm;
 
 use std::io::{Read, Write};
 
@@ -94,6 +95,8 @@ pub async fn run(task: SandboxTask, payload: &[u8]) -> SandboxResponse {
             Err(sluice_sql::ExecError::Rejected(r)) => SandboxResponse::Rejected { reasons: r.0 },
             Err(e) => failed("execution_failed", &e),
         },
+        SandboxTask::AnalyzeWasm(t) => wasm::analyze(&t),
+        SandboxTask::ExecuteWasm(t) => wasm::execute(&t).await,
         SandboxTask::Ingest(t) => {
             let key: [u8; 32] = match hex::decode(&t.pseudonym_key_hex)
                 .ok()
@@ -137,7 +140,7 @@ pub async fn run(task: SandboxTask, payload: &[u8]) -> SandboxResponse {
     }
 }
 
-fn failed(category: &str, detail: &dyn std::fmt::Display) -> SandboxResponse {
+pub(crate) fn failed(category: &str, detail: &dyn std::fmt::Display) -> SandboxResponse {
     eprintln!("sandbox: {category}: {detail}");
     SandboxResponse::Failed {
         category: category.to_owned(),

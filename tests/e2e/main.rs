@@ -8,6 +8,7 @@ mod dependencies;
 mod ingest;
 mod jobs;
 mod ledger;
+mod wasm;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

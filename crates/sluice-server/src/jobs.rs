@@ -16,7 +16,7 @@ use sluice_types::error::ErrorCode;
 use sluice_types::manifest::{JobKind, Manifest, split_dataset_ref};
 use sluice_types::privacy::{Delta, Epsilon};
 use sluice_types::release::{ReleaseBody, ReleasedDataset};
-use sluice_types::sandbox::{QueryTask, SandboxResponse, SandboxTable, SandboxTask};
+use sluice_types::sandbox::{QueryTask, SandboxResponse, SandboxTable, SandboxTask, WasmTask};
 use sluice_types::{OpenCategory, Role};
 
 use crate::error::ApiError;
@@ -34,6 +34,44 @@ struct Resolved {
     in_bounds: Vec<String>,
     /// The dataset's bound, or the job's lower one.
     max_rows_per_unit: u32,
+}
+
+/// What a job runs in the sandbox: a DP SQL query or a WASM job.
+#[derive(Debug, Clone)]
+pub enum JobTask {
+    Sql(QueryTask),
+    Wasm(WasmTask),
+}
+
+impl JobTask {
+    pub fn epsilon(&self) -> Epsilon {
+        match self {
+            JobTask::Sql(q) => q.epsilon,
+            JobTask::Wasm(w) => w.epsilon,
+        }
+    }
+
+    pub fn delta(&self) -> Delta {
+        match self {
+            JobTask::Sql(q) => q.delta,
+            JobTask::Wasm(_) => Delta::ZERO,
+        }
+    }
+
+    /// The schema-and-module-only check (no data).
+    fn analyze(&self) -> SandboxTask {
+        match self {
+            JobTask::Sql(q) => SandboxTask::Analyze(q.clone()),
+            JobTask::Wasm(w) => SandboxTask::AnalyzeWasm(w.clone()),
+        }
+    }
+
+    fn execute(self) -> SandboxTask {
+        match self {
+            JobTask::Sql(q) => SandboxTask::Execute(q),
+            JobTask::Wasm(w) => SandboxTask::ExecuteWasm(w),
+        }
+    }
 }
 
 /// Checks whether `caller` may run jobs on `record` (art. 7).
@@ -64,7 +102,7 @@ pub async fn check_job_access(
 pub struct Prepared {
     pub manifest: Manifest,
     resolved: Vec<Resolved>,
-    pub task: QueryTask,
+    pub task: JobTask,
     pub digest: String,
     pub versions: Vec<(String, String)>,
 }
@@ -167,33 +205,50 @@ pub async fn prepare(
         });
     }
 
-    let JobKind::Sql { query } = &manifest.job;
-    let task = QueryTask {
-        query: query.clone(),
-        tables: resolved
-            .iter()
-            .map(|r| SandboxTable {
-                name: r.record.entry.name.clone(),
-                path: state
-                    .config
-                    .data_dir
-                    .join("datasets")
-                    .join(&r.record.entry.id)
-                    .join(&r.file_name)
-                    .to_string_lossy()
-                    .into_owned(),
-                schema: sluice_types::schema::DatasetSchema {
-                    max_rows_per_unit: r.max_rows_per_unit,
-                    ..r.record.entry.schema.clone()
-                },
-                bound_verified: r.bound_verified,
-                public: r.record.entry.open_category == OpenCategory::Unconditional,
-                in_bounds: r.in_bounds.clone(),
-            })
-            .collect(),
-        epsilon,
-        delta,
-        split: manifest.privacy.split.clone(),
+    let tables: Vec<SandboxTable> = resolved
+        .iter()
+        .map(|r| SandboxTable {
+            name: r.record.entry.name.clone(),
+            path: state
+                .config
+                .data_dir
+                .join("datasets")
+                .join(&r.record.entry.id)
+                .join(&r.file_name)
+                .to_string_lossy()
+                .into_owned(),
+            schema: sluice_types::schema::DatasetSchema {
+                max_rows_per_unit: r.max_rows_per_unit,
+                ..r.record.entry.schema.clone()
+            },
+            bound_verified: r.bound_verified,
+            public: r.record.entry.open_category == OpenCategory::Unconditional,
+            in_bounds: r.in_bounds.clone(),
+        })
+        .collect();
+    let task = match &manifest.job {
+        JobKind::Sql { query } => JobTask::Sql(QueryTask {
+            query: query.clone(),
+            tables,
+            epsilon,
+            delta,
+            split: manifest.privacy.split.clone(),
+        }),
+        JobKind::Wasm {
+            module,
+            mode,
+            columns,
+            outputs,
+            blocks,
+        } => JobTask::Wasm(WasmTask {
+            module: module.clone(),
+            mode: *mode,
+            table: tables.into_iter().next().expect("validated: one dataset"),
+            columns: columns.clone(),
+            outputs: outputs.clone(),
+            blocks: *blocks,
+            epsilon,
+        }),
     };
     let digest = sluice_crypto::digest_of(&manifest);
     let versions: Vec<(String, String)> = resolved
@@ -217,7 +272,7 @@ pub async fn estimate(
     manifest_text: &str,
 ) -> Result<EstimateView, ApiError> {
     let p = prepare(state, caller, manifest_text).await?;
-    match sandbox::run(state, &SandboxTask::Analyze(p.task), &[]).await {
+    match sandbox::run(state, &p.task.analyze(), &[]).await {
         Ok(SandboxResponse::Accepted { plan, estimate }) => Ok(EstimateView {
             accepted: true,
             reasons: vec![],
@@ -251,8 +306,8 @@ pub async fn submit(
         digest,
         versions,
     } = prepare(&state, &caller, manifest_text).await?;
-    let epsilon = task.epsilon;
-    let delta = task.delta;
+    let epsilon = task.epsilon();
+    let delta = task.delta();
     // The same manifest on the same versions: return the stored release, spend nothing.
     if let Some(existing) = state
         .store
@@ -286,10 +341,10 @@ pub async fn submit(
         .await?;
 
     // Analysis on schemas only: a rejection costs no budget.
-    match sandbox::run(&state, &SandboxTask::Analyze(task.clone()), &[]).await {
+    match sandbox::run(&state, &task.analyze(), &[]).await {
         Ok(SandboxResponse::Accepted { .. }) => {}
         Ok(SandboxResponse::Rejected { reasons }) => {
-            let message = format!("query rejected: {}", reasons.join("; "));
+            let message = format!("job rejected: {}", reasons.join("; "));
             state
                 .store
                 .set_job_state(&caller.id, &job_id, JobState::Rejected, Some(&message))
@@ -362,16 +417,16 @@ async fn execute(
     job_id: &str,
     manifest: &Manifest,
     digest: &str,
-    task: QueryTask,
+    task: JobTask,
     datasets: Vec<ReleasedDataset>,
 ) -> Result<(), sluice_store::StoreError> {
     let store = &state.store;
     store
         .set_job_state("system", job_id, JobState::Running, None)
         .await?;
-    let epsilon = task.epsilon;
-    let delta = task.delta;
-    match sandbox::run(state, &SandboxTask::Execute(task), &[]).await {
+    let epsilon = task.epsilon();
+    let delta = task.delta();
+    match sandbox::run(state, &task.execute(), &[]).await {
         Ok(SandboxResponse::Released { outputs }) => {
             let body = ReleaseBody {
                 job_id: job_id.to_owned(),
@@ -393,7 +448,7 @@ async fn execute(
         Ok(SandboxResponse::Rejected { reasons }) => {
             // Rejections derive from schemas and the query only; no noise drawn.
             store.refund("system", job_id).await?;
-            let message = format!("query rejected: {}", reasons.join("; "));
+            let message = format!("job rejected: {}", reasons.join("; "));
             store
                 .set_job_state("system", job_id, JobState::Rejected, Some(&message))
                 .await?;

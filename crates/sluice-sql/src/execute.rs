@@ -841,3 +841,104 @@ fn var_cell(m: &Moments, lo: f64, hi: f64, sample: bool, root: bool) -> Cell {
         Cell::Noisy { value, ci95: ci }
     }
 }
+
+/// Each privacy unit's rows of `table`, for a WASM job: the listed numeric
+/// columns as f64 (NULL as NaN), row-major, one vector per unit, each unit
+/// bounded to the table's `max_rows_per_unit` rows as for SQL jobs. Rows
+/// without a unit are dropped; without a unit column each row is a unit.
+pub async fn unit_rows(
+    table: &sluice_types::sandbox::SandboxTable,
+    columns: &[String],
+) -> Result<Vec<Vec<f64>>, ExecError> {
+    use datafusion::arrow::array::Float64Array;
+    let mut problems = Vec::new();
+    for c in columns {
+        match table.schema.column(c) {
+            Some(spec) if spec.ty.is_numeric() && !spec.role.is_pseudonymised() => {}
+            Some(_) => problems.push(format!(
+                "column {c} is not a numeric attribute (identifiers are never given to a guest)"
+            )),
+            None => problems.push(format!("column {c} is not in dataset {}", table.name)),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ExecError::Rejected(crate::Rejection(problems)));
+    }
+    let task = QueryTask {
+        query: String::new(),
+        tables: vec![table.clone()],
+        epsilon: sluice_types::privacy::Epsilon::from_units(1),
+        delta: sluice_types::privacy::Delta::ZERO,
+        split: Default::default(),
+    };
+    let ctx = locked_context()?;
+    let indexed = register_tables(&ctx, &task).await?;
+    let unit = table.schema.privacy_unit().map(|u| u.name.clone());
+    let k = i64::from(table.schema.max_rows_per_unit);
+    let mut df = match (&unit, &indexed) {
+        (Some(_), Some(_)) if !table.bound_verified => ctx
+            .table(format!("__sluice_rows_{}", table.name).as_str())
+            .await?
+            .filter(col(UNIT_ROW_COLUMN).lt_eq(lit(k)))?,
+        _ => ctx.table(table.name.as_str()).await?,
+    };
+    if let Some(u) = &unit {
+        if indexed.is_none() || table.bound_verified {
+            df = df.filter(col(u.as_str()).is_not_null())?;
+        }
+        if indexed.is_none() && !table.bound_verified {
+            let rn = row_number()
+                .partition_by(vec![col(u.as_str())])
+                .order_by(vec![random().sort(true, true)])
+                .build()?
+                .alias(ROW_NUMBER);
+            df = df.window(vec![rn])?.filter(col(ROW_NUMBER).lt_eq(lit(k)))?;
+        }
+    }
+    let mut select: Vec<Expr> = Vec::new();
+    if let Some(u) = &unit {
+        select.push(col(u.as_str()).alias("__unit"));
+    }
+    for (i, c) in columns.iter().enumerate() {
+        select.push(cast(col(c.as_str()), DataType::Float64).alias(format!("__c{i}")));
+    }
+    df = df.select(select)?;
+    if unit.is_some() {
+        df = df.sort(vec![col("__unit").sort(true, true)])?;
+    }
+    let batches = df.collect().await?;
+    let mut units: Vec<Vec<f64>> = Vec::new();
+    let mut last: Option<String> = None;
+    let offset = usize::from(unit.is_some());
+    for batch in &batches {
+        let values: Vec<&Float64Array> = (0..columns.len())
+            .map(|i| {
+                batch
+                    .column(offset + i)
+                    .as_primitive_opt::<Float64Type>()
+                    .ok_or_else(|| ExecError::Engine("a WASM input column is not f64".into()))
+            })
+            .collect::<Result<_, _>>()?;
+        for row in 0..batch.num_rows() {
+            let key = match unit {
+                Some(_) => {
+                    Some(ScalarValue::try_from_array(batch.column(0).as_ref(), row)?.to_string())
+                }
+                None => None,
+            };
+            if key.is_none() || key != last {
+                units.push(Vec::new());
+                last = key;
+            }
+            let current = units.last_mut().expect("pushed above");
+            for v in &values {
+                current.push(if v.is_null(row) {
+                    f64::NAN
+                } else {
+                    v.value(row)
+                });
+            }
+        }
+    }
+    Ok(units)
+}

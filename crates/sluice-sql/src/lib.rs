@@ -17,7 +17,7 @@ mod rows;
 mod session;
 
 pub use analyze::{Aggregate, Analysis, GroupKey, Measurement, MeasurementKind, analyze};
-pub use execute::execute;
+pub use execute::{execute, unit_rows};
 
 /// A rejection: every reason at once, derived from the query and the
 /// schemas only (never from data), so it is safe to show the user.

@@ -26,8 +26,48 @@ pub struct Manifest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum JobKind {
-    Sql { query: String },
+    Sql {
+        query: String,
+    },
+    /// Untrusted WebAssembly mapping each privacy unit (or block of units)
+    /// of the job's one dataset to a bounded vector; the host clamps,
+    /// aggregates and adds noise (docs/wasm.md).
+    Wasm {
+        /// The module's bytes, base64 (standard alphabet); the manifest's
+        /// digest covers them.
+        module: String,
+        mode: WasmMode,
+        /// Numeric columns the guest reads, in this order.
+        columns: Vec<String>,
+        /// One entry per output number: its name, bounds and the default
+        /// used when a unit's run fails.
+        outputs: Vec<WasmOutput>,
+        /// sample-aggregate only: the number of disjoint blocks.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        blocks: Option<u32>,
+    },
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WasmMode {
+    /// Per unit: the host sums the clamped outputs.
+    Map,
+    /// Per block of units: the host averages the clamped outputs.
+    SampleAggregate,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WasmOutput {
+    pub name: String,
+    pub lower: f64,
+    pub upper: f64,
+    pub default: f64,
+}
+
+/// Largest WASM module a manifest may carry (decoded).
+pub const MAX_MODULE_BYTES: usize = 8 << 20;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -94,6 +134,59 @@ impl Manifest {
                 }
                 if query.len() > MAX_QUERY_LEN {
                     problems.push(format!("job.query is longer than {MAX_QUERY_LEN} bytes"));
+                }
+            }
+            JobKind::Wasm {
+                module,
+                mode,
+                columns,
+                outputs,
+                blocks,
+            } => {
+                if module.len() > MAX_MODULE_BYTES / 3 * 4 + 4 {
+                    problems.push(format!(
+                        "job.module is larger than {MAX_MODULE_BYTES} bytes"
+                    ));
+                } else if crate::b64_decode(module).is_none() {
+                    problems.push("job.module is not base64".into());
+                }
+                if self.datasets.len() != 1 {
+                    problems.push("a WASM job reads exactly one dataset".into());
+                }
+                if columns.is_empty() {
+                    problems.push("job.columns is empty".into());
+                }
+                if outputs.is_empty() || outputs.len() > 1024 {
+                    problems.push("job.outputs must have 1 to 1024 entries".into());
+                }
+                for o in outputs {
+                    let ok = o.lower.is_finite()
+                        && o.upper.is_finite()
+                        && o.lower <= o.upper
+                        && o.lower.abs().max(o.upper.abs()) <= 1e12;
+                    if !ok {
+                        problems.push(format!(
+                            "job.outputs.{}: bounds must be finite, lower <= upper, within 1e12",
+                            o.name
+                        ));
+                    } else if !(o.lower..=o.upper).contains(&o.default) {
+                        problems.push(format!(
+                            "job.outputs.{}: the default must lie within the bounds",
+                            o.name
+                        ));
+                    }
+                }
+                match (mode, blocks) {
+                    (WasmMode::SampleAggregate, Some(b)) if (1..=100_000).contains(b) => {}
+                    (WasmMode::SampleAggregate, _) => problems
+                        .push("job.blocks: sample-aggregate needs 1 to 100000 blocks".into()),
+                    (WasmMode::Map, Some(_)) => {
+                        problems.push("job.blocks is only for sample-aggregate".into())
+                    }
+                    (WasmMode::Map, None) => {}
+                }
+                if self.privacy.delta.is_some() {
+                    problems.push("privacy.delta: WASM jobs are pure epsilon-DP".into());
                 }
             }
         }

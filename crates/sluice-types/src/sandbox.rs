@@ -44,6 +44,10 @@ pub enum SandboxTask {
     Analyze(QueryTask),
     /// Analyze, then run and release.
     Execute(QueryTask),
+    /// Compile and check a WASM job's module and outputs; reads no data.
+    AnalyzeWasm(WasmTask),
+    /// Run a WASM job and release its clamped, noised aggregate.
+    ExecuteWasm(WasmTask),
     /// Parse an upload (its bytes follow the request on stdin), pseudonymise,
     /// check quality and write a Parquet version into `output_dir`.
     Ingest(IngestTask),
@@ -60,6 +64,20 @@ pub struct QueryTask {
     /// Weights of measurements by name (see `Manifest::privacy.split`).
     #[serde(default)]
     pub split: std::collections::BTreeMap<String, f64>,
+}
+
+/// A WASM job on one table: the module (base64), its mode, the numeric
+/// columns it reads and its outputs' bounds and defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WasmTask {
+    pub module: String,
+    pub mode: crate::manifest::WasmMode,
+    pub table: SandboxTable,
+    pub columns: Vec<String>,
+    pub outputs: Vec<crate::manifest::WasmOutput>,
+    #[serde(default)]
+    pub blocks: Option<u32>,
+    pub epsilon: Epsilon,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -132,6 +132,12 @@ fn engine(limits: &Limits) -> Result<Engine, WasmError> {
         .max_memory_size(limits.memory_bytes)
         .table_elements(limits.table_elements);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    // Reserve only what a guest may use (plus a guard), not wasmtime's
+    // default 4 GiB per memory: the sandbox caps its address space.
+    config
+        .memory_reservation(limits.memory_bytes as u64)
+        .memory_guard_size(64 << 10)
+        .memory_reservation_for_growth(0);
     Engine::new(&config).map_err(|e| WasmError::Engine(e.to_string()))
 }
 
@@ -482,6 +488,40 @@ pub fn run_map(
         ci95_halfwidth: mechanism.ci_halfwidth() / scale,
         l1_sensitivity: l1 as f64 / scale,
     })
+}
+
+/// The L1 sensitivity, noise standard deviation and 95% half-width, in
+/// output units, of a `map` release (`blocks` None) or of a sample-aggregate
+/// release over `blocks` blocks; reads no data.
+pub fn noise_of(spec: &MapSpec, blocks: Option<usize>) -> Result<(f64, f64, f64), WasmError> {
+    spec.validate().map_err(WasmError::Rejected)?;
+    let (scale, l1, k) = match blocks {
+        None => {
+            let (scale, l1) = spec.fixed_point();
+            (scale, l1, 1.0)
+        }
+        Some(b) => {
+            let ranges = MapSpec {
+                lower: vec![0.0; spec.lower.len()],
+                upper: spec
+                    .upper
+                    .iter()
+                    .zip(&spec.lower)
+                    .map(|(h, l)| h - l)
+                    .collect(),
+                default: vec![0.0; spec.lower.len()],
+                epsilon: spec.epsilon,
+            };
+            let (scale, l1) = ranges.fixed_point();
+            (scale, l1, b as f64)
+        }
+    };
+    let m = sluice_dp::DiscreteLaplace::calibrate(l1, spec.epsilon)?;
+    Ok((
+        l1 as f64 / scale / k,
+        m.std_dev() / scale / k,
+        m.ci_halfwidth() / scale / k,
+    ))
 }
 
 /// A `sample-aggregate` job (GUPT): units are split into `blocks` disjoint

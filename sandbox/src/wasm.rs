@@ -1,0 +1,198 @@
+//! WASM jobs in the sandbox: the module is decoded and compiled here (never
+//! in the server), checked against the dataset's schema, run on each unit's
+//! rows, and only the clamped, noised aggregate comes back.
+
+use sluice_types::manifest::WasmMode;
+use sluice_types::privacy::Delta;
+use sluice_types::release::{Cell, ColumnKind, OutputColumn, ReleasedOutputs};
+use sluice_types::sandbox::{ColumnEstimate, Estimate, SandboxResponse, WasmTask};
+use sluice_wasm::{Guest, Limits, MapSpec, SampleAggregateSpec, WasmError};
+
+struct Prepared {
+    guest: Guest,
+    spec: MapSpec,
+    digest: String,
+}
+
+/// Everything that depends on the module, the schema and the manifest only:
+/// every problem at once.
+fn prepare(t: &WasmTask) -> Result<Prepared, Vec<String>> {
+    let mut problems = Vec::new();
+    for c in &t.columns {
+        match t.table.schema.column(c) {
+            Some(spec) if spec.ty.is_numeric() && !spec.role.is_pseudonymised() => {}
+            Some(_) => problems.push(format!(
+                "column {c} is not a numeric attribute (identifiers are never given to a guest)"
+            )),
+            None => problems.push(format!("column {c} is not in dataset {}", t.table.name)),
+        }
+    }
+    let spec = MapSpec {
+        lower: t.outputs.iter().map(|o| o.lower).collect(),
+        upper: t.outputs.iter().map(|o| o.upper).collect(),
+        default: t.outputs.iter().map(|o| o.default).collect(),
+        epsilon: t.epsilon,
+    };
+    if let Err(e) = spec.validate() {
+        problems.push(format!("outputs: {e}"));
+    }
+    let bytes = match sluice_types::b64_decode(&t.module) {
+        Some(b) => b,
+        None => {
+            problems.push("the module is not base64".into());
+            return Err(problems);
+        }
+    };
+    let digest = sluice_crypto::sha256_hex(&bytes);
+    match Guest::compile(&bytes, Limits::default()) {
+        Ok(guest) if problems.is_empty() => Ok(Prepared {
+            guest,
+            spec,
+            digest,
+        }),
+        Ok(_) => Err(problems),
+        Err(WasmError::Rejected(r)) => {
+            problems.push(r);
+            Err(problems)
+        }
+        Err(e) => {
+            problems.push(format!("the module could not be compiled: {e}"));
+            Err(problems)
+        }
+    }
+}
+
+fn blocks(t: &WasmTask) -> Option<usize> {
+    match t.mode {
+        WasmMode::Map => None,
+        WasmMode::SampleAggregate => t.blocks.map(|b| b as usize),
+    }
+}
+
+fn aggregate_name(t: &WasmTask) -> &'static str {
+    match t.mode {
+        WasmMode::Map => "sum",
+        WasmMode::SampleAggregate => "mean of blocks",
+    }
+}
+
+/// Compiles and checks the module; reads no data. The plan tells reviewers
+/// the module's digest, size, imports and exports and the noise.
+pub fn analyze(t: &WasmTask) -> SandboxResponse {
+    let p = match prepare(t) {
+        Ok(p) => p,
+        Err(reasons) => return SandboxResponse::Rejected { reasons },
+    };
+    let (l1, sd, half) = match sluice_wasm::noise_of(&p.spec, blocks(t)) {
+        Ok(n) => n,
+        Err(e) => {
+            return SandboxResponse::Rejected {
+                reasons: vec![e.to_string()],
+            };
+        }
+    };
+    let info = p.guest.info();
+    let plan = format!(
+        "WASM module sha256 {}, {} bytes, imports [{}], exports [{}]; mode {}; dataset {} with at most {} row(s) per privacy unit; columns [{}]; each output clamped to its bounds, a failed unit gives the defaults; L1 sensitivity {l1}, epsilon {}",
+        p.digest,
+        info.size,
+        info.imports.join(", "),
+        info.exports.join(", "),
+        match t.mode {
+            WasmMode::Map => "map (sum over units)".to_owned(),
+            WasmMode::SampleAggregate => format!(
+                "sample-aggregate (mean over {} blocks)",
+                t.blocks.unwrap_or(0)
+            ),
+        },
+        t.table.name,
+        t.table.schema.max_rows_per_unit,
+        t.columns.join(", "),
+        t.epsilon
+    );
+    SandboxResponse::Accepted {
+        plan,
+        estimate: Estimate {
+            epsilon: t.epsilon,
+            delta: Delta::ZERO,
+            rows: 1,
+            key_threshold: None,
+            columns: t
+                .outputs
+                .iter()
+                .map(|o| ColumnEstimate {
+                    name: o.name.clone(),
+                    aggregate: Some(aggregate_name(t).into()),
+                    // One noised vector: every output shares the job's epsilon.
+                    epsilon: Some(t.epsilon),
+                    std_dev: Some(sd),
+                    ci95_halfwidth: Some(half),
+                    rank_error95: None,
+                    note: None,
+                })
+                .collect(),
+        },
+    }
+}
+
+/// Runs the job: each unit's rows (bounded like SQL jobs) through the guest,
+/// then the host's clamped, noised sum or block average.
+pub async fn execute(t: &WasmTask) -> SandboxResponse {
+    let p = match prepare(t) {
+        Ok(p) => p,
+        Err(reasons) => return SandboxResponse::Rejected { reasons },
+    };
+    let units = match sluice_sql::unit_rows(&t.table, &t.columns).await {
+        Ok(u) => u,
+        Err(sluice_sql::ExecError::Rejected(r)) => {
+            return SandboxResponse::Rejected { reasons: r.0 };
+        }
+        Err(e) => return crate::failed("execution_failed", &e),
+    };
+    let released = match blocks(t) {
+        None => sluice_wasm::run_map(&p.guest, &p.spec, &units, t.columns.len()),
+        Some(blocks) => sluice_wasm::run_sample_aggregate(
+            &p.guest,
+            &SampleAggregateSpec {
+                bounds: p.spec.clone(),
+                blocks,
+            },
+            &units,
+            t.columns.len(),
+        ),
+    };
+    let released = match released {
+        Ok(r) => r,
+        Err(e) => return crate::failed("execution_failed", &e),
+    };
+    SandboxResponse::Released {
+        outputs: ReleasedOutputs {
+            columns: t
+                .outputs
+                .iter()
+                .map(|o| OutputColumn {
+                    name: o.name.clone(),
+                    kind: ColumnKind::Aggregate,
+                    aggregate: Some(aggregate_name(t).into()),
+                    epsilon: Some(t.epsilon),
+                })
+                .collect(),
+            rows: vec![
+                released
+                    .sums
+                    .iter()
+                    .map(|v| Cell::Noisy {
+                        value: *v,
+                        ci95: [v - released.ci95_halfwidth, v + released.ci95_halfwidth],
+                    })
+                    .collect(),
+            ],
+            mechanism: format!(
+                "WASM module sha256 {}; outputs clamped by the host; discrete Laplace noise from OpenDP's exact sampler, L1 sensitivity {}, epsilon {}",
+                p.digest, released.l1_sensitivity, t.epsilon
+            ),
+            epsilon: t.epsilon,
+            delta: Delta::ZERO,
+        },
+    }
+}
