@@ -38,6 +38,7 @@ fn server_does_not_depend_on_any_engine() {
         "sluice-sql",
         "sluice-dp",
         "sluice-sandbox",
+        "sluice-wasm",
         "sluice-ingest",
         "parquet",
     ] {
