@@ -83,7 +83,7 @@ pub fn analyze(t: &WasmTask) -> SandboxResponse {
         Ok(p) => p,
         Err(reasons) => return SandboxResponse::Rejected { reasons },
     };
-    let (l1, sd, half) = match sluice_wasm::noise_of(&p.spec, blocks(t)) {
+    let noise = match sluice_wasm::noise_of(&p.spec, blocks(t)) {
         Ok(n) => n,
         Err(e) => {
             return SandboxResponse::Rejected {
@@ -93,7 +93,7 @@ pub fn analyze(t: &WasmTask) -> SandboxResponse {
     };
     let info = p.guest.info();
     let plan = format!(
-        "WASM module sha256 {}, {} bytes, imports [{}], exports [{}]; mode {}; dataset {} with at most {} row(s) per privacy unit; columns [{}]; each output clamped to its bounds, a failed unit gives the defaults; L1 sensitivity {l1}, epsilon {}",
+        "WASM module sha256 {}, {} bytes, imports [{}], exports [{}]; mode {}; dataset {} with at most {} row(s) per privacy unit; columns [{}]; each output clamped to its bounds, a failed unit gives the defaults; epsilon {} split equally over the outputs; L1 sensitivity per output [{}]",
         p.digest,
         info.size,
         info.imports.join(", "),
@@ -108,7 +108,12 @@ pub fn analyze(t: &WasmTask) -> SandboxResponse {
         t.table.name,
         t.table.schema.max_rows_per_unit,
         t.columns.join(", "),
-        t.epsilon
+        t.epsilon,
+        noise
+            .iter()
+            .map(|n| n.0.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     SandboxResponse::Accepted {
         plan,
@@ -120,13 +125,13 @@ pub fn analyze(t: &WasmTask) -> SandboxResponse {
             columns: t
                 .outputs
                 .iter()
-                .map(|o| ColumnEstimate {
+                .zip(&noise)
+                .map(|(o, (_, sd, half, epsilon))| ColumnEstimate {
                     name: o.name.clone(),
                     aggregate: Some(aggregate_name(t).into()),
-                    // One noised vector: every output shares the job's epsilon.
-                    epsilon: Some(t.epsilon),
-                    std_dev: Some(sd),
-                    ci95_halfwidth: Some(half),
+                    epsilon: Some(*epsilon),
+                    std_dev: Some(*sd),
+                    ci95_halfwidth: Some(*half),
                     rank_error95: None,
                     note: None,
                 })
@@ -170,26 +175,35 @@ pub async fn execute(t: &WasmTask) -> SandboxResponse {
             columns: t
                 .outputs
                 .iter()
-                .map(|o| OutputColumn {
+                .zip(&released.epsilon)
+                .map(|(o, e)| OutputColumn {
                     name: o.name.clone(),
                     kind: ColumnKind::Aggregate,
                     aggregate: Some(aggregate_name(t).into()),
-                    epsilon: Some(t.epsilon),
+                    epsilon: Some(*e),
                 })
                 .collect(),
             rows: vec![
                 released
                     .sums
                     .iter()
-                    .map(|v| Cell::Noisy {
+                    .zip(&released.ci95_halfwidth)
+                    .map(|(v, h)| Cell::Noisy {
                         value: *v,
-                        ci95: [v - released.ci95_halfwidth, v + released.ci95_halfwidth],
+                        ci95: [v - h, v + h],
                     })
                     .collect(),
             ],
             mechanism: format!(
-                "WASM module sha256 {}; outputs clamped by the host; discrete Laplace noise from OpenDP's exact sampler, L1 sensitivity {}, epsilon {}",
-                p.digest, released.l1_sensitivity, t.epsilon
+                "WASM module sha256 {}; outputs clamped by the host; discrete Laplace noise from OpenDP's exact sampler per output, epsilon {} split equally, L1 sensitivities [{}]",
+                p.digest,
+                t.epsilon,
+                released
+                    .l1_sensitivity
+                    .iter()
+                    .map(|l| l.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             epsilon: t.epsilon,
             delta: Delta::ZERO,

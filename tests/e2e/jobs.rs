@@ -213,7 +213,10 @@ fn demo_prints_dp_income_by_sex_and_by_educ() {
         "95% confidence",
         "epsilon spent: 1",
         "signature verified",
-        "remaining 8",
+        "a WASM job",
+        "reviewers see: WASM module sha256",
+        "persons_65_plus",
+        "remaining 7",
     ] {
         assert!(
             stdout.contains(needle),

@@ -19,6 +19,9 @@ const JOBS: [&str; 2] = [
     include_str!("../../../examples/jobs/income_by_sex.toml"),
     include_str!("../../../examples/jobs/income_by_educ.toml"),
 ];
+/// A WASM job: its manifest names the module file, embedded here.
+const WASM_JOB: &str = include_str!("../../../examples/jobs/older_share.toml");
+const WASM_MODULE: &[u8] = include_bytes!("../../../examples/jobs/older_share.wasm");
 
 pub async fn run(data_dir: Option<PathBuf>) -> Result<()> {
     let temp = tempfile::tempdir().context("creating a temporary directory")?;
@@ -93,8 +96,23 @@ pub async fn run(data_dir: Option<PathBuf>) -> Result<()> {
     }
 
     let key = alice.public_key().await?;
-    for manifest in JOBS {
+    let wasm_job = WASM_JOB.replace(
+        "file:older_share.wasm",
+        &sluice_types::b64_encode(WASM_MODULE),
+    );
+    let jobs = JOBS.iter().map(|m| m.to_string()).chain([wasm_job]);
+    for manifest in jobs {
         println!();
+        if manifest.contains("kind = \"wasm\"") {
+            println!(
+                "== a WASM job: per-person logic in an untrusted module; the host clamps and noises"
+            );
+            let e = alice.estimate_job(&manifest).await?;
+            if let Some(plan) = &e.plan {
+                println!("  reviewers see: {plan}");
+            }
+        }
+        let manifest = manifest.as_str();
         let job = alice.submit_job(manifest).await?;
         let job = alice.wait_job(&job.id, Duration::from_secs(300)).await?;
         if job.state != "released" {

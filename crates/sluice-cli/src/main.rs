@@ -270,9 +270,40 @@ async fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
-fn load_manifest(path: &std::path::Path) -> Result<sluice_types::Manifest> {
+/// Reads a manifest file; a WASM job's `module = "file:<path>"` (relative to
+/// the manifest) is replaced by that file's bytes in base64, which is what
+/// the server stores, digests and runs.
+fn read_manifest_text(path: &std::path::Path) -> Result<String> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut doc: toml::Table =
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("manifest invalid: {}", e.message()))?;
+    let module_file = doc
+        .get("job")
+        .and_then(|j| j.get("module"))
+        .and_then(|m| m.as_str())
+        .and_then(|m| m.strip_prefix("file:"))
+        .map(str::to_owned);
+    let Some(module_file) = module_file else {
+        return Ok(text);
+    };
+    let module_path = path
+        .parent()
+        .unwrap_or(std::path::Path::new("."))
+        .join(&module_file);
+    let bytes = std::fs::read(&module_path)
+        .with_context(|| format!("reading the module {}", module_path.display()))?;
+    if let Some(job) = doc.get_mut("job").and_then(|j| j.as_table_mut()) {
+        job.insert(
+            "module".into(),
+            toml::Value::String(sluice_types::b64_encode(&bytes)),
+        );
+    }
+    Ok(toml::to_string(&doc)?)
+}
+
+fn load_manifest(path: &std::path::Path) -> Result<sluice_types::Manifest> {
+    let text = read_manifest_text(path)?;
     let manifest: sluice_types::Manifest =
         toml::from_str(&text).map_err(|e| anyhow::anyhow!("manifest invalid: {}", e.message()))?;
     if let Err(problems) = manifest.validate() {
@@ -394,8 +425,7 @@ async fn job(client: &Client, cmd: JobCommand) -> Result<()> {
             no_wait,
             output,
         } => {
-            let text = std::fs::read_to_string(&manifest)
-                .with_context(|| format!("reading {}", manifest.display()))?;
+            let text = read_manifest_text(&manifest)?;
             let job = client.submit_job(&text).await?;
             println!("job {} {}", job.id, job.state);
             if no_wait {
@@ -418,8 +448,7 @@ async fn job(client: &Client, cmd: JobCommand) -> Result<()> {
             }
         }
         JobCommand::Estimate { manifest } => {
-            let text = std::fs::read_to_string(&manifest)
-                .with_context(|| format!("reading {}", manifest.display()))?;
+            let text = read_manifest_text(&manifest)?;
             let e = client.estimate_job(&text).await?;
             print::estimate(&e);
             if !e.accepted {

@@ -402,14 +402,15 @@ pub struct MapSpec {
     pub epsilon: Epsilon,
 }
 
-/// A release: one noised value per output dimension (a sum for `map`, an
-/// average of blocks for sample-aggregate) and the 95% half-width of its
-/// noise.
+/// A release: one noised value per output (a sum for `map`, an average of
+/// blocks for sample-aggregate), each with its own share of ε, sensitivity
+/// and 95% noise half-width, in output units.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MapRelease {
     pub sums: Vec<f64>,
-    pub ci95_halfwidth: f64,
-    pub l1_sensitivity: f64,
+    pub ci95_halfwidth: Vec<f64>,
+    pub l1_sensitivity: Vec<f64>,
+    pub epsilon: Vec<Epsilon>,
 }
 
 impl MapSpec {
@@ -419,6 +420,9 @@ impl MapSpec {
             return Err(format!(
                 "lower, upper and default must have the same length, 1 to {MAX_DIMS}"
             ));
+        }
+        if self.epsilon.units() < d as u64 {
+            return Err("epsilon is too small to share between the outputs".into());
         }
         for i in 0..d {
             let (lo, hi, def) = (self.lower[i], self.upper[i], self.default[i]);
@@ -435,28 +439,99 @@ impl MapSpec {
         }
         Ok(())
     }
+}
 
-    /// A common fixed-point scale (a power of two) so the largest bound is
-    /// at most 2^30 units, and the vector's L1 sensitivity in those units.
-    fn fixed_point(&self) -> (f64, u64) {
-        let magnitude = self
-            .lower
-            .iter()
-            .chain(&self.upper)
-            .fold(0f64, |m, x| m.max(x.abs()));
-        let scale = if magnitude == 0.0 {
-            1.0
-        } else {
-            2f64.powi((30 - magnitude.log2().ceil() as i32).clamp(-60, 60))
-        };
-        let l1 = self
-            .lower
-            .iter()
-            .zip(&self.upper)
-            .map(|(lo, hi)| ((lo.abs().max(hi.abs()) * scale).ceil() as u64).max(1))
-            .sum();
-        (scale, l1)
+/// One output's noise: its fixed-point scale (a power of two so the largest
+/// contribution is at most 2^30 units), its ε share and its calibrated
+/// mechanism for a contribution of at most `magnitude` per unit (or block).
+struct OutputNoise {
+    scale: f64,
+    l1: u64,
+    epsilon: Epsilon,
+    mechanism: sluice_dp::DiscreteLaplace,
+}
+
+/// Each output is its own measurement: ε is split equally (exactly, in
+/// ledger units), so an output with narrow bounds is not drowned by a wide one.
+fn output_noise(magnitudes: &[f64], epsilon: Epsilon) -> Result<Vec<OutputNoise>, WasmError> {
+    let shares = sluice_dp::split_epsilon(epsilon, magnitudes.len());
+    magnitudes
+        .iter()
+        .zip(shares)
+        .map(|(m, e)| {
+            let scale = if *m == 0.0 {
+                1.0
+            } else {
+                2f64.powi((30 - m.log2().ceil() as i32).clamp(-60, 60))
+            };
+            let l1 = ((m * scale).ceil() as u64).max(1);
+            Ok(OutputNoise {
+                scale,
+                l1,
+                epsilon: e,
+                mechanism: sluice_dp::DiscreteLaplace::calibrate(l1, e)?,
+            })
+        })
+        .collect()
+}
+
+/// Per unit (map) the largest |value|; per block (sample-aggregate) the
+/// bound width, since values are shifted by the lower bound.
+fn magnitudes(spec: &MapSpec, blocks: Option<usize>) -> Vec<f64> {
+    spec.lower
+        .iter()
+        .zip(&spec.upper)
+        .map(|(lo, hi)| match blocks {
+            None => lo.abs().max(hi.abs()),
+            Some(_) => hi - lo,
+        })
+        .collect()
+}
+
+/// The per-output L1 sensitivity, noise standard deviation, 95% half-width
+/// and ε share, in output units, of a `map` release (`blocks` None) or a
+/// sample-aggregate release over `blocks` blocks; reads no data.
+pub fn noise_of(
+    spec: &MapSpec,
+    blocks: Option<usize>,
+) -> Result<Vec<(f64, f64, f64, Epsilon)>, WasmError> {
+    spec.validate().map_err(WasmError::Rejected)?;
+    let k = blocks.unwrap_or(1) as f64;
+    Ok(output_noise(&magnitudes(spec, blocks), spec.epsilon)?
+        .iter()
+        .map(|n| {
+            (
+                n.l1 as f64 / n.scale / k,
+                n.mechanism.std_dev() / n.scale / k,
+                n.mechanism.ci_halfwidth() / n.scale / k,
+                n.epsilon,
+            )
+        })
+        .collect())
+}
+
+/// Adds each output's noise to its fixed-point total and scales back.
+fn release(
+    noise: &[OutputNoise],
+    totals: Vec<i64>,
+    k: f64,
+    shift: &[f64],
+) -> Result<MapRelease, WasmError> {
+    let mut r = MapRelease {
+        sums: Vec::new(),
+        ci95_halfwidth: Vec::new(),
+        l1_sensitivity: Vec::new(),
+        epsilon: Vec::new(),
+    };
+    for ((n, total), shift) in noise.iter().zip(totals).zip(shift) {
+        let noised = n.mechanism.release(vec![total])?[0];
+        r.sums.push(noised as f64 / n.scale / k + shift);
+        r.ci95_halfwidth
+            .push(n.mechanism.ci_halfwidth() / n.scale / k);
+        r.l1_sensitivity.push(n.l1 as f64 / n.scale / k);
+        r.epsilon.push(n.epsilon);
     }
+    Ok(r)
 }
 
 /// Runs `guest` on every unit and releases the noised sum of the clamped
@@ -470,7 +545,7 @@ pub fn run_map(
 ) -> Result<MapRelease, WasmError> {
     spec.validate().map_err(WasmError::Rejected)?;
     let d = spec.lower.len();
-    let (scale, l1) = spec.fixed_point();
+    let noise = output_noise(&magnitudes(spec, None), spec.epsilon)?;
     let mut totals = vec![0i64; d];
     for rows in units {
         let out = guest
@@ -478,50 +553,10 @@ pub fn run_map(
             .unwrap_or_else(|| spec.default.clone());
         for i in 0..d {
             let v = out[i].clamp(spec.lower[i], spec.upper[i]);
-            totals[i] += (v * scale).round() as i64;
+            totals[i] += (v * noise[i].scale).round() as i64;
         }
     }
-    let mechanism = sluice_dp::DiscreteLaplace::calibrate(l1, spec.epsilon)?;
-    let noised = mechanism.release(totals)?;
-    Ok(MapRelease {
-        sums: noised.iter().map(|v| *v as f64 / scale).collect(),
-        ci95_halfwidth: mechanism.ci_halfwidth() / scale,
-        l1_sensitivity: l1 as f64 / scale,
-    })
-}
-
-/// The L1 sensitivity, noise standard deviation and 95% half-width, in
-/// output units, of a `map` release (`blocks` None) or of a sample-aggregate
-/// release over `blocks` blocks; reads no data.
-pub fn noise_of(spec: &MapSpec, blocks: Option<usize>) -> Result<(f64, f64, f64), WasmError> {
-    spec.validate().map_err(WasmError::Rejected)?;
-    let (scale, l1, k) = match blocks {
-        None => {
-            let (scale, l1) = spec.fixed_point();
-            (scale, l1, 1.0)
-        }
-        Some(b) => {
-            let ranges = MapSpec {
-                lower: vec![0.0; spec.lower.len()],
-                upper: spec
-                    .upper
-                    .iter()
-                    .zip(&spec.lower)
-                    .map(|(h, l)| h - l)
-                    .collect(),
-                default: vec![0.0; spec.lower.len()],
-                epsilon: spec.epsilon,
-            };
-            let (scale, l1) = ranges.fixed_point();
-            (scale, l1, b as f64)
-        }
-    };
-    let m = sluice_dp::DiscreteLaplace::calibrate(l1, spec.epsilon)?;
-    Ok((
-        l1 as f64 / scale / k,
-        m.std_dev() / scale / k,
-        m.ci_halfwidth() / scale / k,
-    ))
+    release(&noise, totals, 1.0, &vec![0.0; d])
 }
 
 /// A `sample-aggregate` job (GUPT): units are split into `blocks` disjoint
@@ -529,9 +564,9 @@ pub fn noise_of(spec: &MapSpec, blocks: Option<usize>) -> Result<(f64, f64, f64)
 /// units' rows together) to a vector, the host clamps each vector to the
 /// bounds (the default replaces a failed block) and releases their average
 /// with noise. One unit lies in one block, so it moves the sum of block
-/// outputs by at most `upper - lower` per dimension and the average by
-/// that over `blocks`: the guest may compute anything (a trimmed mean, a
-/// model fit) on its block.
+/// outputs by at most `upper - lower` per output and the average by that
+/// over `blocks`: the guest may compute anything (a trimmed mean, a model
+/// fit) on its block.
 #[derive(Debug, Clone)]
 pub struct SampleAggregateSpec {
     pub bounds: MapSpec,
@@ -566,34 +601,17 @@ pub fn run_sample_aggregate(
         let block = (secret.hash_one(i) % spec.blocks as u64) as usize;
         block_rows[block].extend_from_slice(rows);
     }
-    let ranges = MapSpec {
-        lower: vec![0.0; d],
-        upper: b.upper.iter().zip(&b.lower).map(|(h, l)| h - l).collect(),
-        default: vec![0.0; d],
-        epsilon: b.epsilon,
-    };
-    let (scale, l1) = ranges.fixed_point();
+    let noise = output_noise(&magnitudes(b, Some(spec.blocks)), b.epsilon)?;
     let mut totals = vec![0i64; d];
     for rows in &block_rows {
         let out = guest
             .map_unit(rows, columns, d)
             .unwrap_or_else(|| b.default.clone());
         for i in 0..d {
-            // Shifted by the lower bound so each block adds within [0, range].
+            // Shifted by the lower bound so each block adds within [0, width].
             let v = out[i].clamp(b.lower[i], b.upper[i]) - b.lower[i];
-            totals[i] += (v * scale).round() as i64;
+            totals[i] += (v * noise[i].scale).round() as i64;
         }
     }
-    let mechanism = sluice_dp::DiscreteLaplace::calibrate(l1, b.epsilon)?;
-    let noised = mechanism.release(totals)?;
-    let k = spec.blocks as f64;
-    Ok(MapRelease {
-        sums: noised
-            .iter()
-            .zip(&b.lower)
-            .map(|(v, lo)| *v as f64 / scale / k + lo)
-            .collect(),
-        ci95_halfwidth: mechanism.ci_halfwidth() / scale / k,
-        l1_sensitivity: l1 as f64 / scale / k,
-    })
+    release(&noise, totals, spec.blocks as f64, &b.lower)
 }
