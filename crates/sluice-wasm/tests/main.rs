@@ -367,6 +367,13 @@ fn example_guest(name: &str) -> Vec<u8> {
     let dir = BUILT.get_or_init(|| {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let target = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("wasm-guests");
+        // So that `cargo test --workspace` works on a fresh machine too
+        // (a no-op when the target is installed; .ci/run adds it as well).
+        let _ = std::process::Command::new("rustup")
+            .args(["target", "add", "wasm32-unknown-unknown"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
         let status = std::process::Command::new(env!("CARGO"))
             .args(["build", "--release", "--target", "wasm32-unknown-unknown"])
             .arg("--manifest-path")
