@@ -95,6 +95,18 @@ pub async fn run(task: SandboxTask, payload: &[u8]) -> SandboxResponse {
             Err(sluice_sql::ExecError::Rejected(r)) => SandboxResponse::Rejected { reasons: r.0 },
             Err(e) => failed("execution_failed", &e),
         },
+        #[cfg(debug_assertions)]
+        SandboxTask::Probe { connect } => SandboxResponse::Probed {
+            connected: connect
+                .iter()
+                .map(|addr| {
+                    addr.parse::<std::net::SocketAddr>().is_ok_and(|a| {
+                        std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(2))
+                            .is_ok()
+                    })
+                })
+                .collect(),
+        },
         SandboxTask::AnalyzeWasm(t) => wasm::analyze(&t),
         SandboxTask::ExecuteWasm(t) => wasm::execute(&t).await,
         SandboxTask::Ingest(t) => {

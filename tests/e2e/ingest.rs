@@ -138,3 +138,52 @@ async fn bad_files_are_rejected_with_a_clear_error_and_store_nothing() {
     let stored: Vec<_> = all_files(&p.data_dir().join("datasets"));
     assert!(stored.is_empty(), "{stored:?}");
 }
+
+/// The sandbox is a real process with no network: a debug-only probe task
+/// tries to connect to a listener on this machine's loopback, and to a
+/// public address, from inside it.
+#[test]
+fn a_sandbox_process_cannot_open_a_network_connection() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let local = listener.local_addr().unwrap().to_string();
+    // The same probe from this (unsandboxed) test process connects: the
+    // probe can tell the difference.
+    assert!(std::net::TcpStream::connect(&local).is_ok());
+    let task = serde_json::json!({"task": "probe", "connect": [local, "1.1.1.1:53"]});
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("sandbox")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{task}").unwrap();
+    drop(stdin);
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    child.wait().unwrap();
+    assert!(
+        !err.contains("network isolation unavailable"),
+        "this machine could not isolate the sandbox: {err}"
+    );
+    let response: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        response,
+        serde_json::json!({"status": "probed", "connected": [false, false]}),
+        "{err}"
+    );
+}

@@ -48,6 +48,12 @@ pub enum SandboxTask {
     AnalyzeWasm(WasmTask),
     /// Run a WASM job and release its clamped, noised aggregate.
     ExecuteWasm(WasmTask),
+    /// Debug builds only: tries what a hostile job would (open a TCP
+    /// connection) from inside a real sandbox process, so that tests check
+    /// the isolation instead of trusting the design. Absent from release
+    /// builds, where such a task does not even parse.
+    #[cfg(debug_assertions)]
+    Probe { connect: Vec<String> },
     /// Parse an upload (its bytes follow the request on stdin), pseudonymise,
     /// check quality and write a Parquet version into `output_dir`.
     Ingest(IngestTask),
@@ -119,6 +125,11 @@ pub enum SandboxResponse {
     },
     Preview {
         rows: Vec<serde_json::Map<String, serde_json::Value>>,
+    },
+    /// Debug builds only: which connections the probe could open.
+    #[cfg(debug_assertions)]
+    Probed {
+        connected: Vec<bool>,
     },
     /// Failed after data was touched; the category is generic.
     Failed {
