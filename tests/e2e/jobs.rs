@@ -3,18 +3,7 @@
 use sluice_types::ErrorCode;
 use sluice_types::release::Cell;
 
-use crate::{Platform, manifest, pums_csv, pums_descriptor, repo_file};
-
-async fn with_pums() -> Platform {
-    let p = Platform::start().await;
-    p.provider
-        .create_dataset(&pums_descriptor("pums", "conditional"))
-        .await
-        .unwrap();
-    p.provider.upload_version("pums", pums_csv()).await.unwrap();
-    p.provider.grant_access("pums", "alice").await.unwrap();
-    p
-}
+use crate::{Platform, manifest, pums_csv, pums_descriptor, repo_file, with_pums};
 
 #[tokio::test]
 async fn conditional_data_needs_the_providers_grant() {

@@ -92,6 +92,18 @@ pub fn pums_descriptor(name: &str, category: &str) -> DatasetDescriptor {
     d
 }
 
+/// A platform with PUMS published as conditional data and alice granted access.
+pub async fn with_pums() -> Platform {
+    let p = Platform::start().await;
+    p.provider
+        .create_dataset(&pums_descriptor("pums", "conditional"))
+        .await
+        .unwrap();
+    p.provider.upload_version("pums", pums_csv()).await.unwrap();
+    p.provider.grant_access("pums", "alice").await.unwrap();
+    p
+}
+
 pub fn pums_csv() -> Vec<u8> {
     std::fs::read(repo_file("examples/data/PUMS_pid.csv")).unwrap()
 }

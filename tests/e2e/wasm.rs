@@ -5,18 +5,7 @@
 use sluice_types::ErrorCode;
 use sluice_types::release::Cell;
 
-use crate::{Platform, pums_csv, pums_descriptor};
-
-async fn with_pums() -> Platform {
-    let p = Platform::start().await;
-    p.provider
-        .create_dataset(&pums_descriptor("pums", "conditional"))
-        .await
-        .unwrap();
-    p.provider.upload_version("pums", pums_csv()).await.unwrap();
-    p.provider.grant_access("pums", "alice").await.unwrap();
-    p
-}
+use crate::{pums_csv, with_pums};
 
 const IMPORTS: &str = r#"
   (import "sluice" "read_rows" (func $read_rows (param i32 i32) (result i32)))

@@ -82,12 +82,26 @@ pub fn split_epsilon_weighted(total: Epsilon, weights: &[f64]) -> Result<Vec<Eps
     Ok(shares.into_iter().map(Epsilon::from_units).collect())
 }
 
+type LaplaceMeasurement =
+    Measurement<VectorDomain<AtomDomain<i64>>, L1Distance<i64>, MaxDivergence, Vec<i64>>;
+
+/// OpenDP's discrete Laplace mechanism on integer vectors at `scale`.
+fn laplace_of_scale(scale: f64) -> Result<LaplaceMeasurement, DpError> {
+    make_laplace(
+        VectorDomain::new(AtomDomain::<i64>::default()),
+        L1Distance::<i64>::default(),
+        scale,
+        None,
+    )
+    .map_err(opendp_err)
+}
+
 /// Vectors at least this long are noised on all cores.
 const PARALLEL_NOISE_MIN: usize = 1 << 14;
 
 /// A calibrated discrete Laplace mechanism over integer vectors.
 pub struct DiscreteLaplace {
-    meas: Measurement<VectorDomain<AtomDomain<i64>>, L1Distance<i64>, MaxDivergence, Vec<i64>>,
+    meas: LaplaceMeasurement,
     scale: f64,
 }
 
@@ -104,13 +118,7 @@ impl DiscreteLaplace {
         let mut scale = l1_sensitivity as f64 / budget;
         // OpenDP rounds its privacy map up; nudge the scale until the loss fits.
         for _ in 0..64 {
-            let meas = make_laplace(
-                VectorDomain::new(AtomDomain::<i64>::default()),
-                L1Distance::<i64>::default(),
-                scale,
-                None,
-            )
-            .map_err(opendp_err)?;
+            let meas = laplace_of_scale(scale)?;
             let loss: f64 = meas.map(&d_in).map_err(opendp_err)?;
             if loss <= budget {
                 return Ok(DiscreteLaplace { meas, scale });
@@ -141,14 +149,9 @@ impl DiscreteLaplace {
                 .chunks(chunk)
                 .map(|part| {
                     s.spawn(move || {
-                        let meas = make_laplace(
-                            VectorDomain::new(AtomDomain::<i64>::default()),
-                            L1Distance::<i64>::default(),
-                            scale,
-                            None,
-                        )
-                        .map_err(opendp_err)?;
-                        meas.invoke(&part.to_vec()).map_err(opendp_err)
+                        laplace_of_scale(scale)?
+                            .invoke(&part.to_vec())
+                            .map_err(opendp_err)
                     })
                 })
                 .collect();
