@@ -17,16 +17,10 @@ struct Prepared {
 /// Everything that depends on the module, the schema and the manifest only:
 /// every problem at once.
 fn prepare(t: &WasmTask) -> Result<Prepared, Vec<String>> {
-    let mut problems = Vec::new();
-    for c in &t.columns {
-        match t.table.schema.column(c) {
-            Some(spec) if spec.ty.is_numeric() && !spec.role.is_pseudonymised() => {}
-            Some(_) => problems.push(format!(
-                "column {c} is not a numeric attribute (identifiers are never given to a guest)"
-            )),
-            None => problems.push(format!("column {c} is not in dataset {}", t.table.name)),
-        }
-    }
+    let mut problems = t
+        .table
+        .schema
+        .guest_column_problems(&t.table.name, &t.columns);
     let spec = MapSpec {
         lower: t.outputs.iter().map(|o| o.lower).collect(),
         upper: t.outputs.iter().map(|o| o.upper).collect(),

@@ -91,6 +91,14 @@ pub struct Measurement {
 }
 
 impl Measurement {
+    /// Integer units per output unit: a sum's fixed-point scale, else 1.
+    pub fn fixed_point_scale(&self) -> f64 {
+        match &self.kind {
+            MeasurementKind::Sum { scale, .. } => *scale,
+            _ => 1.0,
+        }
+    }
+
     pub fn describe(&self) -> String {
         match &self.kind {
             MeasurementKind::CountRows => "count(*)".to_owned(),
@@ -222,10 +230,7 @@ impl Analysis {
             .iter()
             .map(Mechanism::calibrate)
             .collect::<Result<Vec<_>, _>>()?;
-        let scale_of = |i: usize| match &self.measurements[i].kind {
-            MeasurementKind::Sum { scale, .. } => *scale,
-            _ => 1.0,
-        };
+        let scale_of = |i: usize| self.measurements[i].fixed_point_scale();
         let columns = self
             .outputs
             .iter()
@@ -829,18 +834,9 @@ fn aggregate_of(
             let (lower, upper) =
                 crate::bounds::bounds_of(arg, scope).map_err(|e| format!("{func}({arg}): {e}"))?;
             let int = crate::bounds::is_int_column(arg, scope);
-            let (scale, per_row) = fixed_point(lower, upper, int);
-            let sum = find_or_add(
-                MeasurementKind::Sum {
-                    column: arg.to_string(),
-                    lower,
-                    upper,
-                    scale,
-                    clamp: !crate::bounds::within_bounds_verified(arg, scope),
-                },
-                Some(arg.clone()),
-                k.saturating_mul(per_row),
-            );
+            let clamp = !crate::bounds::within_bounds_verified(arg, scope);
+            let (kind, sens) = sum_measurement(arg.to_string(), (lower, upper), int, clamp, k);
+            let sum = find_or_add(kind, Some(arg.clone()), sens);
             let (sq_lo, sq_hi) = if lower >= 0.0 {
                 (lower * lower, upper * upper)
             } else if upper <= 0.0 {
@@ -853,19 +849,8 @@ fn aggregate_of(
                     "{func}({arg}): the squares' bounds are too wide to sum exactly"
                 ));
             }
-            let (sq_scale, sq_per_row) = fixed_point(sq_lo, sq_hi, int);
-            let square = arg.clone() * arg.clone();
-            let squares = find_or_add(
-                MeasurementKind::Sum {
-                    column: format!("({arg})^2"),
-                    lower: sq_lo,
-                    upper: sq_hi,
-                    scale: sq_scale,
-                    clamp: !crate::bounds::within_bounds_verified(arg, scope),
-                },
-                Some(square),
-                k.saturating_mul(sq_per_row),
-            );
+            let (kind, sens) = sum_measurement(format!("({arg})^2"), (sq_lo, sq_hi), int, clamp, k);
+            let squares = find_or_add(kind, Some(arg.clone() * arg.clone()), sens);
             let count = find_or_add(
                 MeasurementKind::CountNonNull {
                     column: arg.to_string(),
@@ -896,19 +881,14 @@ fn aggregate_of(
                     format!("{func}({arg}): {e}")
                 }
             })?;
-            let (scale, per_row) =
-                fixed_point(lower, upper, crate::bounds::is_int_column(arg, scope));
-            let sum = find_or_add(
-                MeasurementKind::Sum {
-                    column: arg.to_string(),
-                    lower,
-                    upper,
-                    scale,
-                    clamp: !crate::bounds::within_bounds_verified(arg, scope),
-                },
-                Some(arg.clone()),
-                k.saturating_mul(per_row),
+            let (kind, sens) = sum_measurement(
+                arg.to_string(),
+                (lower, upper),
+                crate::bounds::is_int_column(arg, scope),
+                !crate::bounds::within_bounds_verified(arg, scope),
+                k,
             );
+            let sum = find_or_add(kind, Some(arg.clone()), sens);
             if func == "sum" {
                 Ok((Aggregate::Sum { sum }, func))
             } else {
@@ -1002,6 +982,29 @@ fn quantile_candidates(lower: f64, upper: f64, int_column: bool) -> Vec<f64> {
         .collect();
     grid.dedup();
     grid
+}
+
+/// A fixed-point SUM of a value bounded by `(lower, upper)` (clamped to it
+/// unless ingest verified the inputs), and its L1 sensitivity when each
+/// unit has at most `k` rows.
+fn sum_measurement(
+    column: String,
+    (lower, upper): (f64, f64),
+    int_column: bool,
+    clamp: bool,
+    k: u64,
+) -> (MeasurementKind, u64) {
+    let (scale, per_row) = fixed_point(lower, upper, int_column);
+    (
+        MeasurementKind::Sum {
+            column,
+            lower,
+            upper,
+            scale,
+            clamp,
+        },
+        k.saturating_mul(per_row),
+    )
 }
 
 /// Fixed-point scale and per-row sensitivity (in integer units) of a sum

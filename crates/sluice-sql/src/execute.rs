@@ -102,6 +102,41 @@ pub(crate) async fn register_tables(
     Ok(all_indexed.then_some(indexed))
 }
 
+/// The rows of `plan` with each privacy unit's contribution bounded, the one
+/// mechanism shared by SQL and WASM jobs:
+/// - ingest verified every table read (no unit over its bound, no row
+///   without a unit): nothing to do;
+/// - every table carries the stored unit-row index: each is bounded where it
+///   is read (a join multiplies the bounds and a union adds them, as the
+///   analysis assumed), a streaming filter;
+/// - otherwise rows without a unit are dropped (they cannot be attributed)
+///   and a window keeps each unit's first `k` rows in a random order.
+///
+/// Without a unit column each row is its own unit and nothing is done.
+fn bounded_rows(
+    plan: LogicalPlan,
+    unit: Option<&Expr>,
+    k: u64,
+    bound_verified: bool,
+    indexed: Option<&IndexedTables>,
+) -> Result<LogicalPlanBuilder, ExecError> {
+    let Some(unit) = unit.filter(|_| !bound_verified) else {
+        return Ok(LogicalPlanBuilder::from(plan));
+    };
+    if let Some(indexed) = indexed {
+        return Ok(LogicalPlanBuilder::from(bound_at_scans(plan, indexed)?));
+    }
+    let rn = row_number()
+        .partition_by(vec![unit.clone()])
+        .order_by(vec![random().sort(true, true)])
+        .build()?
+        .alias(ROW_NUMBER);
+    Ok(LogicalPlanBuilder::from(plan)
+        .filter(unit.clone().is_not_null())?
+        .window(vec![rn])?
+        .filter(col(ROW_NUMBER).lt_eq(lit(k)))?)
+}
+
 /// Replaces each scan of an indexed table by a scan of the stored file that
 /// keeps the first `k` rows of every unit (by the secret order fixed at
 /// ingest) and drops rows without a unit: a streaming filter. Subqueries in
@@ -173,6 +208,13 @@ async fn check_public_keys_unique(
     Ok(())
 }
 
+/// `input` limited to `[lower, upper]`; NULL stays NULL.
+fn clamped(input: Expr, lower: Expr, upper: Expr) -> Result<Expr, ExecError> {
+    Ok(when(input.clone().lt(lower.clone()), lower)
+        .when(input.clone().gt(upper.clone()), upper)
+        .otherwise(input)?)
+}
+
 /// One measurement's exact value in every cell, cells in key order: an
 /// integer total, or (for a quantile) the cell's clamped values.
 #[derive(Debug, Clone, PartialEq)]
@@ -190,39 +232,13 @@ pub(crate) async fn exact_aggregates(
     a: &Analysis,
     indexed: Option<&IndexedTables>,
 ) -> Result<(Vec<Vec<DomainValue>>, Vec<Exact>), ExecError> {
-    // Ingest verified every table (no unit over its bound, no row without
-    // a unit): nothing to do. Otherwise each table's rows are bounded where
-    // it is read if it carries the index (a join multiplies the bounds and a
-    // union adds them, as the analysis assumed), else by a window below.
-    let bounded_at_scans = indexed.is_some() && a.unit.is_some() && !a.bound_verified;
-    let mut b = match indexed {
-        Some(indexed) if bounded_at_scans => {
-            LogicalPlanBuilder::from(bound_at_scans(a.row_plan.clone(), indexed)?)
-        }
-        _ => LogicalPlanBuilder::from(a.row_plan.clone()),
-    };
-    if let Some(unit) = a
-        .unit
-        .as_ref()
-        .filter(|_| !bounded_at_scans && !a.bound_verified)
-    {
-        // Rows without a unit cannot be attributed, so they cannot be bounded.
-        b = b.filter(unit.clone().is_not_null())?;
-    }
-    if let Some(unit) = a
-        .unit
-        .as_ref()
-        .filter(|_| !a.bound_verified && !bounded_at_scans)
-    {
-        let rn = row_number()
-            .partition_by(vec![unit.clone()])
-            .order_by(vec![random().sort(true, true)])
-            .build()?
-            .alias(ROW_NUMBER);
-        b = b
-            .window(vec![rn])?
-            .filter(col(ROW_NUMBER).lt_eq(lit(a.max_rows_per_unit)))?;
-    }
+    let b = bounded_rows(
+        a.row_plan.clone(),
+        a.unit.as_ref(),
+        a.max_rows_per_unit,
+        a.bound_verified,
+        indexed,
+    )?;
     // Keys outside a declared domain (and NULL keys) form groups that are
     // never released: they are skipped when the groups are read back, which
     // is cheaper than filtering every row.
@@ -266,17 +282,14 @@ pub(crate) async fn exact_aggregates(
                     )
                 } else if integral && input_is_int(a, &input) {
                     // Integer values with integer bounds: clamp in Int64.
-                    let (lo, hi) = (lit(*lower as i64), lit(*upper as i64));
-                    let input = cast(input, DataType::Int64);
-                    when(input.clone().lt(lo.clone()), lo)
-                        .when(input.clone().gt(hi.clone()), hi)
-                        .otherwise(input)?
+                    clamped(
+                        cast(input, DataType::Int64),
+                        lit(*lower as i64),
+                        lit(*upper as i64),
+                    )?
                 } else {
-                    let input = cast(input, DataType::Float64);
-                    let clamped = when(input.clone().lt(lit(*lower)), lit(*lower))
-                        .when(input.clone().gt(lit(*upper)), lit(*upper))
-                        .otherwise(input)?;
-                    cast(round(vec![clamped * lit(*scale)]), DataType::Int64)
+                    let value = clamped(cast(input, DataType::Float64), lit(*lower), lit(*upper))?;
+                    cast(round(vec![value * lit(*scale)]), DataType::Int64)
                 };
                 projection.push(fixed.alias(&name));
                 aggregates.push(sum(col(&name)).alias(format!("__a{j}")));
@@ -286,10 +299,7 @@ pub(crate) async fn exact_aggregates(
                     m.input.clone().expect("a quantile has an input"),
                     DataType::Float64,
                 );
-                let clamped = when(input.clone().lt(lit(*lower)), lit(*lower))
-                    .when(input.clone().gt(lit(*upper)), lit(*upper))
-                    .otherwise(input)?;
-                projection.push(clamped.alias(&name));
+                projection.push(clamped(input, lit(*lower), lit(*upper))?.alias(&name));
                 aggregates.push(array_agg(col(&name)).alias(format!("__a{j}")));
             }
         }
@@ -494,10 +504,7 @@ pub(crate) fn release(
             }
         }
     }
-    let scale_of = |i: usize| match &a.measurements[i].kind {
-        MeasurementKind::Sum { scale, .. } => *scale,
-        _ => 1.0,
-    };
+    let scale_of = |i: usize| a.measurements[i].fixed_point_scale();
     let bounds_of = |i: usize| match &a.measurements[i].kind {
         MeasurementKind::Sum { lower, upper, .. } => (*lower, *upper),
         _ => (f64::NEG_INFINITY, f64::INFINITY),
@@ -844,23 +851,14 @@ fn var_cell(m: &Moments, lo: f64, hi: f64, sample: bool, root: bool) -> Cell {
 
 /// Each privacy unit's rows of `table`, for a WASM job: the listed numeric
 /// columns as f64 (NULL as NaN), row-major, one vector per unit, each unit
-/// bounded to the table's `max_rows_per_unit` rows as for SQL jobs. Rows
-/// without a unit are dropped; without a unit column each row is a unit.
+/// bounded exactly as for SQL jobs. Without a unit column each row is a
+/// unit.
 pub async fn unit_rows(
     table: &sluice_types::sandbox::SandboxTable,
     columns: &[String],
 ) -> Result<Vec<Vec<f64>>, ExecError> {
     use datafusion::arrow::array::Float64Array;
-    let mut problems = Vec::new();
-    for c in columns {
-        match table.schema.column(c) {
-            Some(spec) if spec.ty.is_numeric() && !spec.role.is_pseudonymised() => {}
-            Some(_) => problems.push(format!(
-                "column {c} is not a numeric attribute (identifiers are never given to a guest)"
-            )),
-            None => problems.push(format!("column {c} is not in dataset {}", table.name)),
-        }
-    }
+    let problems = table.schema.guest_column_problems(&table.name, columns);
     if !problems.is_empty() {
         return Err(ExecError::Rejected(crate::Rejection(problems)));
     }
@@ -873,44 +871,47 @@ pub async fn unit_rows(
     };
     let ctx = locked_context()?;
     let indexed = register_tables(&ctx, &task).await?;
-    let unit = table.schema.privacy_unit().map(|u| u.name.clone());
-    let k = i64::from(table.schema.max_rows_per_unit);
-    let mut df = match (&unit, &indexed) {
-        (Some(_), Some(_)) if !table.bound_verified => ctx
-            .table(format!("__sluice_rows_{}", table.name).as_str())
-            .await?
-            .filter(col(UNIT_ROW_COLUMN).lt_eq(lit(k)))?,
-        _ => ctx.table(table.name.as_str()).await?,
-    };
-    if let Some(u) = &unit {
-        if indexed.is_none() || table.bound_verified {
-            df = df.filter(col(u.as_str()).is_not_null())?;
-        }
-        if indexed.is_none() && !table.bound_verified {
-            let rn = row_number()
-                .partition_by(vec![col(u.as_str())])
-                .order_by(vec![random().sort(true, true)])
-                .build()?
-                .alias(ROW_NUMBER);
-            df = df.window(vec![rn])?.filter(col(ROW_NUMBER).lt_eq(lit(k)))?;
-        }
-    }
+    let unit = table.schema.privacy_unit().map(|u| col(u.name.as_str()));
+    let scan = ctx
+        .table(table.name.as_str())
+        .await?
+        .into_unoptimized_plan();
     let mut select: Vec<Expr> = Vec::new();
     if let Some(u) = &unit {
-        select.push(col(u.as_str()).alias("__unit"));
+        select.push(cast(u.clone(), DataType::Utf8).alias("__unit"));
     }
     for (i, c) in columns.iter().enumerate() {
         select.push(cast(col(c.as_str()), DataType::Float64).alias(format!("__c{i}")));
     }
-    df = df.select(select)?;
+    let mut b = bounded_rows(
+        scan,
+        unit.as_ref(),
+        u64::from(table.schema.max_rows_per_unit),
+        table.bound_verified,
+        indexed.as_ref(),
+    )?
+    .project(select)?;
     if unit.is_some() {
-        df = df.sort(vec![col("__unit").sort(true, true)])?;
+        b = b.sort(vec![col("__unit").sort(true, true)])?;
     }
-    let batches = df.collect().await?;
+    let batches = ctx
+        .execute_logical_plan(b.build()?)
+        .await?
+        .collect()
+        .await?;
+    let offset = usize::from(unit.is_some());
     let mut units: Vec<Vec<f64>> = Vec::new();
     let mut last: Option<String> = None;
-    let offset = usize::from(unit.is_some());
     for batch in &batches {
+        let ids = match unit {
+            Some(_) => Some(
+                batch
+                    .column(0)
+                    .as_string_opt::<i32>()
+                    .ok_or_else(|| ExecError::Engine("the unit column is not text".into()))?,
+            ),
+            None => None,
+        };
         let values: Vec<&Float64Array> = (0..columns.len())
             .map(|i| {
                 batch
@@ -920,15 +921,11 @@ pub async fn unit_rows(
             })
             .collect::<Result<_, _>>()?;
         for row in 0..batch.num_rows() {
-            let key = match unit {
-                Some(_) => {
-                    Some(ScalarValue::try_from_array(batch.column(0).as_ref(), row)?.to_string())
-                }
-                None => None,
-            };
-            if key.is_none() || key != last {
+            // Rows are sorted by unit: a new unit starts where the id changes.
+            let same_unit = ids.is_some_and(|ids| last.as_deref() == Some(ids.value(row)));
+            if !same_unit {
                 units.push(Vec::new());
-                last = key;
+                last = ids.map(|ids| ids.value(row).to_owned());
             }
             let current = units.last_mut().expect("pushed above");
             for v in &values {

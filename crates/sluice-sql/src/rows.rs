@@ -532,18 +532,7 @@ fn derived_table(
 }
 
 fn blank(name: &str, ty: sluice_types::schema::ColumnType) -> ColumnSpec {
-    ColumnSpec {
-        name: name.to_owned(),
-        role: sluice_types::schema::ColumnRole::Attribute,
-        ty,
-        description: None,
-        lower: None,
-        upper: None,
-        domain: None,
-        unique: false,
-        nullable: true,
-        verified: false,
-    }
+    ColumnSpec::new(name, sluice_types::schema::ColumnRole::Attribute, ty)
 }
 
 /// The domain of a literal, or of a CASE whose every result is a literal of

@@ -33,18 +33,7 @@ async fn assert_rejected(task: &QueryTask, reason: &str) {
 }
 
 fn column(name: &str, role: ColumnRole, ty: ColumnType) -> ColumnSpec {
-    ColumnSpec {
-        name: name.into(),
-        role,
-        ty,
-        description: None,
-        lower: None,
-        upper: None,
-        domain: None,
-        unique: false,
-        nullable: true,
-        verified: false,
-    }
+    ColumnSpec::new(name, role, ty)
 }
 
 fn schema(max_rows: u32) -> DatasetSchema {

@@ -105,6 +105,24 @@ pub struct ColumnSpec {
     pub verified: bool,
 }
 
+impl ColumnSpec {
+    /// A nullable column with no bounds, domain or description.
+    pub fn new(name: &str, role: ColumnRole, ty: ColumnType) -> Self {
+        ColumnSpec {
+            name: name.to_owned(),
+            role,
+            ty,
+            description: None,
+            lower: None,
+            upper: None,
+            domain: None,
+            unique: false,
+            nullable: true,
+            verified: false,
+        }
+    }
+}
+
 fn default_role() -> ColumnRole {
     ColumnRole::Attribute
 }
@@ -189,6 +207,21 @@ pub fn is_valid_name(name: &str) -> bool {
 impl DatasetSchema {
     pub fn column(&self, name: &str) -> Option<&ColumnSpec> {
         self.columns.iter().find(|c| c.name == name)
+    }
+
+    /// Why each of `columns` cannot be given to a WASM guest: it must be a
+    /// numeric attribute of this dataset (identifiers never are).
+    pub fn guest_column_problems(&self, dataset: &str, columns: &[String]) -> Vec<String> {
+        columns
+            .iter()
+            .filter_map(|c| match self.column(c) {
+                Some(spec) if spec.ty.is_numeric() && !spec.role.is_pseudonymised() => None,
+                Some(_) => Some(format!(
+                    "column {c} is not a numeric attribute (identifiers are never given to a guest)"
+                )),
+                None => Some(format!("column {c} is not in dataset {dataset}")),
+            })
+            .collect()
     }
 
     pub fn privacy_unit(&self) -> Option<&ColumnSpec> {
@@ -317,18 +350,7 @@ mod tests {
     use super::*;
 
     fn col(name: &str, ty: ColumnType) -> ColumnSpec {
-        ColumnSpec {
-            name: name.into(),
-            role: ColumnRole::Attribute,
-            ty,
-            description: None,
-            lower: None,
-            upper: None,
-            domain: None,
-            unique: false,
-            verified: false,
-            nullable: true,
-        }
+        ColumnSpec::new(name, ColumnRole::Attribute, ty)
     }
 
     fn check(schema: DatasetSchema, expected: &[&str]) {
