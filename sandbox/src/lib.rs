@@ -8,8 +8,11 @@
 //! Before reading anything it drops what it does not need: it enters a fresh
 //! network namespace (no interfaces but a downed loopback) where the OS
 //! allows, and sets resource limits (CPU time, file size, address space).
+//! Once it knows its task, and before starting any thread, it confines
+//! itself to that task's files and forbids new processes (see
+//! [`isolation`]).
 
-mod limits;
+mod isolation;
 mod wasm;
 
 use std::io::{Read, Write};
@@ -17,19 +20,14 @@ use std::io::{Read, Write};
 use sluice_crypto::Pseudonymizer;
 use sluice_types::sandbox::{SandboxResponse, SandboxTask};
 
-pub use limits::{Isolation, apply_limits};
+pub use isolation::{FileAccess, apply_limits, confine};
 
 /// Largest request line (task JSON) accepted on stdin.
 const MAX_TASK_BYTES: usize = 16 * 1024 * 1024;
 
 /// Entry point of `sluice sandbox`: returns the process exit code.
 pub fn main_entry() -> i32 {
-    let isolation = apply_limits();
-    if let Isolation::Partial(why) = &isolation {
-        eprintln!(
-            "sandbox: network isolation unavailable ({why}); continuing with resource limits only"
-        );
-    }
+    let mut missing = apply_limits();
     let mut input = Vec::new();
     if let Err(e) = std::io::stdin()
         .lock()
@@ -55,6 +53,17 @@ pub fn main_entry() -> i32 {
         }
     };
     let payload = input.get(split + 1..).unwrap_or(&[]);
+    let access = match file_access(&task) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("sandbox: preparing the output directory failed: {e}");
+            return 2;
+        }
+    };
+    missing.extend(confine(&access));
+    for what in &missing {
+        eprintln!("sandbox: {what}; continuing without it");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -96,17 +105,13 @@ pub async fn run(task: SandboxTask, payload: &[u8]) -> SandboxResponse {
             Err(e) => failed("execution_failed", &e),
         },
         #[cfg(debug_assertions)]
-        SandboxTask::Probe { connect } => SandboxResponse::Probed {
-            connected: connect
-                .iter()
-                .map(|addr| {
-                    addr.parse::<std::net::SocketAddr>().is_ok_and(|a| {
-                        std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(2))
-                            .is_ok()
-                    })
-                })
-                .collect(),
-        },
+        SandboxTask::Probe {
+            connect,
+            read,
+            write,
+            spawn,
+            ..
+        } => probe(&connect, &read, &write, spawn),
         SandboxTask::AnalyzeWasm(t) => wasm::analyze(&t),
         SandboxTask::ExecuteWasm(t) => wasm::execute(&t).await,
         SandboxTask::Ingest(t) => {
@@ -149,6 +154,73 @@ pub async fn run(task: SandboxTask, payload: &[u8]) -> SandboxResponse {
                 Err(e) => failed("preview_failed", &e),
             }
         }
+    }
+}
+
+/// The files `task` may touch once confined. For ingest the output
+/// directory is created first: a confined process could not.
+pub fn file_access(task: &SandboxTask) -> std::io::Result<FileAccess> {
+    let paths = |tables: &[sluice_types::sandbox::SandboxTable]| {
+        tables.iter().map(|t| t.path.clone().into()).collect()
+    };
+    Ok(match task {
+        SandboxTask::Analyze(_) | SandboxTask::AnalyzeWasm(_) => FileAccess::default(),
+        SandboxTask::Execute(q) => FileAccess {
+            read: paths(&q.tables),
+            write_dir: None,
+        },
+        SandboxTask::ExecuteWasm(t) => FileAccess {
+            read: paths(std::slice::from_ref(&t.table)),
+            write_dir: None,
+        },
+        SandboxTask::Preview(p) => FileAccess {
+            read: vec![p.path.clone().into()],
+            write_dir: None,
+        },
+        SandboxTask::Ingest(t) => {
+            std::fs::create_dir_all(&t.output_dir)?;
+            FileAccess {
+                read: Vec::new(),
+                write_dir: Some(t.output_dir.clone().into()),
+            }
+        }
+        #[cfg(debug_assertions)]
+        SandboxTask::Probe { inputs, .. } => FileAccess {
+            read: inputs.iter().map(Into::into).collect(),
+            write_dir: None,
+        },
+    })
+}
+
+/// Tries, from inside the confined process, what a hostile job would.
+#[cfg(debug_assertions)]
+fn probe(connect: &[String], read: &[String], write: &[String], spawn: bool) -> SandboxResponse {
+    use std::time::Duration;
+    // A file counts as read when a byte comes back, a directory when it lists.
+    let read_one = |path: &String| {
+        let mut byte = [0u8; 1];
+        std::fs::File::open(path).is_ok_and(|mut f| f.read(&mut byte).is_ok())
+            || std::fs::read_dir(path).is_ok()
+    };
+    let write_one = |path: &String| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .is_ok_and(|mut f| f.write_all(b"x").is_ok())
+    };
+    SandboxResponse::Probed {
+        connected: connect
+            .iter()
+            .map(|addr| {
+                addr.parse::<std::net::SocketAddr>().is_ok_and(|a| {
+                    std::net::TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok()
+                })
+            })
+            .collect(),
+        read: read.iter().map(read_one).collect(),
+        written: write.iter().map(write_one).collect(),
+        spawned: spawn && std::process::Command::new("/bin/true").status().is_ok(),
     }
 }
 

@@ -6,6 +6,7 @@ mod catalog;
 mod crash;
 mod dependencies;
 mod ingest;
+mod isolation;
 mod jobs;
 mod ledger;
 mod wasm;

@@ -48,12 +48,24 @@ pub enum SandboxTask {
     AnalyzeWasm(WasmTask),
     /// Run a WASM job and release its clamped, noised aggregate.
     ExecuteWasm(WasmTask),
-    /// Debug builds only: tries what a hostile job would (open a TCP
-    /// connection) from inside a real sandbox process, so that tests check
-    /// the isolation instead of trusting the design. Absent from release
-    /// builds, where such a task does not even parse.
+    /// Debug builds only: tries what a hostile job would from inside a real
+    /// sandbox process (open TCP connections, read files, start a process),
+    /// so that tests check the isolation instead of trusting the design.
+    /// `inputs` are granted to it as a job's dataset files would be. Absent
+    /// from release builds, where such a task does not even parse.
     #[cfg(debug_assertions)]
-    Probe { connect: Vec<String> },
+    Probe {
+        #[serde(default)]
+        connect: Vec<String>,
+        #[serde(default)]
+        inputs: Vec<String>,
+        #[serde(default)]
+        read: Vec<String>,
+        #[serde(default)]
+        write: Vec<String>,
+        #[serde(default)]
+        spawn: bool,
+    },
     /// Parse an upload (its bytes follow the request on stdin), pseudonymise,
     /// check quality and write a Parquet version into `output_dir`.
     Ingest(IngestTask),
@@ -126,10 +138,13 @@ pub enum SandboxResponse {
     Preview {
         rows: Vec<serde_json::Map<String, serde_json::Value>>,
     },
-    /// Debug builds only: which connections the probe could open.
+    /// Debug builds only: what the probe managed to do, in request order.
     #[cfg(debug_assertions)]
     Probed {
         connected: Vec<bool>,
+        read: Vec<bool>,
+        written: Vec<bool>,
+        spawned: bool,
     },
     /// Failed after data was touched; the category is generic.
     Failed {
