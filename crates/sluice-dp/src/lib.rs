@@ -14,6 +14,9 @@ use opendp::measures::MaxDivergence;
 use opendp::metrics::{L1Distance, SymmetricDistance};
 use sluice_types::privacy::{Delta, Epsilon};
 
+mod gaussian;
+pub use gaussian::{Gaussian, zcdp_budget, zcdp_epsilon};
+
 /// Confidence level of every interval Sluice reports.
 pub const CONFIDENCE: f64 = 0.95;
 

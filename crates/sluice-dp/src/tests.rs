@@ -317,3 +317,73 @@ fn long_vectors_are_noised_in_place_on_all_cores() {
     let unchanged = out.iter().zip(&input).filter(|(o, i)| o == i).count();
     assert!(unchanged < n as usize / 2, "{unchanged}");
 }
+
+fn normal_cdf(x: f64) -> f64 {
+    // Abramowitz–Stegun 7.1.26 on erf: error < 1.5e-7, far below the KS
+    // critical value used here.
+    let z = x / std::f64::consts::SQRT_2;
+    let t = 1.0 / (1.0 + 0.327_591_1 * z.abs());
+    let poly = t
+        * (0.254_829_592
+            + t * (-0.284_496_736
+                + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
+    let erf = 1.0 - poly * (-z * z).exp();
+    0.5 * (1.0 + if z >= 0.0 { erf } else { -erf })
+}
+
+fn gaussian_ks(samples: &mut [f64], sigma: f64) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    let n = samples.len() as f64;
+    samples
+        .iter()
+        .enumerate()
+        .map(|(i, x)| {
+            let f = normal_cdf(x / sigma);
+            (f - i as f64 / n).abs().max(((i + 1) as f64 / n - f).abs())
+        })
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn gaussian_calibration_fits_rho_and_is_tight() {
+    for (sens, rho) in [(1.0, 0.5), (3.0, 0.01), (0.25, 2.0)] {
+        let g = Gaussian::calibrate(sens, rho, 21).unwrap();
+        let ideal = sens / (2.0f64 * rho).sqrt();
+        assert!(g.scale() >= ideal && g.scale() <= ideal * (1.0 + 1e-9));
+        let loss: f64 = g.meas.map(&sens).unwrap();
+        assert!(loss <= rho);
+    }
+    assert!(Gaussian::calibrate(0.0, 1.0, 1).is_err());
+    assert!(Gaussian::calibrate(1.0, 0.0, 1).is_err());
+}
+
+/// Samples follow N(0, σ²) at the calibrated σ; a KS test at α = 1e-6 also
+/// rejects σ off by ±10%, so the test can fail.
+#[test]
+fn gaussian_noise_has_the_declared_scale() {
+    let n = 40_000;
+    let g = Gaussian::calibrate(1.0, 0.02, n).unwrap();
+    let mut noise = g.release(&vec![0.0; n]).unwrap();
+    let crit = ks_critical(n);
+    assert!(gaussian_ks(&mut noise, g.scale()) < crit);
+    assert!(gaussian_ks(&mut noise, g.scale() * 1.1) > crit);
+    assert!(gaussian_ks(&mut noise, g.scale() * 0.9) > crit);
+    assert!(g.release(&vec![f64::NAN; n]).is_err());
+    assert!(g.release(&[0.0]).is_err(), "a vector of the wrong size");
+}
+
+/// The budget is the largest ρ whose conversion fits ε: converting back
+/// gives ε to within rounding, never more, and it is tighter than the
+/// classic ρ + 2√(ρ ln 1/δ) bound.
+#[test]
+fn zcdp_budget_converts_back_to_the_epsilon_asked() {
+    for (e, d) in [(1.0, 1e-6), (8.0, 1e-6), (0.1, 1e-9), (3.0, 1e-5)] {
+        let delta = Delta::from_f64(d).unwrap();
+        let rho = zcdp_budget(eps(e), delta).unwrap();
+        let back = zcdp_epsilon(rho, delta).unwrap();
+        assert!(back <= e && back > e * (1.0 - 1e-9), "{e} {d}: {back}");
+        let classic = ((d.recip().ln() + e).sqrt() - d.recip().ln().sqrt()).powi(2);
+        assert!(rho >= classic, "{rho} < {classic}");
+    }
+    assert!(zcdp_budget(eps(1.0), Delta::ZERO).is_err());
+}
