@@ -15,6 +15,7 @@ pub mod manifest;
 pub mod privacy;
 pub mod quality;
 pub mod release;
+pub mod rows;
 pub mod sandbox;
 pub mod schema;
 pub mod time;
