@@ -13,6 +13,7 @@
 //! [`isolation`]).
 
 mod isolation;
+mod train;
 mod wasm;
 
 use std::io::{Read, Write};
@@ -114,6 +115,8 @@ pub async fn run(task: SandboxTask, payload: &[u8]) -> SandboxResponse {
         } => probe(&connect, &read, &write, spawn),
         SandboxTask::AnalyzeWasm(t) => wasm::analyze(&t),
         SandboxTask::ExecuteWasm(t) => wasm::execute(&t).await,
+        SandboxTask::AnalyzeTrain(t) => train::analyze(&t).await,
+        SandboxTask::ExecuteTrain(t) => train::execute(&t).await,
         SandboxTask::Ingest(t) => {
             let key: [u8; 32] = match hex::decode(&t.pseudonym_key_hex)
                 .ok()
@@ -164,9 +167,15 @@ pub fn file_access(task: &SandboxTask) -> std::io::Result<FileAccess> {
         tables.iter().map(|t| t.path.clone().into()).collect()
     };
     Ok(match task {
-        SandboxTask::Analyze(_) | SandboxTask::AnalyzeWasm(_) => FileAccess::default(),
+        SandboxTask::Analyze(_) | SandboxTask::AnalyzeWasm(_) | SandboxTask::AnalyzeTrain(_) => {
+            FileAccess::default()
+        }
         SandboxTask::Execute(q) => FileAccess {
             read: paths(&q.tables),
+            write_dir: None,
+        },
+        SandboxTask::ExecuteTrain(t) => FileAccess {
+            read: paths(&t.tables),
             write_dir: None,
         },
         SandboxTask::ExecuteWasm(t) => FileAccess {

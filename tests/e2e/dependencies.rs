@@ -39,6 +39,7 @@ fn server_does_not_depend_on_any_engine() {
         "sluice-dp",
         "sluice-sandbox",
         "sluice-wasm",
+        "sluice-learn",
         "sluice-ingest",
         "parquet",
     ] {

@@ -205,7 +205,11 @@ fn demo_prints_dp_income_by_sex_and_by_educ() {
         "a WASM job",
         "reviewers see: WASM module sha256",
         "persons_65_plus",
-        "remaining 7",
+        "joint modeling",
+        "reviewers see: train Logistic regression",
+        "held-out accuracy",
+        "budget on pums: granted 10, spent 5, remaining 5",
+        "budget on household: granted 10, spent 2, remaining 8",
     ] {
         assert!(
             stdout.contains(needle),

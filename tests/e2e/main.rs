@@ -9,6 +9,7 @@ mod ingest;
 mod isolation;
 mod jobs;
 mod ledger;
+mod train;
 mod wasm;
 
 use std::path::{Path, PathBuf};

@@ -1,7 +1,8 @@
 //! `sluice demo`: the whole path on the embedded default. Starts a server on
 //! a temporary data dir, publishes the PUMS sample as a provider (through
-//! the ingest sandbox), grants a researcher access, runs DP SQL jobs through
-//! the job sandbox and verifies the signed releases offline.
+//! the ingest sandbox), grants a researcher access, runs DP SQL jobs, a WASM
+//! job and a model trained across two providers through the job sandbox,
+//! and verifies the signed releases offline.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -22,6 +23,10 @@ const JOBS: [&str; 2] = [
 /// A WASM job: its manifest names the module file, embedded here.
 const WASM_JOB: &str = include_str!("../../../examples/jobs/older_share.toml");
 const WASM_MODULE: &[u8] = include_bytes!("../../../examples/jobs/older_share.wasm");
+/// A second provider's dataset and a model trained across both.
+const HOUSEHOLD_CSV: &[u8] = include_bytes!("../../../examples/data/household.csv");
+const HOUSEHOLD_DESCRIPTOR: &str = include_str!("../../../examples/data/household.toml");
+const TRAIN_JOB: &str = include_str!("../../../examples/jobs/married_model.toml");
 
 pub async fn run(data_dir: Option<PathBuf>) -> Result<()> {
     let temp = tempfile::tempdir().context("creating a temporary directory")?;
@@ -95,17 +100,44 @@ pub async fn run(data_dir: Option<PathBuf>) -> Result<()> {
         Ok(j) => bail!("job {} releasing rows was accepted", j.id),
     }
 
+    println!(
+        "\n== a second provider (civil registry) publishes marital status, keyed by the same pseudonymised person"
+    );
+    let registry = admin.create_user("civil-registry", Role::Provider).await?;
+    let registry = admin.with_token(registry.token);
+    let desc: DatasetDescriptor =
+        toml::from_str(HOUSEHOLD_DESCRIPTOR).context("parsing the household descriptor")?;
+    registry.create_dataset(&desc).await?;
+    let added = registry
+        .upload_version("household", HOUSEHOLD_CSV.to_vec())
+        .await?;
+    print::version_added(&added);
+    registry.grant_access("household", "alice").await?;
+    println!("civil-registry granted alice access to household");
+
     let key = alice.public_key().await?;
     let wasm_job = WASM_JOB.replace(
         "file:older_share.wasm",
         &sluice_types::b64_encode(WASM_MODULE),
     );
-    let jobs = JOBS.iter().map(|m| m.to_string()).chain([wasm_job]);
+    let jobs = JOBS
+        .iter()
+        .map(|m| m.to_string())
+        .chain([wasm_job, TRAIN_JOB.to_string()]);
     for manifest in jobs {
         println!();
         if manifest.contains("kind = \"wasm\"") {
             println!(
                 "== a WASM job: per-person logic in an untrusted module; the host clamps and noises"
+            );
+            let e = alice.estimate_job(&manifest).await?;
+            if let Some(plan) = &e.plan {
+                println!("  reviewers see: {plan}");
+            }
+        }
+        if manifest.contains("kind = \"train\"") {
+            println!(
+                "== joint modeling: DP logistic regression on census features and the registry's label, joined inside the sandbox"
             );
             let e = alice.estimate_job(&manifest).await?;
             if let Some(plan) = &e.plan {
@@ -133,11 +165,13 @@ pub async fn run(data_dir: Option<PathBuf>) -> Result<()> {
         }
     }
 
-    let budget = alice.budget("pums").await?;
-    println!(
-        "\n== alice's budget on pums: granted {}, spent {}, remaining {}",
-        budget.user_granted, budget.user_spent, budget.user_remaining
-    );
+    for dataset in ["pums", "household"] {
+        let budget = alice.budget(dataset).await?;
+        println!(
+            "\n== alice's budget on {dataset}: granted {}, spent {}, remaining {}",
+            budget.user_granted, budget.user_spent, budget.user_remaining
+        );
+    }
     started.handle.abort();
     println!("\ndemo finished");
     Ok(())

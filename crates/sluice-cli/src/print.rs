@@ -54,13 +54,37 @@ fn fmt_num(x: f64) -> String {
     }
 }
 
+/// A model parameter: four significant digits, whatever its magnitude
+/// (a coefficient per unit of income can be 1e-6).
+fn fmt_sig(x: f64) -> String {
+    if x == 0.0 || (1e-2..1e6).contains(&x.abs()) {
+        format!("{x:.4}")
+    } else {
+        format!("{x:.3e}")
+    }
+}
+
+fn key_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
 pub fn release(body: &ReleaseBody) {
     println!("{} (job {})", body.title, body.job_id);
     let widths: Vec<usize> = body
         .outputs
         .columns
         .iter()
-        .map(|c| c.name.len().max(8))
+        .enumerate()
+        .map(|(i, c)| {
+            let keys = body.outputs.rows.iter().filter_map(|r| match r.get(i) {
+                Some(Cell::Key(v)) => Some(key_text(v).len()),
+                _ => None,
+            });
+            keys.fold(c.name.len().max(8), usize::max)
+        })
         .collect();
     let header: Vec<String> = body
         .outputs
@@ -78,7 +102,7 @@ pub fn release(body: &ReleaseBody) {
             .iter()
             .zip(&widths)
             .map(|(cell, w)| match cell {
-                Cell::Key(v) => format!("{:>w$}", v.to_string(), w = *w),
+                Cell::Key(v) => format!("{:>w$}", key_text(v), w = *w),
                 Cell::Noisy { value, ci95 } => {
                     format!(
                         "{:>30}",
@@ -90,6 +114,7 @@ pub fn release(body: &ReleaseBody) {
                         )
                     )
                 }
+                Cell::Derived { value } => format!("{:>30}", fmt_sig(*value)),
                 Cell::Quantile {
                     value,
                     rank_error95,
@@ -102,6 +127,17 @@ pub fn release(body: &ReleaseBody) {
         println!("  {}", cells.join(" "));
     }
     println!("  (values are differentially private; brackets are 95% confidence intervals)");
+    if body
+        .outputs
+        .rows
+        .iter()
+        .flatten()
+        .any(|c| matches!(c, Cell::Derived { .. }))
+    {
+        println!(
+            "  (model parameters are computed from noised gradients; their error depends on the data, so no interval is given)"
+        );
+    }
     let has_quantile = body
         .outputs
         .rows

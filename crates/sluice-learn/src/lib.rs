@@ -20,37 +20,8 @@ use sluice_types::rows::UnitRows;
 #[cfg(test)]
 mod tests;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ModelKind {
-    Linear,
-    Logistic,
-}
-
-/// Hyperparameters; see docs/learn.md for the defaults' reasons.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Hyper {
-    /// Full-batch gradient steps.
-    pub epochs: u32,
-    pub learning_rate: f64,
-    /// L2 bound on one unit's gradient (scaled feature space).
-    pub clip_norm: f64,
-    /// L2 regularisation of the coefficients (not the intercept).
-    pub l2: f64,
-    /// Fraction of units held out for the evaluation.
-    pub holdout: f64,
-}
-
-impl Default for Hyper {
-    fn default() -> Self {
-        Hyper {
-            epochs: 30,
-            learning_rate: 2.0,
-            clip_norm: 1.0,
-            l2: 1e-4,
-            holdout: 0.2,
-        }
-    }
-}
+/// The model and hyperparameters are the manifest's own types.
+pub use sluice_types::manifest::{TrainHyper as Hyper, TrainModel as ModelKind};
 
 /// Everything `train` needs besides the rows. `rows` columns are the
 /// features in order, then the label.
@@ -345,6 +316,7 @@ pub fn train(
     // A noisy count can come out tiny; the divisor only sets the step size.
     .max(1.0);
     let mut w = vec![0.0; dim];
+    let mut velocity = vec![0.0; dim];
     for _ in 0..h.epochs {
         let clip = mechanisms.as_ref().map(|_| h.clip_norm);
         let mut g = gradient_sum(&data, spec.model, &w, &train_units, clip);
@@ -353,7 +325,8 @@ pub fn train(
         }
         for j in 0..dim {
             let reg = if j == 0 { 0.0 } else { h.l2 * w[j] };
-            w[j] -= h.learning_rate * (g[j] / n_train + reg);
+            velocity[j] = h.momentum * velocity[j] + g[j] / n_train + reg;
+            w[j] -= h.learning_rate * velocity[j];
         }
     }
     let metric_sum = evaluation_sum(&data, spec.model, &w, &test_units);
@@ -396,22 +369,7 @@ fn to_original_units(data: &Scaled, model: ModelKind, w: &[f64]) -> (f64, Vec<f6
 }
 
 pub fn check_hyper(h: &Hyper) -> Result<(), LearnError> {
-    let mut problems = Vec::new();
-    if !(1..=10_000).contains(&h.epochs) {
-        problems.push("epochs must be 1 to 10000");
-    }
-    if !(h.learning_rate > 0.0 && h.learning_rate <= 100.0) {
-        problems.push("learning_rate must be in (0, 100]");
-    }
-    if !(h.clip_norm > 0.0 && h.clip_norm <= 1e6) {
-        problems.push("clip_norm must be in (0, 1e6]");
-    }
-    if !(h.l2 >= 0.0 && h.l2 <= 100.0) {
-        problems.push("l2 must be in [0, 100]");
-    }
-    if !(h.holdout > 0.0 && h.holdout < 1.0) {
-        problems.push("holdout must be in (0, 1)");
-    }
+    let problems = h.problems();
     if problems.is_empty() {
         Ok(())
     } else {

@@ -16,7 +16,9 @@ use sluice_types::error::ErrorCode;
 use sluice_types::manifest::{JobKind, Manifest, split_dataset_ref};
 use sluice_types::privacy::{Delta, Epsilon};
 use sluice_types::release::{ReleaseBody, ReleasedDataset};
-use sluice_types::sandbox::{QueryTask, SandboxResponse, SandboxTable, SandboxTask, WasmTask};
+use sluice_types::sandbox::{
+    QueryTask, SandboxResponse, SandboxTable, SandboxTask, TrainTask, WasmTask,
+};
 use sluice_types::{OpenCategory, Role};
 
 use crate::error::ApiError;
@@ -41,6 +43,7 @@ struct Resolved {
 pub enum JobTask {
     Sql(QueryTask),
     Wasm(WasmTask),
+    Train(TrainTask),
 }
 
 impl JobTask {
@@ -48,6 +51,7 @@ impl JobTask {
         match self {
             JobTask::Sql(q) => q.epsilon,
             JobTask::Wasm(w) => w.epsilon,
+            JobTask::Train(t) => t.epsilon,
         }
     }
 
@@ -55,6 +59,7 @@ impl JobTask {
         match self {
             JobTask::Sql(q) => q.delta,
             JobTask::Wasm(_) => Delta::ZERO,
+            JobTask::Train(t) => t.delta,
         }
     }
 
@@ -63,6 +68,7 @@ impl JobTask {
         match self {
             JobTask::Sql(q) => SandboxTask::Analyze(q.clone()),
             JobTask::Wasm(w) => SandboxTask::AnalyzeWasm(w.clone()),
+            JobTask::Train(t) => SandboxTask::AnalyzeTrain(t.clone()),
         }
     }
 
@@ -70,6 +76,7 @@ impl JobTask {
         match self {
             JobTask::Sql(q) => SandboxTask::Execute(q),
             JobTask::Wasm(w) => SandboxTask::ExecuteWasm(w),
+            JobTask::Train(t) => SandboxTask::ExecuteTrain(t),
         }
     }
 }
@@ -248,6 +255,20 @@ pub async fn prepare(
             outputs: outputs.clone(),
             blocks: *blocks,
             epsilon,
+        }),
+        JobKind::Train {
+            model,
+            query,
+            label,
+            hyper,
+        } => JobTask::Train(TrainTask {
+            model: *model,
+            query: query.clone(),
+            label: label.clone(),
+            hyper: hyper.clone(),
+            tables,
+            epsilon,
+            delta,
         }),
     };
     let digest = sluice_crypto::digest_of(&manifest);

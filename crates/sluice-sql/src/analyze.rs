@@ -397,7 +397,18 @@ impl Mechanism {
 /// analyses the plan. Touches no data.
 pub async fn analyze(task: &QueryTask) -> Result<Analysis, Rejection> {
     let ctx = locked_context().map_err(|e| Rejection(vec![format!("engine setup failed: {e}")]))?;
-    for t in &task.tables {
+    register_empty_tables(&ctx, &task.tables)?;
+    let plan = plan_query(&ctx, &task.query).await?;
+    analyze_plan(&plan, &task.tables, task.epsilon, task.delta, &task.split)
+}
+
+/// Registers each table by its declared schema with no rows: planning
+/// needs schemas only, and reads no data.
+pub(crate) fn register_empty_tables(
+    ctx: &SessionContext,
+    tables: &[SandboxTable],
+) -> Result<(), Rejection> {
+    for t in tables {
         let provider: Arc<dyn TableProvider> = Arc::new(EmptyTable::new(arrow_schema(&t.schema)));
         ctx.register_table(t.name.as_str(), provider).map_err(|e| {
             Rejection(vec![format!(
@@ -406,8 +417,7 @@ pub async fn analyze(task: &QueryTask) -> Result<Analysis, Rejection> {
             )])
         })?;
     }
-    let plan = plan_query(&ctx, &task.query).await?;
-    analyze_plan(&plan, &task.tables, task.epsilon, task.delta, &task.split)
+    Ok(())
 }
 
 /// Plans SQL under the locked-down options; errors name only SQL and schema.

@@ -113,7 +113,7 @@ pub(crate) async fn register_tables(
 ///   and a window keeps each unit's first `k` rows in a random order.
 ///
 /// Without a unit column each row is its own unit and nothing is done.
-fn bounded_rows(
+pub(crate) fn bounded_rows(
     plan: LogicalPlan,
     unit: Option<&Expr>,
     k: u64,
@@ -652,7 +652,9 @@ fn having_mask(
             let values: Vec<f64> = aggregate_cells[i - n_keys]
                 .iter()
                 .map(|c| match c {
-                    Cell::Noisy { value, .. } | Cell::Quantile { value, .. } => *value,
+                    Cell::Noisy { value, .. }
+                    | Cell::Quantile { value, .. }
+                    | Cell::Derived { value } => *value,
                     Cell::Key(_) => f64::NAN,
                 })
                 .collect();
@@ -857,7 +859,6 @@ pub async fn unit_rows(
     table: &sluice_types::sandbox::SandboxTable,
     columns: &[String],
 ) -> Result<Vec<Vec<f64>>, ExecError> {
-    use datafusion::arrow::array::Float64Array;
     let problems = table.schema.guest_column_problems(&table.name, columns);
     if !problems.is_empty() {
         return Err(ExecError::Rejected(crate::Rejection(problems)));
@@ -899,43 +900,7 @@ pub async fn unit_rows(
         .await?
         .collect()
         .await?;
-    let offset = usize::from(unit.is_some());
-    let mut units: Vec<Vec<f64>> = Vec::new();
-    let mut last: Option<String> = None;
-    for batch in &batches {
-        let ids = match unit {
-            Some(_) => Some(
-                batch
-                    .column(0)
-                    .as_string_opt::<i32>()
-                    .ok_or_else(|| ExecError::Engine("the unit column is not text".into()))?,
-            ),
-            None => None,
-        };
-        let values: Vec<&Float64Array> = (0..columns.len())
-            .map(|i| {
-                batch
-                    .column(offset + i)
-                    .as_primitive_opt::<Float64Type>()
-                    .ok_or_else(|| ExecError::Engine("a WASM input column is not f64".into()))
-            })
-            .collect::<Result<_, _>>()?;
-        for row in 0..batch.num_rows() {
-            // Rows are sorted by unit: a new unit starts where the id changes.
-            let same_unit = ids.is_some_and(|ids| last.as_deref() == Some(ids.value(row)));
-            if !same_unit {
-                units.push(Vec::new());
-                last = ids.map(|ids| ids.value(row).to_owned());
-            }
-            let current = units.last_mut().expect("pushed above");
-            for v in &values {
-                current.push(if v.is_null(row) {
-                    f64::NAN
-                } else {
-                    v.value(row)
-                });
-            }
-        }
-    }
+    let rows = crate::train::group_by_unit(&batches, columns.len(), unit.is_some())?;
+    let units = (0..rows.units()).map(|i| rows.unit(i).to_vec()).collect();
     Ok(units)
 }

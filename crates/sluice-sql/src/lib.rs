@@ -15,9 +15,11 @@ mod bounds;
 mod execute;
 mod rows;
 mod session;
+mod train;
 
 pub use analyze::{Aggregate, Analysis, GroupKey, Measurement, MeasurementKind, analyze};
 pub use execute::{execute, unit_rows};
+pub use train::{MAX_FEATURES, TrainingColumns, analyze_training, training_rows};
 
 /// A rejection: every reason at once, derived from the query and the
 /// schemas only (never from data), so it is safe to show the user.

@@ -46,7 +46,91 @@ pub enum JobKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         blocks: Option<u32>,
     },
+    /// DP model training (docs/learn.md): a row-level SELECT over the job's
+    /// datasets (joined on the privacy unit, filtered by WHERE) gives one
+    /// numeric column per feature and the label; the host trains by DP
+    /// gradient descent with per-unit clipping and releases the model.
+    Train {
+        model: TrainModel,
+        query: String,
+        /// The SELECT's output column that is the label; every other output
+        /// column is a feature.
+        label: String,
+        #[serde(default)]
+        hyper: TrainHyper,
+    },
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrainModel {
+    /// Least squares; the label's declared bounds scale it.
+    Linear,
+    /// Binary classification; a label above 0.5 is the positive class.
+    Logistic,
+}
+
+/// Training hyperparameters; every one has a default (docs/learn.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainHyper {
+    /// Full-batch gradient steps.
+    pub epochs: u32,
+    pub learning_rate: f64,
+    /// Heavy-ball momentum in [0, 1): post-processing of the noised
+    /// gradients that speeds up badly conditioned problems (features far
+    /// from the centre of their declared bounds).
+    pub momentum: f64,
+    /// L2 bound on one unit's gradient, in the scaled feature space.
+    pub clip_norm: f64,
+    /// L2 regularisation of the coefficients (not the intercept).
+    pub l2: f64,
+    /// Fraction of units held out for the released evaluation.
+    pub holdout: f64,
+}
+
+impl Default for TrainHyper {
+    fn default() -> Self {
+        TrainHyper {
+            epochs: 30,
+            learning_rate: 1.0,
+            momentum: 0.9,
+            clip_norm: 1.0,
+            l2: 1e-4,
+            holdout: 0.2,
+        }
+    }
+}
+
+impl TrainHyper {
+    /// Every out-of-range hyperparameter, by name.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !(1..=10_000).contains(&self.epochs) {
+            problems.push("job.hyper.epochs must be 1 to 10000".to_owned());
+        }
+        if !(self.learning_rate > 0.0 && self.learning_rate <= 100.0) {
+            problems.push("job.hyper.learning_rate must be in (0, 100]".to_owned());
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            problems.push("job.hyper.momentum must be in [0, 1)".to_owned());
+        }
+        if !(self.clip_norm > 0.0 && self.clip_norm <= 1e6) {
+            problems.push("job.hyper.clip_norm must be in (0, 1e6]".to_owned());
+        }
+        if !(self.l2 >= 0.0 && self.l2 <= 100.0) {
+            problems.push("job.hyper.l2 must be in [0, 100]".to_owned());
+        }
+        if !(self.holdout > 0.0 && self.holdout < 1.0) {
+            problems.push("job.hyper.holdout must be in (0, 1)".to_owned());
+        }
+        problems
+    }
+}
+
+/// Largest δ a training job may spend: its Gaussian noise is (ε, δ)-DP, and
+/// δ must stay far below one over any dataset's size.
+pub const MAX_TRAIN_DELTA: f64 = 1e-5;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -187,6 +271,35 @@ impl Manifest {
                 }
                 if self.privacy.delta.is_some() {
                     problems.push("privacy.delta: WASM jobs are pure epsilon-DP".into());
+                }
+            }
+            JobKind::Train {
+                query,
+                label,
+                hyper,
+                ..
+            } => {
+                if query.trim().is_empty() {
+                    problems.push("job.query is empty".into());
+                }
+                if query.len() > MAX_QUERY_LEN {
+                    problems.push(format!("job.query is longer than {MAX_QUERY_LEN} bytes"));
+                }
+                if label.trim().is_empty() {
+                    problems.push("job.label is empty".into());
+                }
+                problems.extend(hyper.problems());
+                match self.privacy.delta {
+                    Some(d) if d > 0.0 && d <= MAX_TRAIN_DELTA => {}
+                    _ => problems.push(format!(
+                        "privacy.delta: a training job needs a delta in (0, {MAX_TRAIN_DELTA}] (its noise is Gaussian)"
+                    )),
+                }
+                if !self.privacy.split.is_empty() {
+                    problems.push(
+                        "privacy.split: a training job's budget split is fixed (docs/learn.md)"
+                            .into(),
+                    );
                 }
             }
         }

@@ -40,6 +40,10 @@ pub enum Cell {
     /// probability at least 95%, the value's quantile score is within
     /// `rank_error95` rows of the best candidate's (docs/dp-sql.md).
     Quantile { value: f64, rank_error95: f64 },
+    /// A value computed from noised measurements whose error has no closed
+    /// form, such as a trained model's coefficient (docs/learn.md). It is
+    /// as private as the measurements it comes from.
+    Derived { value: f64 },
     /// A public group key.
     Key(serde_json::Value),
 }

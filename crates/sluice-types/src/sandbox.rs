@@ -48,6 +48,11 @@ pub enum SandboxTask {
     AnalyzeWasm(WasmTask),
     /// Run a WASM job and release its clamped, noised aggregate.
     ExecuteWasm(WasmTask),
+    /// Check a training job's query, features and label against schemas
+    /// only; reads no data.
+    AnalyzeTrain(TrainTask),
+    /// Train under DP and release the model and its DP evaluation.
+    ExecuteTrain(TrainTask),
     /// Debug builds only: tries what a hostile job would from inside a real
     /// sandbox process (open TCP connections, read files, start a process),
     /// so that tests check the isolation instead of trusting the design.
@@ -96,6 +101,19 @@ pub struct WasmTask {
     #[serde(default)]
     pub blocks: Option<u32>,
     pub epsilon: Epsilon,
+}
+
+/// A DP training job: the row-level query over `tables` whose output
+/// columns are the features and the label.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainTask {
+    pub model: crate::manifest::TrainModel,
+    pub query: String,
+    pub label: String,
+    pub hyper: crate::manifest::TrainHyper,
+    pub tables: Vec<SandboxTable>,
+    pub epsilon: Epsilon,
+    pub delta: Delta,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,0 +1,286 @@
+//! Training jobs end to end: features from one provider, the label from
+//! another, joined on the pseudonymised person inside the sandbox; only the
+//! DP model and its DP evaluation come back, signed and charged (ε and δ)
+//! exactly as estimated.
+
+use sluice_types::ErrorCode;
+use sluice_types::release::Cell;
+
+use crate::{Platform, descriptor};
+
+const FEATURES: &str = r#"
+[dataset]
+name = "visits"
+title = "Clinic visits"
+provider = "City clinics"
+open_category = "conditional"
+format = "csv"
+update_frequency = "yearly"
+user_epsilon = 100.0
+epsilon_cap = 1000.0
+
+[schema]
+max_rows_per_unit = 3
+id_space = "person"
+
+[[schema.columns]]
+name = "pid"
+role = "privacy_unit"
+type = "int"
+
+[[schema.columns]]
+name = "age"
+type = "int"
+lower = 0
+upper = 100
+
+[[schema.columns]]
+name = "visits"
+type = "int"
+lower = 0
+upper = 50
+
+[[schema.columns]]
+name = "district"
+type = "text"
+"#;
+
+const OUTCOMES: &str = r#"
+[dataset]
+name = "claims"
+title = "Benefit claims"
+provider = "Social agency"
+open_category = "conditional"
+format = "csv"
+update_frequency = "yearly"
+user_epsilon = 100.0
+epsilon_cap = 1000.0
+
+[schema]
+max_rows_per_unit = 1
+id_space = "person"
+
+[[schema.columns]]
+name = "pid"
+role = "privacy_unit"
+type = "int"
+
+[[schema.columns]]
+name = "claimed"
+type = "int"
+domain = [0, 1]
+"#;
+
+/// A deterministic pseudo-random stream (the test needs no crate for it).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> f64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// 4,000 people; claims follow a logistic model that rises with visits and
+/// falls with age. Every seventh person has a second visits row; every
+/// eleventh has no claims row (the join drops them).
+async fn two_providers() -> Platform {
+    let p = Platform::start().await;
+    let agency = p.admin.with_token(
+        p.admin
+            .create_user("social_agency", sluice_types::Role::Provider)
+            .await
+            .unwrap()
+            .token,
+    );
+    p.provider
+        .create_dataset(&descriptor(FEATURES))
+        .await
+        .unwrap();
+    agency.create_dataset(&descriptor(OUTCOMES)).await.unwrap();
+    let mut rng = Lcg(7);
+    let (mut visits, mut claims) = (
+        String::from("pid,age,visits,district\n"),
+        String::from("pid,claimed\n"),
+    );
+    for pid in 1..=4000 {
+        let age = (18.0 + rng.next() * 70.0).floor();
+        let v = (rng.next() * 20.0).floor();
+        let logit = -1.0 + 0.25 * v - 0.04 * (age - 50.0);
+        let claimed = u8::from(rng.next() < 1.0 / (1.0 + (-logit).exp()));
+        visits.push_str(&format!("{pid},{age},{v},north\n"));
+        if pid % 7 == 0 {
+            visits.push_str(&format!("{pid},{age},{v},south\n"));
+        }
+        if pid % 11 != 0 {
+            claims.push_str(&format!("{pid},{claimed}\n"));
+        }
+    }
+    p.provider
+        .upload_version("visits", visits.into_bytes())
+        .await
+        .unwrap();
+    agency
+        .upload_version("claims", claims.into_bytes())
+        .await
+        .unwrap();
+    p.provider.grant_access("visits", "alice").await.unwrap();
+    agency.grant_access("claims", "alice").await.unwrap();
+    p
+}
+
+fn train_manifest(query: &str, label: &str, privacy: &str) -> String {
+    format!(
+        r#"version = 1
+title = "claims model"
+purpose = "test"
+datasets = ["visits", "claims"]
+
+[job]
+kind = "train"
+model = "logistic"
+query = "{query}"
+label = "{label}"
+
+[job.hyper]
+epochs = 40
+
+[privacy]
+{privacy}
+"#
+    )
+}
+
+const JOIN: &str = "SELECT v.age, v.visits, c.claimed FROM visits v JOIN claims c ON v.pid = c.pid WHERE v.age >= 18";
+
+#[tokio::test]
+async fn a_model_trained_across_two_providers_is_released_signed_and_charged_exactly() {
+    let p = two_providers().await;
+    let m = train_manifest(JOIN, "claimed", "epsilon = 8.0\ndelta = 1e-6");
+    let e = p.alice.estimate_job(&m).await.unwrap();
+    assert!(e.accepted, "{:?}", e.reasons);
+    let plan = e.plan.unwrap();
+    for needle in [
+        "age [0, 100]",
+        "visits [0, 50]",
+        "label claimed [0, 1]",
+        "visits joined with claims",
+        "clipped to norm 1",
+        "epsilon 8 at delta 0.000001",
+    ] {
+        assert!(plan.contains(needle), "plan lacks {needle}: {plan}");
+    }
+    let estimate = e.estimate.unwrap();
+    assert_eq!(estimate.epsilon.to_string(), "8");
+    assert_eq!(estimate.delta.to_string(), "0.000001");
+    assert_eq!(
+        estimate.rows, 4,
+        "intercept, two coefficients, the evaluation"
+    );
+
+    let job = crate::run_job(&p.alice, &m).await;
+    assert_eq!(job.state, "released", "{:?}", job.message);
+    let release = p.alice.release(&job.id).await.unwrap();
+    let key = p.alice.public_key().await.unwrap();
+    let body = sluice_crypto::verify_release(
+        &release.envelope,
+        &(0..key.public_key_hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&key.public_key_hex[i..i + 2], 16).unwrap())
+            .collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    assert_eq!(body, release.body);
+    let value = |name: &str| {
+        body.outputs
+            .rows
+            .iter()
+            .find(|r| r[0] == Cell::Key(name.into()))
+            .map(|r| match r[1] {
+                Cell::Derived { value } => value,
+                ref other => panic!("{name}: {other:?}"),
+            })
+            .unwrap_or_else(|| panic!("no {name}"))
+    };
+    // The truth: +0.25 per visit, -0.04 per year of age.
+    let (visits, age) = (value("visits"), value("age"));
+    assert!(visits > 0.1 && visits < 0.4, "visits {visits}");
+    assert!(age < -0.015 && age > -0.07, "age {age}");
+    let accuracy = value("held-out accuracy");
+    assert!(accuracy > 0.7 && accuracy <= 1.0, "accuracy {accuracy}");
+    assert_eq!(body.datasets.len(), 2);
+    assert_eq!(body.epsilon_spent.to_string(), "8");
+    for dataset in ["visits", "claims"] {
+        let b = p.alice.budget(dataset).await.unwrap();
+        assert_eq!(b.user_spent, "8", "{dataset}");
+        assert_eq!(b.user_delta_spent, "0.000001", "{dataset}");
+    }
+}
+
+#[tokio::test]
+async fn bad_training_jobs_name_every_reason_and_cost_nothing() {
+    let p = two_providers().await;
+    let privacy = "epsilon = 1.0\ndelta = 1e-6";
+    let cases = [
+        // Gaussian noise needs δ: refused as a manifest problem.
+        (
+            train_manifest(JOIN, "claimed", "epsilon = 1.0"),
+            ErrorCode::ManifestInvalid,
+            "needs a delta",
+        ),
+        (
+            train_manifest(JOIN, "outcome", privacy),
+            ErrorCode::QueryRejected,
+            "job.label outcome is not a column",
+        ),
+        (
+            train_manifest(
+                "SELECT COUNT(*) AS n, c.claimed FROM visits v JOIN claims c ON v.pid = c.pid GROUP BY c.claimed",
+                "claimed",
+                privacy,
+            ),
+            ErrorCode::QueryRejected,
+            "plain row-level SELECT",
+        ),
+        (
+            train_manifest(
+                "SELECT v.district, c.claimed FROM visits v JOIN claims c ON v.pid = c.pid",
+                "claimed",
+                privacy,
+            ),
+            ErrorCode::QueryRejected,
+            "column district",
+        ),
+        (
+            train_manifest(
+                "SELECT v.age, v.visits FROM visits v JOIN claims c ON v.pid = c.pid",
+                "visits",
+                privacy,
+            ),
+            ErrorCode::QueryRejected,
+            "must have bounds within [0, 1]",
+        ),
+        (
+            train_manifest(
+                "SELECT v.age, c.claimed FROM visits v JOIN claims c ON v.age = c.pid",
+                "claimed",
+                privacy,
+            ),
+            ErrorCode::QueryRejected,
+            "",
+        ),
+    ];
+    for (m, code, needle) in cases {
+        let err = p.alice.submit_job(&m).await.unwrap_err();
+        assert_eq!(err.code(), Some(code), "{err}");
+        assert!(err.to_string().contains(needle), "{needle}: {err}");
+    }
+    for dataset in ["visits", "claims"] {
+        let b = p.alice.budget(dataset).await.unwrap();
+        assert_eq!(b.user_spent, "0");
+        assert_eq!(b.user_delta_spent, "0");
+    }
+}
