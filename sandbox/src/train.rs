@@ -43,10 +43,55 @@ fn budget(t: &TrainTask, dim: usize) -> Result<Budget, String> {
     })
 }
 
-fn describe(t: &TrainTask, c: &sluice_sql::TrainingColumns, b: &Budget) -> String {
+/// The optional `gradient` module, compiled here (never in the server).
+struct CustomGuest {
+    guest: sluice_wasm::Guest,
+    digest: String,
+}
+
+fn compile_module(t: &TrainTask) -> Result<Option<CustomGuest>, String> {
+    let Some(module) = &t.module else {
+        return Ok(None);
+    };
+    let bytes = sluice_types::b64_decode(module).ok_or("the module is not base64")?;
+    let digest = sluice_crypto::sha256_hex(&bytes);
+    match sluice_wasm::Guest::compile_entry(
+        &bytes,
+        sluice_wasm::Limits::default(),
+        sluice_wasm::Entry::Gradient,
+    ) {
+        Ok(guest) => Ok(Some(CustomGuest { guest, digest })),
+        Err(sluice_wasm::WasmError::Rejected(r)) => Err(r),
+        Err(e) => Err(format!("the module could not be compiled: {e}")),
+    }
+}
+
+fn describe_gradient(custom: &Option<CustomGuest>) -> String {
+    match custom {
+        None => "the built-in gradient".into(),
+        Some(c) => {
+            let info = c.guest.info();
+            format!(
+                "a custom gradient from WASM module sha256 {}, {} bytes, imports [{}], exports [{}] (a failed unit counts as a zero gradient)",
+                c.digest,
+                info.size,
+                info.imports.join(", "),
+                info.exports.join(", ")
+            )
+        }
+    }
+}
+
+fn describe(
+    t: &TrainTask,
+    c: &sluice_sql::TrainingColumns,
+    b: &Budget,
+    custom: &Option<CustomGuest>,
+) -> String {
     format!(
-        "train {:?} regression by DP gradient descent on [{}] ({}) with label {} [{}, {}]; features clamped to their declared bounds and scaled to [-1, 1]; {} epochs, learning rate {}, L2 {}; each {} contributes the mean gradient of its rows (at most {}) clipped to norm {}; Gaussian noise sd {:.4} per step; zCDP rho {:.6} ({}% steps, {}% training-set size, {}% held-out evaluation on {}% of units) converted to epsilon {} at delta {}",
+        "train {:?} regression by DP gradient descent with {} on [{}] ({}) with label {} [{}, {}]; features clamped to their declared bounds and scaled to [-1, 1]; {} epochs, learning rate {}, momentum {}, L2 {}; each {} contributes the mean gradient of its rows (at most {}) clipped to norm {}; Gaussian noise sd {:.4} per step; zCDP rho {:.6} ({}% steps, {}% training-set size, {}% held-out evaluation on {}% of units) converted to epsilon {} at delta {}",
         t.model,
+        describe_gradient(custom),
         c.features
             .iter()
             .map(|(n, l, h)| format!("{n} [{l}, {h}]"))
@@ -58,6 +103,7 @@ fn describe(t: &TrainTask, c: &sluice_sql::TrainingColumns, b: &Budget) -> Strin
         c.label.2,
         t.hyper.epochs,
         t.hyper.learning_rate,
+        t.hyper.momentum,
         t.hyper.l2,
         if c.by_unit { "privacy unit" } else { "row" },
         c.max_rows_per_unit,
@@ -74,10 +120,16 @@ fn describe(t: &TrainTask, c: &sluice_sql::TrainingColumns, b: &Budget) -> Strin
 }
 
 pub async fn analyze(t: &TrainTask) -> SandboxResponse {
-    let columns = match sluice_sql::analyze_training(t).await {
-        Ok(c) => c,
-        Err(r) => return SandboxResponse::Rejected { reasons: r.0 },
+    let custom = compile_module(t);
+    let columns = match (sluice_sql::analyze_training(t).await, &custom) {
+        (Ok(c), Ok(_)) => c,
+        (columns, custom) => {
+            let mut reasons = columns.err().map(|r| r.0).unwrap_or_default();
+            reasons.extend(custom.as_ref().err().cloned());
+            return SandboxResponse::Rejected { reasons };
+        }
     };
+    let custom = custom.expect("checked above");
     let b = match budget(t, columns.features.len() + 1) {
         Ok(b) => b,
         Err(e) => {
@@ -112,7 +164,7 @@ pub async fn analyze(t: &TrainTask) -> SandboxResponse {
         note: Some("a noisy sum over held-out units divided by their noisy count".into()),
     });
     SandboxResponse::Accepted {
-        plan: describe(t, &columns, &b),
+        plan: describe(t, &columns, &b, &custom),
         estimate: Estimate {
             epsilon: t.epsilon,
             delta: t.delta,
@@ -124,6 +176,10 @@ pub async fn analyze(t: &TrainTask) -> SandboxResponse {
 }
 
 pub async fn execute(t: &TrainTask) -> SandboxResponse {
+    let custom = match compile_module(t) {
+        Ok(c) => c,
+        Err(r) => return SandboxResponse::Rejected { reasons: vec![r] },
+    };
     let (columns, rows) = match sluice_sql::training_rows(t).await {
         Ok(r) => r,
         Err(sluice_sql::ExecError::Rejected(r)) => {
@@ -137,7 +193,21 @@ pub async fn execute(t: &TrainTask) -> SandboxResponse {
     };
     // The held-out split needs randomness the data cannot influence.
     let mut rng = rand::rngs::StdRng::from_os_rng();
-    let trained = match sluice_learn::train(&rows, &spec(t, &columns), Some(b.rho), &mut rng) {
+    let gradient = |rows: &[f64], width: usize, w: &[f64]| {
+        custom
+            .as_ref()
+            .and_then(|c| c.guest.gradient_unit(rows, width, w, w.len()))
+    };
+    let custom_gradient: Option<&sluice_learn::CustomGradient<'_>> = custom
+        .as_ref()
+        .map(|_| &gradient as &sluice_learn::CustomGradient<'_>);
+    let trained = match sluice_learn::train_with(
+        &rows,
+        &spec(t, &columns),
+        Some(b.rho),
+        &mut rng,
+        custom_gradient,
+    ) {
         Ok(m) => m,
         Err(e) => return crate::failed("execution_failed", &e),
     };
@@ -176,7 +246,7 @@ pub async fn execute(t: &TrainTask) -> SandboxResponse {
                 },
             ],
             rows: out_rows,
-            mechanism: describe(t, &columns, &b),
+            mechanism: describe(t, &columns, &b, &custom),
             epsilon: t.epsilon,
             delta: t.delta,
         },

@@ -284,3 +284,72 @@ async fn bad_training_jobs_name_every_reason_and_cost_nothing() {
         assert_eq!(b.user_delta_spent, "0");
     }
 }
+
+/// A `gradient` module that writes each unit's raw rows (times 1e9) into
+/// its gradient: the job still releases only a clipped, noised model, and
+/// reviewers see the module's digest. A module without the export is
+/// refused before any data is read.
+#[tokio::test]
+async fn a_custom_gradient_module_cannot_leak_rows_into_the_model() {
+    let p = two_providers().await;
+    let leaking = wat::parse_str(
+        r#"(module
+  (import "sluice" "read_rows" (func $read_rows (param i32 i32) (result i32)))
+  (import "sluice" "param_count" (func $param_count (result i32)))
+  (import "sluice" "emit" (func $emit (param i32 i32) (result i32)))
+  (memory (export "memory") 2)
+  (func (export "gradient")
+    (local $d i32) (local $i i32)
+    (local.set $d (call $param_count))
+    (drop (call $read_rows (i32.const 0) (i32.const 4096)))
+    (block $done (loop $next
+      (br_if $done (i32.ge_s (local.get $i) (local.get $d)))
+      (f64.store (i32.add (i32.const 65536) (i32.shl (local.get $i) (i32.const 3)))
+        (f64.mul (f64.load (i32.shl (local.get $i) (i32.const 3))) (f64.const 1e9)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $next)))
+    (drop (call $emit (i32.const 65536) (local.get $d)))))"#,
+    )
+    .unwrap();
+    let with_module = |bytes: &[u8]| {
+        train_manifest(JOIN, "claimed", "epsilon = 1.0\ndelta = 1e-6").replace(
+            "[job.hyper]",
+            &format!(
+                "module = \"{}\"\n\n[job.hyper]",
+                sluice_types::b64_encode(bytes)
+            ),
+        )
+    };
+    let m = with_module(&leaking);
+    let e = p.alice.estimate_job(&m).await.unwrap();
+    assert!(e.accepted, "{:?}", e.reasons);
+    assert!(
+        e.plan
+            .unwrap()
+            .contains("custom gradient from WASM module sha256"),
+    );
+    let job = crate::run_job(&p.alice, &m).await;
+    assert_eq!(job.state, "released", "{:?}", job.message);
+    let body = p.alice.release(&job.id).await.unwrap().body;
+    for row in &body.outputs.rows {
+        match row[1] {
+            Cell::Derived { value } => assert!(value.is_finite(), "{row:?}"),
+            ref other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(p.alice.budget("visits").await.unwrap().user_spent, "1");
+
+    let no_export =
+        wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "map")))"#).unwrap();
+    let err = p
+        .alice
+        .submit_job(&with_module(&no_export))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::QueryRejected), "{err}");
+    assert!(
+        err.to_string().contains("exports no function gradient"),
+        "{err}"
+    );
+    assert_eq!(p.alice.budget("visits").await.unwrap().user_spent, "1");
+}

@@ -169,15 +169,47 @@ fn predict(model: ModelKind, w: &[f64], x: &[f64]) -> f64 {
     }
 }
 
-/// Σ over `units` of each unit's mean row gradient, clipped to `clip` when
-/// given: the quantity whose sensitivity is `clip`. Units are summed in
-/// parallel chunks and the chunks added in a fixed order.
+/// A user's per-unit gradient (a WASM guest in `gradient` mode): given one
+/// unit's rows in the learner's space (row-major: the intercept's 1, the
+/// scaled features, the label) and the parameters, a vector of the
+/// parameters' length. None, or anything malformed, counts as a zero
+/// gradient for that unit; the host clips whatever comes back.
+pub type CustomGradient<'a> = dyn Fn(&[f64], usize, &[f64]) -> Option<Vec<f64>> + Sync + 'a;
+
+/// One unit's gradient from a custom function: its rows with the label
+/// appended, the output checked for length and finiteness.
+fn custom_unit_gradient(
+    data: &Scaled,
+    f: &CustomGradient<'_>,
+    w: &[f64],
+    rows: std::ops::Range<usize>,
+    out: &mut [f64],
+) {
+    let width = data.dim + 1;
+    let mut buf = Vec::with_capacity(rows.len() * width);
+    for r in rows {
+        buf.extend_from_slice(data.row(r));
+        buf.push(data.y[r]);
+    }
+    match f(&buf, width, w) {
+        Some(g) if g.len() == out.len() && g.iter().all(|v| v.is_finite()) => {
+            out.copy_from_slice(&g)
+        }
+        _ => out.iter_mut().for_each(|g| *g = 0.0),
+    }
+}
+
+/// Σ over `units` of each unit's mean row gradient (or its `custom`
+/// gradient), clipped to `clip` when given: the quantity whose sensitivity
+/// is `clip`. Units are summed in parallel chunks and the chunks added in a
+/// fixed order.
 pub fn gradient_sum(
     data: &Scaled,
     model: ModelKind,
     w: &[f64],
     units: &[u32],
     clip: Option<f64>,
+    custom: Option<&CustomGradient<'_>>,
 ) -> Vec<f64> {
     let dim = data.dim;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -193,7 +225,9 @@ pub fn gradient_sum(
             if end == start {
                 continue;
             }
-            if end - start == 1 {
+            if let Some(f) = custom {
+                custom_unit_gradient(data, f, w, start..end, &mut unit_grad);
+            } else if end - start == 1 {
                 let x = data.row(start);
                 let residual = predict(model, w, x) - data.y[start];
                 let s = match clip {
@@ -205,13 +239,14 @@ pub fn gradient_sum(
                 };
                 total.iter_mut().zip(x).for_each(|(t, v)| *t += s * v);
                 continue;
-            }
-            unit_grad.iter_mut().for_each(|g| *g = 0.0);
-            let inv = 1.0 / (end - start) as f64;
-            for r in start..end {
-                let x = data.row(r);
-                let s = (predict(model, w, x) - data.y[r]) * inv;
-                unit_grad.iter_mut().zip(x).for_each(|(g, v)| *g += s * v);
+            } else {
+                unit_grad.iter_mut().for_each(|g| *g = 0.0);
+                let inv = 1.0 / (end - start) as f64;
+                for r in start..end {
+                    let x = data.row(r);
+                    let s = (predict(model, w, x) - data.y[r]) * inv;
+                    unit_grad.iter_mut().zip(x).for_each(|(g, v)| *g += s * v);
+                }
             }
             let factor = clip.map_or(1.0, |c| {
                 let norm = unit_grad.iter().map(|g| g * g).sum::<f64>().sqrt();
@@ -286,6 +321,17 @@ pub fn train(
     rho: Option<f64>,
     rng: &mut impl Rng,
 ) -> Result<Trained, LearnError> {
+    train_with(rows, spec, rho, rng, None)
+}
+
+/// As [`train`], with each unit's gradient from `custom` when given.
+pub fn train_with(
+    rows: &UnitRows,
+    spec: &TrainSpec,
+    rho: Option<f64>,
+    rng: &mut impl Rng,
+    custom: Option<&CustomGradient<'_>>,
+) -> Result<Trained, LearnError> {
     let h = &spec.hyper;
     check_hyper(h)?;
     let data = Scaled::new(rows, spec)?;
@@ -319,7 +365,7 @@ pub fn train(
     let mut velocity = vec![0.0; dim];
     for _ in 0..h.epochs {
         let clip = mechanisms.as_ref().map(|_| h.clip_norm);
-        let mut g = gradient_sum(&data, spec.model, &w, &train_units, clip);
+        let mut g = gradient_sum(&data, spec.model, &w, &train_units, clip, custom);
         if let Some((step, _, _)) = &mechanisms {
             g = step.release(&g)?;
         }

@@ -98,10 +98,10 @@ fn each_units_contribution_to_every_update_is_bounded_by_the_clip_norm() {
         vec![0.7; data.dim],
         vec![-3.0; data.dim],
     ] {
-        let full = gradient_sum(&data, ModelKind::Logistic, &w, &all, Some(clip));
+        let full = gradient_sum(&data, ModelKind::Logistic, &w, &all, Some(clip), None);
         for u in (0..data.units() as u32).step_by(97).chain([heavy]) {
             let without: Vec<u32> = all.iter().copied().filter(|x| *x != u).collect();
-            let rest = gradient_sum(&data, ModelKind::Logistic, &w, &without, Some(clip));
+            let rest = gradient_sum(&data, ModelKind::Logistic, &w, &without, Some(clip), None);
             let moved = full
                 .iter()
                 .zip(&rest)
@@ -115,8 +115,8 @@ fn each_units_contribution_to_every_update_is_bounded_by_the_clip_norm() {
             continue;
         }
         let without: Vec<u32> = all.iter().copied().filter(|x| *x != heavy).collect();
-        let unclipped = gradient_sum(&data, ModelKind::Logistic, &w, &all, None);
-        let rest = gradient_sum(&data, ModelKind::Logistic, &w, &without, None);
+        let unclipped = gradient_sum(&data, ModelKind::Logistic, &w, &all, None, None);
+        let rest = gradient_sum(&data, ModelKind::Logistic, &w, &without, None, None);
         let moved = unclipped
             .iter()
             .zip(&rest)
@@ -206,4 +206,96 @@ fn bad_specs_are_refused_with_every_reason() {
         panic!("accepted")
     };
     assert!(m.contains("epochs") && m.contains("holdout"), "{m}");
+}
+
+/// The built-in logistic gradient written as a custom one: the mean over
+/// the unit's rows of (sigmoid(w·x) - y) x.
+fn logistic_as_custom(rows: &[f64], width: usize, w: &[f64]) -> Option<Vec<f64>> {
+    let mut g = vec![0.0; w.len()];
+    let n = rows.len() / width;
+    for row in rows.chunks_exact(width) {
+        let (x, y) = (&row[..width - 1], row[width - 1]);
+        let z: f64 = w.iter().zip(x).map(|(a, b)| a * b).sum();
+        let r = 1.0 / (1.0 + (-z).exp()) - y;
+        g.iter_mut()
+            .zip(x)
+            .for_each(|(g, v)| *g += r * v / n as f64);
+    }
+    Some(g)
+}
+
+#[test]
+fn a_custom_gradient_trains_the_same_model_as_the_built_in_one() {
+    let mut rng = StdRng::seed_from_u64(5);
+    let rows = Truth::new(&mut rng).sample(5_000, 2, &mut rng);
+    let s = spec(ModelKind::Logistic);
+    let built_in = train(&rows, &s, None, &mut StdRng::seed_from_u64(1)).unwrap();
+    let custom = train_with(
+        &rows,
+        &s,
+        None,
+        &mut StdRng::seed_from_u64(1),
+        Some(&logistic_as_custom),
+    )
+    .unwrap();
+    for (a, b) in built_in.coefficients.iter().zip(&custom.coefficients) {
+        assert!((a - b).abs() <= 1e-9 * a.abs().max(1e-6), "{a} vs {b}");
+    }
+}
+
+/// A hostile gradient that writes the unit's raw rows into its output
+/// (scaled by 1e9), or fails: each unit still moves a step's sum by at most
+/// the clip norm, and a failure counts as a zero gradient.
+#[test]
+fn a_custom_gradient_encoding_raw_rows_is_clipped_per_unit() {
+    let mut rng = StdRng::seed_from_u64(9);
+    let rows = Truth::new(&mut rng).sample(1_000, 3, &mut rng);
+    let s = spec(ModelKind::Logistic);
+    let data = Scaled::new(&rows, &s).unwrap();
+    let leak = |rows: &[f64], _width: usize, w: &[f64]| -> Option<Vec<f64>> {
+        if rows[1] > 0.9 {
+            return None;
+        }
+        if rows[1] < -0.9 {
+            return Some(vec![f64::NAN; w.len()]);
+        }
+        Some(rows.iter().take(w.len()).map(|v| v * 1e9).collect())
+    };
+    let all: Vec<u32> = (0..data.units() as u32).collect();
+    let w = vec![0.1; data.dim];
+    let clip = s.hyper.clip_norm;
+    let full = gradient_sum(
+        &data,
+        ModelKind::Logistic,
+        &w,
+        &all,
+        Some(clip),
+        Some(&leak),
+    );
+    let mut largest: f64 = 0.0;
+    for u in 0..data.units() as u32 {
+        let without: Vec<u32> = all.iter().copied().filter(|x| *x != u).collect();
+        let rest = gradient_sum(
+            &data,
+            ModelKind::Logistic,
+            &w,
+            &without,
+            Some(clip),
+            Some(&leak),
+        );
+        let moved = full
+            .iter()
+            .zip(&rest)
+            .map(|(a, b)| (a - b).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        assert!(moved <= clip + 1e-6, "unit {u} moved the sum by {moved}");
+        largest = largest.max(moved);
+    }
+    // Most units hit the clip exactly: the leak was there, and was cut.
+    assert!(largest > clip * 0.999, "{largest}");
+    // Trained under DP, the model comes out finite and noised.
+    let t = train_with(&rows, &s, Some(rho(1.0)), &mut rng, Some(&leak)).unwrap();
+    assert!(t.coefficients.iter().all(|c| c.is_finite()));
+    assert!(t.step_noise_std > 0.0);
 }

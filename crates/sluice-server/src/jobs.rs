@@ -261,11 +261,13 @@ pub async fn prepare(
             query,
             label,
             hyper,
+            module,
         } => JobTask::Train(TrainTask {
             model: *model,
             query: query.clone(),
             label: label.clone(),
             hyper: hyper.clone(),
+            module: module.clone(),
             tables,
             epsilon,
             delta,

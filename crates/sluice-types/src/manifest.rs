@@ -58,6 +58,11 @@ pub enum JobKind {
         label: String,
         #[serde(default)]
         hyper: TrainHyper,
+        /// Optional WASM module (base64) exporting `gradient`: each unit's
+        /// gradient from user code instead of the built-in one; the host
+        /// still clips and noises it (docs/learn.md).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        module: Option<String>,
     },
 }
 
@@ -171,6 +176,16 @@ pub struct PrivacyRequest {
     pub max_rows_per_unit: std::collections::BTreeMap<String, u32>,
 }
 
+fn check_module(module: &str, problems: &mut Vec<String>) {
+    if module.len() > MAX_MODULE_BYTES / 3 * 4 + 4 {
+        problems.push(format!(
+            "job.module is larger than {MAX_MODULE_BYTES} bytes"
+        ));
+    } else if crate::b64_decode(module).is_none() {
+        problems.push("job.module is not base64".into());
+    }
+}
+
 /// A dataset reference split into name and optional version.
 pub fn split_dataset_ref(r: &str) -> (&str, Option<&str>) {
     match r.split_once('@') {
@@ -227,13 +242,7 @@ impl Manifest {
                 outputs,
                 blocks,
             } => {
-                if module.len() > MAX_MODULE_BYTES / 3 * 4 + 4 {
-                    problems.push(format!(
-                        "job.module is larger than {MAX_MODULE_BYTES} bytes"
-                    ));
-                } else if crate::b64_decode(module).is_none() {
-                    problems.push("job.module is not base64".into());
-                }
+                check_module(module, &mut problems);
                 if self.datasets.len() != 1 {
                     problems.push("a WASM job reads exactly one dataset".into());
                 }
@@ -277,8 +286,12 @@ impl Manifest {
                 query,
                 label,
                 hyper,
+                module,
                 ..
             } => {
+                if let Some(module) = module {
+                    check_module(module, &mut problems);
+                }
                 if query.trim().is_empty() {
                     problems.push("job.query is empty".into());
                 }

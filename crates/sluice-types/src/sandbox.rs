@@ -111,6 +111,9 @@ pub struct TrainTask {
     pub query: String,
     pub label: String,
     pub hyper: crate::manifest::TrainHyper,
+    /// Optional `gradient` module, base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<String>,
     pub tables: Vec<SandboxTable>,
     pub epsilon: Epsilon,
     pub delta: Delta,

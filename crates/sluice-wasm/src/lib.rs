@@ -40,8 +40,35 @@ use wasmtime::{
 ///   (row-major f64) to guest memory at `dst`, at most `max_values` values;
 ///   returns the count copied, or -1 if the range is outside memory;
 /// - `emit(src: i32, len: i32) -> i32`: the unit's output, `len` f64 at
-///   `src`; 0 on success, -1 if the range is invalid or `len` is wrong.
-pub const ALLOWED_IMPORTS: [&str; 4] = ["row_count", "column_count", "read_rows", "emit"];
+///   `src`; 0 on success, -1 if the range is invalid or `len` is wrong;
+/// - `param_count() -> i32` and `read_params(dst: i32, max_values: i32) ->
+///   i32`: in `gradient` mode, the model's current parameters (public: they
+///   are the previous steps' noised releases); none in other modes.
+pub const ALLOWED_IMPORTS: [&str; 6] = [
+    "row_count",
+    "column_count",
+    "read_rows",
+    "emit",
+    "param_count",
+    "read_params",
+];
+
+/// The function a module exports for its mode: `map` (per unit or block)
+/// or `gradient` (per unit, given the parameters; DP training).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entry {
+    Map,
+    Gradient,
+}
+
+impl Entry {
+    pub fn name(self) -> &'static str {
+        match self {
+            Entry::Map => "map",
+            Entry::Gradient => "gradient",
+        }
+    }
+}
 
 /// Resource limits of one guest.
 #[derive(Debug, Clone)]
@@ -94,6 +121,7 @@ pub struct Guest {
     size: usize,
     limits: Limits,
     ticker_stop: Arc<AtomicBool>,
+    entry: Entry,
 }
 
 impl Drop for Guest {
@@ -147,6 +175,11 @@ impl Guest {
     /// allow-list, a `map` export taking and returning nothing, and an
     /// instantiation with no data within the limits.
     pub fn compile(bytes: &[u8], limits: Limits) -> Result<Self, WasmError> {
+        Self::compile_entry(bytes, limits, Entry::Map)
+    }
+
+    /// As [`Guest::compile`], for a module whose export is `entry`.
+    pub fn compile_entry(bytes: &[u8], limits: Limits, entry: Entry) -> Result<Self, WasmError> {
         if bytes.len() > limits.max_module_bytes {
             return Err(WasmError::Rejected(format!(
                 "the module is {} bytes, more than the limit of {}",
@@ -173,11 +206,13 @@ impl Guest {
                 ));
             }
         }
-        match module.get_export("map") {
+        let name = entry.name();
+        match module.get_export(name) {
             Some(ExternType::Func(f)) if f.params().len() == 0 && f.results().len() == 0 => {}
-            Some(_) => problems
-                .push("export map must be a function with no parameters and no results".into()),
-            None => problems.push("the module exports no function map".into()),
+            Some(_) => problems.push(format!(
+                "export {name} must be a function with no parameters and no results"
+            )),
+            None => problems.push(format!("the module exports no function {name}")),
         }
         if !problems.is_empty() {
             return Err(WasmError::Rejected(problems.join("; ")));
@@ -205,9 +240,10 @@ impl Guest {
             size: bytes.len(),
             limits,
             ticker_stop,
+            entry,
         };
         // Memory and tables are sized by the module alone: check them once.
-        guest.instantiate(&[], 0).map_err(|e| {
+        guest.instantiate(&[], 0, &[]).map_err(|e| {
             WasmError::Rejected(format!("the module cannot start within the limits: {e}"))
         })?;
         Ok(guest)
@@ -229,6 +265,7 @@ impl Guest {
         &self,
         rows: &[f64],
         columns: usize,
+        params: &[f64],
     ) -> Result<(Store<UnitState>, Instance), String> {
         let limits = StoreLimitsBuilder::new()
             .memory_size(self.limits.memory_bytes)
@@ -242,6 +279,7 @@ impl Guest {
             UnitState {
                 rows: rows.to_vec(),
                 columns,
+                params: params.to_vec(),
                 output: None,
                 emitted: 0,
                 limits,
@@ -265,9 +303,34 @@ impl Guest {
     /// finite values; None for a trap, exhausted fuel or time, or any
     /// malformed output.
     pub fn map_unit(&self, rows: &[f64], columns: usize, dims: usize) -> Option<Vec<f64>> {
-        let (mut store, instance) = self.instantiate(rows, columns).ok()?;
-        let map = instance.get_typed_func::<(), ()>(&mut store, "map").ok()?;
-        map.call(&mut store, ()).ok()?;
+        self.run_unit(rows, columns, &[], dims)
+    }
+
+    /// Runs `gradient` on one unit's rows given the model's parameters, in
+    /// a fresh instance; as `map_unit` for what comes back. The caller
+    /// clips the vector: the guest is not trusted to.
+    pub fn gradient_unit(
+        &self,
+        rows: &[f64],
+        columns: usize,
+        params: &[f64],
+        dims: usize,
+    ) -> Option<Vec<f64>> {
+        self.run_unit(rows, columns, params, dims)
+    }
+
+    fn run_unit(
+        &self,
+        rows: &[f64],
+        columns: usize,
+        params: &[f64],
+        dims: usize,
+    ) -> Option<Vec<f64>> {
+        let (mut store, instance) = self.instantiate(rows, columns, params).ok()?;
+        let entry = instance
+            .get_typed_func::<(), ()>(&mut store, self.entry.name())
+            .ok()?;
+        entry.call(&mut store, ()).ok()?;
         let state = store.data();
         match &state.output {
             Some(v) if state.emitted == 1 && v.len() == dims && v.iter().all(|x| x.is_finite()) => {
@@ -285,6 +348,7 @@ fn root_cause(e: &wasmtime::Error) -> String {
 struct UnitState {
     rows: Vec<f64>,
     columns: usize,
+    params: Vec<f64>,
     output: Option<Vec<f64>>,
     emitted: u32,
     limits: StoreLimits,
@@ -316,6 +380,32 @@ fn checked_range(ptr: i32, len: i32, size: usize) -> Option<std::ops::Range<usiz
     (end <= size).then_some(ptr..end)
 }
 
+/// Copies at most `max_values` of the values `pick` selects to guest memory
+/// at `dst`: the count copied, or -1 when the range is outside memory.
+fn copy_to_guest(
+    mut caller: Caller<'_, UnitState>,
+    dst: i32,
+    max_values: i32,
+    pick: fn(&UnitState) -> &Vec<f64>,
+) -> wasmtime::Result<i32> {
+    charge(&mut caller, HOST_CALL_FUEL)?;
+    let Some(mem) = memory(&mut caller) else {
+        return Ok(-1);
+    };
+    let n = pick(caller.data())
+        .len()
+        .min(usize::try_from(max_values).unwrap_or(0));
+    let Some(range) = checked_range(dst, n as i32, mem.data_size(&caller)) else {
+        return Ok(-1);
+    };
+    charge(&mut caller, FUEL_PER_VALUE * n as u64)?;
+    let (data, state) = mem.data_and_store_mut(&mut caller);
+    for (chunk, v) in data[range].chunks_exact_mut(8).zip(pick(state)) {
+        chunk.copy_from_slice(&v.to_le_bytes());
+    }
+    Ok(n as i32)
+}
+
 fn linker(engine: &Engine) -> wasmtime::Result<Linker<UnitState>> {
     let mut linker = Linker::new(engine);
     linker.func_wrap(
@@ -338,25 +428,23 @@ fn linker(engine: &Engine) -> wasmtime::Result<Linker<UnitState>> {
     linker.func_wrap(
         "sluice",
         "read_rows",
-        |mut caller: Caller<'_, UnitState>, dst: i32, max_values: i32| -> wasmtime::Result<i32> {
+        |caller: Caller<'_, UnitState>, dst: i32, max_values: i32| {
+            copy_to_guest(caller, dst, max_values, |s| &s.rows)
+        },
+    )?;
+    linker.func_wrap(
+        "sluice",
+        "param_count",
+        |mut caller: Caller<'_, UnitState>| -> wasmtime::Result<i32> {
             charge(&mut caller, HOST_CALL_FUEL)?;
-            let Some(mem) = memory(&mut caller) else {
-                return Ok(-1);
-            };
-            let n = caller
-                .data()
-                .rows
-                .len()
-                .min(usize::try_from(max_values).unwrap_or(0));
-            let Some(range) = checked_range(dst, n as i32, mem.data_size(&caller)) else {
-                return Ok(-1);
-            };
-            charge(&mut caller, FUEL_PER_VALUE * n as u64)?;
-            let (data, state) = mem.data_and_store_mut(&mut caller);
-            for (chunk, v) in data[range].chunks_exact_mut(8).zip(&state.rows) {
-                chunk.copy_from_slice(&v.to_le_bytes());
-            }
-            Ok(n as i32)
+            Ok(i32::try_from(caller.data().params.len()).unwrap_or(i32::MAX))
+        },
+    )?;
+    linker.func_wrap(
+        "sluice",
+        "read_params",
+        |caller: Caller<'_, UnitState>, dst: i32, max_values: i32| {
+            copy_to_guest(caller, dst, max_values, |s| &s.params)
         },
     )?;
     linker.func_wrap(

@@ -4,6 +4,8 @@
 
 use std::time::Instant;
 
+mod gradient;
+
 use sluice_types::privacy::Epsilon;
 use sluice_wasm::{Guest, Limits, MapSpec, WasmError, run_map};
 
@@ -362,7 +364,7 @@ fn sample_aggregate_averages_block_answers_with_noise_scaled_to_one_block() {
 
 /// The example guests of examples/wasm, written in Rust with the guest SDK
 /// and built here for wasm32-unknown-unknown (once per test run).
-fn example_guest(name: &str) -> Vec<u8> {
+pub(crate) fn example_guest(name: &str) -> Vec<u8> {
     static BUILT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
     let dir = BUILT.get_or_init(|| {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");

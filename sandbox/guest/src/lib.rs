@@ -11,6 +11,9 @@
 //!     vec![n]
 //! });
 //! ```
+//!
+//! In DP training's `gradient` mode the guest also reads the model's
+//! parameters and returns the unit's gradient (see [`gradient!`]).
 
 #[link(wasm_import_module = "sluice")]
 unsafe extern "C" {
@@ -22,6 +25,10 @@ unsafe extern "C" {
     fn sluice_read_rows(dst: i32, max_values: i32) -> i32;
     #[link_name = "emit"]
     fn sluice_emit(src: i32, len: i32) -> i32;
+    #[link_name = "param_count"]
+    fn sluice_param_count() -> i32;
+    #[link_name = "read_params"]
+    fn sluice_read_params(dst: i32, max_values: i32) -> i32;
 }
 
 /// The current unit's rows: row-major numbers, `columns` per row, in the
@@ -56,6 +63,18 @@ impl Unit {
     }
 }
 
+/// In `gradient` mode: the model's current parameters (intercept first).
+/// They are public: the previous steps' noised releases.
+pub fn params() -> Vec<f64> {
+    // SAFETY: as in `Unit::read`.
+    unsafe {
+        let mut values = vec![0f64; sluice_param_count().max(0) as usize];
+        let n = sluice_read_params(values.as_mut_ptr() as usize as i32, values.len() as i32);
+        values.truncate(n.max(0) as usize);
+        values
+    }
+}
+
 /// Sends the unit's output vector; false if the host refused it (wrong
 /// length). Only the first accepted output counts; a second makes the
 /// unit's output malformed.
@@ -73,6 +92,24 @@ macro_rules! map {
             let unit = $crate::Unit::read();
             let f: fn(&$crate::Unit) -> Vec<f64> = $f;
             $crate::emit(&f(&unit));
+        }
+    };
+}
+
+/// Defines the guest's `gradient` export (DP training, docs/learn.md) from a
+/// function `(&Unit, &[f64]) -> Vec<f64>`: the unit's rows (each row the
+/// intercept's 1, the features scaled to [-1, 1], then the label) and the
+/// parameters, to the unit's gradient, one number per parameter. The host
+/// clips it to the manifest's `clip_norm` and adds noise.
+#[macro_export]
+macro_rules! gradient {
+    ($f:expr) => {
+        #[unsafe(no_mangle)]
+        pub extern "C" fn gradient() {
+            let unit = $crate::Unit::read();
+            let params = $crate::params();
+            let f: fn(&$crate::Unit, &[f64]) -> Vec<f64> = $f;
+            $crate::emit(&f(&unit, &params));
         }
     };
 }
