@@ -11,10 +11,10 @@ mod learn_data;
 
 use std::time::{Duration, Instant};
 
-use learn_data::{FEATURES, Truth, bounds};
+use learn_data::{FEATURES, Truth, accuracy, bounds};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use sluice_learn::{Hyper, ModelKind, TrainSpec, Trained, predict_original, train};
+use sluice_learn::{Hyper, ModelKind, TrainSpec, train};
 use sluice_types::rows::UnitRows;
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -22,23 +22,6 @@ fn env_usize(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn accuracy(model: &Trained, test: &UnitRows) -> f64 {
-    let right = test
-        .values
-        .chunks_exact(test.width)
-        .filter(|row| {
-            let p = predict_original(
-                ModelKind::Logistic,
-                model.intercept,
-                &model.coefficients,
-                &row[..FEATURES],
-            );
-            (p >= 0.5) == (row[FEATURES] >= 0.5)
-        })
-        .count();
-    right as f64 / test.rows() as f64
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {

@@ -4,6 +4,7 @@
 
 use rand::Rng;
 use rand::rngs::StdRng;
+use sluice_learn::{ModelKind, Trained, predict_original};
 use sluice_types::rows::UnitRows;
 
 pub const FEATURES: usize = 20;
@@ -76,4 +77,33 @@ impl Truth {
         }
         out
     }
+}
+
+/// Share of `test`'s rows that `model` classifies right.
+#[allow(dead_code)]
+pub fn accuracy(model: &Trained, test: &UnitRows) -> f64 {
+    let right = test
+        .values
+        .chunks_exact(test.width)
+        .filter(|row| {
+            let p = predict_original(
+                ModelKind::Logistic,
+                model.intercept,
+                &model.coefficients,
+                &row[..FEATURES],
+            );
+            (p >= 0.5) == (row[FEATURES] >= 0.5)
+        })
+        .count();
+    right as f64 / test.rows() as f64
+}
+
+/// Euclidean distance: how far one unit moved a gradient sum.
+#[allow(dead_code)]
+pub fn l2_distance(a: &[f64], b: &[f64]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).powi(2))
+        .sum::<f64>()
+        .sqrt()
 }

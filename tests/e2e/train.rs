@@ -423,20 +423,14 @@ async fn two_provider_dp_logistic_regression_matches_non_private_accuracy() {
     bureau.grant_access("outcomes", "alice").await.unwrap();
 
     let accuracy = |intercept: f64, coefficients: &[f64]| {
-        let right = fresh
-            .values
-            .chunks_exact(fresh.width)
-            .filter(|row| {
-                let p = sluice_learn::predict_original(
-                    sluice_learn::ModelKind::Logistic,
-                    intercept,
-                    coefficients,
-                    &row[..FEATURES],
-                );
-                (p >= 0.5) == (row[FEATURES] >= 0.5)
-            })
-            .count();
-        right as f64 / fresh.rows() as f64
+        let model = sluice_learn::Trained {
+            intercept,
+            coefficients: coefficients.to_vec(),
+            evaluation: 0.0,
+            step_noise_std: 0.0,
+            steps: 0,
+        };
+        learn_data::accuracy(&model, &fresh)
     };
     let spec = sluice_learn::TrainSpec {
         model: sluice_learn::ModelKind::Logistic,

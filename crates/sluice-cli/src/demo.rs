@@ -126,19 +126,17 @@ pub async fn run(data_dir: Option<PathBuf>) -> Result<()> {
         .chain([wasm_job, TRAIN_JOB.to_string()]);
     for manifest in jobs {
         println!();
-        if manifest.contains("kind = \"wasm\"") {
-            println!(
-                "== a WASM job: per-person logic in an untrusted module; the host clamps and noises"
-            );
-            let e = alice.estimate_job(&manifest).await?;
-            if let Some(plan) = &e.plan {
-                println!("  reviewers see: {plan}");
-            }
-        }
-        if manifest.contains("kind = \"train\"") {
-            println!(
-                "== joint modeling: DP logistic regression on census features and the registry's label, joined inside the sandbox"
-            );
+        let headline = if manifest.contains("kind = \"wasm\"") {
+            Some("a WASM job: per-person logic in an untrusted module; the host clamps and noises")
+        } else if manifest.contains("kind = \"train\"") {
+            Some(
+                "joint modeling: DP logistic regression on census features and the registry's label, joined inside the sandbox",
+            )
+        } else {
+            None
+        };
+        if let Some(headline) = headline {
+            println!("== {headline}");
             let e = alice.estimate_job(&manifest).await?;
             if let Some(plan) = &e.plan {
                 println!("  reviewers see: {plan}");

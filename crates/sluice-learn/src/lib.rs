@@ -19,6 +19,9 @@ use sluice_types::rows::UnitRows;
 
 #[cfg(test)]
 mod tests;
+// The test data module is shared with the benchmark and names this crate.
+#[cfg(test)]
+extern crate self as sluice_learn;
 
 /// The model and hyperparameters are the manifest's own types.
 pub use sluice_types::manifest::{TrainHyper as Hyper, TrainModel as ModelKind};

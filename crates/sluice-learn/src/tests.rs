@@ -5,7 +5,7 @@ use super::*;
 
 #[path = "../../../benches/learn_data.rs"]
 mod learn_data;
-use learn_data::{FEATURES, Truth, bounds, normal};
+use learn_data::{Truth, accuracy, bounds, l2_distance, normal};
 
 fn spec(model: ModelKind) -> TrainSpec {
     TrainSpec {
@@ -14,23 +14,6 @@ fn spec(model: ModelKind) -> TrainSpec {
         label_bounds: (0.0, 1.0),
         hyper: Hyper::default(),
     }
-}
-
-fn accuracy(model: &Trained, test: &UnitRows) -> f64 {
-    let right = test
-        .values
-        .chunks_exact(test.width)
-        .filter(|row| {
-            let p = predict_original(
-                ModelKind::Logistic,
-                model.intercept,
-                &model.coefficients,
-                &row[..FEATURES],
-            );
-            (p >= 0.5) == (row[FEATURES] >= 0.5)
-        })
-        .count();
-    right as f64 / test.rows() as f64
 }
 
 fn rho(e: f64) -> f64 {
@@ -102,12 +85,7 @@ fn each_units_contribution_to_every_update_is_bounded_by_the_clip_norm() {
         for u in (0..data.units() as u32).step_by(97).chain([heavy]) {
             let without: Vec<u32> = all.iter().copied().filter(|x| *x != u).collect();
             let rest = gradient_sum(&data, ModelKind::Logistic, &w, &without, Some(clip), None);
-            let moved = full
-                .iter()
-                .zip(&rest)
-                .map(|(a, b)| (a - b).powi(2))
-                .sum::<f64>()
-                .sqrt();
+            let moved = l2_distance(&full, &rest);
             assert!(moved <= clip + 1e-9, "unit {u} moved the sum by {moved}");
         }
         if w[0] < 0.0 {
@@ -117,12 +95,7 @@ fn each_units_contribution_to_every_update_is_bounded_by_the_clip_norm() {
         let without: Vec<u32> = all.iter().copied().filter(|x| *x != heavy).collect();
         let unclipped = gradient_sum(&data, ModelKind::Logistic, &w, &all, None, None);
         let rest = gradient_sum(&data, ModelKind::Logistic, &w, &without, None, None);
-        let moved = unclipped
-            .iter()
-            .zip(&rest)
-            .map(|(a, b)| (a - b).powi(2))
-            .sum::<f64>()
-            .sqrt();
+        let moved = l2_distance(&unclipped, &rest);
         assert!(moved > clip, "the heavy unit must need clipping: {moved}");
     }
 }
@@ -283,12 +256,7 @@ fn a_custom_gradient_encoding_raw_rows_is_clipped_per_unit() {
             Some(clip),
             Some(&leak),
         );
-        let moved = full
-            .iter()
-            .zip(&rest)
-            .map(|(a, b)| (a - b).powi(2))
-            .sum::<f64>()
-            .sqrt();
+        let moved = l2_distance(&full, &rest);
         assert!(moved <= clip + 1e-6, "unit {u} moved the sum by {moved}");
         largest = largest.max(moved);
     }

@@ -877,30 +877,15 @@ pub async fn unit_rows(
         .table(table.name.as_str())
         .await?
         .into_unoptimized_plan();
-    let mut select: Vec<Expr> = Vec::new();
-    if let Some(u) = &unit {
-        select.push(cast(u.clone(), DataType::Utf8).alias("__unit"));
-    }
-    for (i, c) in columns.iter().enumerate() {
-        select.push(cast(col(c.as_str()), DataType::Float64).alias(format!("__c{i}")));
-    }
-    let mut b = bounded_rows(
+    let bounded = bounded_rows(
         scan,
         unit.as_ref(),
         u64::from(table.schema.max_rows_per_unit),
         table.bound_verified,
         indexed.as_ref(),
-    )?
-    .project(select)?;
-    if unit.is_some() {
-        b = b.sort(vec![col("__unit").sort(true, true)])?;
-    }
-    let batches = ctx
-        .execute_logical_plan(b.build()?)
-        .await?
-        .collect()
-        .await?;
-    let rows = crate::train::group_by_unit(&batches, columns.len(), unit.is_some())?;
+    )?;
+    let values = columns.iter().map(|c| col(c.as_str())).collect();
+    let rows = crate::train::read_unit_rows(&ctx, bounded, unit, values).await?;
     let units = (0..rows.units()).map(|i| rows.unit(i).to_vec()).collect();
     Ok(units)
 }

@@ -160,21 +160,41 @@ pub async fn training_rows(task: &TrainTask) -> Result<(TrainingColumns, UnitRow
         .map_err(ExecError::Rejected)?;
     let checked = check(&plan, task).map_err(ExecError::Rejected)?;
     let unit = checked.scope.unit.clone().map(Expr::Column);
+    let rows = read_unit_rows(
+        &ctx,
+        bounded_rows(
+            checked.input,
+            unit.as_ref(),
+            checked.scope.max_rows_per_unit,
+            checked.scope.bound_verified,
+            indexed.as_ref(),
+        )?,
+        unit,
+        checked.exprs,
+    )
+    .await?;
+    Ok((checked.columns, rows))
+}
+
+/// Runs `rows` (already bounded per unit) and reads `values`, as f64, of
+/// every row, grouped by `unit` (sorted by it); without a unit each row is
+/// its own unit. The one path by which unit rows leave the engine, for WASM
+/// guests and for training.
+pub(crate) async fn read_unit_rows(
+    ctx: &datafusion::prelude::SessionContext,
+    rows: datafusion::logical_expr::LogicalPlanBuilder,
+    unit: Option<Expr>,
+    values: Vec<Expr>,
+) -> Result<UnitRows, ExecError> {
+    let width = values.len();
     let mut select: Vec<Expr> = Vec::new();
     if let Some(u) = &unit {
         select.push(cast(u.clone(), DataType::Utf8).alias("__unit"));
     }
-    for (i, e) in checked.exprs.iter().enumerate() {
-        select.push(cast(e.clone(), DataType::Float64).alias(format!("__c{i}")));
+    for (i, e) in values.into_iter().enumerate() {
+        select.push(cast(e, DataType::Float64).alias(format!("__c{i}")));
     }
-    let mut b = bounded_rows(
-        checked.input,
-        unit.as_ref(),
-        checked.scope.max_rows_per_unit,
-        checked.scope.bound_verified,
-        indexed.as_ref(),
-    )?
-    .project(select)?;
+    let mut b = rows.project(select)?;
     if unit.is_some() {
         b = b.sort(vec![col("__unit").sort(true, true)])?;
     }
@@ -183,13 +203,12 @@ pub async fn training_rows(task: &TrainTask) -> Result<(TrainingColumns, UnitRow
         .await?
         .collect()
         .await?;
-    let rows = group_by_unit(&batches, checked.exprs.len(), unit.is_some())?;
-    Ok((checked.columns, rows))
+    group_by_unit(&batches, width, unit.is_some())
 }
 
 /// Reads batches of `[__unit]? , __c0 .. __c{width-1}` (f64), sorted by unit,
 /// into rows grouped by unit. Without a unit column each row is a unit.
-pub(crate) fn group_by_unit(
+fn group_by_unit(
     batches: &[datafusion::arrow::array::RecordBatch],
     width: usize,
     by_unit: bool,

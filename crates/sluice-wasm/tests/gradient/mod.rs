@@ -7,7 +7,7 @@
 #[path = "../../../../benches/learn_data.rs"]
 mod learn_data;
 
-use learn_data::{Truth, bounds};
+use learn_data::{Truth, bounds, l2_distance};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use sluice_learn::{ModelKind, Scaled, TrainSpec, gradient_sum, train_with};
@@ -133,12 +133,7 @@ fn a_gradient_guest_that_copies_raw_rows_is_clipped_and_noised() {
             Some(clip),
             Some(&leak),
         );
-        let moved = full
-            .iter()
-            .zip(&rest)
-            .map(|(a, b)| (a - b).powi(2))
-            .sum::<f64>()
-            .sqrt();
+        let moved = l2_distance(&full, &rest);
         assert!(moved <= clip + 1e-6, "unit {u} moved the sum by {moved}");
         clipped += usize::from(moved > 0.999 * clip);
     }
