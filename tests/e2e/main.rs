@@ -9,6 +9,7 @@ mod ingest;
 mod isolation;
 mod jobs;
 mod ledger;
+mod review;
 mod train;
 mod wasm;
 

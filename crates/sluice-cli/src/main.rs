@@ -69,6 +69,9 @@ enum Command {
     /// Jobs.
     #[command(subcommand)]
     Job(JobCommand),
+    /// Review jobs held for human review (reviewers).
+    #[command(subcommand)]
+    Review(ReviewCommand),
     /// Check manifests offline.
     #[command(subcommand)]
     Manifest(ManifestCommand),
@@ -152,6 +155,38 @@ enum DatasetCommand {
     Quality { name: String, version: String },
     /// Show your privacy budget on a dataset.
     Budget { name: String },
+    /// Require human review of every job on a dataset (provider): 0 (none),
+    /// 1, or 2 distinct reviewers.
+    ReviewPolicy {
+        name: String,
+        #[arg(long, value_parser = clap::value_parser!(u8).range(0..=2))]
+        reviewers: u8,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReviewCommand {
+    /// Jobs awaiting your decision.
+    List,
+    /// A held job: manifest, plan, exact cost and the diff against the
+    /// submitter's last approved manifest.
+    Show { job: String },
+    /// Approve the manifest with this digest (from `review show`).
+    Approve {
+        job: String,
+        #[arg(long)]
+        digest: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Reject, with the reason the submitter will read.
+    Reject {
+        job: String,
+        #[arg(long)]
+        digest: String,
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -252,6 +287,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Manifest(cmd) => manifest(cmd)?,
         Command::Audit(cmd) => audit::run(&client, cmd).await?,
         Command::Job(cmd) => job(&client, cmd).await?,
+        Command::Review(cmd) => review(&client, cmd).await?,
         Command::Verify {
             release,
             public_key,
@@ -401,6 +437,13 @@ async fn dataset(client: &Client, cmd: DatasetCommand) -> Result<()> {
             client.grant_access(&name, &user).await?;
             println!("granted {user} access to {name}");
         }
+        DatasetCommand::ReviewPolicy { name, reviewers } => {
+            client.set_review_policy(&name, reviewers).await?;
+            match reviewers {
+                0 => println!("jobs on {name} run without human review"),
+                n => println!("jobs on {name} now need {n} distinct reviewer approval(s)"),
+            }
+        }
         DatasetCommand::Quality { name, version } => {
             println!(
                 "{}",
@@ -432,6 +475,13 @@ async fn job(client: &Client, cmd: JobCommand) -> Result<()> {
                 return Ok(());
             }
             let job = client.wait_job(&job.id, Duration::from_secs(3600)).await?;
+            if job.state == "awaiting_review" {
+                println!(
+                    "job {} awaits human review; nothing is spent until it is approved. Follow it with `sluice job status {}`",
+                    job.id, job.id
+                );
+                return Ok(());
+            }
             if job.state != "released" {
                 bail!(
                     "job {} ended {}: {}",
@@ -476,6 +526,79 @@ async fn job(client: &Client, cmd: JobCommand) -> Result<()> {
                 }
                 None => print::release(&release.body),
             }
+        }
+    }
+    Ok(())
+}
+
+async fn review(client: &Client, cmd: ReviewCommand) -> Result<()> {
+    match cmd {
+        ReviewCommand::List => {
+            let pending = client.reviews().await?;
+            for r in &pending {
+                println!(
+                    "{}  {}  by {}  on {}  epsilon {}  ({} of {} approvals)",
+                    r.job_id,
+                    r.title,
+                    r.submitted_by,
+                    r.datasets.join(", "),
+                    r.estimate.epsilon,
+                    r.decisions
+                        .iter()
+                        .filter(|d| d.decision == "approve")
+                        .count(),
+                    r.required
+                );
+            }
+            if pending.is_empty() {
+                println!("no jobs await your review");
+            }
+        }
+        ReviewCommand::Show { job } => {
+            let r = client.review(&job).await?;
+            println!("job {} by {}: {}", r.job_id, r.submitted_by, r.title);
+            println!("manifest digest {}", r.manifest_digest);
+            println!("plan: {}", r.plan);
+            println!(
+                "cost: epsilon {}, delta {}",
+                r.estimate.epsilon, r.estimate.delta
+            );
+            match &r.previous_approved_digest {
+                Some(d) => {
+                    println!("changes since the last approved manifest ({d}):");
+                    for line in &r.diff {
+                        println!("  {line}");
+                    }
+                }
+                None => {
+                    println!("manifest (no earlier approved manifest of this user):");
+                    for line in r.manifest.lines() {
+                        println!("  {line}");
+                    }
+                }
+            }
+            for d in &r.decisions {
+                println!("{} by {} at {}: {}", d.decision, d.reviewer, d.at, d.reason);
+            }
+        }
+        ReviewCommand::Approve {
+            job,
+            digest,
+            reason,
+        } => {
+            let r = client.decide_review(&job, true, &reason, &digest).await?;
+            println!(
+                "job {job}: {} ({} of {} approvals)",
+                r.outcome, r.approvals, r.required
+            );
+        }
+        ReviewCommand::Reject {
+            job,
+            digest,
+            reason,
+        } => {
+            let r = client.decide_review(&job, false, &reason, &digest).await?;
+            println!("job {job}: {}", r.outcome);
         }
     }
     Ok(())

@@ -219,6 +219,45 @@ impl Client {
             .await
     }
 
+    /// Sets how many distinct reviewers must approve jobs on a dataset
+    /// (its provider or an admin).
+    pub async fn set_review_policy(&self, name: &str, reviewers: u8) -> Result<(), ClientError> {
+        let body = sluice_types::api::ReviewPolicy { reviewers };
+        self.send(
+            self.request(Method::PUT, &format!("/v1/datasets/{name}/review-policy"))
+                .json(&body),
+        )
+        .await
+        .map(|_| ())
+    }
+    /// Jobs awaiting this reviewer's decision.
+    pub async fn reviews(&self) -> Result<Vec<sluice_types::api::ReviewView>, ClientError> {
+        self.json(self.request(Method::GET, "/v1/reviews")).await
+    }
+    pub async fn review(&self, job_id: &str) -> Result<sluice_types::api::ReviewView, ClientError> {
+        self.json(self.request(Method::GET, &format!("/v1/reviews/{job_id}")))
+            .await
+    }
+    /// Approves or rejects a job, bound to the manifest digest reviewed.
+    pub async fn decide_review(
+        &self,
+        job_id: &str,
+        approve: bool,
+        reason: &str,
+        manifest_digest: &str,
+    ) -> Result<sluice_types::api::ReviewResult, ClientError> {
+        let body = sluice_types::api::ReviewRequest {
+            decision: if approve { "approve" } else { "reject" }.into(),
+            reason: reason.into(),
+            manifest_digest: manifest_digest.into(),
+        };
+        self.json(
+            self.request(Method::POST, &format!("/v1/reviews/{job_id}"))
+                .json(&body),
+        )
+        .await
+    }
+
     /// The whole audit log (admin).
     pub async fn audit_log(&self) -> Result<serde_json::Value, ClientError> {
         self.json(self.request(Method::GET, "/v1/audit")).await

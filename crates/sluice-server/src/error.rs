@@ -76,6 +76,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(what) => ApiError::new(ErrorCode::Conflict, format!("{what} already exists")),
+            StoreError::Refused(why) => ApiError::new(ErrorCode::Conflict, why),
             StoreError::BudgetExhausted { dataset } => ApiError::new(
                 ErrorCode::BudgetExhausted,
                 format!("privacy budget exhausted: the job's epsilon exceeds what remains on dataset {dataset}"),

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use sluice_store::{DatasetRecord, JobState, NewJob, UserRecord};
+use sluice_store::{DatasetRecord, HoldForReview, JobState, NewJob, UserRecord};
 use sluice_types::api::EstimateView;
 use sluice_types::error::ErrorCode;
 use sluice_types::manifest::{JobKind, Manifest, split_dataset_ref};
@@ -364,8 +364,8 @@ pub async fn submit(
         .await?;
 
     // Analysis on schemas only: a rejection costs no budget.
-    match sandbox::run(&state, &task.analyze(), &[]).await {
-        Ok(SandboxResponse::Accepted { .. }) => {}
+    let (plan, estimate) = match sandbox::run(&state, &task.analyze(), &[]).await {
+        Ok(SandboxResponse::Accepted { plan, estimate }) => (plan, estimate),
         Ok(SandboxResponse::Rejected { reasons }) => {
             let message = format!("job rejected: {}", reasons.join("; "));
             state
@@ -392,29 +392,9 @@ pub async fn submit(
                 .await?;
             return Err(ApiError::internal());
         }
-    }
+    };
 
     let dataset_ids: Vec<String> = resolved.iter().map(|r| r.record.entry.id.clone()).collect();
-    if let Err(e) = state
-        .store
-        .reserve(
-            &caller.id,
-            &job_id,
-            &caller.id,
-            &dataset_ids,
-            epsilon,
-            delta,
-        )
-        .await
-    {
-        let err = ApiError::from(e);
-        state
-            .store
-            .set_job_state(&caller.id, &job_id, JobState::Rejected, Some(&err.message))
-            .await?;
-        return Err(err);
-    }
-
     let datasets: Vec<ReleasedDataset> = resolved
         .iter()
         .map(|r| ReleasedDataset {
@@ -425,35 +405,148 @@ pub async fn submit(
             citation: r.record.entry.citation(&r.version),
         })
         .collect();
-    let id = job_id.clone();
-    tokio::spawn(async move {
-        if let Err(e) = execute(&state, &caller, &id, &manifest, &digest, task, datasets).await {
-            tracing::error!(job = %id, error = ?e, "job bookkeeping failed");
-        }
-    });
+    // A provider may require human review: the job waits, nothing reserved.
+    let required = resolved
+        .iter()
+        .map(|r| r.record.reviewers_required)
+        .max()
+        .unwrap_or(0);
+    let runnable = Runnable {
+        user_id: caller.id.clone(),
+        job_id: job_id.clone(),
+        title: manifest.title.clone(),
+        digest,
+        task: task.execute(),
+        epsilon,
+        delta,
+        dataset_ids,
+        datasets,
+    };
+    if required > 0 {
+        state
+            .store
+            .hold_for_review(
+                &caller.id,
+                &job_id,
+                HoldForReview {
+                    required,
+                    plan: &plan,
+                    estimate_json: &serde_json::to_string(&estimate).expect("estimate serialises"),
+                    task_json: &serde_json::to_string(&runnable.task).expect("task serialises"),
+                    datasets_json: &serde_json::to_string(&runnable.datasets)
+                        .expect("datasets serialise"),
+                },
+            )
+            .await?;
+        return Ok(job_id);
+    }
+    start(state, runnable).await?;
     Ok(job_id)
 }
 
-async fn execute(
-    state: &Arc<AppState>,
-    caller: &UserRecord,
-    job_id: &str,
-    manifest: &Manifest,
-    digest: &str,
-    task: JobTask,
-    datasets: Vec<ReleasedDataset>,
-) -> Result<(), sluice_store::StoreError> {
+/// Everything needed to run an accepted (and, where required, approved) job.
+pub struct Runnable {
+    pub user_id: String,
+    pub job_id: String,
+    pub title: String,
+    pub digest: String,
+    pub task: SandboxTask,
+    pub epsilon: Epsilon,
+    pub delta: Delta,
+    pub dataset_ids: Vec<String>,
+    pub datasets: Vec<ReleasedDataset>,
+}
+
+/// Reserves the job's budget (before any data is touched) and runs it in
+/// the background. A refused reservation rejects the job.
+pub async fn start(state: SharedState, job: Runnable) -> Result<(), ApiError> {
+    if let Err(e) = state
+        .store
+        .reserve(
+            &job.user_id,
+            &job.job_id,
+            &job.user_id,
+            &job.dataset_ids,
+            job.epsilon,
+            job.delta,
+        )
+        .await
+    {
+        let err = ApiError::from(e);
+        state
+            .store
+            .set_job_state(
+                &job.user_id,
+                &job.job_id,
+                JobState::Rejected,
+                Some(&err.message),
+            )
+            .await?;
+        return Err(err);
+    }
+    tokio::spawn(async move {
+        let id = job.job_id.clone();
+        if let Err(e) = execute(&state, job).await {
+            tracing::error!(job = %id, error = ?e, "job bookkeeping failed");
+        }
+    });
+    Ok(())
+}
+
+/// A held job, approved: rebuilt from what was stored when it was held.
+pub async fn start_approved(state: SharedState, job_id: &str) -> Result<(), ApiError> {
+    let job = state
+        .store
+        .job(job_id)
+        .await?
+        .ok_or_else(ApiError::internal)?;
+    let held = state
+        .store
+        .held_job(job_id)
+        .await?
+        .ok_or_else(ApiError::internal)?;
+    let manifest: Manifest =
+        serde_json::from_str(&job.manifest_json).map_err(|_| ApiError::internal())?;
+    let runnable = Runnable {
+        user_id: job.user_id.clone(),
+        job_id: job.id.clone(),
+        title: manifest.title,
+        digest: job.manifest_digest.clone(),
+        task: serde_json::from_str(&held.task_json).map_err(|_| ApiError::internal())?,
+        epsilon: job.epsilon,
+        delta: job.delta,
+        dataset_ids: job
+            .dataset_versions
+            .iter()
+            .map(|(id, _)| id.clone())
+            .collect(),
+        datasets: serde_json::from_str(&held.datasets_json).map_err(|_| ApiError::internal())?,
+    };
+    start(state, runnable).await
+}
+
+async fn execute(state: &Arc<AppState>, job: Runnable) -> Result<(), sluice_store::StoreError> {
     let store = &state.store;
+    let Runnable {
+        user_id,
+        job_id,
+        title,
+        digest,
+        task,
+        epsilon,
+        delta,
+        datasets,
+        ..
+    } = job;
+    let (job_id, digest) = (job_id.as_str(), digest.as_str());
     store
         .set_job_state("system", job_id, JobState::Running, None)
         .await?;
-    let epsilon = task.epsilon();
-    let delta = task.delta();
-    match sandbox::run(state, &task.execute(), &[]).await {
+    match sandbox::run(state, &task, &[]).await {
         Ok(SandboxResponse::Released { outputs }) => {
             let body = ReleaseBody {
                 job_id: job_id.to_owned(),
-                title: manifest.title.clone(),
+                title,
                 manifest_digest: digest.to_owned(),
                 datasets,
                 outputs,
@@ -466,7 +559,7 @@ async fn execute(
             let json = serde_json::to_string(&sluice_types::Release { envelope, body })
                 .expect("release serialises");
             store.release_job("system", job_id, &json).await?;
-            tracing::info!(job = %job_id, user = %caller.id, "job released");
+            tracing::info!(job = %job_id, user = %user_id, "job released");
         }
         Ok(SandboxResponse::Rejected { reasons }) => {
             // Rejections derive from schemas and the query only; no noise drawn.

@@ -10,6 +10,7 @@
 
 mod error;
 mod jobs;
+mod reviews;
 mod routes;
 mod sandbox;
 mod synthetic;

@@ -21,7 +21,7 @@ use sluice_types::sandbox::{IngestTask, PreviewTask, SandboxResponse, SandboxTas
 use sluice_types::{CatalogEntry, DataFormat, DatasetVersion, OpenCategory, Role};
 
 use crate::error::ApiError;
-use crate::{AppState, MAX_UPLOAD_BYTES, SharedState, jobs, sandbox, synthetic};
+use crate::{AppState, MAX_UPLOAD_BYTES, SharedState, jobs, reviews, sandbox, synthetic};
 
 pub fn router(state: SharedState) -> Router {
     Router::new()
@@ -43,6 +43,12 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/datasets/{name}/download", get(download))
         .route("/v1/datasets/{name}/access", post(grant_access))
         .route("/v1/datasets/{name}/budget", get(budget))
+        .route(
+            "/v1/datasets/{name}/review-policy",
+            axum::routing::put(reviews::set_policy),
+        )
+        .route("/v1/reviews", get(reviews::list))
+        .route("/v1/reviews/{id}", get(reviews::show).post(reviews::decide))
         .route("/v1/jobs", post(submit_job).get(list_jobs))
         .route("/v1/jobs/estimate", post(estimate_job))
         .route("/v1/jobs/{id}", get(show_job))
@@ -79,7 +85,7 @@ impl FromRequestParts<SharedState> for Caller {
     }
 }
 
-fn require(caller: &UserRecord, roles: &[Role], action: &str) -> Result<(), ApiError> {
+pub(crate) fn require(caller: &UserRecord, roles: &[Role], action: &str) -> Result<(), ApiError> {
     if roles.contains(&caller.role) {
         Ok(())
     } else {
@@ -138,11 +144,11 @@ fn visible(caller: &UserRecord, record: &DatasetRecord) -> bool {
     record.entry.open_category != OpenCategory::NotOpen || owns(caller, record)
 }
 
-fn owns(caller: &UserRecord, record: &DatasetRecord) -> bool {
+pub(crate) fn owns(caller: &UserRecord, record: &DatasetRecord) -> bool {
     record.owner_id == caller.id || caller.role == Role::Admin
 }
 
-async fn find_dataset(
+pub(crate) async fn find_dataset(
     state: &AppState,
     caller: &UserRecord,
     name: &str,
@@ -558,10 +564,14 @@ async fn estimate_job(
 fn job_view(j: &sluice_store::JobRecord) -> JobView {
     JobView {
         id: j.id.clone(),
-        state: serde_json::to_value(j.state)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default(),
+        state: if j.awaiting_review {
+            "awaiting_review".to_owned()
+        } else {
+            serde_json::to_value(j.state)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        },
         message: j.message.clone(),
         manifest_digest: j.manifest_digest.clone(),
         epsilon: j.epsilon.to_string(),

@@ -127,6 +127,7 @@ fn is_request_local(e: &StoreError) -> bool {
         | StoreError::BudgetExhausted { .. }
         | StoreError::NotFound(_)
         | StoreError::Invalid(_)
+        | StoreError::Refused(_)
         | StoreError::Corrupt(_) => true,
     }
 }

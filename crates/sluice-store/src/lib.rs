@@ -14,6 +14,9 @@
 
 mod audit;
 mod ledger;
+mod reviews;
+
+pub use reviews::{Decision, HeldJob, HoldForReview, ReviewOutcome};
 
 use std::path::Path;
 use std::str::FromStr;
@@ -43,6 +46,9 @@ pub enum StoreError {
     NotFound(String),
     #[error("invalid operation: {0}")]
     Invalid(String),
+    /// A request the state refuses, with a reason safe to show the caller.
+    #[error("{0}")]
+    Refused(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("opening {path}: {source}")]
@@ -92,6 +98,8 @@ pub struct DatasetRecord {
     pub owner_id: String,
     pub epsilon_cap: Epsilon,
     pub user_epsilon: Epsilon,
+    /// Distinct reviewers who must approve a job on this dataset (0 to 2).
+    pub reviewers_required: u8,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -176,10 +184,15 @@ pub struct JobRecord {
     pub epsilon: Epsilon,
     pub delta: Delta,
     pub state: JobState,
+    /// Held for human review, no decision yet (the state is then `queued`).
+    pub awaiting_review: bool,
     pub message: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
+
+/// Selects a job row with whether it awaits review.
+const JOB_COLUMNS: &str = "jobs.*, EXISTS (SELECT 1 FROM job_reviews r WHERE r.job_id = jobs.id AND r.outcome IS NULL) AS awaiting_review";
 
 pub struct Store {
     pool: SqlitePool,
@@ -440,6 +453,14 @@ impl Store {
         row.as_ref().map(Self::user_from_row).transpose()
     }
 
+    pub async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
+        let row = sqlx::query("SELECT id, name, role, created_at FROM users WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(Self::user_from_row).transpose()
+    }
+
     pub async fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
         let row = sqlx::query("SELECT id, name, role, created_at FROM users WHERE name = ?")
             .bind(name)
@@ -601,6 +622,8 @@ impl Store {
             owner_id: row.get("owner_id"),
             epsilon_cap: Epsilon::from_units(from_units(row.get("epsilon_cap_units"))?),
             user_epsilon: Epsilon::from_units(from_units(row.get("user_epsilon_units"))?),
+            reviewers_required: u8::try_from(row.get::<i64, _>("reviewers_required"))
+                .map_err(corrupt)?,
         })
     }
 
@@ -887,6 +910,7 @@ impl Store {
             epsilon: Epsilon::from_units(from_units(row.get("epsilon_units"))?),
             delta: Delta::from_units(from_units(row.get("delta_units"))?),
             state: JobState::parse(row.get::<&str, _>("state"))?,
+            awaiting_review: row.get::<bool, _>("awaiting_review"),
             message: row.get("message"),
             created_at: row.get("created_at"),
             updated_at: row.get("updated_at"),
@@ -894,7 +918,7 @@ impl Store {
     }
 
     pub async fn job(&self, job_id: &str) -> Result<Option<JobRecord>, StoreError> {
-        let row = sqlx::query("SELECT * FROM jobs WHERE id = ?")
+        let row = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"))
             .bind(job_id)
             .fetch_optional(&self.pool)
             .await?;
@@ -902,13 +926,15 @@ impl Store {
     }
 
     pub async fn jobs_of_user(&self, user_id: &str) -> Result<Vec<JobRecord>, StoreError> {
-        sqlx::query("SELECT * FROM jobs WHERE user_id = ? ORDER BY created_at, id")
-            .bind(user_id)
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(Self::job_from_row)
-            .collect()
+        sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE user_id = ? ORDER BY created_at, id"
+        ))
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(Self::job_from_row)
+        .collect()
     }
 
     /// Stores a job's signed release, commits its spend and marks it
@@ -971,10 +997,12 @@ impl Store {
 
     /// After a crash or restart: jobs left queued or running may have read
     /// data, so their reservations are committed (never refunded) and they
-    /// are marked failed. Returns how many jobs were recovered.
+    /// are marked failed. Jobs still awaiting review have reserved and read
+    /// nothing: they keep waiting. Returns how many jobs were recovered.
     pub async fn recover_interrupted_jobs(&self, actor: &str) -> Result<u64, StoreError> {
         let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM jobs WHERE state IN ('queued', 'running') ORDER BY id",
+            "SELECT id FROM jobs WHERE state IN ('queued', 'running')
+             AND id NOT IN (SELECT job_id FROM job_reviews WHERE outcome IS NULL) ORDER BY id",
         )
         .fetch_all(&self.pool)
         .await?;

@@ -128,3 +128,64 @@ pub struct EstimateView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub estimate: Option<crate::sandbox::Estimate>,
 }
+
+/// `PUT /v1/datasets/{name}/review-policy`: how many distinct reviewers
+/// must approve each job on the dataset (0 to 2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewPolicy {
+    pub reviewers: u8,
+}
+
+/// One reviewer's decision as shown to reviewers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReviewDecisionView {
+    pub reviewer: String,
+    pub decision: String,
+    pub reason: String,
+    pub manifest_digest: String,
+    pub at: String,
+}
+
+/// A job held for review: what a reviewer sees. Never data: the manifest,
+/// the analysis the sandbox made from schemas (plan, exact cost, noise),
+/// and the difference from the same user's last approved manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReviewView {
+    pub job_id: String,
+    pub submitted_by: String,
+    pub title: String,
+    pub datasets: Vec<String>,
+    pub manifest_digest: String,
+    /// The manifest as pretty JSON (WASM modules as base64).
+    pub manifest: String,
+    pub plan: String,
+    pub estimate: crate::sandbox::Estimate,
+    /// Digest of the user's last approved manifest, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_approved_digest: Option<String>,
+    /// Line diff against it: each line starts with "+ ", "- " or "  ".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub diff: Vec<String>,
+    pub required: u8,
+    pub decisions: Vec<ReviewDecisionView>,
+}
+
+/// `POST /v1/reviews/{job}`: approve or reject, bound to the digest read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewRequest {
+    /// "approve" or "reject".
+    pub decision: String,
+    pub reason: String,
+    pub manifest_digest: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReviewResult {
+    /// "pending" (more approvals needed), "approved" (the job now runs) or
+    /// "rejected".
+    pub outcome: String,
+    pub approvals: u8,
+    pub required: u8,
+}

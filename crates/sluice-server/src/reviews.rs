@@ -1,0 +1,251 @@
+//! Human review of jobs (issue #6): providers require one or two distinct
+//! reviewers per dataset; reviewers see the manifest, the sandbox's analysis
+//! and a diff against the same user's last approved manifest, never data;
+//! a decision binds to the manifest digest the reviewer read. Nobody reviews
+//! their own job.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use sluice_store::{HeldJob, ReviewOutcome, UserRecord};
+use sluice_types::Role;
+use sluice_types::api::{
+    ReviewDecisionView, ReviewPolicy, ReviewRequest, ReviewResult, ReviewView,
+};
+use sluice_types::manifest::Manifest;
+
+use crate::SharedState;
+use crate::error::ApiError;
+use crate::routes::{Caller, find_dataset, owns, require};
+
+/// Most lines of a manifest diffed line by line (a manifest is small; the
+/// bound keeps the quadratic diff cheap whatever is submitted).
+const MAX_DIFF_LINES: usize = 2_000;
+
+pub async fn set_policy(
+    State(state): State<SharedState>,
+    Caller(caller): Caller,
+    Path(name): Path<String>,
+    Json(req): Json<ReviewPolicy>,
+) -> Result<StatusCode, ApiError> {
+    let record = find_dataset(&state, &caller, &name).await?;
+    if !owns(&caller, &record) {
+        return Err(ApiError::forbidden(format!(
+            "only the provider of {name} may set its review policy"
+        )));
+    }
+    if req.reviewers > 2 {
+        return Err(ApiError::bad_request(
+            "reviewers must be 0 (no review), 1 or 2 (two distinct reviewers)",
+        ));
+    }
+    state
+        .store
+        .set_review_policy(&caller.id, &record.entry.id, req.reviewers)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Pretty JSON of a stored canonical manifest.
+fn pretty(manifest_json: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(manifest_json)
+        .and_then(|v| serde_json::to_string_pretty(&v))
+        .unwrap_or_else(|_| manifest_json.to_owned())
+}
+
+/// Line diff by longest common subsequence: "  " kept, "- " removed from
+/// `old`, "+ " added in `new`.
+pub fn line_diff(old: &str, new: &str) -> Vec<String> {
+    let a: Vec<&str> = old.lines().take(MAX_DIFF_LINES).collect();
+    let b: Vec<&str> = new.lines().take(MAX_DIFF_LINES).collect();
+    let mut lcs = vec![vec![0u32; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j, mut out) = (0, 0, Vec::new());
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            out.push(format!("  {}", a[i]));
+            i += 1;
+            j += 1;
+        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
+            // Removals before additions, as diff tools print them.
+            out.push(format!("- {}", a[i]));
+            i += 1;
+        } else {
+            out.push(format!("+ {}", b[j]));
+            j += 1;
+        }
+    }
+    out
+}
+
+async fn view(state: &SharedState, held: HeldJob) -> Result<ReviewView, ApiError> {
+    let job = state
+        .store
+        .job(&held.job_id)
+        .await?
+        .ok_or_else(ApiError::internal)?;
+    let manifest: Manifest =
+        serde_json::from_str(&job.manifest_json).map_err(|_| ApiError::internal())?;
+    let submitted_by = state
+        .store
+        .user_by_id(&job.user_id)
+        .await?
+        .map_or_else(|| job.user_id.clone(), |u| u.name);
+    let current = pretty(&job.manifest_json);
+    let previous = state
+        .store
+        .last_approved_manifest(&job.user_id, &job.id)
+        .await?;
+    let (previous_approved_digest, diff) = match previous {
+        Some((json, digest)) => (Some(digest), line_diff(&pretty(&json), &current)),
+        None => (None, Vec::new()),
+    };
+    let mut decisions = Vec::new();
+    for d in held.decisions {
+        let reviewer = state
+            .store
+            .user_by_id(&d.reviewer_id)
+            .await?
+            .map_or(d.reviewer_id, |u| u.name);
+        decisions.push(ReviewDecisionView {
+            reviewer,
+            decision: d.decision,
+            reason: d.reason,
+            manifest_digest: d.manifest_digest,
+            at: d.at,
+        });
+    }
+    Ok(ReviewView {
+        job_id: job.id,
+        submitted_by,
+        title: manifest.title,
+        datasets: manifest.datasets,
+        manifest_digest: job.manifest_digest,
+        manifest: current,
+        plan: held.plan,
+        estimate: serde_json::from_str(&held.estimate_json).map_err(|_| ApiError::internal())?,
+        previous_approved_digest,
+        diff,
+        required: held.required,
+        decisions,
+    })
+}
+
+fn reviewer_only(caller: &UserRecord) -> Result<(), ApiError> {
+    require(caller, &[Role::Reviewer], "review jobs")
+}
+
+pub async fn list(
+    State(state): State<SharedState>,
+    Caller(caller): Caller,
+) -> Result<Json<Vec<ReviewView>>, ApiError> {
+    reviewer_only(&caller)?;
+    let mut out = Vec::new();
+    for held in state.store.reviews_for(&caller.id).await? {
+        out.push(view(&state, held).await?);
+    }
+    Ok(Json(out))
+}
+
+/// A reviewer's own job, or a job that was never held, is "not found":
+/// indistinguishable from an id that does not exist.
+async fn held_for(
+    state: &SharedState,
+    caller: &UserRecord,
+    job_id: &str,
+) -> Result<HeldJob, ApiError> {
+    state
+        .store
+        .held_job(job_id)
+        .await?
+        .filter(|h| h.user_id != caller.id)
+        .ok_or_else(|| ApiError::not_found(&format!("review of job {job_id}")))
+}
+
+pub async fn show(
+    State(state): State<SharedState>,
+    Caller(caller): Caller,
+    Path(job_id): Path<String>,
+) -> Result<Json<ReviewView>, ApiError> {
+    reviewer_only(&caller)?;
+    let held = held_for(&state, &caller, &job_id).await?;
+    Ok(Json(view(&state, held).await?))
+}
+
+pub async fn decide(
+    State(state): State<SharedState>,
+    Caller(caller): Caller,
+    Path(job_id): Path<String>,
+    Json(req): Json<ReviewRequest>,
+) -> Result<Json<ReviewResult>, ApiError> {
+    reviewer_only(&caller)?;
+    held_for(&state, &caller, &job_id).await?;
+    let approve = match req.decision.as_str() {
+        "approve" => true,
+        "reject" => false,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "decision must be approve or reject, not {other:?}"
+            )));
+        }
+    };
+    let reason = req.reason.trim();
+    if !approve && reason.is_empty() {
+        return Err(ApiError::bad_request(
+            "a rejection must give its reason (the submitter reads it)",
+        ));
+    }
+    if reason.len() > 4096 {
+        return Err(ApiError::bad_request("reason is longer than 4096 bytes"));
+    }
+    let outcome = state
+        .store
+        .decide_review(&caller.id, &job_id, approve, reason, &req.manifest_digest)
+        .await?;
+    let held = held_for(&state, &caller, &job_id).await?;
+    let approvals = held
+        .decisions
+        .iter()
+        .filter(|d| d.decision == "approve")
+        .count() as u8;
+    let outcome = match outcome {
+        ReviewOutcome::Pending { .. } => "pending",
+        ReviewOutcome::Rejected => "rejected",
+        ReviewOutcome::Approved => {
+            // The budget is reserved now, before any data is read; a refusal
+            // (budget spent meanwhile) rejects the job with its reason.
+            match crate::jobs::start_approved(state.clone(), &job_id).await {
+                Ok(()) => "approved",
+                Err(e) => {
+                    tracing::info!(job = %job_id, error = %e.message, "approved job could not start");
+                    "approved"
+                }
+            }
+        }
+    };
+    Ok(Json(ReviewResult {
+        outcome: outcome.into(),
+        approvals,
+        required: held.required,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::line_diff;
+
+    #[test]
+    fn diff_marks_changed_lines_only() {
+        let d = line_diff("a\nb\nc\n", "a\nB\nc\nd\n");
+        assert_eq!(d, vec!["  a", "- b", "+ B", "  c", "+ d"]);
+        assert!(line_diff("x\n", "x\n").iter().all(|l| l.starts_with("  ")));
+    }
+}

@@ -1,0 +1,327 @@
+//! Human review of jobs: which datasets require it, the jobs held for it,
+//! and reviewers' decisions, each bound to the manifest digest reviewed.
+//! A held job stays `queued` with nothing reserved; the server reserves and
+//! runs it once enough distinct reviewers approved.
+
+use serde::Serialize;
+use sluice_types::time::now_rfc3339;
+use sqlx::Row;
+
+use crate::{Store, StoreError, audit, commit, corrupt, job_state};
+
+/// A job held for review, as reviewers see it: never data.
+#[derive(Debug, Clone, Serialize)]
+pub struct HeldJob {
+    pub job_id: String,
+    pub user_id: String,
+    pub required: u8,
+    pub plan: String,
+    pub estimate_json: String,
+    pub task_json: String,
+    pub datasets_json: String,
+    pub outcome: Option<String>,
+    pub decisions: Vec<Decision>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision {
+    pub reviewer_id: String,
+    pub decision: String,
+    pub reason: String,
+    pub manifest_digest: String,
+    pub at: String,
+}
+
+/// What a decision did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReviewOutcome {
+    /// More approvals are needed.
+    Pending {
+        approvals: u8,
+        required: u8,
+    },
+    /// Enough distinct reviewers approved: the job may run.
+    Approved,
+    Rejected,
+}
+
+/// What a held job needs to run once approved.
+pub struct HoldForReview<'a> {
+    pub required: u8,
+    pub plan: &'a str,
+    pub estimate_json: &'a str,
+    pub task_json: &'a str,
+    pub datasets_json: &'a str,
+}
+
+impl Store {
+    /// Sets how many distinct reviewers must approve jobs on a dataset.
+    pub async fn set_review_policy(
+        &self,
+        actor: &str,
+        dataset_id: &str,
+        reviewers: u8,
+    ) -> Result<(), StoreError> {
+        if reviewers > 2 {
+            return Err(StoreError::Invalid("at most two reviewers".into()));
+        }
+        let mut tx = self.write().await?;
+        audit::append(
+            &mut tx,
+            actor,
+            "dataset.review_policy",
+            dataset_id,
+            &serde_json::json!({"reviewers_required": reviewers}),
+        )
+        .await?;
+        let done = sqlx::query("UPDATE datasets SET reviewers_required = ? WHERE id = ?")
+            .bind(i64::from(reviewers))
+            .bind(dataset_id)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::NotFound(format!("dataset {dataset_id}")));
+        }
+        commit(tx).await
+    }
+
+    pub async fn reviewers_required(&self, dataset_id: &str) -> Result<u8, StoreError> {
+        let n: Option<i64> =
+            sqlx::query_scalar("SELECT reviewers_required FROM datasets WHERE id = ?")
+                .bind(dataset_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        let n = n.ok_or_else(|| StoreError::NotFound(format!("dataset {dataset_id}")))?;
+        u8::try_from(n).map_err(corrupt)
+    }
+
+    /// Holds a queued job for review.
+    pub async fn hold_for_review(
+        &self,
+        actor: &str,
+        job_id: &str,
+        hold: HoldForReview<'_>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        audit::append(
+            &mut tx,
+            actor,
+            "job.hold_for_review",
+            job_id,
+            &serde_json::json!({"reviewers_required": hold.required}),
+        )
+        .await?;
+        sqlx::query(
+            "INSERT INTO job_reviews (job_id, required, plan, estimate_json, task_json, datasets_json, outcome, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, NULL, ?)",
+        )
+        .bind(job_id)
+        .bind(i64::from(hold.required))
+        .bind(hold.plan)
+        .bind(hold.estimate_json)
+        .bind(hold.task_json)
+        .bind(hold.datasets_json)
+        .bind(now_rfc3339())
+        .execute(&mut *tx)
+        .await?;
+        commit(tx).await
+    }
+
+    fn held_from_row(row: &sqlx::sqlite::SqliteRow, decisions: Vec<Decision>) -> HeldJob {
+        HeldJob {
+            job_id: row.get("job_id"),
+            user_id: row.get("user_id"),
+            required: u8::try_from(row.get::<i64, _>("required")).unwrap_or(2),
+            plan: row.get("plan"),
+            estimate_json: row.get("estimate_json"),
+            task_json: row.get("task_json"),
+            datasets_json: row.get("datasets_json"),
+            outcome: row.get("outcome"),
+            decisions,
+        }
+    }
+
+    async fn decisions(&self, job_id: &str) -> Result<Vec<Decision>, StoreError> {
+        Ok(sqlx::query(
+            "SELECT * FROM review_decisions WHERE job_id = ? ORDER BY created_at, reviewer_id",
+        )
+        .bind(job_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| Decision {
+            reviewer_id: r.get("reviewer_id"),
+            decision: r.get("decision"),
+            reason: r.get("reason"),
+            manifest_digest: r.get("manifest_digest"),
+            at: r.get("created_at"),
+        })
+        .collect())
+    }
+
+    /// A job held for review (decided or not), with its decisions.
+    pub async fn held_job(&self, job_id: &str) -> Result<Option<HeldJob>, StoreError> {
+        let row = sqlx::query(
+            "SELECT r.*, j.user_id FROM job_reviews r JOIN jobs j ON j.id = r.job_id WHERE r.job_id = ?",
+        )
+        .bind(job_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(row) => {
+                let decisions = self.decisions(job_id).await?;
+                Ok(Some(Self::held_from_row(&row, decisions)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Jobs awaiting a decision that `reviewer_id` may make: not their own,
+    /// not already decided by them.
+    pub async fn reviews_for(&self, reviewer_id: &str) -> Result<Vec<HeldJob>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT r.*, j.user_id FROM job_reviews r JOIN jobs j ON j.id = r.job_id
+             WHERE r.outcome IS NULL AND j.state = 'queued' AND j.user_id != ?
+             AND NOT EXISTS (SELECT 1 FROM review_decisions d WHERE d.job_id = r.job_id AND d.reviewer_id = ?)
+             ORDER BY r.created_at, r.job_id",
+        )
+        .bind(reviewer_id)
+        .bind(reviewer_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let decisions = self.decisions(row.get("job_id")).await?;
+            out.push(Self::held_from_row(row, decisions));
+        }
+        Ok(out)
+    }
+
+    /// The manifest (canonical JSON) and digest of `user_id`'s most recent
+    /// approved job other than `except`: what a reviewer diffs against.
+    pub async fn last_approved_manifest(
+        &self,
+        user_id: &str,
+        except: &str,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT j.manifest_json, j.manifest_digest FROM jobs j JOIN job_reviews r ON r.job_id = j.id
+             WHERE j.user_id = ? AND j.id != ? AND r.outcome = 'approved'
+             ORDER BY j.created_at DESC, j.id DESC LIMIT 1",
+        )
+        .bind(user_id)
+        .bind(except)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| (r.get("manifest_json"), r.get("manifest_digest"))))
+    }
+
+    /// Records one reviewer's decision on a held job, atomically with what
+    /// it implies: a rejection rejects the job; the last approval needed
+    /// marks it approved (the caller then reserves and runs it). Refused
+    /// when the job is not awaiting review, the reviewer submitted it,
+    /// already decided, or reviewed another manifest digest.
+    pub async fn decide_review(
+        &self,
+        reviewer_id: &str,
+        job_id: &str,
+        approve: bool,
+        reason: &str,
+        manifest_digest: &str,
+    ) -> Result<ReviewOutcome, StoreError> {
+        let mut tx = self.write().await?;
+        let row = sqlx::query(
+            "SELECT r.required, r.outcome, j.user_id, j.manifest_digest FROM job_reviews r
+             JOIN jobs j ON j.id = r.job_id WHERE r.job_id = ?",
+        )
+        .bind(job_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("review of job {job_id}")))?;
+        let required = u8::try_from(row.get::<i64, _>("required")).map_err(corrupt)?;
+        let outcome: Option<String> = row.get("outcome");
+        let state = job_state(&mut tx, job_id).await?;
+        if outcome.is_some() || state != crate::JobState::Queued {
+            return Err(StoreError::Refused(format!(
+                "job {job_id} is no longer awaiting review"
+            )));
+        }
+        if row.get::<String, _>("user_id") == reviewer_id {
+            return Err(StoreError::Refused("nobody reviews their own job".into()));
+        }
+        if row.get::<String, _>("manifest_digest") != manifest_digest {
+            return Err(StoreError::Refused(format!(
+                "the decision names manifest digest {manifest_digest}, but job {job_id} runs another; review the current manifest"
+            )));
+        }
+        let done = sqlx::query(
+            "INSERT OR IGNORE INTO review_decisions (job_id, reviewer_id, decision, reason, manifest_digest, created_at)
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(job_id)
+        .bind(reviewer_id)
+        .bind(if approve { "approve" } else { "reject" })
+        .bind(reason)
+        .bind(manifest_digest)
+        .bind(now_rfc3339())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Refused(format!(
+                "you already decided on job {job_id}"
+            )));
+        }
+        let approvals: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM review_decisions WHERE job_id = ? AND decision = 'approve'",
+        )
+        .bind(job_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let approvals = u8::try_from(approvals).map_err(corrupt)?;
+        let result = if !approve {
+            sqlx::query("UPDATE job_reviews SET outcome = 'rejected' WHERE job_id = ?")
+                .bind(job_id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "UPDATE jobs SET state = 'rejected', message = ?, updated_at = ? WHERE id = ?",
+            )
+            .bind(format!("rejected in review: {reason}"))
+            .bind(now_rfc3339())
+            .bind(job_id)
+            .execute(&mut *tx)
+            .await?;
+            ReviewOutcome::Rejected
+        } else if approvals >= required {
+            sqlx::query("UPDATE job_reviews SET outcome = 'approved' WHERE job_id = ?")
+                .bind(job_id)
+                .execute(&mut *tx)
+                .await?;
+            ReviewOutcome::Approved
+        } else {
+            ReviewOutcome::Pending {
+                approvals,
+                required,
+            }
+        };
+        audit::append(
+            &mut tx,
+            reviewer_id,
+            if approve {
+                "review.approve"
+            } else {
+                "review.reject"
+            },
+            job_id,
+            &serde_json::json!({
+                "manifest_digest": manifest_digest,
+                "reason": reason,
+                "approvals": approvals,
+                "required": required,
+            }),
+        )
+        .await?;
+        commit(tx).await?;
+        Ok(result)
+    }
+}
