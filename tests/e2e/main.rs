@@ -3,6 +3,7 @@
 //! in production.
 
 mod catalog;
+mod control;
 mod crash;
 mod dependencies;
 mod ingest;

@@ -108,6 +108,12 @@ enum UserCommand {
     },
     /// Show who the token belongs to.
     Me,
+    /// Close a user's access to every dataset (admin); their jobs stop.
+    Close {
+        name: String,
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
@@ -155,6 +161,35 @@ enum DatasetCommand {
     Quality { name: String, version: String },
     /// Show your privacy budget on a dataset.
     Budget { name: String },
+    /// Suspend a dataset (provider or admin): new jobs refused, running ones
+    /// cancelled, nothing more released, budget frozen.
+    Suspend {
+        name: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Resume a suspended dataset (after publishing a processed version, say).
+    Resume {
+        name: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Withdraw a dataset for good.
+    Withdraw {
+        name: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Revoke one user's access to a dataset (provider); their jobs on it stop.
+    Revoke {
+        name: String,
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// The public list of revocations.
+    Revocations,
     /// Require human review of every job on a dataset (provider): 0 (none),
     /// 1, or 2 distinct reviewers.
     ReviewPolicy {
@@ -278,6 +313,13 @@ async fn run(cli: Cli) -> Result<()> {
                 created.user.id
             );
             println!("token (shown once): {}", created.token);
+        }
+        Command::User(UserCommand::Close { name, reason }) => {
+            let r = client.close_user(&name, &reason).await?;
+            println!(
+                "closed {name}'s access; {} job(s) cancelled",
+                r.jobs_cancelled
+            );
         }
         Command::User(UserCommand::Me) => {
             let me = client.me().await?;
@@ -436,6 +478,37 @@ async fn dataset(client: &Client, cmd: DatasetCommand) -> Result<()> {
         DatasetCommand::Grant { name, user } => {
             client.grant_access(&name, &user).await?;
             println!("granted {user} access to {name}");
+        }
+        DatasetCommand::Suspend { name, reason } => {
+            let r = client.suspend_dataset(&name, &reason).await?;
+            println!("{name} suspended; {} job(s) cancelled", r.jobs_cancelled);
+        }
+        DatasetCommand::Resume { name, reason } => {
+            client.resume_dataset(&name, &reason).await?;
+            println!("{name} resumed");
+        }
+        DatasetCommand::Withdraw { name, reason } => {
+            let r = client.withdraw_dataset(&name, &reason).await?;
+            println!("{name} withdrawn; {} job(s) cancelled", r.jobs_cancelled);
+        }
+        DatasetCommand::Revoke { name, user, reason } => {
+            let r = client.revoke_access(&name, &user, &reason).await?;
+            println!(
+                "{user}'s access to {name} revoked; {} job(s) cancelled",
+                r.jobs_cancelled
+            );
+        }
+        DatasetCommand::Revocations => {
+            for r in client.revocations().await? {
+                println!(
+                    "{}  {}  {}  by {}: {}",
+                    r.at,
+                    r.user,
+                    r.dataset.as_deref().unwrap_or("all datasets"),
+                    r.decided_by,
+                    r.reason
+                );
+            }
         }
         DatasetCommand::ReviewPolicy { name, reviewers } => {
             client.set_review_policy(&name, reviewers).await?;

@@ -258,6 +258,80 @@ impl Client {
         .await
     }
 
+    async fn control(
+        &self,
+        path: &str,
+        body: &impl serde::Serialize,
+    ) -> Result<sluice_types::api::ControlResult, ClientError> {
+        self.json(self.request(Method::POST, path).json(body)).await
+    }
+    /// Suspends a dataset (its provider or the authority): new jobs are
+    /// refused and running ones cancelled.
+    pub async fn suspend_dataset(
+        &self,
+        name: &str,
+        reason: &str,
+    ) -> Result<sluice_types::api::ControlResult, ClientError> {
+        let body = sluice_types::api::Reason {
+            reason: reason.into(),
+        };
+        self.control(&format!("/v1/datasets/{name}/suspend"), &body)
+            .await
+    }
+    pub async fn resume_dataset(
+        &self,
+        name: &str,
+        reason: &str,
+    ) -> Result<sluice_types::api::ControlResult, ClientError> {
+        let body = sluice_types::api::Reason {
+            reason: reason.into(),
+        };
+        self.control(&format!("/v1/datasets/{name}/resume"), &body)
+            .await
+    }
+    pub async fn withdraw_dataset(
+        &self,
+        name: &str,
+        reason: &str,
+    ) -> Result<sluice_types::api::ControlResult, ClientError> {
+        let body = sluice_types::api::Reason {
+            reason: reason.into(),
+        };
+        self.control(&format!("/v1/datasets/{name}/withdraw"), &body)
+            .await
+    }
+    /// Restricts one user's access to a dataset (its provider).
+    pub async fn revoke_access(
+        &self,
+        name: &str,
+        user: &str,
+        reason: &str,
+    ) -> Result<sluice_types::api::ControlResult, ClientError> {
+        let body = sluice_types::api::RevokeRequest {
+            user: user.into(),
+            reason: reason.into(),
+        };
+        self.control(&format!("/v1/datasets/{name}/revoke"), &body)
+            .await
+    }
+    /// Closes a user's access to every dataset (the authority).
+    pub async fn close_user(
+        &self,
+        name: &str,
+        reason: &str,
+    ) -> Result<sluice_types::api::ControlResult, ClientError> {
+        let body = sluice_types::api::Reason {
+            reason: reason.into(),
+        };
+        self.control(&format!("/v1/users/{name}/close"), &body)
+            .await
+    }
+    /// The public list of revocations.
+    pub async fn revocations(&self) -> Result<Vec<sluice_types::api::RevocationView>, ClientError> {
+        self.json(self.request(Method::GET, "/v1/revocations"))
+            .await
+    }
+
     /// The whole audit log (admin).
     pub async fn audit_log(&self) -> Result<serde_json::Value, ClientError> {
         self.json(self.request(Method::GET, "/v1/audit")).await

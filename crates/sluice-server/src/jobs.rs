@@ -10,7 +10,9 @@
 
 use std::sync::Arc;
 
-use sluice_store::{DatasetRecord, HoldForReview, JobState, NewJob, UserRecord};
+use sluice_store::{
+    ActiveJob, DatasetRecord, DatasetStatus, HoldForReview, JobState, NewJob, UserRecord,
+};
 use sluice_types::api::EstimateView;
 use sluice_types::error::ErrorCode;
 use sluice_types::manifest::{JobKind, Manifest, split_dataset_ref};
@@ -88,6 +90,9 @@ pub async fn check_job_access(
     record: &DatasetRecord,
 ) -> Result<(), ApiError> {
     let name = &record.entry.name;
+    if let Some(why) = barred(state, &caller.id, record).await? {
+        return Err(ApiError::forbidden(why));
+    }
     let owns = record.owner_id == caller.id || caller.role == Role::Admin;
     match record.entry.open_category {
         OpenCategory::NotOpen => Err(ApiError::new(
@@ -102,6 +107,39 @@ pub async fn check_job_access(
         }
         _ => Ok(()),
     }
+}
+
+/// Why `user_id` may not run a job on `record` now, whatever the grants: the
+/// dataset is suspended or withdrawn (art. 38), or the user's access was
+/// revoked (art. 34). Checked at submission and again when a job starts.
+pub async fn barred(
+    state: &AppState,
+    user_id: &str,
+    record: &DatasetRecord,
+) -> Result<Option<String>, ApiError> {
+    let name = &record.entry.name;
+    let reason = record.status_reason.as_deref().unwrap_or("no reason given");
+    match record.status {
+        DatasetStatus::Active => {}
+        DatasetStatus::Suspended => {
+            return Ok(Some(format!(
+                "dataset {name} is suspended ({reason}): no job may run on it"
+            )));
+        }
+        DatasetStatus::Withdrawn => {
+            return Ok(Some(format!("dataset {name} was withdrawn ({reason})")));
+        }
+    }
+    Ok(state
+        .store
+        .revocation_of(user_id, &record.entry.id)
+        .await?
+        .map(|r| {
+            format!(
+                "your access to {name} was revoked on {}: {}",
+                r.created_at, r.reason
+            )
+        }))
 }
 
 /// A manifest checked against the catalog and the caller's access, with
@@ -457,9 +495,38 @@ pub struct Runnable {
     pub datasets: Vec<ReleasedDataset>,
 }
 
-/// Reserves the job's budget (before any data is touched) and runs it in
-/// the background. A refused reservation rejects the job.
+/// Registers the job for cancellation, checks again that no suspension or
+/// revocation bars it, reserves its budget (before any data is touched) and
+/// runs it in the background. A refusal rejects the job.
 pub async fn start(state: SharedState, job: Runnable) -> Result<(), ApiError> {
+    // Registered first: a suspension or revocation from now on reaches it.
+    let (cancel, cancelled) = tokio::sync::watch::channel(None);
+    state
+        .cancels
+        .lock()
+        .expect("cancel registry")
+        .insert(job.job_id.clone(), cancel);
+    let refuse = |state: &SharedState, job: &Runnable, err: ApiError| {
+        let state = state.clone();
+        let (user, id) = (job.user_id.clone(), job.job_id.clone());
+        async move {
+            state.cancels.lock().expect("cancel registry").remove(&id);
+            // The job may already have been cancelled (failed): keep that.
+            let _ = state
+                .store
+                .set_job_state(&user, &id, JobState::Rejected, Some(&err.message))
+                .await;
+            Err::<(), ApiError>(err)
+        }
+    };
+    for id in &job.dataset_ids {
+        let Some(record) = state.store.dataset(id).await? else {
+            return refuse(&state, &job, ApiError::internal()).await;
+        };
+        if let Some(why) = barred(&state, &job.user_id, &record).await? {
+            return refuse(&state, &job, ApiError::forbidden(why)).await;
+        }
+    }
     if let Err(e) = state
         .store
         .reserve(
@@ -472,25 +539,73 @@ pub async fn start(state: SharedState, job: Runnable) -> Result<(), ApiError> {
         )
         .await
     {
-        let err = ApiError::from(e);
-        state
-            .store
-            .set_job_state(
-                &job.user_id,
-                &job.job_id,
-                JobState::Rejected,
-                Some(&err.message),
-            )
-            .await?;
-        return Err(err);
+        return refuse(&state, &job, ApiError::from(e)).await;
     }
     tokio::spawn(async move {
         let id = job.job_id.clone();
-        if let Err(e) = execute(&state, job).await {
+        if let Err(e) = execute(&state, job, cancelled).await {
             tracing::error!(job = %id, error = ?e, "job bookkeeping failed");
         }
+        state.cancels.lock().expect("cancel registry").remove(&id);
     });
     Ok(())
+}
+
+/// Cancels every job not yet ended that `affected` selects: a running job's
+/// sandbox is killed and its spend kept (it may have read data); a job not
+/// started (queued, awaiting review) fails with nothing spent. Nothing of
+/// either is released. Returns how many were cancelled.
+pub async fn cancel_jobs(
+    state: &AppState,
+    affected: impl Fn(&ActiveJob) -> bool,
+    reason: &str,
+) -> Result<usize, ApiError> {
+    let mut n = 0;
+    for job in state.store.active_jobs().await? {
+        if !affected(&job) {
+            continue;
+        }
+        n += 1;
+        let registered = state
+            .cancels
+            .lock()
+            .expect("cancel registry")
+            .get(&job.id)
+            .map(|tx| tx.send_replace(Some(reason.to_owned())))
+            .is_some();
+        if !registered {
+            // Not started: no reservation exists and no data was read.
+            let _ = state
+                .store
+                .set_job_state(
+                    "system",
+                    &job.id,
+                    JobState::Failed,
+                    Some(&format!(
+                        "cancelled before it ran: {reason}; nothing was spent"
+                    )),
+                )
+                .await;
+        }
+    }
+    Ok(n)
+}
+
+/// Why a finished job's outputs must be withheld: a dataset was suspended
+/// or withdrawn, or the user's access revoked, while it ran.
+async fn withheld(state: &AppState, user_id: &str, dataset_ids: &[String]) -> Option<String> {
+    for id in dataset_ids {
+        let record = match state.store.dataset(id).await {
+            Ok(Some(r)) => r,
+            _ => return Some("its dataset could not be checked".into()),
+        };
+        match barred(state, user_id, &record).await {
+            Ok(None) => {}
+            Ok(Some(why)) => return Some(why),
+            Err(_) => return Some("its access could not be checked".into()),
+        }
+    }
+    None
 }
 
 /// A held job, approved: rebuilt from what was stored when it was held.
@@ -525,7 +640,11 @@ pub async fn start_approved(state: SharedState, job_id: &str) -> Result<(), ApiE
     start(state, runnable).await
 }
 
-async fn execute(state: &Arc<AppState>, job: Runnable) -> Result<(), sluice_store::StoreError> {
+async fn execute(
+    state: &Arc<AppState>,
+    job: Runnable,
+    mut cancelled: tokio::sync::watch::Receiver<Option<String>>,
+) -> Result<(), sluice_store::StoreError> {
     let store = &state.store;
     let Runnable {
         user_id,
@@ -536,13 +655,49 @@ async fn execute(state: &Arc<AppState>, job: Runnable) -> Result<(), sluice_stor
         epsilon,
         delta,
         datasets,
-        ..
+        dataset_ids,
     } = job;
     let (job_id, digest) = (job_id.as_str(), digest.as_str());
     store
         .set_job_state("system", job_id, JobState::Running, None)
         .await?;
-    match sandbox::run(state, &task, &[]).await {
+    let outcome = tokio::select! {
+        r = sandbox::run(state, &task, &[]) => Ok(r),
+        // Dropping the sandbox future kills the child (kill_on_drop).
+        reason = cancelled.wait_for(Option::is_some) => Err(match reason {
+            Ok(r) => r.clone().unwrap_or_default(),
+            Err(_) => "the server is shutting down".to_owned(),
+        }),
+    };
+    let outcome = match outcome {
+        Ok(Ok(SandboxResponse::Released { outputs })) => {
+            match withheld(state, &user_id, &dataset_ids).await {
+                None => Ok(Ok(SandboxResponse::Released { outputs })),
+                Some(why) => Err(format!("outputs withheld: {why}")),
+            }
+        }
+        other => other,
+    };
+    let outcome = match outcome {
+        Ok(r) => r,
+        Err(reason) => {
+            tracing::info!(job = %job_id, "job cancelled");
+            // The sandbox may have read data: the spend stays.
+            store.commit_spend("system", job_id).await?;
+            store
+                .set_job_state(
+                    "system",
+                    job_id,
+                    JobState::Failed,
+                    Some(&format!(
+                        "cancelled: {reason}; nothing was released and its budget stays spent"
+                    )),
+                )
+                .await?;
+            return Ok(());
+        }
+    };
+    match outcome {
         Ok(SandboxResponse::Released { outputs }) => {
             let body = ReleaseBody {
                 job_id: job_id.to_owned(),

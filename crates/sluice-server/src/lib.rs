@@ -8,6 +8,7 @@
 //! public preview rows or noised outputs. The server signs what the sandbox
 //! released and records spends and audit entries.
 
+mod control;
 mod error;
 mod jobs;
 mod reviews;
@@ -59,6 +60,11 @@ pub struct AppState {
     pub config: Config,
     /// Bounds how many sandbox processes run at once; further tasks queue.
     pub sandbox_slots: tokio::sync::Semaphore,
+    /// Jobs past their start check, by id: sending a reason cancels the job
+    /// (its sandbox is killed, nothing is released).
+    pub cancels: std::sync::Mutex<
+        std::collections::HashMap<String, tokio::sync::watch::Sender<Option<String>>>,
+    >,
 }
 
 /// Sandboxes running at once: one per core, at least two.
@@ -129,6 +135,7 @@ pub async fn start(config: Config) -> Result<Started, StartError> {
         keys,
         config,
         sandbox_slots: tokio::sync::Semaphore::new(sandbox_slots()),
+        cancels: Default::default(),
     });
     let app = router(state);
     tracing::info!(%addr, "sluice server listening");

@@ -21,7 +21,7 @@ use sluice_types::sandbox::{IngestTask, PreviewTask, SandboxResponse, SandboxTas
 use sluice_types::{CatalogEntry, DataFormat, DatasetVersion, OpenCategory, Role};
 
 use crate::error::ApiError;
-use crate::{AppState, MAX_UPLOAD_BYTES, SharedState, jobs, reviews, sandbox, synthetic};
+use crate::{AppState, MAX_UPLOAD_BYTES, SharedState, control, jobs, reviews, sandbox, synthetic};
 
 pub fn router(state: SharedState) -> Router {
     Router::new()
@@ -47,6 +47,12 @@ pub fn router(state: SharedState) -> Router {
             "/v1/datasets/{name}/review-policy",
             axum::routing::put(reviews::set_policy),
         )
+        .route("/v1/datasets/{name}/suspend", post(control::suspend))
+        .route("/v1/datasets/{name}/resume", post(control::resume))
+        .route("/v1/datasets/{name}/withdraw", post(control::withdraw))
+        .route("/v1/datasets/{name}/revoke", post(control::revoke))
+        .route("/v1/users/{name}/close", post(control::close_user))
+        .route("/v1/revocations", get(control::revocations))
         .route("/v1/reviews", get(reviews::list))
         .route("/v1/reviews/{id}", get(reviews::show).post(reviews::decide))
         .route("/v1/jobs", post(submit_job).get(list_jobs))
@@ -302,6 +308,14 @@ async fn add_version(
         return Err(ApiError::forbidden(format!(
             "only the provider of {name} may publish versions"
         )));
+    }
+    // A suspended dataset may get a processed version before it resumes; a
+    // withdrawn one is closed for good.
+    if record.status == sluice_store::DatasetStatus::Withdrawn {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!("dataset {name} was withdrawn: no new version may be published"),
+        ));
     }
     if body.is_empty() {
         return Err(ApiError::new(

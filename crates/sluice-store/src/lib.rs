@@ -13,8 +13,11 @@
 //! `sluice.lock`).
 
 mod audit;
+mod control;
 mod ledger;
 mod reviews;
+
+pub use control::{ActiveJob, DatasetStatus, Revocation};
 
 pub use reviews::{Decision, HeldJob, HoldForReview, ReviewOutcome};
 
@@ -100,6 +103,9 @@ pub struct DatasetRecord {
     pub user_epsilon: Epsilon,
     /// Distinct reviewers who must approve a job on this dataset (0 to 2).
     pub reviewers_required: u8,
+    pub status: DatasetStatus,
+    /// Why it was suspended or withdrawn.
+    pub status_reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -192,7 +198,7 @@ pub struct JobRecord {
 }
 
 /// Selects a job row with whether it awaits review.
-const JOB_COLUMNS: &str = "jobs.*, EXISTS (SELECT 1 FROM job_reviews r WHERE r.job_id = jobs.id AND r.outcome IS NULL) AS awaiting_review";
+const JOB_COLUMNS: &str = "jobs.*, (jobs.state = 'queued' AND EXISTS (SELECT 1 FROM job_reviews r WHERE r.job_id = jobs.id AND r.outcome IS NULL)) AS awaiting_review";
 
 pub struct Store {
     pool: SqlitePool,
@@ -624,6 +630,9 @@ impl Store {
             user_epsilon: Epsilon::from_units(from_units(row.get("user_epsilon_units"))?),
             reviewers_required: u8::try_from(row.get::<i64, _>("reviewers_required"))
                 .map_err(corrupt)?,
+            status: DatasetStatus::parse(row.get::<&str, _>("status"))
+                .ok_or_else(|| corrupt("dataset status"))?,
+            status_reason: row.get("status_reason"),
         })
     }
 

@@ -189,3 +189,38 @@ pub struct ReviewResult {
     pub approvals: u8,
     pub required: u8,
 }
+
+/// `POST /v1/datasets/{name}/suspend|withdraw|resume` and
+/// `POST /v1/users/{name}/close`: the reason, recorded and shown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reason {
+    pub reason: String,
+}
+
+/// `POST /v1/datasets/{name}/revoke`: restrict one user's access.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeRequest {
+    pub user: String,
+    pub reason: String,
+}
+
+/// A revocation, as publicly listed (art. 34).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RevocationView {
+    pub user: String,
+    /// The dataset, or None when the authority closed the user's access.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<String>,
+    pub decided_by: String,
+    pub reason: String,
+    pub at: String,
+}
+
+/// What a control action did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ControlResult {
+    /// Jobs cancelled by it (queued, awaiting review or running).
+    pub jobs_cancelled: usize,
+}

@@ -1,0 +1,181 @@
+//! Revocation (art. 34) and suspension (art. 38). Each decision is
+//! recorded with its reason (audit log; revocations also publicly listed),
+//! then every affected job that has not ended is cancelled: nothing more is
+//! released to a revoked user or from a suspended dataset.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use sluice_store::DatasetStatus;
+use sluice_types::Role;
+use sluice_types::api::{ControlResult, Reason, RevocationView, RevokeRequest};
+
+use crate::SharedState;
+use crate::error::ApiError;
+use crate::jobs::cancel_jobs;
+use crate::routes::{Caller, find_dataset, owns, require};
+
+fn reason_text(reason: &str) -> Result<&str, ApiError> {
+    let r = reason.trim();
+    if r.is_empty() || r.len() > 4096 {
+        return Err(ApiError::bad_request(
+            "a reason of 1 to 4096 bytes is required: it is recorded and shown",
+        ));
+    }
+    Ok(r)
+}
+
+async fn set_status(
+    state: SharedState,
+    caller: sluice_store::UserRecord,
+    name: String,
+    status: DatasetStatus,
+    reason: &str,
+) -> Result<Json<ControlResult>, ApiError> {
+    let record = find_dataset(&state, &caller, &name).await?;
+    if !owns(&caller, &record) {
+        return Err(ApiError::forbidden(format!(
+            "only the provider of {name} or the authority may change its status"
+        )));
+    }
+    let reason = reason_text(reason)?;
+    state
+        .store
+        .set_dataset_status(&caller.id, &record.entry.id, status, reason)
+        .await?;
+    let id = record.entry.id.clone();
+    let jobs_cancelled = if status == DatasetStatus::Active {
+        0
+    } else {
+        cancel_jobs(
+            &state,
+            |j| j.dataset_ids.contains(&id),
+            &format!("dataset {name} was {}: {reason}", status.as_str()),
+        )
+        .await?
+    };
+    Ok(Json(ControlResult { jobs_cancelled }))
+}
+
+pub async fn suspend(
+    State(state): State<SharedState>,
+    Caller(caller): Caller,
+    Path(name): Path<String>,
+    Json(req): Json<Reason>,
+) -> Result<Json<ControlResult>, ApiError> {
+    set_status(state, caller, name, DatasetStatus::Suspended, &req.reason).await
+}
+
+pub async fn resume(
+    State(state): State<SharedState>,
+    Caller(caller): Caller,
+    Path(name): Path<String>,
+    Json(req): Json<Reason>,
+) -> Result<Json<ControlResult>, ApiError> {
+    set_status(state, caller, name, DatasetStatus::Active, &req.reason).await
+}
+
+pub async fn withdraw(
+    State(state): State<SharedState>,
+    Caller(caller): Caller,
+    Path(name): Path<String>,
+    Json(req): Json<Reason>,
+) -> Result<Json<ControlResult>, ApiError> {
+    set_status(state, caller, name, DatasetStatus::Withdrawn, &req.reason).await
+}
+
+/// A provider restricts one user's access to its dataset.
+pub async fn revoke(
+    State(state): State<SharedState>,
+    Caller(caller): Caller,
+    Path(name): Path<String>,
+    Json(req): Json<RevokeRequest>,
+) -> Result<Json<ControlResult>, ApiError> {
+    let record = find_dataset(&state, &caller, &name).await?;
+    if !owns(&caller, &record) {
+        return Err(ApiError::forbidden(format!(
+            "only the provider of {name} or the authority may revoke access to it"
+        )));
+    }
+    let reason = reason_text(&req.reason)?;
+    let user = state
+        .store
+        .user_by_name(&req.user)
+        .await?
+        .ok_or_else(|| ApiError::not_found(&format!("user {}", req.user)))?;
+    state
+        .store
+        .revoke(&caller.id, &user.id, Some(&record.entry.id), reason)
+        .await?;
+    let id = record.entry.id.clone();
+    let jobs_cancelled = cancel_jobs(
+        &state,
+        |j| j.user_id == user.id && j.dataset_ids.contains(&id),
+        &format!("access to {name} was revoked: {reason}"),
+    )
+    .await?;
+    Ok(Json(ControlResult { jobs_cancelled }))
+}
+
+/// The authority closes a user's access to every dataset.
+pub async fn close_user(
+    State(state): State<SharedState>,
+    Caller(caller): Caller,
+    Path(name): Path<String>,
+    Json(req): Json<Reason>,
+) -> Result<Json<ControlResult>, ApiError> {
+    require(&caller, &[Role::Admin], "close a user's access")?;
+    let reason = reason_text(&req.reason)?;
+    let user = state
+        .store
+        .user_by_name(&name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(&format!("user {name}")))?;
+    if user.role == Role::Admin {
+        return Err(ApiError::bad_request(
+            "the authority's own accounts cannot be closed this way",
+        ));
+    }
+    state
+        .store
+        .revoke(&caller.id, &user.id, None, reason)
+        .await?;
+    let jobs_cancelled = cancel_jobs(
+        &state,
+        |j| j.user_id == user.id,
+        &format!("access was closed by the authority: {reason}"),
+    )
+    .await?;
+    Ok(Json(ControlResult { jobs_cancelled }))
+}
+
+/// Every revocation, for anyone with a token (art. 34: listed publicly).
+pub async fn revocations(
+    State(state): State<SharedState>,
+    Caller(_): Caller,
+) -> Result<Json<Vec<RevocationView>>, ApiError> {
+    let mut out = Vec::new();
+    for r in state.store.revocations().await? {
+        let name_of = |id: String| {
+            let state = state.clone();
+            async move { Ok::<_, ApiError>(state.store.user_by_id(&id).await?.map_or(id, |u| u.name)) }
+        };
+        let dataset = match r.dataset_id {
+            Some(d) => Some(
+                state
+                    .store
+                    .dataset(&d)
+                    .await?
+                    .map_or(d, |record| record.entry.name),
+            ),
+            None => None,
+        };
+        out.push(RevocationView {
+            user: name_of(r.user_id).await?,
+            dataset,
+            decided_by: name_of(r.decided_by).await?,
+            reason: r.reason,
+            at: r.created_at,
+        });
+    }
+    Ok(Json(out))
+}

@@ -1,0 +1,196 @@
+//! Suspension (art. 38) and revocation (art. 34): running jobs are
+//! cancelled with nothing released, queued ones never run, new ones are
+//! refused, and revocations are listed publicly.
+
+use std::time::{Duration, Instant};
+
+use sluice_types::{ErrorCode, Role};
+
+use crate::{manifest, pums_csv, with_pums};
+
+const Q: &str = "SELECT sex, COUNT(*) AS n FROM pums GROUP BY sex";
+
+/// A WASM job whose every unit loops until its fuel runs out: it runs for
+/// tens of seconds on the 1,000 PUMS units.
+fn slow_job() -> String {
+    let module = wat::parse_str(
+        r#"(module (memory (export "memory") 1)
+             (func (export "map") (loop $forever (br $forever))))"#,
+    )
+    .unwrap();
+    format!(
+        "version = 1\ntitle = \"slow\"\npurpose = \"test\"\ndatasets = [\"pums\"]\n\n[job]\nkind = \"wasm\"\nmode = \"map\"\nmodule = \"{}\"\ncolumns = [\"income\"]\noutputs = [{{ name = \"x\", lower = 0.0, upper = 1.0, default = 0.0 }}]\n\n[privacy]\nepsilon = 1.0\n",
+        sluice_types::b64_encode(&module)
+    )
+}
+
+async fn wait_for_state(client: &sluice_client::Client, id: &str, state: &str) {
+    let start = Instant::now();
+    loop {
+        let job = client.job(id).await.unwrap();
+        if job.state == state {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "job stayed {} ({:?}), never {state}",
+            job.state,
+            job.message
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn suspending_a_dataset_cancels_its_running_job_and_refuses_new_ones() {
+    let p = with_pums().await;
+    let job = p.alice.submit_job(&slow_job()).await.unwrap();
+    wait_for_state(&p.alice, &job.id, "running").await;
+
+    // Only the provider (or the authority) suspends, with a reason.
+    let err = p.alice.suspend_dataset("pums", "no").await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Forbidden), "{err}");
+    let err = p.provider.suspend_dataset("pums", " ").await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::BadRequest), "{err}");
+    let cancelled_at = Instant::now();
+    let r = p
+        .provider
+        .suspend_dataset("pums", "an error found in the income column")
+        .await
+        .unwrap();
+    assert_eq!(r.jobs_cancelled, 1);
+
+    // The running job ends at once (its sandbox killed), releasing nothing;
+    // it may have read data, so its budget stays spent.
+    let ended = p
+        .alice
+        .wait_job(&job.id, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(cancelled_at.elapsed() < Duration::from_secs(10));
+    assert_eq!(ended.state, "failed");
+    let message = ended.message.unwrap();
+    assert!(
+        message.contains("cancelled") && message.contains("suspended"),
+        "{message}"
+    );
+    let err = p.alice.release(&job.id).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::NotFound), "{err}");
+    assert_eq!(p.alice.budget("pums").await.unwrap().user_spent, "1");
+
+    // New jobs are refused while suspended, and cost nothing.
+    let err = p
+        .alice
+        .submit_job(&manifest("pums", Q, 1.0))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Forbidden), "{err}");
+    assert!(err.to_string().contains("suspended"), "{err}");
+    assert_eq!(p.alice.budget("pums").await.unwrap().user_spent, "1");
+
+    // A processed version may be published, then the dataset resumed.
+    let text = String::from_utf8(pums_csv()).unwrap();
+    let processed: String = text.lines().take(900).map(|l| format!("{l}\n")).collect();
+    p.provider
+        .upload_version("pums", processed.into_bytes())
+        .await
+        .unwrap();
+    p.provider
+        .resume_dataset("pums", "income column corrected")
+        .await
+        .unwrap();
+    let job = crate::run_job(&p.alice, &manifest("pums", Q, 1.0)).await;
+    assert_eq!(job.state, "released", "{:?}", job.message);
+
+    // Withdrawn is for good.
+    p.provider
+        .withdraw_dataset("pums", "superseded")
+        .await
+        .unwrap();
+    let err = p
+        .provider
+        .resume_dataset("pums", "again")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Conflict), "{err}");
+    let err = p
+        .provider
+        .upload_version("pums", pums_csv())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Conflict), "{err}");
+}
+
+#[tokio::test]
+async fn a_revoked_users_queued_and_running_jobs_never_release() {
+    let p = with_pums().await;
+    let reviewer = p.admin.with_token(
+        p.admin
+            .create_user("rev", Role::Reviewer)
+            .await
+            .unwrap()
+            .token,
+    );
+    // A running job: the provider restricts alice's access to pums.
+    let running = p.alice.submit_job(&slow_job()).await.unwrap();
+    wait_for_state(&p.alice, &running.id, "running").await;
+    let r = p
+        .provider
+        .revoke_access("pums", "alice", "use outside the agreed purpose")
+        .await
+        .unwrap();
+    assert_eq!(r.jobs_cancelled, 1);
+    let ended = p
+        .alice
+        .wait_job(&running.id, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(ended.state, "failed");
+    assert!(ended.message.unwrap().contains("revoked"));
+    let err = p
+        .alice
+        .submit_job(&manifest("pums", Q, 1.0))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Forbidden), "{err}");
+    assert!(err.to_string().contains("revoked"), "{err}");
+
+    // A queued job: bob's job waits for review; the authority closes bob.
+    p.provider.grant_access("pums", "bob").await.unwrap();
+    p.provider.set_review_policy("pums", 1).await.unwrap();
+    let queued = p.bob.submit_job(&manifest("pums", Q, 1.0)).await.unwrap();
+    assert_eq!(
+        p.bob.job(&queued.id).await.unwrap().state,
+        "awaiting_review"
+    );
+    let err = p.provider.close_user("bob", "x").await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Forbidden), "{err}");
+    let r = p
+        .admin
+        .close_user("bob", "repeated breaches of the data-use agreement")
+        .await
+        .unwrap();
+    assert_eq!(r.jobs_cancelled, 1);
+    let job = p.bob.job(&queued.id).await.unwrap();
+    assert_eq!(job.state, "failed");
+    assert!(job.message.unwrap().contains("nothing was spent"));
+    // A reviewer can no longer approve it into running.
+    assert!(reviewer.reviews().await.unwrap().is_empty());
+    let view_digest = job.manifest_digest.clone();
+    let err = reviewer
+        .decide_review(&queued.id, true, "ok", &view_digest)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Conflict), "{err}");
+    assert_eq!(p.bob.budget("pums").await.unwrap().user_spent, "0");
+
+    // Both decisions are listed publicly, with who decided and why.
+    let list = reviewer.revocations().await.unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0].user, "alice");
+    assert_eq!(list[0].dataset.as_deref(), Some("pums"));
+    assert_eq!(list[0].reason, "use outside the agreed purpose");
+    assert_eq!(list[1].user, "bob");
+    assert_eq!(list[1].dataset, None);
+    assert_eq!(list[1].decided_by, "admin");
+}
