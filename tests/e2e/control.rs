@@ -194,3 +194,45 @@ async fn a_revoked_users_queued_and_running_jobs_never_release() {
     assert_eq!(list[1].dataset, None);
     assert_eq!(list[1].decided_by, "admin");
 }
+
+/// Usage statistics count datasets, jobs by outcome and budget spent, by
+/// provider and by open category, for any role; no values.
+#[tokio::test]
+async fn usage_statistics_count_jobs_and_budget_by_provider_and_category() {
+    let p = with_pums().await;
+    let released = crate::run_job(&p.alice, &manifest("pums", Q, 1.0)).await;
+    assert_eq!(released.state, "released");
+    let err = p
+        .alice
+        .submit_job(&manifest("pums", "SELECT * FROM pums", 1.0))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::QueryRejected));
+    let stats = p.bob.stats().await.unwrap();
+    let provider = stats
+        .by_provider
+        .iter()
+        .find(|r| r.group == "US Census Bureau (sample)")
+        .unwrap();
+    assert_eq!(
+        (
+            provider.datasets,
+            provider.versions,
+            provider.jobs_released,
+            provider.jobs_rejected
+        ),
+        (1, 1, 1, 1)
+    );
+    assert_eq!(provider.epsilon_spent, "1");
+    let category = stats
+        .by_category
+        .iter()
+        .find(|r| r.group == "conditional")
+        .unwrap();
+    assert_eq!(category.jobs_released, 1);
+    assert_eq!(stats.releases, 1);
+    assert_eq!(stats.users, 4);
+    // Nothing in it is a value of the data.
+    let text = serde_json::to_string(&stats).unwrap();
+    assert!(!text.contains("income"), "{text}");
+}

@@ -332,6 +332,11 @@ impl Client {
             .await
     }
 
+    /// Usage statistics by provider and open category.
+    pub async fn stats(&self) -> Result<sluice_types::api::UsageStats, ClientError> {
+        self.json(self.request(Method::GET, "/v1/stats")).await
+    }
+
     /// The whole audit log (admin).
     pub async fn audit_log(&self) -> Result<serde_json::Value, ClientError> {
         self.json(self.request(Method::GET, "/v1/audit")).await

@@ -1,4 +1,4 @@
-//! Revocation (art. 34) and suspension (art. 38). Each decision is
+//! Revocation (art. 34), suspension (art. 38) and usage statistics (art. 9). Each decision is
 //! recorded with its reason (audit log; revocations also publicly listed),
 //! then every affected job that has not ended is cancelled: nothing more is
 //! released to a revoked user or from a suspended dataset.
@@ -178,4 +178,36 @@ pub async fn revocations(
         });
     }
     Ok(Json(out))
+}
+
+/// Usage statistics (art. 9), for any authenticated user: counts and
+/// budget by provider and by open category; no dataset's values.
+pub async fn stats(
+    State(state): State<SharedState>,
+    Caller(_): Caller,
+) -> Result<Json<sluice_types::api::UsageStats>, ApiError> {
+    let usage = state.store.usage().await?;
+    let rows = |groups: std::collections::BTreeMap<String, sluice_store::UsageGroup>| {
+        groups
+            .into_iter()
+            .map(|(group, g)| sluice_types::api::UsageRow {
+                group,
+                datasets: g.datasets,
+                versions: g.versions,
+                jobs_released: g.jobs_released,
+                jobs_failed: g.jobs_failed,
+                jobs_rejected: g.jobs_rejected,
+                jobs_pending: g.jobs_pending,
+                epsilon_spent: sluice_types::privacy::Epsilon::from_units(g.epsilon_spent_units)
+                    .to_string(),
+            })
+            .collect()
+    };
+    Ok(Json(sluice_types::api::UsageStats {
+        by_provider: rows(usage.by_provider),
+        by_category: rows(usage.by_category),
+        users: usage.users,
+        releases: usage.releases,
+        revocations: usage.revocations,
+    }))
 }

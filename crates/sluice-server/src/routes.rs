@@ -53,6 +53,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/datasets/{name}/revoke", post(control::revoke))
         .route("/v1/users/{name}/close", post(control::close_user))
         .route("/v1/revocations", get(control::revocations))
+        .route("/v1/stats", get(control::stats))
         .route("/v1/reviews", get(reviews::list))
         .route("/v1/reviews/{id}", get(reviews::show).post(reviews::decide))
         .route("/v1/jobs", post(submit_job).get(list_jobs))

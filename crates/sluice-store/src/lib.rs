@@ -16,10 +16,12 @@ mod audit;
 mod control;
 mod ledger;
 mod reviews;
+mod stats;
 
 pub use control::{ActiveJob, DatasetStatus, Revocation};
 
 pub use reviews::{Decision, HeldJob, HoldForReview, ReviewOutcome};
+pub use stats::{Usage, UsageGroup};
 
 use std::path::Path;
 use std::str::FromStr;

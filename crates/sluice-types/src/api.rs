@@ -224,3 +224,30 @@ pub struct ControlResult {
     /// Jobs cancelled by it (queued, awaiting review or running).
     pub jobs_cancelled: usize,
 }
+
+/// Usage figures for one group of datasets (art. 9). Counts and budget
+/// only: no private value of any dataset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UsageRow {
+    /// The provider's name or the open category.
+    pub group: String,
+    pub datasets: u64,
+    pub versions: u64,
+    /// Jobs that read a dataset of the group, by outcome.
+    pub jobs_released: u64,
+    pub jobs_failed: u64,
+    pub jobs_rejected: u64,
+    pub jobs_pending: u64,
+    /// ε spent (committed) on the group's datasets, all users together.
+    pub epsilon_spent: String,
+}
+
+/// `GET /v1/stats`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UsageStats {
+    pub by_provider: Vec<UsageRow>,
+    pub by_category: Vec<UsageRow>,
+    pub users: u64,
+    pub releases: u64,
+    pub revocations: u64,
+}
