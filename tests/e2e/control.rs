@@ -236,3 +236,79 @@ async fn usage_statistics_count_jobs_and_budget_by_provider_and_category() {
     let text = serde_json::to_string(&stats).unwrap();
     assert!(!text.contains("income"), "{text}");
 }
+
+/// Feedback: a user reports, the provider sees and answers it, nobody else
+/// sees it; rectification tasks are the authority's; extensions need its
+/// approval and stay within 30 working days.
+#[tokio::test]
+async fn feedback_goes_to_the_provider_with_a_deadline_and_stays_private() {
+    let p = with_pums().await;
+    let item = p
+        .alice
+        .report_feedback("pums", "error", "income has a negative value in one row")
+        .await
+        .unwrap();
+    assert_eq!((item.state.as_str(), item.overdue), ("open", false));
+    assert!(item.due_at > item.created_at);
+    let err = p
+        .alice
+        .report_feedback("pums", "rectification", "x")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Forbidden), "{err}");
+    let err = p
+        .alice
+        .report_feedback("pums", "rumour", "x")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::BadRequest), "{err}");
+    let task = p
+        .admin
+        .report_feedback("pums", "rectification", "quality audit: duplicated pid")
+        .await
+        .unwrap();
+
+    // The provider sees both; another user sees neither (not found).
+    assert_eq!(p.provider.feedback_list(false).await.unwrap().len(), 2);
+    assert!(p.bob.feedback_list(false).await.unwrap().is_empty());
+    let err = p.bob.feedback(&item.id).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::NotFound), "{err}");
+    assert!(p.provider.feedback_list(true).await.unwrap().is_empty());
+
+    // Only the provider answers; the reporter reads the answer.
+    let err = p.alice.answer_feedback(&item.id, "me").await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Forbidden), "{err}");
+    let err = p
+        .provider
+        .request_extension(&task.id, 40, "too long")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::BadRequest), "{err}");
+    let asked = p
+        .provider
+        .request_extension(&item.id, 15, "the source agency must check")
+        .await
+        .unwrap();
+    assert_eq!(
+        asked.extension.as_deref(),
+        Some("requested (15 working days)")
+    );
+    let err = p
+        .provider
+        .decide_extension(&item.id, true)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Forbidden), "{err}");
+    let approved = p.admin.decide_extension(&item.id, true).await.unwrap();
+    assert!(approved.due_at > item.due_at);
+    p.provider
+        .answer_feedback(&item.id, "the row is corrected in version 2")
+        .await
+        .unwrap();
+    let seen = p.alice.feedback(&item.id).await.unwrap();
+    assert_eq!(seen.state, "answered");
+    assert_eq!(
+        seen.answer.as_deref(),
+        Some("the row is corrected in version 2")
+    );
+}

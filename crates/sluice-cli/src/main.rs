@@ -72,6 +72,11 @@ enum Command {
     /// Review jobs held for human review (reviewers).
     #[command(subcommand)]
     Review(ReviewCommand),
+    /// Feedback on datasets and rectification tasks, with deadlines.
+    #[command(subcommand)]
+    Feedback(FeedbackCommand),
+    /// Usage statistics by provider and open category.
+    Stats,
     /// Check manifests offline.
     #[command(subcommand)]
     Manifest(ManifestCommand),
@@ -196,6 +201,45 @@ enum DatasetCommand {
         name: String,
         #[arg(long, value_parser = clap::value_parser!(u8).range(0..=2))]
         reviewers: u8,
+    },
+}
+
+#[derive(Subcommand)]
+enum FeedbackCommand {
+    /// Report an error or omission (kind: error, omission, other; the
+    /// authority also: rectification).
+    Report {
+        dataset: String,
+        #[arg(long, default_value = "error")]
+        kind: String,
+        #[arg(long)]
+        description: String,
+    },
+    /// Feedback you reported, on your datasets (providers), or all (admin).
+    List {
+        /// Only open items past their deadline.
+        #[arg(long)]
+        overdue: bool,
+    },
+    /// Answer feedback on your dataset (provider).
+    Answer {
+        id: String,
+        #[arg(long)]
+        answer: String,
+    },
+    /// Ask for a longer deadline, in working days in all (6 to 30).
+    Extend {
+        id: String,
+        #[arg(long)]
+        working_days: u32,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Approve or refuse an extension (admin).
+    DecideExtension {
+        id: String,
+        #[arg(long)]
+        approve: bool,
     },
 }
 
@@ -330,6 +374,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Audit(cmd) => audit::run(&client, cmd).await?,
         Command::Job(cmd) => job(&client, cmd).await?,
         Command::Review(cmd) => review(&client, cmd).await?,
+        Command::Feedback(cmd) => feedback(&client, cmd).await?,
+        Command::Stats => println!("{}", serde_json::to_string_pretty(&client.stats().await?)?),
         Command::Verify {
             release,
             public_key,
@@ -672,6 +718,62 @@ async fn review(client: &Client, cmd: ReviewCommand) -> Result<()> {
         } => {
             let r = client.decide_review(&job, false, &reason, &digest).await?;
             println!("job {job}: {}", r.outcome);
+        }
+    }
+    Ok(())
+}
+
+fn print_feedback(f: &sluice_types::api::FeedbackView) {
+    println!(
+        "{}  {}  {} by {}  {}{}  due {}{}",
+        f.id,
+        f.dataset,
+        f.kind,
+        f.reported_by,
+        f.state,
+        f.extension
+            .as_ref()
+            .map(|e| format!(", extension {e}"))
+            .unwrap_or_default(),
+        f.due_at,
+        if f.overdue { "  OVERDUE" } else { "" }
+    );
+    println!("    {}", f.description);
+    if let Some(a) = &f.answer {
+        println!("    answer: {a}");
+    }
+}
+
+async fn feedback(client: &Client, cmd: FeedbackCommand) -> Result<()> {
+    match cmd {
+        FeedbackCommand::Report {
+            dataset,
+            kind,
+            description,
+        } => print_feedback(
+            &client
+                .report_feedback(&dataset, &kind, &description)
+                .await?,
+        ),
+        FeedbackCommand::List { overdue } => {
+            let items = client.feedback_list(overdue).await?;
+            for f in &items {
+                print_feedback(f);
+            }
+            if items.is_empty() {
+                println!("no feedback");
+            }
+        }
+        FeedbackCommand::Answer { id, answer } => {
+            print_feedback(&client.answer_feedback(&id, &answer).await?)
+        }
+        FeedbackCommand::Extend {
+            id,
+            working_days,
+            reason,
+        } => print_feedback(&client.request_extension(&id, working_days, &reason).await?),
+        FeedbackCommand::DecideExtension { id, approve } => {
+            print_feedback(&client.decide_extension(&id, approve).await?)
         }
     }
     Ok(())

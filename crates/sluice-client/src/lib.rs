@@ -337,6 +337,87 @@ impl Client {
         self.json(self.request(Method::GET, "/v1/stats")).await
     }
 
+    /// Reports an error or omission on a dataset (or, for the authority,
+    /// opens a rectification task).
+    pub async fn report_feedback(
+        &self,
+        name: &str,
+        kind: &str,
+        description: &str,
+    ) -> Result<sluice_types::api::FeedbackView, ClientError> {
+        let body = sluice_types::api::FeedbackRequest {
+            kind: kind.into(),
+            description: description.into(),
+        };
+        self.json(
+            self.request(Method::POST, &format!("/v1/datasets/{name}/feedback"))
+                .json(&body),
+        )
+        .await
+    }
+    /// Feedback the caller may see; with `overdue`, only open items past
+    /// their deadline.
+    pub async fn feedback_list(
+        &self,
+        overdue: bool,
+    ) -> Result<Vec<sluice_types::api::FeedbackView>, ClientError> {
+        let q = if overdue { "true" } else { "false" };
+        self.json(
+            self.request(Method::GET, "/v1/feedback")
+                .query(&[("overdue", q)]),
+        )
+        .await
+    }
+    pub async fn feedback(&self, id: &str) -> Result<sluice_types::api::FeedbackView, ClientError> {
+        self.json(self.request(Method::GET, &format!("/v1/feedback/{id}")))
+            .await
+    }
+    pub async fn answer_feedback(
+        &self,
+        id: &str,
+        answer: &str,
+    ) -> Result<sluice_types::api::FeedbackView, ClientError> {
+        let body = sluice_types::api::FeedbackAnswer {
+            answer: answer.into(),
+        };
+        self.json(
+            self.request(Method::POST, &format!("/v1/feedback/{id}/answer"))
+                .json(&body),
+        )
+        .await
+    }
+    pub async fn request_extension(
+        &self,
+        id: &str,
+        working_days: u32,
+        reason: &str,
+    ) -> Result<sluice_types::api::FeedbackView, ClientError> {
+        let body = sluice_types::api::ExtensionRequest {
+            working_days,
+            reason: reason.into(),
+        };
+        self.json(
+            self.request(Method::POST, &format!("/v1/feedback/{id}/extension"))
+                .json(&body),
+        )
+        .await
+    }
+    pub async fn decide_extension(
+        &self,
+        id: &str,
+        approve: bool,
+    ) -> Result<sluice_types::api::FeedbackView, ClientError> {
+        let body = sluice_types::api::ExtensionDecision { approve };
+        self.json(
+            self.request(
+                Method::POST,
+                &format!("/v1/feedback/{id}/extension/decision"),
+            )
+            .json(&body),
+        )
+        .await
+    }
+
     /// The whole audit log (admin).
     pub async fn audit_log(&self) -> Result<serde_json::Value, ClientError> {
         self.json(self.request(Method::GET, "/v1/audit")).await

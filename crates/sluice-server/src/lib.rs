@@ -10,6 +10,7 @@
 
 mod control;
 mod error;
+mod feedback;
 mod jobs;
 mod reviews;
 mod routes;

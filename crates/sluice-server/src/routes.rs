@@ -21,7 +21,9 @@ use sluice_types::sandbox::{IngestTask, PreviewTask, SandboxResponse, SandboxTas
 use sluice_types::{CatalogEntry, DataFormat, DatasetVersion, OpenCategory, Role};
 
 use crate::error::ApiError;
-use crate::{AppState, MAX_UPLOAD_BYTES, SharedState, control, jobs, reviews, sandbox, synthetic};
+use crate::{
+    AppState, MAX_UPLOAD_BYTES, SharedState, control, feedback, jobs, reviews, sandbox, synthetic,
+};
 
 pub fn router(state: SharedState) -> Router {
     Router::new()
@@ -54,6 +56,18 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/users/{name}/close", post(control::close_user))
         .route("/v1/revocations", get(control::revocations))
         .route("/v1/stats", get(control::stats))
+        .route("/v1/datasets/{name}/feedback", post(feedback::report))
+        .route("/v1/feedback", get(feedback::list))
+        .route("/v1/feedback/{id}", get(feedback::show))
+        .route("/v1/feedback/{id}/answer", post(feedback::answer))
+        .route(
+            "/v1/feedback/{id}/extension",
+            post(feedback::request_extension),
+        )
+        .route(
+            "/v1/feedback/{id}/extension/decision",
+            post(feedback::decide_extension),
+        )
         .route("/v1/reviews", get(reviews::list))
         .route("/v1/reviews/{id}", get(reviews::show).post(reviews::decide))
         .route("/v1/jobs", post(submit_job).get(list_jobs))

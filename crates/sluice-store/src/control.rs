@@ -175,14 +175,12 @@ impl Store {
 
     /// Every revocation, oldest first: the public list.
     pub async fn revocations(&self) -> Result<Vec<Revocation>, StoreError> {
-        Ok(
-            sqlx::query("SELECT * FROM revocations ORDER BY created_at, id")
-                .fetch_all(&self.pool)
-                .await?
-                .iter()
-                .map(revocation_from_row)
-                .collect(),
-        )
+        Ok(sqlx::query("SELECT * FROM revocations ORDER BY rowid")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(revocation_from_row)
+            .collect())
     }
 
     /// Jobs not yet ended (queued, awaiting review, or running).

@@ -14,11 +14,13 @@
 
 mod audit;
 mod control;
+mod feedback;
 mod ledger;
 mod reviews;
 mod stats;
 
 pub use control::{ActiveJob, DatasetStatus, Revocation};
+pub use feedback::{FEEDBACK_DAYS, FEEDBACK_MAX_DAYS, Feedback, FeedbackScope, RECTIFICATION_DAYS};
 
 pub use reviews::{Decision, HeldJob, HoldForReview, ReviewOutcome};
 pub use stats::{Usage, UsageGroup};

@@ -142,21 +142,21 @@ impl Store {
     }
 
     async fn decisions(&self, job_id: &str) -> Result<Vec<Decision>, StoreError> {
-        Ok(sqlx::query(
-            "SELECT * FROM review_decisions WHERE job_id = ? ORDER BY created_at, reviewer_id",
+        Ok(
+            sqlx::query("SELECT * FROM review_decisions WHERE job_id = ? ORDER BY rowid")
+                .bind(job_id)
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|r| Decision {
+                    reviewer_id: r.get("reviewer_id"),
+                    decision: r.get("decision"),
+                    reason: r.get("reason"),
+                    manifest_digest: r.get("manifest_digest"),
+                    at: r.get("created_at"),
+                })
+                .collect(),
         )
-        .bind(job_id)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| Decision {
-            reviewer_id: r.get("reviewer_id"),
-            decision: r.get("decision"),
-            reason: r.get("reason"),
-            manifest_digest: r.get("manifest_digest"),
-            at: r.get("created_at"),
-        })
-        .collect())
     }
 
     /// A job held for review (decided or not), with its decisions.
@@ -183,7 +183,7 @@ impl Store {
             "SELECT r.*, j.user_id FROM job_reviews r JOIN jobs j ON j.id = r.job_id
              WHERE r.outcome IS NULL AND j.state = 'queued' AND j.user_id != ?
              AND NOT EXISTS (SELECT 1 FROM review_decisions d WHERE d.job_id = r.job_id AND d.reviewer_id = ?)
-             ORDER BY r.created_at, r.job_id",
+             ORDER BY r.rowid",
         )
         .bind(reviewer_id)
         .bind(reviewer_id)
@@ -207,7 +207,7 @@ impl Store {
         let row = sqlx::query(
             "SELECT j.manifest_json, j.manifest_digest FROM jobs j JOIN job_reviews r ON r.job_id = j.id
              WHERE j.user_id = ? AND j.id != ? AND r.outcome = 'approved'
-             ORDER BY j.created_at DESC, j.id DESC LIMIT 1",
+             ORDER BY j.rowid DESC LIMIT 1",
         )
         .bind(user_id)
         .bind(except)

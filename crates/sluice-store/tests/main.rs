@@ -771,3 +771,88 @@ async fn jobs_move_forward_only() {
         serde_json::json!("running")
     );
 }
+
+/// Feedback is due in 5 working days, a rectification task in 10; overdue
+/// lists show open items past their deadline only; an approved extension
+/// moves the deadline to the working days asked, counted from creation.
+#[tokio::test]
+async fn feedback_deadlines_overdue_lists_and_extensions() {
+    use sluice_store::FeedbackScope;
+    use sluice_types::time::{add_working_days, now_unix, rfc3339};
+    let (_dir, store, alice, ds) = setup().await;
+    let f = store
+        .create_feedback(&alice, &ds, "error", "row 12 has age 340")
+        .await
+        .unwrap();
+    let task = store
+        .create_feedback(&alice, &ds, "rectification", "duplicates in pid")
+        .await
+        .unwrap();
+    let created = now_unix();
+    // Deadlines are the working days after creation (within a second).
+    for (item, days) in [(&f, 5), (&task, 10)] {
+        let want = add_working_days(created, days);
+        let due = [rfc3339(want - 1), rfc3339(want), rfc3339(want + 1)];
+        assert!(due.contains(&item.due_at), "{} vs {:?}", item.due_at, due);
+    }
+    let list = |at: i64| {
+        let store = &store;
+        async move {
+            store
+                .feedback_list(FeedbackScope::All, Some(&rfc3339(at)))
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|f| f.kind)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert!(list(created).await.is_empty());
+    assert_eq!(list(add_working_days(created, 6)).await, vec!["error"]);
+    assert_eq!(
+        list(add_working_days(created, 11)).await,
+        vec!["error", "rectification"]
+    );
+    // An approved extension to 20 working days takes it off the list.
+    store
+        .request_extension(&alice, &f.id, 20, "needs the source agency")
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.request_extension(&alice, &f.id, 25, "again").await,
+        Err(StoreError::Refused(_))
+    ));
+    store.decide_extension("admin", &f.id, true).await.unwrap();
+    assert_eq!(
+        list(add_working_days(created, 11)).await,
+        vec!["rectification"]
+    );
+    assert_eq!(
+        list(add_working_days(created, 21)).await,
+        vec!["rectification", "error"]
+    );
+    // An answer closes it; it is never overdue again.
+    store
+        .answer_feedback(&alice, &f.id, "corrected in the next version")
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.answer_feedback(&alice, &f.id, "twice").await,
+        Err(StoreError::Refused(_))
+    ));
+    assert_eq!(
+        list(add_working_days(created, 40)).await,
+        vec!["rectification"]
+    );
+    // Scopes: the reporter sees theirs.
+    let mine = store
+        .feedback_list(FeedbackScope::ReportedBy(&alice), None)
+        .await
+        .unwrap();
+    assert_eq!(mine.len(), 2);
+    let none = store
+        .feedback_list(FeedbackScope::ReportedBy("someone-else"), None)
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+}

@@ -251,3 +251,55 @@ pub struct UsageStats {
     pub releases: u64,
     pub revocations: u64,
 }
+
+/// `POST /v1/datasets/{name}/feedback`: report an error or omission (any
+/// user), or open a quality rectification task (the authority).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackRequest {
+    /// "error", "omission", "other", or "rectification" (the authority).
+    pub kind: String,
+    pub description: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeedbackView {
+    pub id: String,
+    pub dataset: String,
+    pub reported_by: String,
+    pub kind: String,
+    pub description: String,
+    /// "open" or "answered".
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
+    pub created_at: String,
+    pub due_at: String,
+    pub overdue: bool,
+    /// "requested", "approved" or "refused", with the working days asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extension: Option<String>,
+}
+
+/// `POST /v1/feedback/{id}/answer`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackAnswer {
+    pub answer: String,
+}
+
+/// `POST /v1/feedback/{id}/extension`: the provider asks for a deadline of
+/// `working_days` in all (at most 30).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtensionRequest {
+    pub working_days: u32,
+    pub reason: String,
+}
+
+/// `POST /v1/feedback/{id}/extension/decision` (the authority).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtensionDecision {
+    pub approve: bool,
+}

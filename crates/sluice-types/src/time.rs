@@ -25,11 +25,32 @@ pub fn rfc3339(unix_secs: i64) -> String {
 
 /// Now, as RFC 3339 UTC.
 pub fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now()
+    rfc3339(now_unix())
+}
+
+/// Now, as seconds since the Unix epoch.
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    rfc3339(secs)
+        .unwrap_or(0)
+}
+
+/// The instant `n` working days (Monday to Friday, UTC; public holidays are
+/// not modelled) after `unix_secs`, at the same time of day: the deadlines
+/// of the platform's rules (art. 10, 16, 20).
+pub fn add_working_days(unix_secs: i64, n: u32) -> i64 {
+    let mut t = unix_secs;
+    let mut left = n;
+    while left > 0 {
+        t += 86_400;
+        // 1970-01-01 was a Thursday: day 0 has weekday 4 (0 = Sunday).
+        let weekday = (t.div_euclid(86_400) + 4).rem_euclid(7);
+        if weekday != 0 && weekday != 6 {
+            left -= 1;
+        }
+    }
+    t
 }
 
 #[cfg(test)]
@@ -40,5 +61,26 @@ mod tests {
         assert_eq!(super::rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(super::rfc3339(1_795_824_000), "2026-11-28T00:00:00Z");
         assert_eq!(super::rfc3339(1_795_910_399), "2026-11-28T23:59:59Z");
+    }
+
+    #[test]
+    fn working_days_skip_weekends() {
+        // 2026-11-27 is a Friday; 1 working day later is Monday the 30th,
+        // 5 later Friday 2026-12-04, 10 later Friday 2026-12-11.
+        let friday = 1_795_737_600;
+        assert_eq!(super::rfc3339(friday), "2026-11-27T00:00:00Z");
+        assert_eq!(
+            super::rfc3339(super::add_working_days(friday, 1)),
+            "2026-11-30T00:00:00Z"
+        );
+        assert_eq!(
+            super::rfc3339(super::add_working_days(friday, 5)),
+            "2026-12-04T00:00:00Z"
+        );
+        assert_eq!(
+            super::rfc3339(super::add_working_days(friday, 10)),
+            "2026-12-11T00:00:00Z"
+        );
+        assert_eq!(super::add_working_days(friday, 0), friday);
     }
 }

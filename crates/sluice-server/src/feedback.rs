@@ -1,0 +1,210 @@
+//! Feedback on datasets (art. 10) and quality rectification tasks (art. 16),
+//! with working-day deadlines and overdue lists. Users see what they
+//! reported, providers what concerns their datasets, the authority all.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use sluice_store::{FEEDBACK_DAYS, FEEDBACK_MAX_DAYS, Feedback, FeedbackScope, UserRecord};
+use sluice_types::Role;
+use sluice_types::api::{
+    ExtensionDecision, ExtensionRequest, FeedbackAnswer, FeedbackRequest, FeedbackView,
+};
+use sluice_types::time::now_rfc3339;
+
+use crate::SharedState;
+use crate::error::ApiError;
+use crate::routes::{Caller, find_dataset, owns, require};
+
+fn text(field: &str, value: &str) -> Result<(), ApiError> {
+    if value.trim().is_empty() || value.len() > 8192 {
+        return Err(ApiError::bad_request(format!(
+            "{field} must be 1 to 8192 bytes"
+        )));
+    }
+    Ok(())
+}
+
+async fn view(state: &SharedState, f: Feedback) -> Result<FeedbackView, ApiError> {
+    let dataset = state
+        .store
+        .dataset(&f.dataset_id)
+        .await?
+        .map_or(f.dataset_id.clone(), |d| d.entry.name);
+    let reported_by = state
+        .store
+        .user_by_id(&f.reporter_id)
+        .await?
+        .map_or(f.reporter_id.clone(), |u| u.name);
+    let overdue = f.state == "open" && f.due_at < now_rfc3339();
+    Ok(FeedbackView {
+        id: f.id,
+        dataset,
+        reported_by,
+        kind: f.kind,
+        description: f.description,
+        state: f.state,
+        answer: f.answer,
+        created_at: f.created_at,
+        due_at: f.due_at,
+        overdue,
+        extension: f
+            .extension_state
+            .map(|s| format!("{s} ({} working days)", f.extension_days.unwrap_or(0))),
+    })
+}
+
+pub async fn report(
+    State(state): State<SharedState>,
+    Caller(caller): Caller,
+    Path(name): Path<String>,
+    Json(req): Json<FeedbackRequest>,
+) -> Result<(StatusCode, Json<FeedbackView>), ApiError> {
+    let record = find_dataset(&state, &caller, &name).await?;
+    match req.kind.as_str() {
+        "error" | "omission" | "other" => {}
+        "rectification" => require(&caller, &[Role::Admin], "open rectification tasks")?,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "kind must be error, omission, other or rectification, not {other:?}"
+            )));
+        }
+    }
+    text("description", &req.description)?;
+    let f = state
+        .store
+        .create_feedback(
+            &caller.id,
+            &record.entry.id,
+            &req.kind,
+            req.description.trim(),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(view(&state, f).await?)))
+}
+
+#[derive(serde::Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    overdue: bool,
+}
+
+pub async fn list(
+    State(state): State<SharedState>,
+    Caller(caller): Caller,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Vec<FeedbackView>>, ApiError> {
+    let scope = match caller.role {
+        Role::Admin => FeedbackScope::All,
+        Role::Provider => FeedbackScope::OwnedBy(&caller.id),
+        _ => FeedbackScope::ReportedBy(&caller.id),
+    };
+    let now = now_rfc3339();
+    let items = state
+        .store
+        .feedback_list(scope, q.overdue.then_some(now.as_str()))
+        .await?;
+    let mut out = Vec::with_capacity(items.len());
+    for f in items {
+        out.push(view(&state, f).await?);
+    }
+    Ok(Json(out))
+}
+
+/// An item the caller may see: reported by them, on their dataset, or any
+/// for the authority. Anything else is "not found".
+async fn visible(state: &SharedState, caller: &UserRecord, id: &str) -> Result<Feedback, ApiError> {
+    let f = state.store.feedback(id).await?;
+    let mut ok = false;
+    if let Some(f) = &f {
+        ok = caller.role == Role::Admin || f.reporter_id == caller.id;
+        if !ok && let Some(d) = state.store.dataset(&f.dataset_id).await? {
+            ok = owns(caller, &d);
+        }
+    }
+    f.filter(|_| ok)
+        .ok_or_else(|| ApiError::not_found(&format!("feedback {id}")))
+}
+
+async fn provider_of(
+    state: &SharedState,
+    caller: &UserRecord,
+    f: &Feedback,
+) -> Result<(), ApiError> {
+    let d = state
+        .store
+        .dataset(&f.dataset_id)
+        .await?
+        .ok_or_else(ApiError::internal)?;
+    if owns(caller, &d) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(
+            "only the dataset's provider answers its feedback",
+        ))
+    }
+}
+
+pub async fn show(
+    State(state): State<SharedState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<FeedbackView>, ApiError> {
+    let f = visible(&state, &caller, &id).await?;
+    Ok(Json(view(&state, f).await?))
+}
+
+pub async fn answer(
+    State(state): State<SharedState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    Json(req): Json<FeedbackAnswer>,
+) -> Result<Json<FeedbackView>, ApiError> {
+    let f = visible(&state, &caller, &id).await?;
+    provider_of(&state, &caller, &f).await?;
+    text("answer", &req.answer)?;
+    state
+        .store
+        .answer_feedback(&caller.id, &id, req.answer.trim())
+        .await?;
+    let f = visible(&state, &caller, &id).await?;
+    Ok(Json(view(&state, f).await?))
+}
+
+pub async fn request_extension(
+    State(state): State<SharedState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    Json(req): Json<ExtensionRequest>,
+) -> Result<Json<FeedbackView>, ApiError> {
+    let f = visible(&state, &caller, &id).await?;
+    provider_of(&state, &caller, &f).await?;
+    if !(FEEDBACK_DAYS + 1..=FEEDBACK_MAX_DAYS).contains(&req.working_days) {
+        return Err(ApiError::bad_request(format!(
+            "working_days is the new deadline in all: more than {FEEDBACK_DAYS}, at most {FEEDBACK_MAX_DAYS}"
+        )));
+    }
+    text("reason", &req.reason)?;
+    state
+        .store
+        .request_extension(&caller.id, &id, req.working_days, req.reason.trim())
+        .await?;
+    let f = visible(&state, &caller, &id).await?;
+    Ok(Json(view(&state, f).await?))
+}
+
+pub async fn decide_extension(
+    State(state): State<SharedState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    Json(req): Json<ExtensionDecision>,
+) -> Result<Json<FeedbackView>, ApiError> {
+    require(&caller, &[Role::Admin], "approve deadline extensions")?;
+    visible(&state, &caller, &id).await?;
+    state
+        .store
+        .decide_extension(&caller.id, &id, req.approve)
+        .await?;
+    let f = visible(&state, &caller, &id).await?;
+    Ok(Json(view(&state, f).await?))
+}

@@ -1,0 +1,296 @@
+//! Feedback on datasets (art. 10: the provider answers within 5 working
+//! days, extendable to at most 30 with the authority's approval) and quality
+//! rectification tasks (art. 16: due in 10 working days). Deadlines are
+//! stored; overdue items are listed.
+
+use serde::Serialize;
+use sluice_types::time::{add_working_days, now_rfc3339, now_unix, rfc3339};
+use sqlx::Row;
+
+use crate::{Store, StoreError, audit, commit};
+
+/// Working days a provider has to answer feedback, and at most with an
+/// extension; a rectification task's.
+pub const FEEDBACK_DAYS: u32 = 5;
+pub const FEEDBACK_MAX_DAYS: u32 = 30;
+pub const RECTIFICATION_DAYS: u32 = 10;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Feedback {
+    pub id: String,
+    pub dataset_id: String,
+    pub reporter_id: String,
+    pub kind: String,
+    pub description: String,
+    pub state: String,
+    pub answer: Option<String>,
+    pub created_at: String,
+    pub due_at: String,
+    pub extension_days: Option<u32>,
+    pub extension_reason: Option<String>,
+    pub extension_state: Option<String>,
+    pub answered_at: Option<String>,
+}
+
+/// Whose feedback a listing shows.
+pub enum FeedbackScope<'a> {
+    All,
+    /// On datasets this provider owns.
+    OwnedBy(&'a str),
+    /// Reported by this user.
+    ReportedBy(&'a str),
+}
+
+fn from_row(r: &sqlx::sqlite::SqliteRow) -> Feedback {
+    Feedback {
+        id: r.get("id"),
+        dataset_id: r.get("dataset_id"),
+        reporter_id: r.get("reporter_id"),
+        kind: r.get("kind"),
+        description: r.get("description"),
+        state: r.get("state"),
+        answer: r.get("answer"),
+        created_at: r.get("created_at"),
+        due_at: r.get("due_at"),
+        extension_days: r
+            .get::<Option<i64>, _>("extension_days")
+            .and_then(|d| u32::try_from(d).ok()),
+        extension_reason: r.get("extension_reason"),
+        extension_state: r.get("extension_state"),
+        answered_at: r.get("answered_at"),
+    }
+}
+
+impl Store {
+    /// Opens a feedback item or rectification task, due in working days
+    /// from now.
+    pub async fn create_feedback(
+        &self,
+        reporter_id: &str,
+        dataset_id: &str,
+        kind: &str,
+        description: &str,
+    ) -> Result<Feedback, StoreError> {
+        let id = sluice_crypto::random_id("fb");
+        let now = now_unix();
+        let days = if kind == "rectification" {
+            RECTIFICATION_DAYS
+        } else {
+            FEEDBACK_DAYS
+        };
+        let mut tx = self.write().await?;
+        audit::append(
+            &mut tx,
+            reporter_id,
+            "feedback.create",
+            &id,
+            &serde_json::json!({"dataset": dataset_id, "kind": kind}),
+        )
+        .await?;
+        sqlx::query(
+            "INSERT INTO feedback (id, dataset_id, reporter_id, kind, description, state, created_at, due_at)
+             VALUES (?, ?, ?, ?, ?, 'open', ?, ?)",
+        )
+        .bind(&id)
+        .bind(dataset_id)
+        .bind(reporter_id)
+        .bind(kind)
+        .bind(description)
+        .bind(rfc3339(now))
+        .bind(rfc3339(add_working_days(now, days)))
+        .execute(&mut *tx)
+        .await?;
+        commit(tx).await?;
+        self.feedback(&id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("feedback {id}")))
+    }
+
+    pub async fn feedback(&self, id: &str) -> Result<Option<Feedback>, StoreError> {
+        Ok(sqlx::query("SELECT * FROM feedback WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(from_row))
+    }
+
+    /// Feedback in `scope`; with `overdue_at`, only items still open whose
+    /// deadline is before that instant (RFC 3339).
+    pub async fn feedback_list(
+        &self,
+        scope: FeedbackScope<'_>,
+        overdue_at: Option<&str>,
+    ) -> Result<Vec<Feedback>, StoreError> {
+        let (filter, who) = match scope {
+            FeedbackScope::All => ("1 = 1", ""),
+            FeedbackScope::OwnedBy(p) => (
+                "dataset_id IN (SELECT id FROM datasets WHERE owner_id = ?1)",
+                p,
+            ),
+            FeedbackScope::ReportedBy(u) => ("reporter_id = ?1", u),
+        };
+        let overdue = if overdue_at.is_some() {
+            " AND state = 'open' AND due_at < ?2"
+        } else {
+            ""
+        };
+        let sql = format!("SELECT * FROM feedback WHERE {filter}{overdue} ORDER BY due_at, id");
+        let mut q = sqlx::query(&sql);
+        if !who.is_empty() || overdue_at.is_some() {
+            q = q.bind(who);
+        }
+        if let Some(at) = overdue_at {
+            q = q.bind(at);
+        }
+        Ok(q.fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(from_row)
+            .collect())
+    }
+
+    /// The provider's answer closes the item.
+    pub async fn answer_feedback(
+        &self,
+        actor: &str,
+        id: &str,
+        answer: &str,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        audit::append(
+            &mut tx,
+            actor,
+            "feedback.answer",
+            id,
+            &serde_json::json!({}),
+        )
+        .await?;
+        let done = sqlx::query(
+            "UPDATE feedback SET state = 'answered', answer = ?, answered_at = ? WHERE id = ? AND state = 'open'",
+        )
+        .bind(answer)
+        .bind(now_rfc3339())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::Refused(format!(
+                "feedback {id} is already answered"
+            )));
+        }
+        commit(tx).await
+    }
+
+    /// The provider asks for a deadline of `days` working days in all
+    /// (at most 30), pending the authority's approval.
+    pub async fn request_extension(
+        &self,
+        actor: &str,
+        id: &str,
+        days: u32,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        audit::append(
+            &mut tx,
+            actor,
+            "feedback.extension_request",
+            id,
+            &serde_json::json!({"working_days": days, "reason": reason}),
+        )
+        .await?;
+        let done = sqlx::query(
+            "UPDATE feedback SET extension_days = ?, extension_reason = ?, extension_state = 'requested'
+             WHERE id = ? AND state = 'open' AND kind != 'rectification' AND extension_state IS NULL",
+        )
+        .bind(i64::from(days))
+        .bind(reason)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::Refused(format!(
+                "feedback {id} cannot be extended (answered, a rectification task, or already extended once)"
+            )));
+        }
+        commit(tx).await
+    }
+
+    /// The authority approves (the deadline moves to the requested number
+    /// of working days from the item's creation) or refuses.
+    pub async fn decide_extension(
+        &self,
+        actor: &str,
+        id: &str,
+        approve: bool,
+    ) -> Result<(), StoreError> {
+        let item = self
+            .feedback(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("feedback {id}")))?;
+        if item.extension_state.as_deref() != Some("requested") {
+            return Err(StoreError::Refused(format!(
+                "feedback {id} has no pending extension request"
+            )));
+        }
+        let created =
+            parse_rfc3339(&item.created_at).ok_or_else(|| crate::corrupt("feedback created_at"))?;
+        let days = item.extension_days.unwrap_or(FEEDBACK_DAYS);
+        let mut tx = self.write().await?;
+        audit::append(
+            &mut tx,
+            actor,
+            "feedback.extension_decision",
+            id,
+            &serde_json::json!({"approved": approve, "working_days": days}),
+        )
+        .await?;
+        let (state, due) = if approve {
+            ("approved", rfc3339(add_working_days(created, days)))
+        } else {
+            ("refused", item.due_at.clone())
+        };
+        sqlx::query(
+            "UPDATE feedback SET extension_state = ?, due_at = ? WHERE id = ? AND extension_state = 'requested'",
+        )
+        .bind(state)
+        .bind(due)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        commit(tx).await
+    }
+}
+
+/// Seconds since the epoch of a `YYYY-MM-DDTHH:MM:SSZ` timestamp.
+fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() != 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[19] != b'Z' {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (n(0..4)?, n(5..7)?, n(8..10)?);
+    let (hh, mm, ss) = (n(11..13)?, n(14..16)?, n(17..19)?);
+    // Days-from-civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parses_what_rfc3339_formats() {
+        for t in [0, 951_782_400, 1_795_910_399, 4_102_444_800] {
+            let s = sluice_types::time::rfc3339(t);
+            assert_eq!(super::parse_rfc3339(&s), Some(t), "{s}");
+        }
+        assert_eq!(super::parse_rfc3339("2026-11-28"), None);
+    }
+}
