@@ -13,6 +13,7 @@ mod ledger;
 mod review;
 mod train;
 mod wasm;
+mod workflow;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

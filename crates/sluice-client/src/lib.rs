@@ -418,6 +418,59 @@ impl Client {
         .await
     }
 
+    /// Applies for conditional data (art. 20).
+    pub async fn apply(
+        &self,
+        application: &sluice_types::api::ApplicationRequest,
+    ) -> Result<sluice_types::api::ApplicationView, ClientError> {
+        self.json(
+            self.request(Method::POST, "/v1/applications")
+                .json(application),
+        )
+        .await
+    }
+    pub async fn applications(
+        &self,
+        overdue: bool,
+    ) -> Result<Vec<sluice_types::api::ApplicationView>, ClientError> {
+        let q = if overdue { "true" } else { "false" };
+        self.json(
+            self.request(Method::GET, "/v1/applications")
+                .query(&[("overdue", q)]),
+        )
+        .await
+    }
+    pub async fn application(
+        &self,
+        id: &str,
+    ) -> Result<sluice_types::api::ApplicationView, ClientError> {
+        self.json(self.request(Method::GET, &format!("/v1/applications/{id}")))
+            .await
+    }
+    /// The provider approves (with the agreement's terms) or refuses (with
+    /// reasons and the legal basis).
+    pub async fn decide_application(
+        &self,
+        id: &str,
+        decision: &sluice_types::api::ApplicationDecision,
+    ) -> Result<sluice_types::api::ApplicationView, ClientError> {
+        self.json(
+            self.request(Method::POST, &format!("/v1/applications/{id}/decision"))
+                .json(decision),
+        )
+        .await
+    }
+    pub async fn agreements(&self) -> Result<Vec<sluice_types::api::AgreementView>, ClientError> {
+        self.json(self.request(Method::GET, "/v1/agreements")).await
+    }
+    pub async fn agreement(
+        &self,
+        id: &str,
+    ) -> Result<sluice_types::api::AgreementView, ClientError> {
+        self.json(self.request(Method::GET, &format!("/v1/agreements/{id}")))
+            .await
+    }
+
     /// The whole audit log (admin).
     pub async fn audit_log(&self) -> Result<serde_json::Value, ClientError> {
         self.json(self.request(Method::GET, "/v1/audit")).await

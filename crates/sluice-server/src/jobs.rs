@@ -249,6 +249,24 @@ pub async fn prepare(
             max_rows_per_unit: job_k.unwrap_or(declared_k),
         });
     }
+    // A job that names an agreement runs within its datasets, purpose and
+    // period (art. 20-21).
+    let conditional: Vec<(String, String)> = resolved
+        .iter()
+        .filter(|r| {
+            r.record.entry.open_category == OpenCategory::Conditional
+                && r.record.owner_id != caller.id
+        })
+        .map(|r| (r.record.entry.id.clone(), r.record.entry.name.clone()))
+        .collect();
+    let problems =
+        crate::applications::agreement_problems(state, caller, &manifest, &conditional).await?;
+    if !problems.is_empty() {
+        return Err(ApiError::forbidden(format!(
+            "the job does not fit its agreement: {}",
+            problems.join("; ")
+        )));
+    }
 
     let tables: Vec<SandboxTable> = resolved
         .iter()

@@ -8,6 +8,7 @@
 //! public preview rows or noised outputs. The server signs what the sandbox
 //! released and records spends and audit entries.
 
+mod applications;
 mod control;
 mod error;
 mod feedback;

@@ -22,7 +22,8 @@ use sluice_types::{CatalogEntry, DataFormat, DatasetVersion, OpenCategory, Role}
 
 use crate::error::ApiError;
 use crate::{
-    AppState, MAX_UPLOAD_BYTES, SharedState, control, feedback, jobs, reviews, sandbox, synthetic,
+    AppState, MAX_UPLOAD_BYTES, SharedState, applications, control, feedback, jobs, reviews,
+    sandbox, synthetic,
 };
 
 pub fn router(state: SharedState) -> Router {
@@ -56,6 +57,14 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/users/{name}/close", post(control::close_user))
         .route("/v1/revocations", get(control::revocations))
         .route("/v1/stats", get(control::stats))
+        .route(
+            "/v1/applications",
+            post(applications::apply).get(applications::list),
+        )
+        .route("/v1/applications/{id}", get(applications::show))
+        .route("/v1/applications/{id}/decision", post(applications::decide))
+        .route("/v1/agreements", get(applications::agreements))
+        .route("/v1/agreements/{id}", get(applications::agreement))
         .route("/v1/datasets/{name}/feedback", post(feedback::report))
         .route("/v1/feedback", get(feedback::list))
         .route("/v1/feedback/{id}", get(feedback::show))

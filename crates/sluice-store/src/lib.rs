@@ -12,6 +12,7 @@
 //! nothing. One process at a time owns a data dir (an exclusive `flock` on
 //! `sluice.lock`).
 
+mod applications;
 mod audit;
 mod control;
 mod feedback;
@@ -19,6 +20,7 @@ mod ledger;
 mod reviews;
 mod stats;
 
+pub use applications::{APPLICATION_DAYS, Agreement, Application, NewAgreement, PartyScope};
 pub use control::{ActiveJob, DatasetStatus, Revocation};
 pub use feedback::{FEEDBACK_DAYS, FEEDBACK_MAX_DAYS, Feedback, FeedbackScope, RECTIFICATION_DAYS};
 

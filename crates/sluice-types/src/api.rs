@@ -303,3 +303,92 @@ pub struct ExtensionRequest {
 pub struct ExtensionDecision {
     pub approve: bool,
 }
+
+/// `POST /v1/applications` (art. 20). Every field is checked at once; an
+/// incomplete application is refused with every problem and not forwarded.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplicationRequest {
+    pub title: Option<String>,
+    pub reason: Option<String>,
+    /// "dataset" or "api".
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// Conditional datasets of one provider.
+    #[serde(default)]
+    pub datasets: Vec<String>,
+    /// Usage period, `YYYY-MM-DD`, inclusive.
+    pub period_start: Option<String>,
+    pub period_end: Option<String>,
+    /// The form the results will take (e.g. "DP aggregates in a report").
+    pub result_form: Option<String>,
+    /// The application scenario.
+    pub scenario: Option<String>,
+    /// The applicant's pledge that the application is true, lawful and
+    /// safe, and that the data will be used only as stated.
+    #[serde(default)]
+    pub pledge: bool,
+}
+
+/// Terms of a data-use agreement (art. 21), set by the provider on approval.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgreementTerms {
+    /// A job's manifest `purpose` must equal this.
+    pub purpose: String,
+    pub scope: String,
+    pub manner: String,
+    pub prohibitions: String,
+    pub credit_commitment: String,
+    pub liability: String,
+    pub dispute_resolution: String,
+    /// Privacy budget the provider intends for the agreement, recorded.
+    pub epsilon: f64,
+}
+
+/// `POST /v1/applications/{id}/decision`: approve with the agreement's
+/// terms, or refuse with reasons and the legal basis.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplicationDecision {
+    pub approve: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terms: Option<AgreementTerms>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasons: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub legal_basis: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApplicationView {
+    pub id: String,
+    pub applicant: String,
+    pub provider: String,
+    pub application: ApplicationRequest,
+    /// "submitted", "approved" or "refused".
+    pub state: String,
+    pub created_at: String,
+    /// The provider's deadline: 10 working days after submission.
+    pub due_at: String,
+    pub overdue: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<ApplicationDecision>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agreement: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgreementView {
+    pub id: String,
+    /// SHA-256 of the agreement's canonical JSON (`content`).
+    pub content_hash: String,
+    pub content: serde_json::Value,
+    pub user: String,
+    pub provider: String,
+    pub datasets: Vec<String>,
+    pub period_start: String,
+    pub period_end: String,
+    /// Whether today lies within the period.
+    pub active: bool,
+}

@@ -1,0 +1,420 @@
+//! Conditional access (art. 20-21): a user applies with every field the
+//! rules name; an incomplete application is refused with every problem at
+//! once and forwarded to nobody; the provider decides within 10 working days
+//! (overdue ones are listed); an approval creates a content-hashed data-use
+//! agreement, a refusal gives reasons and the legal basis. A job that names
+//! an agreement runs only within its datasets, purpose and period.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use sluice_store::{Agreement, Application, NewAgreement, PartyScope, UserRecord};
+use sluice_types::api::{
+    AgreementTerms, AgreementView, ApplicationDecision, ApplicationRequest, ApplicationView,
+};
+use sluice_types::manifest::Manifest;
+use sluice_types::time::now_rfc3339;
+use sluice_types::{OpenCategory, Role};
+
+use crate::SharedState;
+use crate::error::ApiError;
+use crate::routes::{Caller, require};
+
+/// Longest free-text field of an application or agreement.
+const MAX_TEXT: usize = 8192;
+
+fn is_date(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && s.chars()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+        && matches!(s[5..7].parse::<u32>(), Ok(1..=12))
+        && matches!(s[8..10].parse::<u32>(), Ok(1..=31))
+}
+
+fn today() -> String {
+    now_rfc3339()[..10].to_owned()
+}
+
+fn text_problem(field: &str, value: &Option<String>, problems: &mut Vec<String>) {
+    match value.as_deref().map(str::trim) {
+        None | Some("") => problems.push(format!("{field} is missing")),
+        Some(v) if v.len() > MAX_TEXT => {
+            problems.push(format!("{field} is longer than {MAX_TEXT} bytes"))
+        }
+        Some(_) => {}
+    }
+}
+
+pub async fn apply(
+    State(state): State<SharedState>,
+    Caller(caller): Caller,
+    Json(req): Json<ApplicationRequest>,
+) -> Result<(StatusCode, Json<ApplicationView>), ApiError> {
+    require(&caller, &[Role::User], "apply for conditional data")?;
+    let mut problems = Vec::new();
+    text_problem("title", &req.title, &mut problems);
+    text_problem("reason", &req.reason, &mut problems);
+    text_problem("result_form", &req.result_form, &mut problems);
+    text_problem("scenario", &req.scenario, &mut problems);
+    match req.kind.as_deref() {
+        Some("dataset" | "api") => {}
+        None => problems.push("type is missing (dataset or api)".into()),
+        Some(other) => problems.push(format!("type must be dataset or api, not {other:?}")),
+    }
+    for (field, value) in [
+        ("period_start", &req.period_start),
+        ("period_end", &req.period_end),
+    ] {
+        match value {
+            None => problems.push(format!("{field} is missing (YYYY-MM-DD)")),
+            Some(v) if !is_date(v) => {
+                problems.push(format!("{field} {v:?} is not a date YYYY-MM-DD"))
+            }
+            Some(_) => {}
+        }
+    }
+    if let (Some(s), Some(e)) = (&req.period_start, &req.period_end)
+        && is_date(s)
+        && is_date(e)
+        && e < s
+    {
+        problems.push("period_end is before period_start".into());
+    }
+    if !req.pledge {
+        problems.push("pledge must be true: the applicant promises the application is true, lawful and safe, and the data used only as stated".into());
+    }
+    let mut provider: Option<String> = None;
+    if req.datasets.is_empty() {
+        problems.push("datasets is empty".into());
+    }
+    for name in &req.datasets {
+        let record = state.store.dataset(name).await?;
+        match record.filter(|d| d.entry.open_category != OpenCategory::NotOpen) {
+            None => problems.push(format!("dataset {name} does not exist")),
+            Some(d) if d.entry.open_category != OpenCategory::Conditional => problems.push(
+                format!("dataset {name} is unconditional: it needs no application"),
+            ),
+            Some(d) => match &provider {
+                Some(p) if *p != d.owner_id => problems.push(format!(
+                    "dataset {name} has another provider: apply to each provider separately"
+                )),
+                _ => provider = Some(d.owner_id.clone()),
+            },
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "application incomplete, not forwarded: {}",
+            problems.join("; ")
+        )));
+    }
+    let body = serde_json::to_string(&req).expect("application serialises");
+    let app = state
+        .store
+        .create_application(&caller.id, &provider.expect("checked above"), &body)
+        .await?;
+    Ok((StatusCode::CREATED, Json(view(&state, app).await?)))
+}
+
+async fn name_of(state: &SharedState, id: &str) -> Result<String, ApiError> {
+    Ok(state
+        .store
+        .user_by_id(id)
+        .await?
+        .map_or_else(|| id.to_owned(), |u| u.name))
+}
+
+async fn view(state: &SharedState, a: Application) -> Result<ApplicationView, ApiError> {
+    let overdue = a.state == "submitted" && a.due_at < now_rfc3339();
+    Ok(ApplicationView {
+        applicant: name_of(state, &a.applicant_id).await?,
+        provider: name_of(state, &a.provider_id).await?,
+        application: serde_json::from_str(&a.body_json).map_err(|_| ApiError::internal())?,
+        state: a.state,
+        created_at: a.created_at,
+        due_at: a.due_at,
+        overdue,
+        decision: a
+            .decision_json
+            .as_deref()
+            .and_then(|d| serde_json::from_str(d).ok()),
+        agreement: a.agreement_id,
+        id: a.id,
+    })
+}
+
+fn scope(caller: &UserRecord) -> PartyScope<'_> {
+    match caller.role {
+        Role::Admin => PartyScope::All,
+        Role::Provider => PartyScope::Provider(&caller.id),
+        _ => PartyScope::Applicant(&caller.id),
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct ListQuery {
+    #[serde(default)]
+    overdue: bool,
+}
+
+pub async fn list(
+    State(state): State<SharedState>,
+    Caller(caller): Caller,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Vec<ApplicationView>>, ApiError> {
+    let now = now_rfc3339();
+    let apps = state
+        .store
+        .applications(scope(&caller), q.overdue.then_some(now.as_str()))
+        .await?;
+    let mut out = Vec::with_capacity(apps.len());
+    for a in apps {
+        out.push(view(&state, a).await?);
+    }
+    Ok(Json(out))
+}
+
+/// An application the caller is a party to (or any, for the authority);
+/// otherwise "not found".
+async fn visible(
+    state: &SharedState,
+    caller: &UserRecord,
+    id: &str,
+) -> Result<Application, ApiError> {
+    state
+        .store
+        .application(id)
+        .await?
+        .filter(|a| {
+            caller.role == Role::Admin || a.applicant_id == caller.id || a.provider_id == caller.id
+        })
+        .ok_or_else(|| ApiError::not_found(&format!("application {id}")))
+}
+
+pub async fn show(
+    State(state): State<SharedState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<ApplicationView>, ApiError> {
+    let a = visible(&state, &caller, &id).await?;
+    Ok(Json(view(&state, a).await?))
+}
+
+fn terms_problems(t: &AgreementTerms) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (field, value) in [
+        ("purpose", &t.purpose),
+        ("scope", &t.scope),
+        ("manner", &t.manner),
+        ("prohibitions", &t.prohibitions),
+        ("credit_commitment", &t.credit_commitment),
+        ("liability", &t.liability),
+        ("dispute_resolution", &t.dispute_resolution),
+    ] {
+        if value.trim().is_empty() {
+            problems.push(format!("terms.{field} is missing"));
+        } else if value.len() > MAX_TEXT {
+            problems.push(format!("terms.{field} is longer than {MAX_TEXT} bytes"));
+        }
+    }
+    if !(t.epsilon > 0.0 && t.epsilon <= 1000.0) {
+        problems.push("terms.epsilon must be in (0, 1000]".into());
+    }
+    problems
+}
+
+pub async fn decide(
+    State(state): State<SharedState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    Json(d): Json<ApplicationDecision>,
+) -> Result<Json<ApplicationView>, ApiError> {
+    let app = visible(&state, &caller, &id).await?;
+    // The provider decides, or the authority; never the applicant.
+    if app.applicant_id == caller.id
+        || !(app.provider_id == caller.id || caller.role == Role::Admin)
+    {
+        return Err(ApiError::forbidden(
+            "only the dataset's provider (or the authority) decides an application, never its applicant",
+        ));
+    }
+    let request: ApplicationRequest =
+        serde_json::from_str(&app.body_json).map_err(|_| ApiError::internal())?;
+    let agreement = if d.approve {
+        let Some(terms) = &d.terms else {
+            return Err(ApiError::bad_request(
+                "an approval sets the agreement's terms (purpose, scope, manner, prohibitions, credit_commitment, liability, dispute_resolution, epsilon)",
+            ));
+        };
+        let problems = terms_problems(terms);
+        if !problems.is_empty() {
+            return Err(ApiError::bad_request(format!(
+                "agreement terms incomplete: {}",
+                problems.join("; ")
+            )));
+        }
+        let mut dataset_ids = Vec::new();
+        for name in &request.datasets {
+            let record = state
+                .store
+                .dataset(name)
+                .await?
+                .ok_or_else(ApiError::internal)?;
+            dataset_ids.push(record.entry.id);
+        }
+        let content = serde_json::json!({
+            "application": app.id,
+            "user": app.applicant_id,
+            "provider": app.provider_id,
+            "datasets": request.datasets,
+            "dataset_ids": dataset_ids,
+            "period_start": request.period_start,
+            "period_end": request.period_end,
+            "result_form": request.result_form,
+            "terms": terms,
+        });
+        let terms_json = sluice_crypto::canonical_json_string(&content);
+        let hash = sluice_crypto::sha256_hex(terms_json.as_bytes());
+        Some((terms_json, hash, dataset_ids))
+    } else {
+        let mut problems = Vec::new();
+        if d.reasons.as_deref().is_none_or(|r| r.trim().is_empty()) {
+            problems.push("reasons are missing");
+        }
+        if d.legal_basis.as_deref().is_none_or(|r| r.trim().is_empty()) {
+            problems.push("legal_basis is missing");
+        }
+        if !problems.is_empty() {
+            return Err(ApiError::bad_request(format!(
+                "a refusal gives its reasons and legal basis: {}",
+                problems.join("; ")
+            )));
+        }
+        None
+    };
+    let decision_json = serde_json::to_string(&d).expect("decision serialises");
+    let (start, end) = (
+        request.period_start.clone().unwrap_or_default(),
+        request.period_end.clone().unwrap_or_default(),
+    );
+    state
+        .store
+        .decide_application(
+            &caller.id,
+            &id,
+            &decision_json,
+            agreement
+                .as_ref()
+                .map(|(terms_json, hash, ids)| NewAgreement {
+                    terms_json,
+                    content_hash: hash,
+                    period_start: &start,
+                    period_end: &end,
+                    dataset_ids: ids,
+                }),
+        )
+        .await?;
+    let a = visible(&state, &caller, &id).await?;
+    Ok(Json(view(&state, a).await?))
+}
+
+async fn agreement_view(state: &SharedState, a: Agreement) -> Result<AgreementView, ApiError> {
+    let mut datasets = Vec::new();
+    for id in &a.dataset_ids {
+        datasets.push(
+            state
+                .store
+                .dataset(id)
+                .await?
+                .map_or_else(|| id.clone(), |d| d.entry.name),
+        );
+    }
+    let day = today();
+    Ok(AgreementView {
+        active: a.period_start <= day && day <= a.period_end,
+        content: serde_json::from_str(&a.terms_json).map_err(|_| ApiError::internal())?,
+        user: name_of(state, &a.user_id).await?,
+        provider: name_of(state, &a.provider_id).await?,
+        datasets,
+        period_start: a.period_start,
+        period_end: a.period_end,
+        content_hash: a.content_hash,
+        id: a.id,
+    })
+}
+
+pub async fn agreements(
+    State(state): State<SharedState>,
+    Caller(caller): Caller,
+) -> Result<Json<Vec<AgreementView>>, ApiError> {
+    let mut out = Vec::new();
+    for a in state.store.agreements(scope(&caller)).await? {
+        out.push(agreement_view(&state, a).await?);
+    }
+    Ok(Json(out))
+}
+
+pub async fn agreement(
+    State(state): State<SharedState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<AgreementView>, ApiError> {
+    let a = state
+        .store
+        .agreement(&id)
+        .await?
+        .filter(|a| {
+            caller.role == Role::Admin || a.user_id == caller.id || a.provider_id == caller.id
+        })
+        .ok_or_else(|| ApiError::not_found(&format!("agreement {id}")))?;
+    Ok(Json(agreement_view(&state, a).await?))
+}
+
+/// Every reason a job's manifest does not fit the agreement it names, for
+/// the datasets `conditional` (ids, names) the caller does not own.
+pub async fn agreement_problems(
+    state: &crate::AppState,
+    caller: &UserRecord,
+    manifest: &Manifest,
+    conditional: &[(String, String)],
+) -> Result<Vec<String>, ApiError> {
+    let Some(id) = &manifest.agreement else {
+        return Ok(Vec::new());
+    };
+    let Some(a) = state
+        .store
+        .agreement(id)
+        .await?
+        .filter(|a| a.user_id == caller.id)
+    else {
+        return Ok(vec![format!(
+            "agreement {id} does not exist or is not yours"
+        )]);
+    };
+    let mut problems = Vec::new();
+    let day = today();
+    if day < a.period_start || day > a.period_end {
+        problems.push(format!(
+            "agreement {id} covers {} to {}, not today",
+            a.period_start, a.period_end
+        ));
+    }
+    for (dataset_id, name) in conditional {
+        if !a.dataset_ids.contains(dataset_id) {
+            problems.push(format!("agreement {id} does not cover dataset {name}"));
+        }
+    }
+    let content: serde_json::Value =
+        serde_json::from_str(&a.terms_json).map_err(|_| ApiError::internal())?;
+    let purpose = content["terms"]["purpose"].as_str().unwrap_or_default();
+    if manifest.purpose.trim() != purpose.trim() {
+        problems.push(format!(
+            "the manifest's purpose differs from agreement {id}'s purpose {purpose:?}"
+        ));
+    }
+    Ok(problems)
+}
