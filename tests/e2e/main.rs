@@ -2,6 +2,7 @@
 //! runs in the test process and starts `sluice sandbox` children exactly as
 //! in production.
 
+mod authz;
 mod catalog;
 mod control;
 mod crash;

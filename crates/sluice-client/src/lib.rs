@@ -63,6 +63,35 @@ impl Client {
         }
     }
 
+    /// Sends any request and returns the HTTP status and the body as text,
+    /// whatever the status: for scripts and for authorization tests.
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<(u16, String), ClientError> {
+        let method = Method::from_bytes(method.as_bytes()).map_err(|_| ClientError::Status {
+            status: reqwest::StatusCode::BAD_REQUEST,
+        })?;
+        let mut r = self.request(method, path);
+        if let Some(b) = body {
+            r = r.json(b);
+        }
+        let resp = r.send().await?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.text().await?))
+    }
+
+    /// The same server without a token.
+    pub fn anonymous(&self) -> Self {
+        Client {
+            base: self.base.clone(),
+            token: None,
+            http: self.http.clone(),
+        }
+    }
+
     pub fn with_token(&self, token: impl Into<String>) -> Self {
         Client {
             base: self.base.clone(),

@@ -17,7 +17,7 @@ use sluice_types::time::now_rfc3339;
 use sluice_types::{OpenCategory, Role};
 
 use crate::SharedState;
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiJson};
 use crate::routes::{Caller, require};
 
 /// Longest free-text field of an application or agreement.
@@ -52,7 +52,7 @@ fn text_problem(field: &str, value: &Option<String>, problems: &mut Vec<String>)
 pub async fn apply(
     State(state): State<SharedState>,
     Caller(caller): Caller,
-    Json(req): Json<ApplicationRequest>,
+    ApiJson(req): ApiJson<ApplicationRequest>,
 ) -> Result<(StatusCode, Json<ApplicationView>), ApiError> {
     require(&caller, &[Role::User], "apply for conditional data")?;
     let mut problems = Vec::new();
@@ -231,7 +231,7 @@ pub async fn decide(
     State(state): State<SharedState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
-    Json(d): Json<ApplicationDecision>,
+    ApiJson(d): ApiJson<ApplicationDecision>,
 ) -> Result<Json<ApplicationView>, ApiError> {
     let app = visible(&state, &caller, &id).await?;
     // The provider decides, or the authority; never the applicant.

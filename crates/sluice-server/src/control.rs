@@ -10,7 +10,7 @@ use sluice_types::Role;
 use sluice_types::api::{ControlResult, Reason, RevocationView, RevokeRequest};
 
 use crate::SharedState;
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiJson};
 use crate::jobs::cancel_jobs;
 use crate::routes::{Caller, find_dataset, owns, require};
 
@@ -60,7 +60,7 @@ pub async fn suspend(
     State(state): State<SharedState>,
     Caller(caller): Caller,
     Path(name): Path<String>,
-    Json(req): Json<Reason>,
+    ApiJson(req): ApiJson<Reason>,
 ) -> Result<Json<ControlResult>, ApiError> {
     set_status(state, caller, name, DatasetStatus::Suspended, &req.reason).await
 }
@@ -69,7 +69,7 @@ pub async fn resume(
     State(state): State<SharedState>,
     Caller(caller): Caller,
     Path(name): Path<String>,
-    Json(req): Json<Reason>,
+    ApiJson(req): ApiJson<Reason>,
 ) -> Result<Json<ControlResult>, ApiError> {
     set_status(state, caller, name, DatasetStatus::Active, &req.reason).await
 }
@@ -78,7 +78,7 @@ pub async fn withdraw(
     State(state): State<SharedState>,
     Caller(caller): Caller,
     Path(name): Path<String>,
-    Json(req): Json<Reason>,
+    ApiJson(req): ApiJson<Reason>,
 ) -> Result<Json<ControlResult>, ApiError> {
     set_status(state, caller, name, DatasetStatus::Withdrawn, &req.reason).await
 }
@@ -88,7 +88,7 @@ pub async fn revoke(
     State(state): State<SharedState>,
     Caller(caller): Caller,
     Path(name): Path<String>,
-    Json(req): Json<RevokeRequest>,
+    ApiJson(req): ApiJson<RevokeRequest>,
 ) -> Result<Json<ControlResult>, ApiError> {
     let record = find_dataset(&state, &caller, &name).await?;
     if !owns(&caller, &record) {
@@ -121,7 +121,7 @@ pub async fn close_user(
     State(state): State<SharedState>,
     Caller(caller): Caller,
     Path(name): Path<String>,
-    Json(req): Json<Reason>,
+    ApiJson(req): ApiJson<Reason>,
 ) -> Result<Json<ControlResult>, ApiError> {
     require(&caller, &[Role::Admin], "close a user's access")?;
     let reason = reason_text(&req.reason)?;

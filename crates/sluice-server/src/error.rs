@@ -89,3 +89,41 @@ impl From<StoreError> for ApiError {
         }
     }
 }
+
+/// `axum::Json` whose rejections (malformed JSON, a wrong field, a missing
+/// content type) are API errors like every other: JSON with a stable code.
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> axum::extract::FromRequest<S> for ApiJson<T>
+where
+    Json<T>: axum::extract::FromRequest<S, Rejection = axum::extract::rejection::JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(ApiJson(value)),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                "request body larger than the limit",
+            )),
+            Err(e) => Err(ApiError::bad_request(format!(
+                "request body invalid: {}",
+                e.body_text()
+            ))),
+        }
+    }
+}
+
+/// Unknown routes and methods answer like every other error.
+pub async fn no_route() -> ApiError {
+    ApiError::not_found("route")
+}
+
+pub async fn no_method() -> ApiError {
+    ApiError::new(
+        ErrorCode::BadRequest,
+        "this route does not take that method",
+    )
+}

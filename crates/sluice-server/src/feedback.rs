@@ -13,7 +13,7 @@ use sluice_types::api::{
 use sluice_types::time::now_rfc3339;
 
 use crate::SharedState;
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiJson};
 use crate::routes::{Caller, find_dataset, owns, require};
 
 fn text(field: &str, value: &str) -> Result<(), ApiError> {
@@ -58,7 +58,7 @@ pub async fn report(
     State(state): State<SharedState>,
     Caller(caller): Caller,
     Path(name): Path<String>,
-    Json(req): Json<FeedbackRequest>,
+    ApiJson(req): ApiJson<FeedbackRequest>,
 ) -> Result<(StatusCode, Json<FeedbackView>), ApiError> {
     let record = find_dataset(&state, &caller, &name).await?;
     match req.kind.as_str() {
@@ -158,7 +158,7 @@ pub async fn answer(
     State(state): State<SharedState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
-    Json(req): Json<FeedbackAnswer>,
+    ApiJson(req): ApiJson<FeedbackAnswer>,
 ) -> Result<Json<FeedbackView>, ApiError> {
     let f = visible(&state, &caller, &id).await?;
     provider_of(&state, &caller, &f).await?;
@@ -175,7 +175,7 @@ pub async fn request_extension(
     State(state): State<SharedState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
-    Json(req): Json<ExtensionRequest>,
+    ApiJson(req): ApiJson<ExtensionRequest>,
 ) -> Result<Json<FeedbackView>, ApiError> {
     let f = visible(&state, &caller, &id).await?;
     provider_of(&state, &caller, &f).await?;
@@ -197,7 +197,7 @@ pub async fn decide_extension(
     State(state): State<SharedState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
-    Json(req): Json<ExtensionDecision>,
+    ApiJson(req): ApiJson<ExtensionDecision>,
 ) -> Result<Json<FeedbackView>, ApiError> {
     require(&caller, &[Role::Admin], "approve deadline extensions")?;
     visible(&state, &caller, &id).await?;

@@ -15,7 +15,7 @@ use sluice_types::api::{
 use sluice_types::manifest::Manifest;
 
 use crate::SharedState;
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiJson};
 use crate::routes::{Caller, find_dataset, owns, require};
 
 /// Most lines of a manifest diffed line by line (a manifest is small; the
@@ -26,7 +26,7 @@ pub async fn set_policy(
     State(state): State<SharedState>,
     Caller(caller): Caller,
     Path(name): Path<String>,
-    Json(req): Json<ReviewPolicy>,
+    ApiJson(req): ApiJson<ReviewPolicy>,
 ) -> Result<StatusCode, ApiError> {
     let record = find_dataset(&state, &caller, &name).await?;
     if !owns(&caller, &record) {
@@ -184,7 +184,7 @@ pub async fn decide(
     State(state): State<SharedState>,
     Caller(caller): Caller,
     Path(job_id): Path<String>,
-    Json(req): Json<ReviewRequest>,
+    ApiJson(req): ApiJson<ReviewRequest>,
 ) -> Result<Json<ReviewResult>, ApiError> {
     reviewer_only(&caller)?;
     held_for(&state, &caller, &job_id).await?;

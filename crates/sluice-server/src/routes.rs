@@ -20,7 +20,7 @@ use sluice_types::privacy::Epsilon;
 use sluice_types::sandbox::{IngestTask, PreviewTask, SandboxResponse, SandboxTask};
 use sluice_types::{CatalogEntry, DataFormat, DatasetVersion, OpenCategory, Role};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiJson};
 use crate::{
     AppState, MAX_UPLOAD_BYTES, SharedState, applications, control, feedback, jobs, reviews,
     sandbox, synthetic,
@@ -85,6 +85,8 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/jobs/{id}/release", get(job_release))
         .route("/v1/audit", get(audit_log))
         .route("/v1/audit/checkpoint", get(audit_checkpoint))
+        .fallback(crate::error::no_route)
+        .method_not_allowed_fallback(crate::error::no_method)
         .layer(DefaultBodyLimit::max(1024 * 1024))
         .with_state(state)
 }
@@ -148,7 +150,7 @@ async fn me(Caller(caller): Caller) -> Json<UserView> {
 async fn create_user(
     State(state): State<SharedState>,
     Caller(caller): Caller,
-    Json(req): Json<CreateUser>,
+    ApiJson(req): ApiJson<CreateUser>,
 ) -> Result<(StatusCode, Json<CreatedUser>), ApiError> {
     require(&caller, &[Role::Admin], "create users")?;
     if req.name.trim().is_empty() || req.name.len() > 100 {
@@ -194,7 +196,7 @@ pub(crate) async fn find_dataset(
 async fn create_dataset(
     State(state): State<SharedState>,
     Caller(caller): Caller,
-    Json(desc): Json<DatasetDescriptor>,
+    ApiJson(desc): ApiJson<DatasetDescriptor>,
 ) -> Result<(StatusCode, Json<CatalogEntry>), ApiError> {
     require(&caller, &[Role::Provider, Role::Admin], "publish datasets")?;
     let mut problems = Vec::new();
@@ -533,7 +535,7 @@ async fn grant_access(
     State(state): State<SharedState>,
     Caller(caller): Caller,
     Path(name): Path<String>,
-    Json(req): Json<AccessGrant>,
+    ApiJson(req): ApiJson<AccessGrant>,
 ) -> Result<StatusCode, ApiError> {
     let record = find_dataset(&state, &caller, &name).await?;
     if !owns(&caller, &record) {

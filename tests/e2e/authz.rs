@@ -1,0 +1,368 @@
+//! The authorization matrix: every route × no token, a bad token and every
+//! role → the expected status. Mutating routes get a body that fails
+//! validation *after* the permission check, so the matrix changes nothing
+//! and still tells "may not" (403/404) from "may, but not like this" (400).
+//! Another user's jobs, releases, applications, feedback and agreements are
+//! 404, indistinguishable from ids that do not exist.
+
+use serde_json::{Value, json};
+use sluice_types::Role;
+use sluice_types::api::{AgreementTerms, ApplicationDecision, ApplicationRequest};
+
+use crate::{manifest, with_pums};
+
+/// Expected status per caller: none, bad token, admin, provider, alice
+/// (owner of the job, application, feedback), bob (another user), reviewer.
+struct Row {
+    method: &'static str,
+    path: String,
+    body: Option<Value>,
+    expect: [u16; 7],
+}
+
+fn row(
+    method: &'static str,
+    path: impl Into<String>,
+    body: Option<Value>,
+    expect: [u16; 7],
+) -> Row {
+    Row {
+        method,
+        path: path.into(),
+        body,
+        expect,
+    }
+}
+
+#[tokio::test]
+async fn every_route_answers_every_caller_as_documented() {
+    let p = with_pums().await;
+    let reviewer = p.admin.with_token(
+        p.admin
+            .create_user("rev", Role::Reviewer)
+            .await
+            .unwrap()
+            .token,
+    );
+    // Objects owned by alice: a released job, feedback, an application
+    // approved into an agreement, and a second one still submitted.
+    let job = crate::run_job(
+        &p.alice,
+        &manifest("pums", "SELECT COUNT(*) AS n FROM pums", 1.0),
+    )
+    .await;
+    assert_eq!(job.state, "released");
+    let version = p.provider.dataset("pums").await.unwrap().versions[0]
+        .version
+        .clone();
+    let fb = p
+        .alice
+        .report_feedback("pums", "error", "a value looks wrong")
+        .await
+        .unwrap();
+    let application = ApplicationRequest {
+        title: Some("t".into()),
+        reason: Some("r".into()),
+        kind: Some("dataset".into()),
+        datasets: vec!["pums".into()],
+        period_start: Some("2026-01-01".into()),
+        period_end: Some("2030-12-31".into()),
+        result_form: Some("f".into()),
+        scenario: Some("s".into()),
+        pledge: true,
+    };
+    let approved = p.alice.apply(&application).await.unwrap();
+    let decided = p
+        .provider
+        .decide_application(
+            &approved.id,
+            &ApplicationDecision {
+                approve: true,
+                terms: Some(AgreementTerms {
+                    purpose: "p".into(),
+                    scope: "s".into(),
+                    manner: "m".into(),
+                    prohibitions: "x".into(),
+                    credit_commitment: "c".into(),
+                    liability: "l".into(),
+                    dispute_resolution: "d".into(),
+                    epsilon: 1.0,
+                }),
+                reasons: None,
+                legal_basis: None,
+            },
+        )
+        .await
+        .unwrap();
+    let agreement = decided.agreement.unwrap();
+    let pending = p.alice.apply(&application).await.unwrap();
+
+    const ALL: [u16; 7] = [401, 401, 200, 200, 200, 200, 200];
+    let j = &job.id;
+    let rows = vec![
+        row("GET", "/v1/health", None, [200; 7]),
+        row("GET", "/v1/public-key", None, [200; 7]),
+        row("GET", "/v1/me", None, ALL),
+        row(
+            "POST",
+            "/v1/users",
+            Some(json!({"name": "", "role": "user"})),
+            [401, 401, 400, 403, 403, 403, 403],
+        ),
+        row("GET", "/v1/datasets", None, ALL),
+        row("GET", "/v1/datasets/pums", None, ALL),
+        row(
+            "GET",
+            "/v1/datasets/nope",
+            None,
+            [401, 401, 404, 404, 404, 404, 404],
+        ),
+        row(
+            "GET",
+            format!("/v1/datasets/pums/versions/{version}/quality"),
+            None,
+            [401, 401, 200, 200, 404, 404, 404],
+        ),
+        row("GET", "/v1/datasets/pums/preview", None, ALL),
+        row(
+            "GET",
+            "/v1/datasets/pums/download",
+            None,
+            [401, 401, 403, 403, 403, 403, 403],
+        ),
+        row(
+            "POST",
+            "/v1/datasets/pums/access",
+            Some(json!({"user": "nobody"})),
+            [401, 401, 404, 404, 403, 403, 403],
+        ),
+        row("GET", "/v1/datasets/pums/budget", None, ALL),
+        row(
+            "PUT",
+            "/v1/datasets/pums/review-policy",
+            Some(json!({"reviewers": 9})),
+            [401, 401, 400, 400, 403, 403, 403],
+        ),
+        row(
+            "POST",
+            "/v1/datasets/pums/suspend",
+            Some(json!({"reason": " "})),
+            [401, 401, 400, 400, 403, 403, 403],
+        ),
+        row(
+            "POST",
+            "/v1/datasets/pums/resume",
+            Some(json!({"reason": " "})),
+            [401, 401, 400, 400, 403, 403, 403],
+        ),
+        row(
+            "POST",
+            "/v1/datasets/pums/withdraw",
+            Some(json!({"reason": " "})),
+            [401, 401, 400, 400, 403, 403, 403],
+        ),
+        row(
+            "POST",
+            "/v1/datasets/pums/revoke",
+            Some(json!({"user": "bob", "reason": " "})),
+            [401, 401, 400, 400, 403, 403, 403],
+        ),
+        row(
+            "POST",
+            "/v1/users/bob/close",
+            Some(json!({"reason": " "})),
+            [401, 401, 400, 403, 403, 403, 403],
+        ),
+        row("GET", "/v1/revocations", None, ALL),
+        row("GET", "/v1/stats", None, ALL),
+        row(
+            "POST",
+            "/v1/datasets/pums/feedback",
+            Some(json!({"kind": "bogus", "description": "x"})),
+            [401, 401, 400, 400, 400, 400, 400],
+        ),
+        row("GET", "/v1/feedback", None, ALL),
+        row(
+            "GET",
+            format!("/v1/feedback/{}", fb.id),
+            None,
+            [401, 401, 200, 200, 200, 404, 404],
+        ),
+        row(
+            "GET",
+            "/v1/feedback/fb_nope",
+            None,
+            [401, 401, 404, 404, 404, 404, 404],
+        ),
+        row(
+            "POST",
+            format!("/v1/feedback/{}/answer", fb.id),
+            Some(json!({"answer": " "})),
+            [401, 401, 400, 400, 403, 404, 404],
+        ),
+        row(
+            "POST",
+            format!("/v1/feedback/{}/extension", fb.id),
+            Some(json!({"working_days": 99, "reason": "x"})),
+            [401, 401, 400, 400, 403, 404, 404],
+        ),
+        row(
+            "POST",
+            format!("/v1/feedback/{}/extension/decision", fb.id),
+            Some(json!({"approve": true})),
+            [401, 401, 409, 403, 403, 403, 403],
+        ),
+        row(
+            "POST",
+            "/v1/applications",
+            Some(json!({})),
+            [401, 401, 403, 403, 400, 400, 403],
+        ),
+        row("GET", "/v1/applications", None, ALL),
+        row(
+            "GET",
+            format!("/v1/applications/{}", pending.id),
+            None,
+            [401, 401, 200, 200, 200, 404, 404],
+        ),
+        row(
+            "GET",
+            "/v1/applications/app_nope",
+            None,
+            [401, 401, 404, 404, 404, 404, 404],
+        ),
+        row(
+            "POST",
+            format!("/v1/applications/{}/decision", pending.id),
+            Some(json!({"approve": true})),
+            [401, 401, 400, 400, 403, 404, 404],
+        ),
+        row("GET", "/v1/agreements", None, ALL),
+        row(
+            "GET",
+            format!("/v1/agreements/{agreement}"),
+            None,
+            [401, 401, 200, 200, 200, 404, 404],
+        ),
+        row(
+            "GET",
+            "/v1/agreements/agr_nope",
+            None,
+            [401, 401, 404, 404, 404, 404, 404],
+        ),
+        row("GET", "/v1/jobs", None, ALL),
+        row(
+            "GET",
+            format!("/v1/jobs/{j}"),
+            None,
+            [401, 401, 404, 404, 200, 404, 404],
+        ),
+        row(
+            "GET",
+            "/v1/jobs/job_nope",
+            None,
+            [401, 401, 404, 404, 404, 404, 404],
+        ),
+        row(
+            "GET",
+            format!("/v1/jobs/{j}/release"),
+            None,
+            [401, 401, 404, 404, 200, 404, 404],
+        ),
+        row(
+            "GET",
+            "/v1/reviews",
+            None,
+            [401, 401, 403, 403, 403, 403, 200],
+        ),
+        row(
+            "GET",
+            format!("/v1/reviews/{j}"),
+            None,
+            [401, 401, 403, 403, 403, 403, 404],
+        ),
+        row(
+            "POST",
+            format!("/v1/reviews/{j}"),
+            Some(json!({"decision": "approve", "reason": "", "manifest_digest": "x"})),
+            [401, 401, 403, 403, 403, 403, 404],
+        ),
+        row(
+            "GET",
+            "/v1/audit",
+            None,
+            [401, 401, 200, 403, 403, 403, 403],
+        ),
+        row("GET", "/v1/audit/checkpoint", None, ALL),
+        // Unknown routes and methods, and bodies of the wrong shape, are
+        // JSON errors too.
+        row("GET", "/v1/nowhere", None, [404; 7]),
+        row("DELETE", "/v1/datasets/pums", None, [400; 7]),
+        row(
+            "PUT",
+            "/v1/datasets/pums/review-policy",
+            Some(json!({"reviewers": "two"})),
+            [401, 401, 400, 400, 400, 400, 400],
+        ),
+    ];
+    let callers = [
+        p.admin.anonymous(),
+        p.admin.with_token("not-a-real-token"),
+        p.admin.clone(),
+        p.provider.clone(),
+        p.alice.clone(),
+        p.bob.clone(),
+        reviewer,
+    ];
+    let names = [
+        "none",
+        "bad token",
+        "admin",
+        "provider",
+        "alice",
+        "bob",
+        "reviewer",
+    ];
+    let mut wrong = Vec::new();
+    for r in &rows {
+        for ((caller, name), want) in callers.iter().zip(names).zip(r.expect) {
+            let (got, body) = caller
+                .raw(r.method, &r.path, r.body.as_ref())
+                .await
+                .unwrap();
+            if got != want {
+                wrong.push(format!(
+                    "{} {} as {name}: {got} (want {want}) {body}",
+                    r.method, r.path
+                ));
+            }
+            // Errors are JSON with a stable code and no stack trace.
+            if got >= 400 {
+                let v: Value = serde_json::from_str(&body)
+                    .unwrap_or_else(|_| panic!("{} {}: not JSON: {body}", r.method, r.path));
+                assert!(v["code"].is_string(), "{body}");
+                assert!(
+                    !body.contains("panicked") && !body.contains("src/"),
+                    "{body}"
+                );
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} mismatches:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+    // Nothing above changed anything: the job, the budget and the dataset.
+    assert_eq!(p.alice.budget("pums").await.unwrap().user_spent, "1");
+    assert_eq!(
+        crate::run_job(
+            &p.alice,
+            &manifest("pums", "SELECT COUNT(*) AS n FROM pums", 0.5)
+        )
+        .await
+        .state,
+        "released"
+    );
+}
