@@ -13,6 +13,7 @@ mod control;
 mod error;
 mod feedback;
 mod jobs;
+mod openapi;
 mod reviews;
 mod routes;
 mod sandbox;

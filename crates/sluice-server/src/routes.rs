@@ -28,6 +28,7 @@ use crate::{
 
 pub fn router(state: SharedState) -> Router {
     Router::new()
+        .route("/openapi.json", get(crate::openapi::serve))
         .route("/v1/health", get(|| async { "ok" }))
         .route("/v1/public-key", get(public_key))
         .route("/v1/me", get(me))
