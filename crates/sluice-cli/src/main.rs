@@ -75,6 +75,12 @@ enum Command {
     /// Feedback on datasets and rectification tasks, with deadlines.
     #[command(subcommand)]
     Feedback(FeedbackCommand),
+    /// Applications for conditional data and their decisions (art. 20).
+    #[command(subcommand)]
+    Application(ApplicationCommand),
+    /// Data-use agreements (art. 21).
+    #[command(subcommand)]
+    Agreement(AgreementCommand),
     /// Usage statistics by provider and open category.
     Stats,
     /// Check manifests offline.
@@ -202,6 +208,46 @@ enum DatasetCommand {
         #[arg(long, value_parser = clap::value_parser!(u8).range(0..=2))]
         reviewers: u8,
     },
+}
+
+#[derive(Subcommand)]
+enum ApplicationCommand {
+    /// Apply: a TOML file with title, reason, type, datasets, period_start,
+    /// period_end, result_form, scenario and pledge = true. Every missing
+    /// field is listed at once.
+    Apply {
+        file: PathBuf,
+    },
+    /// Your applications (users), those to decide (providers), or all.
+    List {
+        #[arg(long)]
+        overdue: bool,
+    },
+    Show {
+        id: String,
+    },
+    /// Approve (provider): a TOML file with the agreement's terms (purpose,
+    /// scope, manner, prohibitions, credit_commitment, liability,
+    /// dispute_resolution, epsilon).
+    Approve {
+        id: String,
+        #[arg(long)]
+        terms: PathBuf,
+    },
+    /// Refuse (provider), with reasons and the legal basis.
+    Refuse {
+        id: String,
+        #[arg(long)]
+        reasons: String,
+        #[arg(long)]
+        legal_basis: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AgreementCommand {
+    List,
+    Show { id: String },
 }
 
 #[derive(Subcommand)]
@@ -375,6 +421,27 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Job(cmd) => job(&client, cmd).await?,
         Command::Review(cmd) => review(&client, cmd).await?,
         Command::Feedback(cmd) => feedback(&client, cmd).await?,
+        Command::Application(cmd) => application(&client, cmd).await?,
+        Command::Agreement(AgreementCommand::List) => {
+            for a in client.agreements().await? {
+                println!(
+                    "{}  {} -> {}  {}  {} to {}{}",
+                    a.id,
+                    a.provider,
+                    a.user,
+                    a.datasets.join(", "),
+                    a.period_start,
+                    a.period_end,
+                    if a.active { "  active" } else { "" }
+                );
+            }
+        }
+        Command::Agreement(AgreementCommand::Show { id }) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&client.agreement(&id).await?)?
+            )
+        }
         Command::Stats => println!("{}", serde_json::to_string_pretty(&client.stats().await?)?),
         Command::Verify {
             release,
@@ -774,6 +841,67 @@ async fn feedback(client: &Client, cmd: FeedbackCommand) -> Result<()> {
         } => print_feedback(&client.request_extension(&id, working_days, &reason).await?),
         FeedbackCommand::DecideExtension { id, approve } => {
             print_feedback(&client.decide_extension(&id, approve).await?)
+        }
+    }
+    Ok(())
+}
+
+fn read_toml<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Result<T> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message()))
+}
+
+async fn application(client: &Client, cmd: ApplicationCommand) -> Result<()> {
+    let show = |a: &sluice_types::api::ApplicationView| {
+        println!(
+            "{}  {} -> {}  {}  due {}{}{}",
+            a.id,
+            a.applicant,
+            a.provider,
+            a.state,
+            a.due_at,
+            if a.overdue { "  OVERDUE" } else { "" },
+            a.agreement
+                .as_ref()
+                .map(|g| format!("  agreement {g}"))
+                .unwrap_or_default()
+        );
+    };
+    match cmd {
+        ApplicationCommand::Apply { file } => show(&client.apply(&read_toml(&file)?).await?),
+        ApplicationCommand::List { overdue } => {
+            for a in client.applications(overdue).await? {
+                show(&a);
+            }
+        }
+        ApplicationCommand::Show { id } => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&client.application(&id).await?)?
+            )
+        }
+        ApplicationCommand::Approve { id, terms } => {
+            let decision = sluice_types::api::ApplicationDecision {
+                approve: true,
+                terms: Some(read_toml(&terms)?),
+                reasons: None,
+                legal_basis: None,
+            };
+            show(&client.decide_application(&id, &decision).await?)
+        }
+        ApplicationCommand::Refuse {
+            id,
+            reasons,
+            legal_basis,
+        } => {
+            let decision = sluice_types::api::ApplicationDecision {
+                approve: false,
+                terms: None,
+                reasons: Some(reasons),
+                legal_basis: Some(legal_basis),
+            };
+            show(&client.decide_application(&id, &decision).await?)
         }
     }
     Ok(())

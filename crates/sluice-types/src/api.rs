@@ -392,3 +392,18 @@ pub struct AgreementView {
     /// Whether today lies within the period.
     pub active: bool,
 }
+
+#[cfg(test)]
+mod tests {
+    /// The example files the guides use parse as what the CLI sends.
+    #[test]
+    fn example_application_and_terms_parse() {
+        let app: super::ApplicationRequest =
+            toml::from_str(include_str!("../../../examples/access/application.toml")).unwrap();
+        assert_eq!(app.kind.as_deref(), Some("dataset"));
+        assert!(app.pledge);
+        let terms: super::AgreementTerms =
+            toml::from_str(include_str!("../../../examples/access/terms.toml")).unwrap();
+        assert_eq!(terms.epsilon, 5.0);
+    }
+}
