@@ -563,3 +563,31 @@ async fn keys_selected_from_the_data_cost_exactly_the_delta_asked() {
     assert_eq!(budget.user_spent, "1");
     assert_eq!(budget.user_delta_spent, "0.000001");
 }
+
+/// A job's server-sent events show its states in order and end with the
+/// final one; another user cannot follow it.
+#[tokio::test]
+async fn job_events_stream_each_state_until_the_job_ends() {
+    let p = with_pums().await;
+    let m = manifest(
+        "pums",
+        "SELECT sex, COUNT(*) AS n FROM pums GROUP BY sex",
+        0.5,
+    );
+    let job = p.alice.submit_job(&m).await.unwrap();
+    let mut seen = Vec::new();
+    let last = p
+        .alice
+        .watch_job(&job.id, |v| {
+            seen.push(v.state.clone());
+            true
+        })
+        .await
+        .unwrap();
+    assert_eq!(last.state, "released", "{seen:?}");
+    assert_eq!(seen.last().map(String::as_str), Some("released"));
+    // Each event is a change: no state repeats back to back.
+    assert!(seen.windows(2).all(|w| w[0] != w[1]), "{seen:?}");
+    let err = p.bob.watch_job(&job.id, |_| true).await.unwrap_err();
+    assert_eq!(err.code(), Some(sluice_types::ErrorCode::NotFound), "{err}");
+}

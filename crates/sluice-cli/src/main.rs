@@ -660,7 +660,23 @@ async fn job(client: &Client, cmd: JobCommand) -> Result<()> {
             if no_wait {
                 return Ok(());
             }
-            let job = client.wait_job(&job.id, Duration::from_secs(3600)).await?;
+            // Follow the job's events (progress on long jobs); poll if the
+            // stream is unavailable.
+            let mut shown = job.state.clone();
+            let job = match client
+                .watch_job(&job.id, |v| {
+                    if v.state != shown {
+                        println!("job {} {}", v.id, v.state);
+                        shown = v.state.clone();
+                    }
+                    // Not final, but nothing happens until a reviewer acts.
+                    v.state != "awaiting_review"
+                })
+                .await
+            {
+                Ok(j) => j,
+                Err(_) => client.wait_job(&job.id, Duration::from_secs(3600)).await?,
+            };
             if job.state == "awaiting_review" {
                 println!(
                     "job {} awaits human review; nothing is spent until it is approved. Follow it with `sluice job status {}`",

@@ -512,6 +512,43 @@ impl Client {
             .await
     }
 
+    /// Follows a job's server-sent events, calling `on_change` with each new
+    /// view, until the job ends, the stream closes or `on_change` returns
+    /// false; returns the last view.
+    pub async fn watch_job(
+        &self,
+        id: &str,
+        mut on_change: impl FnMut(&JobView) -> bool,
+    ) -> Result<JobView, ClientError> {
+        let mut resp = self
+            .send(self.request(Method::GET, &format!("/v1/jobs/{id}/events")))
+            .await?;
+        let mut buffer = String::new();
+        let mut last = None;
+        while let Some(chunk) = resp.chunk().await? {
+            buffer.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buffer.find("\n\n") {
+                let event: String = buffer.drain(..end + 2).collect();
+                let data: String = event
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .map(str::trim_start)
+                    .collect();
+                if let Ok(view) = serde_json::from_str::<JobView>(&data) {
+                    let go_on = on_change(&view);
+                    last = Some(view);
+                    if !go_on {
+                        return Ok(last.expect("just set"));
+                    }
+                }
+            }
+        }
+        match last {
+            Some(v) => Ok(v),
+            None => self.job(id).await,
+        }
+    }
+
     /// Polls a job until it leaves queued/running, with a bounded number of polls.
     pub async fn wait_job(
         &self,

@@ -355,6 +355,14 @@ pub const ROUTES: &[ApiRoute] = &[
     ),
     r(
         "get",
+        "/v1/jobs/{id}/events",
+        "its owner",
+        "Server-sent events: the job's view on every change, until it ends",
+        None,
+        (200, "text/event-stream"),
+    ),
+    r(
+        "get",
         "/v1/jobs/{id}/release",
         "its owner",
         "The signed release",

@@ -84,6 +84,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/jobs/estimate", post(estimate_job))
         .route("/v1/jobs/{id}", get(show_job))
         .route("/v1/jobs/{id}/release", get(job_release))
+        .route("/v1/jobs/{id}/events", get(job_events))
         .route("/v1/audit", get(audit_log))
         .route("/v1/audit/checkpoint", get(audit_checkpoint))
         .fallback(crate::error::no_route)
@@ -655,6 +656,69 @@ async fn show_job(
     Path(id): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
     Ok(Json(job_view(&own_job(&state, &caller, &id).await?)))
+}
+
+/// Server-sent events: the job's view each time it changes, until it ends
+/// (released, rejected, failed) or an hour passes. Polled from the store,
+/// so it shows exactly what `GET /v1/jobs/{id}` would.
+async fn job_events(
+    State(state): State<SharedState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<
+    axum::response::sse::Sse<
+        impl futures_util::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
+    >,
+    ApiError,
+> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    struct Watch {
+        state: SharedState,
+        id: String,
+        last: Option<JobView>,
+        pending: Option<JobView>,
+        finished: bool,
+        deadline: std::time::Instant,
+    }
+    let first = job_view(&own_job(&state, &caller, &id).await?);
+    let watch = Watch {
+        state,
+        id,
+        last: None,
+        pending: Some(first),
+        finished: false,
+        deadline: std::time::Instant::now() + std::time::Duration::from_secs(3600),
+    };
+    let stream = futures_util::stream::unfold(watch, |mut w| async move {
+        if w.finished {
+            return None;
+        }
+        loop {
+            let view = match w.pending.take() {
+                Some(v) => v,
+                None => {
+                    if std::time::Instant::now() > w.deadline {
+                        return None;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    match w.state.store.job(&w.id).await {
+                        Ok(Some(j)) => job_view(&j),
+                        _ => return None,
+                    }
+                }
+            };
+            if w.last.as_ref() != Some(&view) {
+                w.finished = matches!(view.state.as_str(), "released" | "rejected" | "failed");
+                let event = Event::default()
+                    .event("job")
+                    .json_data(&view)
+                    .unwrap_or_else(|_| Event::default().event("error"));
+                w.last = Some(view);
+                return Some((Ok(event), w));
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
 async fn job_release(
