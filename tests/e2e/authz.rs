@@ -418,3 +418,27 @@ async fn the_openapi_document_validates_and_every_operation_exists() {
     }
     assert_eq!(operations, 45, "every registered route is documented");
 }
+
+/// Each token has its own request budget: a flood from one gets JSON 429s
+/// with the stable code, while another token is served.
+#[tokio::test]
+async fn a_token_that_floods_is_rate_limited_alone() {
+    let p = crate::Platform::start_with(sluice_server::RateLimit {
+        per_second: 1.0,
+        burst: 20.0,
+    })
+    .await;
+    let mut statuses = Vec::new();
+    for _ in 0..40 {
+        let (status, body) = p.bob.raw("GET", "/v1/me", None).await.unwrap();
+        if status == 429 {
+            let v: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(v["code"], "rate_limited", "{body}");
+        }
+        statuses.push(status);
+    }
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    assert!((20..=22).contains(&ok), "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 40 - ok);
+    assert_eq!(p.alice.raw("GET", "/v1/me", None).await.unwrap().0, 200);
+}

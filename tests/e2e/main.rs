@@ -34,6 +34,10 @@ pub struct Platform {
 
 impl Platform {
     pub async fn start() -> Platform {
+        Self::start_with(Default::default()).await
+    }
+
+    pub async fn start_with(rate_limit: sluice_server::RateLimit) -> Platform {
         let dir = tempfile::tempdir().unwrap();
         let config = sluice_server::Config {
             data_dir: dir.path().join("data"),
@@ -41,6 +45,7 @@ impl Platform {
             bind: "127.0.0.1:0".parse().unwrap(),
             sandbox_exe: PathBuf::from(env!("CARGO_BIN_EXE_sluice")),
             sandbox_timeout: Duration::from_secs(120),
+            rate_limit,
         };
         let started = sluice_server::start(config).await.unwrap();
         let admin = Client::new(

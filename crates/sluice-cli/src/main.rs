@@ -53,6 +53,10 @@ enum Command {
         /// Wall-clock deadline of one sandbox task, in seconds.
         #[arg(long, default_value_t = 600)]
         sandbox_timeout: u64,
+        /// Requests per second each token may make on average (bursts up
+        /// to ten times that).
+        #[arg(long, default_value_t = 100.0)]
+        rate_limit: f64,
     },
     /// Run the end-to-end demo on a temporary data dir.
     Demo {
@@ -376,6 +380,7 @@ async fn run(cli: Cli) -> Result<()> {
             key_dir,
             bind,
             sandbox_timeout,
+            rate_limit,
         } => {
             let key_dir =
                 key_dir.unwrap_or_else(|| sluice_server::Config::default_key_dir(&data_dir));
@@ -385,6 +390,10 @@ async fn run(cli: Cli) -> Result<()> {
                 bind,
                 sandbox_exe: std::env::current_exe().context("locating the sluice executable")?,
                 sandbox_timeout: Duration::from_secs(sandbox_timeout),
+                rate_limit: sluice_server::RateLimit {
+                    per_second: rate_limit,
+                    burst: rate_limit * 10.0,
+                },
             };
             let started = sluice_server::start(config).await?;
             if let Some(token) = &started.admin_token {

@@ -57,6 +57,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::Conflict => StatusCode::CONFLICT,
         ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::BudgetExhausted => StatusCode::PAYMENT_REQUIRED,
+        ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::JobFailed | ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

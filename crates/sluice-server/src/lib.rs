@@ -43,6 +43,25 @@ pub struct Config {
     pub sandbox_exe: PathBuf,
     /// Wall-clock deadline of one sandbox task.
     pub sandbox_timeout: Duration,
+    /// Requests each token may make: a bucket of `burst` refilled at
+    /// `per_second`.
+    pub rate_limit: RateLimit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    pub per_second: f64,
+    pub burst: f64,
+}
+
+impl Default for RateLimit {
+    /// Generous for people and scripts polling jobs; stops floods.
+    fn default() -> Self {
+        RateLimit {
+            per_second: 100.0,
+            burst: 1000.0,
+        }
+    }
 }
 
 impl Config {
@@ -68,6 +87,26 @@ pub struct AppState {
     pub cancels: std::sync::Mutex<
         std::collections::HashMap<String, tokio::sync::watch::Sender<Option<String>>>,
     >,
+    /// Per-user token buckets: (tokens left, when last refilled).
+    pub buckets: std::sync::Mutex<std::collections::HashMap<String, (f64, std::time::Instant)>>,
+}
+
+impl AppState {
+    /// Takes one request from `user_id`'s bucket; false when it is empty.
+    pub fn allow(&self, user_id: &str) -> bool {
+        let RateLimit { per_second, burst } = self.config.rate_limit;
+        let now = std::time::Instant::now();
+        let mut buckets = self.buckets.lock().expect("rate buckets");
+        let (tokens, at) = buckets.entry(user_id.to_owned()).or_insert((burst, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * per_second).min(burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// Sandboxes running at once: one per core, at least two.
@@ -139,6 +178,7 @@ pub async fn start(config: Config) -> Result<Started, StartError> {
         config,
         sandbox_slots: tokio::sync::Semaphore::new(sandbox_slots()),
         cancels: Default::default(),
+        buckets: Default::default(),
     });
     let app = router(state);
     tracing::info!(%addr, "sluice server listening");

@@ -113,6 +113,14 @@ impl FromRequestParts<SharedState> for Caller {
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(unauthenticated)?;
         match state.store.user_by_token(token.trim()).await? {
+            Some(u) if !state.allow(&u.id) => Err(ApiError::new(
+                ErrorCode::RateLimited,
+                "too many requests for this token",
+            )
+            .hint(format!(
+                "at most {} requests per second on average",
+                state.config.rate_limit.per_second
+            ))),
             Some(u) => Ok(Caller(u)),
             None => Err(unauthenticated()),
         }

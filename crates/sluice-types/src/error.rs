@@ -18,6 +18,7 @@ pub enum ErrorCode {
     QueryRejected,
     DatasetNotOpen,
     BudgetExhausted,
+    RateLimited,
     JobFailed,
     Internal,
 }
@@ -37,6 +38,7 @@ impl ErrorCode {
             ErrorCode::QueryRejected => "query_rejected",
             ErrorCode::DatasetNotOpen => "dataset_not_open",
             ErrorCode::BudgetExhausted => "budget_exhausted",
+            ErrorCode::RateLimited => "rate_limited",
             ErrorCode::JobFailed => "job_failed",
             ErrorCode::Internal => "internal",
         }
