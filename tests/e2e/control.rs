@@ -208,6 +208,18 @@ async fn usage_statistics_count_jobs_and_budget_by_provider_and_category() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::QueryRejected));
+    let application = sluice_types::api::ApplicationRequest {
+        title: Some("t".into()),
+        reason: Some("r".into()),
+        kind: Some("dataset".into()),
+        datasets: vec!["pums".into()],
+        period_start: Some("2026-01-01".into()),
+        period_end: Some("2026-12-31".into()),
+        result_form: Some("f".into()),
+        scenario: Some("s".into()),
+        pledge: true,
+    };
+    p.bob.apply(&application).await.unwrap();
     let stats = p.bob.stats().await.unwrap();
     let provider = stats
         .by_provider
@@ -224,6 +236,7 @@ async fn usage_statistics_count_jobs_and_budget_by_provider_and_category() {
         (1, 1, 1, 1)
     );
     assert_eq!(provider.epsilon_spent, "1");
+    assert_eq!(provider.applications, 1);
     let category = stats
         .by_category
         .iter()

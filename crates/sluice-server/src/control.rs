@@ -198,6 +198,7 @@ pub async fn stats(
                 jobs_failed: g.jobs_failed,
                 jobs_rejected: g.jobs_rejected,
                 jobs_pending: g.jobs_pending,
+                applications: g.applications,
                 epsilon_spent: sluice_types::privacy::Epsilon::from_units(g.epsilon_spent_units)
                     .to_string(),
             })

@@ -16,6 +16,8 @@ pub struct UsageGroup {
     pub jobs_failed: u64,
     pub jobs_rejected: u64,
     pub jobs_pending: u64,
+    /// Applications naming a dataset of the group.
+    pub applications: u64,
     /// ε spent, in the ledger's units.
     pub epsilon_spent_units: u64,
 }
@@ -38,7 +40,7 @@ impl Store {
         let mut usage = Usage::default();
         // Per dataset first, then folded into both groupings.
         let datasets = sqlx::query(
-            "SELECT d.id, d.provider, d.open_category,
+            "SELECT d.id, d.name, d.provider, d.open_category,
                (SELECT COUNT(*) FROM dataset_versions v WHERE v.dataset_id = d.id) AS versions,
                (SELECT COALESCE(SUM(s.epsilon_units), 0) FROM spends s
                   WHERE s.dataset_id = d.id AND s.state = 'committed') AS spent
@@ -89,6 +91,36 @@ impl Store {
             }
             for c in categories {
                 bump(usage.by_category.entry(c).or_default());
+            }
+        }
+        // Each application counts once per group it asks data of.
+        let names: BTreeMap<String, (String, String)> = datasets
+            .iter()
+            .map(|r| {
+                (
+                    r.get::<String, _>("name"),
+                    (r.get("provider"), r.get("open_category")),
+                )
+            })
+            .collect();
+        let apps: Vec<String> = sqlx::query_scalar("SELECT body_json FROM applications")
+            .fetch_all(&self.pool)
+            .await?;
+        for body in &apps {
+            let v: serde_json::Value = serde_json::from_str(body).map_err(crate::corrupt)?;
+            let mut providers = std::collections::BTreeSet::new();
+            let mut categories = std::collections::BTreeSet::new();
+            for name in v["datasets"].as_array().into_iter().flatten() {
+                if let Some((p, c)) = name.as_str().and_then(|n| names.get(n)) {
+                    providers.insert(p.clone());
+                    categories.insert(c.clone());
+                }
+            }
+            for p in providers {
+                usage.by_provider.entry(p).or_default().applications += 1;
+            }
+            for c in categories {
+                usage.by_category.entry(c).or_default().applications += 1;
             }
         }
         let scalar = |sql: &'static str| async move {

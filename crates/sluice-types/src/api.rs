@@ -238,6 +238,8 @@ pub struct UsageRow {
     pub jobs_failed: u64,
     pub jobs_rejected: u64,
     pub jobs_pending: u64,
+    /// Applications for the group's datasets (art. 20).
+    pub applications: u64,
     /// ε spent (committed) on the group's datasets, all users together.
     pub epsilon_spent: String,
 }
