@@ -6,7 +6,6 @@
 //! 404, indistinguishable from ids that do not exist.
 
 use serde_json::{Value, json};
-use sluice_types::Role;
 use sluice_types::api::{AgreementTerms, ApplicationDecision, ApplicationRequest};
 
 use crate::{manifest, with_pums};
@@ -37,13 +36,7 @@ fn row(
 #[tokio::test]
 async fn every_route_answers_every_caller_as_documented() {
     let p = with_pums().await;
-    let reviewer = p.admin.with_token(
-        p.admin
-            .create_user("rev", Role::Reviewer)
-            .await
-            .unwrap()
-            .token,
-    );
+    let reviewer = p.reviewer("rev").await;
     // Objects owned by alice: a released job, feedback, an application
     // approved into an agreement, and a second one still submitted.
     let job = crate::run_job(

@@ -4,47 +4,20 @@
 
 use std::time::{Duration, Instant};
 
-use sluice_types::{ErrorCode, Role};
+use sluice_types::ErrorCode;
 
-use crate::{manifest, pums_csv, with_pums};
+use crate::{manifest, pums_csv, slow_job, wait_for_state, with_pums};
 
 const Q: &str = "SELECT sex, COUNT(*) AS n FROM pums GROUP BY sex";
-
-/// A WASM job whose every unit loops until its fuel runs out: it runs for
-/// tens of seconds on the 1,000 PUMS units.
-fn slow_job() -> String {
-    let module = wat::parse_str(
-        r#"(module (memory (export "memory") 1)
-             (func (export "map") (loop $forever (br $forever))))"#,
-    )
-    .unwrap();
-    format!(
-        "version = 1\ntitle = \"slow\"\npurpose = \"test\"\ndatasets = [\"pums\"]\n\n[job]\nkind = \"wasm\"\nmode = \"map\"\nmodule = \"{}\"\ncolumns = [\"income\"]\noutputs = [{{ name = \"x\", lower = 0.0, upper = 1.0, default = 0.0 }}]\n\n[privacy]\nepsilon = 1.0\n",
-        sluice_types::b64_encode(&module)
-    )
-}
-
-async fn wait_for_state(client: &sluice_client::Client, id: &str, state: &str) {
-    let start = Instant::now();
-    loop {
-        let job = client.job(id).await.unwrap();
-        if job.state == state {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "job stayed {} ({:?}), never {state}",
-            job.state,
-            job.message
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 #[tokio::test]
 async fn suspending_a_dataset_cancels_its_running_job_and_refuses_new_ones() {
     let p = with_pums().await;
-    let job = p.alice.submit_job(&slow_job()).await.unwrap();
+    let job = p
+        .alice
+        .submit_job(&slow_job("purpose = \"test\""))
+        .await
+        .unwrap();
     wait_for_state(&p.alice, &job.id, "running").await;
 
     // Only the provider (or the authority) suspends, with a reason.
@@ -76,7 +49,7 @@ async fn suspending_a_dataset_cancels_its_running_job_and_refuses_new_ones() {
     );
     let err = p.alice.release(&job.id).await.unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::NotFound), "{err}");
-    assert_eq!(p.alice.budget("pums").await.unwrap().user_spent, "1");
+    assert_eq!(p.alice.budget("pums").await.unwrap().user_spent, "0.5");
 
     // New jobs are refused while suspended, and cost nothing.
     let err = p
@@ -86,7 +59,7 @@ async fn suspending_a_dataset_cancels_its_running_job_and_refuses_new_ones() {
         .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::Forbidden), "{err}");
     assert!(err.to_string().contains("suspended"), "{err}");
-    assert_eq!(p.alice.budget("pums").await.unwrap().user_spent, "1");
+    assert_eq!(p.alice.budget("pums").await.unwrap().user_spent, "0.5");
 
     // A processed version may be published, then the dataset resumed.
     let text = String::from_utf8(pums_csv()).unwrap();
@@ -124,15 +97,13 @@ async fn suspending_a_dataset_cancels_its_running_job_and_refuses_new_ones() {
 #[tokio::test]
 async fn a_revoked_users_queued_and_running_jobs_never_release() {
     let p = with_pums().await;
-    let reviewer = p.admin.with_token(
-        p.admin
-            .create_user("rev", Role::Reviewer)
-            .await
-            .unwrap()
-            .token,
-    );
+    let reviewer = p.reviewer("rev").await;
     // A running job: the provider restricts alice's access to pums.
-    let running = p.alice.submit_job(&slow_job()).await.unwrap();
+    let running = p
+        .alice
+        .submit_job(&slow_job("purpose = \"test\""))
+        .await
+        .unwrap();
     wait_for_state(&p.alice, &running.id, "running").await;
     let r = p
         .provider

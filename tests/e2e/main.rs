@@ -141,3 +141,49 @@ pub fn all_files(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// A WASM job on pums whose every unit loops until its fuel runs out: it
+/// runs for tens of seconds, long enough to be cancelled while running.
+/// `header` goes into the manifest's top level (purpose, agreement).
+pub fn slow_job(header: &str) -> String {
+    let module = wat::parse_str(
+        r#"(module (memory (export "memory") 1)
+             (func (export "map") (loop $forever (br $forever))))"#,
+    )
+    .unwrap();
+    format!(
+        "version = 1\ntitle = \"slow\"\n{header}\ndatasets = [\"pums\"]\n\n[job]\nkind = \"wasm\"\nmode = \"map\"\nmodule = \"{}\"\ncolumns = [\"income\"]\noutputs = [{{ name = \"x\", lower = 0.0, upper = 1.0, default = 0.0 }}]\n\n[privacy]\nepsilon = 0.5\n",
+        sluice_types::b64_encode(&module)
+    )
+}
+
+/// Polls a job until it is in `state` (30 s at most).
+pub async fn wait_for_state(client: &Client, id: &str, state: &str) {
+    let start = std::time::Instant::now();
+    loop {
+        let job = client.job(id).await.unwrap();
+        if job.state == state {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "job stayed {} ({:?}), never {state}",
+            job.state,
+            job.message
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+impl Platform {
+    /// A new reviewer account's client.
+    pub async fn reviewer(&self, name: &str) -> Client {
+        self.admin.with_token(
+            self.admin
+                .create_user(name, Role::Reviewer)
+                .await
+                .unwrap()
+                .token,
+        )
+    }
+}

@@ -6,12 +6,12 @@
 //! that job is cancelled and a new one refused. The admin revokes a user
 //! with a queued job: it never releases.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use sluice_types::ErrorCode;
 use sluice_types::api::{AgreementTerms, ApplicationDecision, ApplicationRequest};
-use sluice_types::{ErrorCode, Role};
 
-use crate::{Platform, pums_csv, pums_descriptor};
+use crate::{Platform, pums_csv, pums_descriptor, slow_job, wait_for_state};
 
 const PURPOSE: &str = "Income inequality by sex for the city's 2027 equity report";
 
@@ -21,36 +21,10 @@ fn job(query: &str, agreement: &str, purpose: &str) -> String {
     )
 }
 
-fn slow_job(agreement: &str) -> String {
-    let module = wat::parse_str(
-        r#"(module (memory (export "memory") 1)
-             (func (export "map") (loop $forever (br $forever))))"#,
-    )
-    .unwrap();
-    format!(
-        "version = 1\ntitle = \"slow\"\npurpose = \"{PURPOSE}\"\nagreement = \"{agreement}\"\ndatasets = [\"pums\"]\n\n[job]\nkind = \"wasm\"\nmode = \"map\"\nmodule = \"{}\"\ncolumns = [\"income\"]\noutputs = [{{ name = \"x\", lower = 0.0, upper = 1.0, default = 0.0 }}]\n\n[privacy]\nepsilon = 0.5\n",
-        sluice_types::b64_encode(&module)
-    )
-}
-
-async fn until(client: &sluice_client::Client, id: &str, state: &str) {
-    let start = Instant::now();
-    while client.job(id).await.unwrap().state != state {
-        assert!(start.elapsed() < Duration::from_secs(30), "never {state}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test]
 async fn every_role_plays_its_part_over_http() {
     let p = Platform::start().await;
-    let reviewer = p.admin.with_token(
-        p.admin
-            .create_user("security-reviewer", Role::Reviewer)
-            .await
-            .unwrap()
-            .token,
-    );
+    let reviewer = p.reviewer("security-reviewer").await;
     // The provider publishes conditional data and requires review.
     p.provider
         .create_dataset(&pums_descriptor("pums", "conditional"))
@@ -178,7 +152,7 @@ async fn every_role_plays_its_part_over_http() {
         .submit_job(&job(q, &agreement.id, PURPOSE))
         .await
         .unwrap();
-    until(&p.alice, &submitted.id, "awaiting_review").await;
+    wait_for_state(&p.alice, &submitted.id, "awaiting_review").await;
     let view = reviewer.review(&submitted.id).await.unwrap();
     assert!(view.manifest.contains(&agreement.id));
     reviewer
@@ -209,14 +183,21 @@ async fn every_role_plays_its_part_over_http() {
 
     // The provider suspends the dataset while a job runs: it is cancelled,
     // and a new one refused.
-    let running = p.alice.submit_job(&slow_job(&agreement.id)).await.unwrap();
-    until(&p.alice, &running.id, "awaiting_review").await;
+    let running = p
+        .alice
+        .submit_job(&slow_job(&format!(
+            "purpose = \"{PURPOSE}\"\nagreement = \"{}\"",
+            agreement.id
+        )))
+        .await
+        .unwrap();
+    wait_for_state(&p.alice, &running.id, "awaiting_review").await;
     let view = reviewer.review(&running.id).await.unwrap();
     reviewer
         .decide_review(&running.id, true, "ok", &view.manifest_digest)
         .await
         .unwrap();
-    until(&p.alice, &running.id, "running").await;
+    wait_for_state(&p.alice, &running.id, "running").await;
     let r = p
         .provider
         .suspend_dataset("pums", "a person reported a privacy complaint")
@@ -250,7 +231,7 @@ async fn every_role_plays_its_part_over_http() {
         ))
         .await
         .unwrap();
-    until(&p.alice, &queued.id, "awaiting_review").await;
+    wait_for_state(&p.alice, &queued.id, "awaiting_review").await;
     let view = reviewer.review(&queued.id).await.unwrap();
     let r = p
         .admin

@@ -136,24 +136,19 @@ impl Store {
         overdue_at: Option<&str>,
     ) -> Result<Vec<Application>, StoreError> {
         let (filter, who) = scope.filter("provider_id", "applicant_id");
-        let overdue = if overdue_at.is_some() {
-            " AND state = 'submitted' AND due_at < ?2"
-        } else {
-            ""
-        };
-        let sql = format!("SELECT * FROM applications WHERE {filter}{overdue} ORDER BY rowid");
-        let mut q = sqlx::query(&sql);
-        if !who.is_empty() || overdue_at.is_some() {
-            q = q.bind(who);
-        }
-        if let Some(at) = overdue_at {
-            q = q.bind(at);
-        }
-        Ok(q.fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(application_from_row)
-            .collect())
+        Ok(crate::rows_with_deadline(
+            &self.pool,
+            "applications",
+            &filter,
+            &who,
+            "submitted",
+            overdue_at,
+            "rowid",
+        )
+        .await?
+        .iter()
+        .map(application_from_row)
+        .collect())
     }
 
     /// Decides a submitted application: a refusal records its reasons and

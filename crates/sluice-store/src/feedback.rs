@@ -130,24 +130,19 @@ impl Store {
             ),
             FeedbackScope::ReportedBy(u) => ("reporter_id = ?1", u),
         };
-        let overdue = if overdue_at.is_some() {
-            " AND state = 'open' AND due_at < ?2"
-        } else {
-            ""
-        };
-        let sql = format!("SELECT * FROM feedback WHERE {filter}{overdue} ORDER BY due_at, id");
-        let mut q = sqlx::query(&sql);
-        if !who.is_empty() || overdue_at.is_some() {
-            q = q.bind(who);
-        }
-        if let Some(at) = overdue_at {
-            q = q.bind(at);
-        }
-        Ok(q.fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(from_row)
-            .collect())
+        Ok(crate::rows_with_deadline(
+            &self.pool,
+            "feedback",
+            filter,
+            who,
+            "open",
+            overdue_at,
+            "due_at, rowid",
+        )
+        .await?
+        .iter()
+        .map(from_row)
+        .collect())
     }
 
     /// The provider's answer closes the item.

@@ -276,6 +276,35 @@ async fn job_state(tx: &mut Tx, job_id: &str) -> Result<JobState, StoreError> {
     }
 }
 
+/// Rows of `table` that `filter` (SQL using `?1`, bound to `who` unless
+/// empty) selects, in `order`; with `overdue_at`, only those still
+/// in `open_state` whose `due_at` is before that instant. The one query
+/// behind every deadline list (applications, feedback).
+async fn rows_with_deadline(
+    pool: &SqlitePool,
+    table: &str,
+    filter: &str,
+    who: &str,
+    open_state: &str,
+    overdue_at: Option<&str>,
+    order: &str,
+) -> Result<Vec<sqlx::sqlite::SqliteRow>, StoreError> {
+    let overdue = if overdue_at.is_some() {
+        " AND state = ?3 AND due_at < ?2"
+    } else {
+        ""
+    };
+    let sql = format!("SELECT * FROM {table} WHERE {filter}{overdue} ORDER BY {order}");
+    let mut q = sqlx::query(&sql);
+    if !who.is_empty() || overdue_at.is_some() {
+        q = q.bind(who);
+    }
+    if let Some(at) = overdue_at {
+        q = q.bind(at).bind(open_state);
+    }
+    Ok(q.fetch_all(pool).await?)
+}
+
 /// Tries at taking the data dir's lock, 100 ms apart.
 const LOCK_ATTEMPTS: u32 = 20;
 
