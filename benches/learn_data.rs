@@ -4,7 +4,7 @@
 
 use rand::Rng;
 use rand::rngs::StdRng;
-use sluice_learn::{ModelKind, Trained, predict_original};
+use sluice_learn::{CustomGradient, ModelKind, Scaled, Trained, gradient_sum, predict_original};
 use sluice_types::rows::UnitRows;
 
 pub const FEATURES: usize = 20;
@@ -106,4 +106,27 @@ pub fn l2_distance(a: &[f64], b: &[f64]) -> f64 {
         .map(|(x, y)| (x - y).powi(2))
         .sum::<f64>()
         .sqrt()
+}
+
+/// How far removing each of `units` moves a logistic step's gradient sum
+/// over every unit (clipped when `clip` is given): the per-unit sensitivity
+/// the clipping tests bound.
+#[allow(dead_code)]
+pub fn unit_effects(
+    data: &Scaled,
+    w: &[f64],
+    clip: Option<f64>,
+    custom: Option<&CustomGradient<'_>>,
+    units: impl IntoIterator<Item = u32>,
+) -> Vec<(u32, f64)> {
+    let all: Vec<u32> = (0..data.units() as u32).collect();
+    let full = gradient_sum(data, ModelKind::Logistic, w, &all, clip, custom);
+    units
+        .into_iter()
+        .map(|u| {
+            let without: Vec<u32> = all.iter().copied().filter(|x| *x != u).collect();
+            let rest = gradient_sum(data, ModelKind::Logistic, w, &without, clip, custom);
+            (u, l2_distance(&full, &rest))
+        })
+        .collect()
 }

@@ -294,6 +294,17 @@ impl Client {
     ) -> Result<sluice_types::api::ControlResult, ClientError> {
         self.json(self.request(Method::POST, path).json(body)).await
     }
+    /// A control action whose only argument is its recorded reason.
+    async fn with_reason(
+        &self,
+        path: &str,
+        reason: &str,
+    ) -> Result<sluice_types::api::ControlResult, ClientError> {
+        let body = sluice_types::api::Reason {
+            reason: reason.into(),
+        };
+        self.control(path, &body).await
+    }
     /// Suspends a dataset (its provider or the authority): new jobs are
     /// refused and running ones cancelled.
     pub async fn suspend_dataset(
@@ -301,10 +312,7 @@ impl Client {
         name: &str,
         reason: &str,
     ) -> Result<sluice_types::api::ControlResult, ClientError> {
-        let body = sluice_types::api::Reason {
-            reason: reason.into(),
-        };
-        self.control(&format!("/v1/datasets/{name}/suspend"), &body)
+        self.with_reason(&format!("/v1/datasets/{name}/suspend"), reason)
             .await
     }
     pub async fn resume_dataset(
@@ -312,10 +320,7 @@ impl Client {
         name: &str,
         reason: &str,
     ) -> Result<sluice_types::api::ControlResult, ClientError> {
-        let body = sluice_types::api::Reason {
-            reason: reason.into(),
-        };
-        self.control(&format!("/v1/datasets/{name}/resume"), &body)
+        self.with_reason(&format!("/v1/datasets/{name}/resume"), reason)
             .await
     }
     pub async fn withdraw_dataset(
@@ -323,10 +328,7 @@ impl Client {
         name: &str,
         reason: &str,
     ) -> Result<sluice_types::api::ControlResult, ClientError> {
-        let body = sluice_types::api::Reason {
-            reason: reason.into(),
-        };
-        self.control(&format!("/v1/datasets/{name}/withdraw"), &body)
+        self.with_reason(&format!("/v1/datasets/{name}/withdraw"), reason)
             .await
     }
     /// Restricts one user's access to a dataset (its provider).
@@ -349,10 +351,7 @@ impl Client {
         name: &str,
         reason: &str,
     ) -> Result<sluice_types::api::ControlResult, ClientError> {
-        let body = sluice_types::api::Reason {
-            reason: reason.into(),
-        };
-        self.control(&format!("/v1/users/{name}/close"), &body)
+        self.with_reason(&format!("/v1/users/{name}/close"), reason)
             .await
     }
     /// The public list of revocations.

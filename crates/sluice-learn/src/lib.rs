@@ -180,21 +180,23 @@ fn predict(model: ModelKind, w: &[f64], x: &[f64]) -> f64 {
 pub type CustomGradient<'a> = dyn Fn(&[f64], usize, &[f64]) -> Option<Vec<f64>> + Sync + 'a;
 
 /// One unit's gradient from a custom function: its rows with the label
-/// appended, the output checked for length and finiteness.
+/// appended (in `buf`, reused across units), the output checked for length
+/// and finiteness.
 fn custom_unit_gradient(
     data: &Scaled,
     f: &CustomGradient<'_>,
     w: &[f64],
     rows: std::ops::Range<usize>,
+    buf: &mut Vec<f64>,
     out: &mut [f64],
 ) {
     let width = data.dim + 1;
-    let mut buf = Vec::with_capacity(rows.len() * width);
+    buf.clear();
     for r in rows {
         buf.extend_from_slice(data.row(r));
         buf.push(data.y[r]);
     }
-    match f(&buf, width, w) {
+    match f(buf, width, w) {
         Some(g) if g.len() == out.len() && g.iter().all(|v| v.is_finite()) => {
             out.copy_from_slice(&g)
         }
@@ -220,6 +222,7 @@ pub fn gradient_sum(
     let partial = |part: &[u32]| {
         let mut total = vec![0.0; dim];
         let mut unit_grad = vec![0.0; dim];
+        let mut custom_rows = Vec::new();
         for &u in part {
             let (start, end) = (
                 data.unit_starts[u as usize],
@@ -229,7 +232,7 @@ pub fn gradient_sum(
                 continue;
             }
             if let Some(f) = custom {
-                custom_unit_gradient(data, f, w, start..end, &mut unit_grad);
+                custom_unit_gradient(data, f, w, start..end, &mut custom_rows, &mut unit_grad);
             } else if end - start == 1 {
                 let x = data.row(start);
                 let residual = predict(model, w, x) - data.y[start];

@@ -5,7 +5,7 @@ use super::*;
 
 #[path = "../../../benches/learn_data.rs"]
 mod learn_data;
-use learn_data::{Truth, accuracy, bounds, l2_distance, normal};
+use learn_data::{Truth, accuracy, bounds, normal, unit_effects};
 
 fn spec(model: ModelKind) -> TrainSpec {
     TrainSpec {
@@ -73,7 +73,6 @@ fn each_units_contribution_to_every_update_is_bounded_by_the_clip_norm() {
     rows.unit_starts.push(rows.values.len() / rows.width);
     let s = spec(ModelKind::Logistic);
     let data = Scaled::new(&rows, &s).unwrap();
-    let all: Vec<u32> = (0..data.units() as u32).collect();
     let clip = s.hyper.clip_norm;
     let heavy = data.units() as u32 - 1;
     for w in [
@@ -81,21 +80,15 @@ fn each_units_contribution_to_every_update_is_bounded_by_the_clip_norm() {
         vec![0.7; data.dim],
         vec![-3.0; data.dim],
     ] {
-        let full = gradient_sum(&data, ModelKind::Logistic, &w, &all, Some(clip), None);
-        for u in (0..data.units() as u32).step_by(97).chain([heavy]) {
-            let without: Vec<u32> = all.iter().copied().filter(|x| *x != u).collect();
-            let rest = gradient_sum(&data, ModelKind::Logistic, &w, &without, Some(clip), None);
-            let moved = l2_distance(&full, &rest);
+        let sample = (0..data.units() as u32).step_by(97).chain([heavy]);
+        for (u, moved) in unit_effects(&data, &w, Some(clip), None, sample) {
             assert!(moved <= clip + 1e-9, "unit {u} moved the sum by {moved}");
         }
         if w[0] < 0.0 {
             // The model already predicts the heavy unit's labels.
             continue;
         }
-        let without: Vec<u32> = all.iter().copied().filter(|x| *x != heavy).collect();
-        let unclipped = gradient_sum(&data, ModelKind::Logistic, &w, &all, None, None);
-        let rest = gradient_sum(&data, ModelKind::Logistic, &w, &without, None, None);
-        let moved = l2_distance(&unclipped, &rest);
+        let (_, moved) = unit_effects(&data, &w, None, None, [heavy])[0];
         assert!(moved > clip, "the heavy unit must need clipping: {moved}");
     }
 }
@@ -234,29 +227,10 @@ fn a_custom_gradient_encoding_raw_rows_is_clipped_per_unit() {
         }
         Some(rows.iter().take(w.len()).map(|v| v * 1e9).collect())
     };
-    let all: Vec<u32> = (0..data.units() as u32).collect();
     let w = vec![0.1; data.dim];
     let clip = s.hyper.clip_norm;
-    let full = gradient_sum(
-        &data,
-        ModelKind::Logistic,
-        &w,
-        &all,
-        Some(clip),
-        Some(&leak),
-    );
     let mut largest: f64 = 0.0;
-    for u in 0..data.units() as u32 {
-        let without: Vec<u32> = all.iter().copied().filter(|x| *x != u).collect();
-        let rest = gradient_sum(
-            &data,
-            ModelKind::Logistic,
-            &w,
-            &without,
-            Some(clip),
-            Some(&leak),
-        );
-        let moved = l2_distance(&full, &rest);
+    for (u, moved) in unit_effects(&data, &w, Some(clip), Some(&leak), 0..data.units() as u32) {
         assert!(moved <= clip + 1e-6, "unit {u} moved the sum by {moved}");
         largest = largest.max(moved);
     }

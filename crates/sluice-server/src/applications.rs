@@ -8,7 +8,7 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use sluice_store::{Agreement, Application, NewAgreement, PartyScope, UserRecord};
+use sluice_store::{Agreement, Application, NewAgreement, UserRecord};
 use sluice_types::api::{
     AgreementTerms, AgreementView, ApplicationDecision, ApplicationRequest, ApplicationView,
 };
@@ -18,7 +18,7 @@ use sluice_types::{OpenCategory, Role};
 
 use crate::SharedState;
 use crate::error::{ApiError, ApiJson};
-use crate::routes::{Caller, require};
+use crate::routes::{Caller, OverdueQuery, dataset_name, party_scope, require, user_name};
 
 /// Longest free-text field of an application or agreement.
 const MAX_TEXT: usize = 8192;
@@ -120,19 +120,11 @@ pub async fn apply(
     Ok((StatusCode::CREATED, Json(view(&state, app).await?)))
 }
 
-async fn name_of(state: &SharedState, id: &str) -> Result<String, ApiError> {
-    Ok(state
-        .store
-        .user_by_id(id)
-        .await?
-        .map_or_else(|| id.to_owned(), |u| u.name))
-}
-
 async fn view(state: &SharedState, a: Application) -> Result<ApplicationView, ApiError> {
     let overdue = a.state == "submitted" && a.due_at < now_rfc3339();
     Ok(ApplicationView {
-        applicant: name_of(state, &a.applicant_id).await?,
-        provider: name_of(state, &a.provider_id).await?,
+        applicant: user_name(state, &a.applicant_id).await?,
+        provider: user_name(state, &a.provider_id).await?,
         application: serde_json::from_str(&a.body_json).map_err(|_| ApiError::internal())?,
         state: a.state,
         created_at: a.created_at,
@@ -147,29 +139,15 @@ async fn view(state: &SharedState, a: Application) -> Result<ApplicationView, Ap
     })
 }
 
-fn scope(caller: &UserRecord) -> PartyScope<'_> {
-    match caller.role {
-        Role::Admin => PartyScope::All,
-        Role::Provider => PartyScope::Provider(&caller.id),
-        _ => PartyScope::Applicant(&caller.id),
-    }
-}
-
-#[derive(serde::Deserialize)]
-pub struct ListQuery {
-    #[serde(default)]
-    overdue: bool,
-}
-
 pub async fn list(
     State(state): State<SharedState>,
     Caller(caller): Caller,
-    Query(q): Query<ListQuery>,
+    Query(q): Query<OverdueQuery>,
 ) -> Result<Json<Vec<ApplicationView>>, ApiError> {
     let now = now_rfc3339();
     let apps = state
         .store
-        .applications(scope(&caller), q.overdue.then_some(now.as_str()))
+        .applications(party_scope(&caller), q.overdue.then_some(now.as_str()))
         .await?;
     let mut out = Vec::with_capacity(apps.len());
     for a in apps {
@@ -325,20 +303,14 @@ pub async fn decide(
 async fn agreement_view(state: &SharedState, a: Agreement) -> Result<AgreementView, ApiError> {
     let mut datasets = Vec::new();
     for id in &a.dataset_ids {
-        datasets.push(
-            state
-                .store
-                .dataset(id)
-                .await?
-                .map_or_else(|| id.clone(), |d| d.entry.name),
-        );
+        datasets.push(dataset_name(state, id).await?);
     }
     let day = today();
     Ok(AgreementView {
         active: a.period_start <= day && day <= a.period_end,
         content: serde_json::from_str(&a.terms_json).map_err(|_| ApiError::internal())?,
-        user: name_of(state, &a.user_id).await?,
-        provider: name_of(state, &a.provider_id).await?,
+        user: user_name(state, &a.user_id).await?,
+        provider: user_name(state, &a.provider_id).await?,
         datasets,
         period_start: a.period_start,
         period_end: a.period_end,
@@ -352,7 +324,7 @@ pub async fn agreements(
     Caller(caller): Caller,
 ) -> Result<Json<Vec<AgreementView>>, ApiError> {
     let mut out = Vec::new();
-    for a in state.store.agreements(scope(&caller)).await? {
+    for a in state.store.agreements(party_scope(&caller)).await? {
         out.push(agreement_view(&state, a).await?);
     }
     Ok(Json(out))

@@ -12,17 +12,7 @@ use sluice_types::api::{ControlResult, Reason, RevocationView, RevokeRequest};
 use crate::SharedState;
 use crate::error::{ApiError, ApiJson};
 use crate::jobs::cancel_jobs;
-use crate::routes::{Caller, find_dataset, owns, require};
-
-fn reason_text(reason: &str) -> Result<&str, ApiError> {
-    let r = reason.trim();
-    if r.is_empty() || r.len() > 4096 {
-        return Err(ApiError::bad_request(
-            "a reason of 1 to 4096 bytes is required: it is recorded and shown",
-        ));
-    }
-    Ok(r)
-}
+use crate::routes::{Caller, dataset_name, find_dataset, owns, require, required_text, user_name};
 
 async fn set_status(
     state: SharedState,
@@ -37,7 +27,7 @@ async fn set_status(
             "only the provider of {name} or the authority may change its status"
         )));
     }
-    let reason = reason_text(reason)?;
+    let reason = required_text("reason", reason, 4096)?;
     state
         .store
         .set_dataset_status(&caller.id, &record.entry.id, status, reason)
@@ -96,7 +86,7 @@ pub async fn revoke(
             "only the provider of {name} or the authority may revoke access to it"
         )));
     }
-    let reason = reason_text(&req.reason)?;
+    let reason = required_text("reason", &req.reason, 4096)?;
     let user = state
         .store
         .user_by_name(&req.user)
@@ -124,7 +114,7 @@ pub async fn close_user(
     ApiJson(req): ApiJson<Reason>,
 ) -> Result<Json<ControlResult>, ApiError> {
     require(&caller, &[Role::Admin], "close a user's access")?;
-    let reason = reason_text(&req.reason)?;
+    let reason = required_text("reason", &req.reason, 4096)?;
     let user = state
         .store
         .user_by_name(&name)
@@ -155,24 +145,14 @@ pub async fn revocations(
 ) -> Result<Json<Vec<RevocationView>>, ApiError> {
     let mut out = Vec::new();
     for r in state.store.revocations().await? {
-        let name_of = |id: String| {
-            let state = state.clone();
-            async move { Ok::<_, ApiError>(state.store.user_by_id(&id).await?.map_or(id, |u| u.name)) }
-        };
-        let dataset = match r.dataset_id {
-            Some(d) => Some(
-                state
-                    .store
-                    .dataset(&d)
-                    .await?
-                    .map_or(d, |record| record.entry.name),
-            ),
+        let dataset = match &r.dataset_id {
+            Some(d) => Some(dataset_name(&state, d).await?),
             None => None,
         };
         out.push(RevocationView {
-            user: name_of(r.user_id).await?,
+            user: user_name(&state, &r.user_id).await?,
             dataset,
-            decided_by: name_of(r.decided_by).await?,
+            decided_by: user_name(&state, &r.decided_by).await?,
             reason: r.reason,
             at: r.created_at,
         });

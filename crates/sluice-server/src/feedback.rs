@@ -5,7 +5,7 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use sluice_store::{FEEDBACK_DAYS, FEEDBACK_MAX_DAYS, Feedback, FeedbackScope, UserRecord};
+use sluice_store::{FEEDBACK_DAYS, FEEDBACK_MAX_DAYS, Feedback, UserRecord};
 use sluice_types::Role;
 use sluice_types::api::{
     ExtensionDecision, ExtensionRequest, FeedbackAnswer, FeedbackRequest, FeedbackView,
@@ -14,28 +14,14 @@ use sluice_types::time::now_rfc3339;
 
 use crate::SharedState;
 use crate::error::{ApiError, ApiJson};
-use crate::routes::{Caller, find_dataset, owns, require};
-
-fn text(field: &str, value: &str) -> Result<(), ApiError> {
-    if value.trim().is_empty() || value.len() > 8192 {
-        return Err(ApiError::bad_request(format!(
-            "{field} must be 1 to 8192 bytes"
-        )));
-    }
-    Ok(())
-}
+use crate::routes::{
+    Caller, OverdueQuery, dataset_name, find_dataset, owns, party_scope, require, required_text,
+    user_name,
+};
 
 async fn view(state: &SharedState, f: Feedback) -> Result<FeedbackView, ApiError> {
-    let dataset = state
-        .store
-        .dataset(&f.dataset_id)
-        .await?
-        .map_or(f.dataset_id.clone(), |d| d.entry.name);
-    let reported_by = state
-        .store
-        .user_by_id(&f.reporter_id)
-        .await?
-        .map_or(f.reporter_id.clone(), |u| u.name);
+    let dataset = dataset_name(state, &f.dataset_id).await?;
+    let reported_by = user_name(state, &f.reporter_id).await?;
     let overdue = f.state == "open" && f.due_at < now_rfc3339();
     Ok(FeedbackView {
         id: f.id,
@@ -70,35 +56,20 @@ pub async fn report(
             )));
         }
     }
-    text("description", &req.description)?;
+    let description = required_text("description", &req.description, 8192)?;
     let f = state
         .store
-        .create_feedback(
-            &caller.id,
-            &record.entry.id,
-            &req.kind,
-            req.description.trim(),
-        )
+        .create_feedback(&caller.id, &record.entry.id, &req.kind, description)
         .await?;
     Ok((StatusCode::CREATED, Json(view(&state, f).await?)))
-}
-
-#[derive(serde::Deserialize)]
-pub struct ListQuery {
-    #[serde(default)]
-    overdue: bool,
 }
 
 pub async fn list(
     State(state): State<SharedState>,
     Caller(caller): Caller,
-    Query(q): Query<ListQuery>,
+    Query(q): Query<OverdueQuery>,
 ) -> Result<Json<Vec<FeedbackView>>, ApiError> {
-    let scope = match caller.role {
-        Role::Admin => FeedbackScope::All,
-        Role::Provider => FeedbackScope::OwnedBy(&caller.id),
-        _ => FeedbackScope::ReportedBy(&caller.id),
-    };
+    let scope = party_scope(&caller);
     let now = now_rfc3339();
     let items = state
         .store
@@ -162,11 +133,8 @@ pub async fn answer(
 ) -> Result<Json<FeedbackView>, ApiError> {
     let f = visible(&state, &caller, &id).await?;
     provider_of(&state, &caller, &f).await?;
-    text("answer", &req.answer)?;
-    state
-        .store
-        .answer_feedback(&caller.id, &id, req.answer.trim())
-        .await?;
+    let answer = required_text("answer", &req.answer, 8192)?;
+    state.store.answer_feedback(&caller.id, &id, answer).await?;
     let f = visible(&state, &caller, &id).await?;
     Ok(Json(view(&state, f).await?))
 }
@@ -184,10 +152,10 @@ pub async fn request_extension(
             "working_days is the new deadline in all: more than {FEEDBACK_DAYS}, at most {FEEDBACK_MAX_DAYS}"
         )));
     }
-    text("reason", &req.reason)?;
+    let reason = required_text("reason", &req.reason, 8192)?;
     state
         .store
-        .request_extension(&caller.id, &id, req.working_days, req.reason.trim())
+        .request_extension(&caller.id, &id, req.working_days, reason)
         .await?;
     let f = visible(&state, &caller, &id).await?;
     Ok(Json(view(&state, f).await?))

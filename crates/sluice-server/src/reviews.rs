@@ -16,7 +16,7 @@ use sluice_types::manifest::Manifest;
 
 use crate::SharedState;
 use crate::error::{ApiError, ApiJson};
-use crate::routes::{Caller, find_dataset, owns, require};
+use crate::routes::{Caller, find_dataset, owns, require, user_name};
 
 /// Most lines of a manifest diffed line by line (a manifest is small; the
 /// bound keeps the quadratic diff cheap whatever is submitted).
@@ -94,11 +94,7 @@ async fn view(state: &SharedState, held: HeldJob) -> Result<ReviewView, ApiError
         .ok_or_else(ApiError::internal)?;
     let manifest: Manifest =
         serde_json::from_str(&job.manifest_json).map_err(|_| ApiError::internal())?;
-    let submitted_by = state
-        .store
-        .user_by_id(&job.user_id)
-        .await?
-        .map_or_else(|| job.user_id.clone(), |u| u.name);
+    let submitted_by = user_name(state, &job.user_id).await?;
     let current = pretty(&job.manifest_json);
     let previous = state
         .store
@@ -110,11 +106,7 @@ async fn view(state: &SharedState, held: HeldJob) -> Result<ReviewView, ApiError
     };
     let mut decisions = Vec::new();
     for d in held.decisions {
-        let reviewer = state
-            .store
-            .user_by_id(&d.reviewer_id)
-            .await?
-            .map_or(d.reviewer_id, |u| u.name);
+        let reviewer = user_name(state, &d.reviewer_id).await?;
         decisions.push(ReviewDecisionView {
             reviewer,
             decision: d.decision,

@@ -186,6 +186,55 @@ fn visible(caller: &UserRecord, record: &DatasetRecord) -> bool {
     record.entry.open_category != OpenCategory::NotOpen || owns(caller, record)
 }
 
+/// A user's name for display; its id if the account is gone.
+pub(crate) async fn user_name(state: &AppState, id: &str) -> Result<String, ApiError> {
+    Ok(state
+        .store
+        .user_by_id(id)
+        .await?
+        .map_or_else(|| id.to_owned(), |u| u.name))
+}
+
+/// A dataset's name for display; its id if it is gone.
+pub(crate) async fn dataset_name(state: &AppState, id: &str) -> Result<String, ApiError> {
+    Ok(state
+        .store
+        .dataset(id)
+        .await?
+        .map_or_else(|| id.to_owned(), |d| d.entry.name))
+}
+
+/// A required free-text field, trimmed: 1 to `max` bytes.
+pub(crate) fn required_text<'a>(
+    field: &str,
+    value: &'a str,
+    max: usize,
+) -> Result<&'a str, ApiError> {
+    let v = value.trim();
+    if v.is_empty() || v.len() > max {
+        return Err(ApiError::bad_request(format!(
+            "{field} must be 1 to {max} bytes: it is recorded and shown"
+        )));
+    }
+    Ok(v)
+}
+
+/// Whose applications, agreements or feedback a caller's listing shows.
+pub(crate) fn party_scope(caller: &UserRecord) -> sluice_store::PartyScope<'_> {
+    match caller.role {
+        Role::Admin => sluice_store::PartyScope::All,
+        Role::Provider => sluice_store::PartyScope::Provider(&caller.id),
+        _ => sluice_store::PartyScope::User(&caller.id),
+    }
+}
+
+/// `?overdue=true`: only items past their deadline.
+#[derive(serde::Deserialize)]
+pub(crate) struct OverdueQuery {
+    #[serde(default)]
+    pub overdue: bool,
+}
+
 pub(crate) fn owns(caller: &UserRecord, record: &DatasetRecord) -> bool {
     record.owner_id == caller.id || caller.role == Role::Admin
 }

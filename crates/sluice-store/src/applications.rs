@@ -8,7 +8,7 @@ use serde::Serialize;
 use sluice_types::time::{add_working_days, now_rfc3339, now_unix, rfc3339};
 use sqlx::Row;
 
-use crate::{Store, StoreError, audit, commit};
+use crate::{PartyScope, Store, StoreError, audit, commit};
 
 /// Working days a provider has to decide an application.
 pub const APPLICATION_DAYS: u32 = 10;
@@ -39,23 +39,6 @@ pub struct Agreement {
     pub period_end: String,
     pub dataset_ids: Vec<String>,
     pub created_at: String,
-}
-
-/// Whose applications or agreements a listing shows.
-pub enum PartyScope<'a> {
-    All,
-    Provider(&'a str),
-    Applicant(&'a str),
-}
-
-impl PartyScope<'_> {
-    fn filter(&self, provider_col: &str, user_col: &str) -> (String, String) {
-        match self {
-            PartyScope::All => ("1 = 1".into(), String::new()),
-            PartyScope::Provider(p) => (format!("{provider_col} = ?1"), (*p).to_owned()),
-            PartyScope::Applicant(u) => (format!("{user_col} = ?1"), (*u).to_owned()),
-        }
-    }
 }
 
 fn application_from_row(r: &sqlx::sqlite::SqliteRow) -> Application {
@@ -135,11 +118,11 @@ impl Store {
         scope: PartyScope<'_>,
         overdue_at: Option<&str>,
     ) -> Result<Vec<Application>, StoreError> {
-        let (filter, who) = scope.filter("provider_id", "applicant_id");
+        let (filter, who) = scope.filter("provider_id = ?1", "applicant_id = ?1");
         Ok(crate::rows_with_deadline(
             &self.pool,
             "applications",
-            &filter,
+            filter,
             &who,
             "submitted",
             overdue_at,
@@ -278,7 +261,7 @@ impl Store {
     }
 
     pub async fn agreements(&self, scope: PartyScope<'_>) -> Result<Vec<Agreement>, StoreError> {
-        let (filter, who) = scope.filter("provider_id", "user_id");
+        let (filter, who) = scope.filter("provider_id = ?1", "user_id = ?1");
         let sql = format!("SELECT id FROM agreements WHERE {filter} ORDER BY rowid");
         let mut q = sqlx::query_scalar::<_, String>(&sql);
         if !who.is_empty() {

@@ -7,7 +7,7 @@ use serde::Serialize;
 use sluice_types::time::{add_working_days, now_rfc3339, now_unix, rfc3339};
 use sqlx::Row;
 
-use crate::{Store, StoreError, audit, commit};
+use crate::{PartyScope, Store, StoreError, audit, commit};
 
 /// Working days a provider has to answer feedback, and at most with an
 /// extension; a rectification task's.
@@ -30,15 +30,6 @@ pub struct Feedback {
     pub extension_reason: Option<String>,
     pub extension_state: Option<String>,
     pub answered_at: Option<String>,
-}
-
-/// Whose feedback a listing shows.
-pub enum FeedbackScope<'a> {
-    All,
-    /// On datasets this provider owns.
-    OwnedBy(&'a str),
-    /// Reported by this user.
-    ReportedBy(&'a str),
 }
 
 fn from_row(r: &sqlx::sqlite::SqliteRow) -> Feedback {
@@ -119,22 +110,19 @@ impl Store {
     /// deadline is before that instant (RFC 3339).
     pub async fn feedback_list(
         &self,
-        scope: FeedbackScope<'_>,
+        scope: PartyScope<'_>,
         overdue_at: Option<&str>,
     ) -> Result<Vec<Feedback>, StoreError> {
-        let (filter, who) = match scope {
-            FeedbackScope::All => ("1 = 1", ""),
-            FeedbackScope::OwnedBy(p) => (
-                "dataset_id IN (SELECT id FROM datasets WHERE owner_id = ?1)",
-                p,
-            ),
-            FeedbackScope::ReportedBy(u) => ("reporter_id = ?1", u),
-        };
+        // A provider sees feedback on its datasets, a user what it reported.
+        let (filter, who) = scope.filter(
+            "dataset_id IN (SELECT id FROM datasets WHERE owner_id = ?1)",
+            "reporter_id = ?1",
+        );
         Ok(crate::rows_with_deadline(
             &self.pool,
             "feedback",
             filter,
-            who,
+            &who,
             "open",
             overdue_at,
             "due_at, rowid",

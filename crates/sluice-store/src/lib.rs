@@ -20,9 +20,9 @@ mod ledger;
 mod reviews;
 mod stats;
 
-pub use applications::{APPLICATION_DAYS, Agreement, Application, NewAgreement, PartyScope};
+pub use applications::{APPLICATION_DAYS, Agreement, Application, NewAgreement};
 pub use control::{ActiveJob, DatasetStatus, Revocation};
-pub use feedback::{FEEDBACK_DAYS, FEEDBACK_MAX_DAYS, Feedback, FeedbackScope, RECTIFICATION_DAYS};
+pub use feedback::{FEEDBACK_DAYS, FEEDBACK_MAX_DAYS, Feedback, RECTIFICATION_DAYS};
 
 pub use reviews::{Decision, HeldJob, HoldForReview, ReviewOutcome};
 pub use stats::{Usage, UsageGroup};
@@ -273,6 +273,26 @@ async fn job_state(tx: &mut Tx, job_id: &str) -> Result<JobState, StoreError> {
     match state {
         Some(s) => JobState::parse(&s),
         None => Err(StoreError::NotFound(format!("job {job_id}"))),
+    }
+}
+
+/// Whose records a listing shows: everything (the authority), a provider's
+/// side, or a user's side. Applications, agreements and feedback share it.
+pub enum PartyScope<'a> {
+    All,
+    Provider(&'a str),
+    User(&'a str),
+}
+
+impl PartyScope<'_> {
+    /// The SQL predicate (with `?1`) and its value for this scope, given the
+    /// record kind's predicates for the provider's and the user's side.
+    fn filter<'p>(&self, provider_pred: &'p str, user_pred: &'p str) -> (&'p str, String) {
+        match self {
+            PartyScope::All => ("1 = 1", String::new()),
+            PartyScope::Provider(p) => (provider_pred, (*p).to_owned()),
+            PartyScope::User(u) => (user_pred, (*u).to_owned()),
+        }
     }
 }
 

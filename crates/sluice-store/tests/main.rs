@@ -777,7 +777,7 @@ async fn jobs_move_forward_only() {
 /// moves the deadline to the working days asked, counted from creation.
 #[tokio::test]
 async fn feedback_deadlines_overdue_lists_and_extensions() {
-    use sluice_store::FeedbackScope;
+    use sluice_store::PartyScope;
     use sluice_types::time::{add_working_days, now_unix, rfc3339};
     let (_dir, store, alice, ds) = setup().await;
     let f = store
@@ -799,7 +799,7 @@ async fn feedback_deadlines_overdue_lists_and_extensions() {
         let store = &store;
         async move {
             store
-                .feedback_list(FeedbackScope::All, Some(&rfc3339(at)))
+                .feedback_list(PartyScope::All, Some(&rfc3339(at)))
                 .await
                 .unwrap()
                 .into_iter()
@@ -846,12 +846,12 @@ async fn feedback_deadlines_overdue_lists_and_extensions() {
     );
     // Scopes: the reporter sees theirs.
     let mine = store
-        .feedback_list(FeedbackScope::ReportedBy(&alice), None)
+        .feedback_list(PartyScope::User(&alice), None)
         .await
         .unwrap();
     assert_eq!(mine.len(), 2);
     let none = store
-        .feedback_list(FeedbackScope::ReportedBy("someone-else"), None)
+        .feedback_list(PartyScope::User("someone-else"), None)
         .await
         .unwrap();
     assert!(none.is_empty());

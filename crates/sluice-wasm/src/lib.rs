@@ -380,6 +380,12 @@ fn checked_range(ptr: i32, len: i32, size: usize) -> Option<std::ops::Range<usiz
     (end <= size).then_some(ptr..end)
 }
 
+/// A charged host call answering a count about the current unit.
+fn count(mut caller: Caller<'_, UnitState>, of: fn(&UnitState) -> usize) -> wasmtime::Result<i32> {
+    charge(&mut caller, HOST_CALL_FUEL)?;
+    Ok(i32::try_from(of(caller.data())).unwrap_or(i32::MAX))
+}
+
 /// Copies at most `max_values` of the values `pick` selects to guest memory
 /// at `dst`: the count copied, or -1 when the range is outside memory.
 fn copy_to_guest(
@@ -408,23 +414,12 @@ fn copy_to_guest(
 
 fn linker(engine: &Engine) -> wasmtime::Result<Linker<UnitState>> {
     let mut linker = Linker::new(engine);
-    linker.func_wrap(
-        "sluice",
-        "row_count",
-        |mut caller: Caller<'_, UnitState>| -> wasmtime::Result<i32> {
-            charge(&mut caller, HOST_CALL_FUEL)?;
-            let s = caller.data();
-            Ok(i32::try_from(s.rows.len() / s.columns.max(1)).unwrap_or(i32::MAX))
-        },
-    )?;
-    linker.func_wrap(
-        "sluice",
-        "column_count",
-        |mut caller: Caller<'_, UnitState>| -> wasmtime::Result<i32> {
-            charge(&mut caller, HOST_CALL_FUEL)?;
-            Ok(i32::try_from(caller.data().columns).unwrap_or(i32::MAX))
-        },
-    )?;
+    linker.func_wrap("sluice", "row_count", |caller: Caller<'_, UnitState>| {
+        count(caller, |s| s.rows.len() / s.columns.max(1))
+    })?;
+    linker.func_wrap("sluice", "column_count", |caller: Caller<'_, UnitState>| {
+        count(caller, |s| s.columns)
+    })?;
     linker.func_wrap(
         "sluice",
         "read_rows",
@@ -432,14 +427,9 @@ fn linker(engine: &Engine) -> wasmtime::Result<Linker<UnitState>> {
             copy_to_guest(caller, dst, max_values, |s| &s.rows)
         },
     )?;
-    linker.func_wrap(
-        "sluice",
-        "param_count",
-        |mut caller: Caller<'_, UnitState>| -> wasmtime::Result<i32> {
-            charge(&mut caller, HOST_CALL_FUEL)?;
-            Ok(i32::try_from(caller.data().params.len()).unwrap_or(i32::MAX))
-        },
-    )?;
+    linker.func_wrap("sluice", "param_count", |caller: Caller<'_, UnitState>| {
+        count(caller, |s| s.params.len())
+    })?;
     linker.func_wrap(
         "sluice",
         "read_params",

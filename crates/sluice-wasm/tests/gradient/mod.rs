@@ -7,10 +7,10 @@
 #[path = "../../../../benches/learn_data.rs"]
 mod learn_data;
 
-use learn_data::{Truth, bounds, l2_distance};
+use learn_data::{Truth, bounds, unit_effects};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use sluice_learn::{ModelKind, Scaled, TrainSpec, gradient_sum, train_with};
+use sluice_learn::{ModelKind, Scaled, TrainSpec, train_with};
 use sluice_wasm::{Entry, Guest, Limits, WasmError};
 
 fn spec() -> TrainSpec {
@@ -111,29 +111,10 @@ fn a_gradient_guest_that_copies_raw_rows_is_clipped_and_noised() {
     let s = spec();
     let data = Scaled::new(&rows, &s).unwrap();
     let leak = |rows: &[f64], width: usize, w: &[f64]| guest.gradient_unit(rows, width, w, w.len());
-    let all: Vec<u32> = (0..data.units() as u32).collect();
     let w = vec![0.2; data.dim];
     let clip = s.hyper.clip_norm;
-    let full = gradient_sum(
-        &data,
-        ModelKind::Logistic,
-        &w,
-        &all,
-        Some(clip),
-        Some(&leak),
-    );
     let mut clipped = 0;
-    for u in 0..data.units() as u32 {
-        let without: Vec<u32> = all.iter().copied().filter(|x| *x != u).collect();
-        let rest = gradient_sum(
-            &data,
-            ModelKind::Logistic,
-            &w,
-            &without,
-            Some(clip),
-            Some(&leak),
-        );
-        let moved = l2_distance(&full, &rest);
+    for (u, moved) in unit_effects(&data, &w, Some(clip), Some(&leak), 0..data.units() as u32) {
         assert!(moved <= clip + 1e-6, "unit {u} moved the sum by {moved}");
         clipped += usize::from(moved > 0.999 * clip);
     }
