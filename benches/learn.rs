@@ -4,7 +4,7 @@
 //! diffprivlib, its DP logistic regression on the same rows, timed beside
 //! them (`benches/learn_diffprivlib.py`). Run:
 //! `cargo bench -p sluice-learn --bench learn` (SLUICE_BENCH_ROWS,
-//! SLUICE_BENCH_RUNS to change 1,000,000 rows and 5 runs).
+//! SLUICE_BENCH_RUNS to change 1,000,000 rows and 11 runs).
 
 #[path = "learn_data.rs"]
 mod learn_data;
@@ -24,9 +24,11 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
+/// The `p` quantile (nearest rank) of the timings, in milliseconds.
+fn ms_at(v: &[Duration], p: f64) -> f64 {
+    let mut v = v.to_vec();
     v.sort();
-    v[v.len() / 2]
+    v[((v.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e3
 }
 
 fn write_csv(rows: &UnitRows, path: &std::path::Path) {
@@ -40,7 +42,7 @@ fn write_csv(rows: &UnitRows, path: &std::path::Path) {
 
 fn main() {
     let n = env_usize("SLUICE_BENCH_ROWS", 1_000_000);
-    let runs = env_usize("SLUICE_BENCH_RUNS", 5);
+    let runs = env_usize("SLUICE_BENCH_RUNS", 11);
     let mut rng = StdRng::seed_from_u64(42);
     let truth = Truth::new(&mut rng);
     let rows = truth.sample(n, 1, &mut rng);
@@ -71,21 +73,19 @@ fn main() {
         plain_acc += accuracy(&plain, &fresh) / runs as f64;
         dp_acc += accuracy(&dp, &fresh) / runs as f64;
     }
-    let (p, d) = (median(plain_t), median(dp_t));
+    let (p50, p90) = (ms_at(&plain_t, 0.5), ms_at(&plain_t, 0.9));
+    let (d50, d90) = (ms_at(&dp_t, 0.5), ms_at(&dp_t, 0.9));
     println!(
         "rows {n} x {FEATURES} features, {} epochs, {runs} runs",
         spec.hyper.epochs
     );
     println!(
-        "non-private (same loop)   median {:>8.1} ms   accuracy {:.4}",
-        p.as_secs_f64() * 1e3,
-        plain_acc
+        "non-private (same loop)   median {p50:>8.1} ms  p90 {p90:>8.1} ms   accuracy {plain_acc:.4}"
     );
     println!(
-        "sluice DP-GD eps={epsilon} d=1e-6 median {:>8.1} ms   accuracy {:.4}   ratio {:.2}x",
-        d.as_secs_f64() * 1e3,
-        dp_acc,
-        d.as_secs_f64() / p.as_secs_f64()
+        "sluice DP-GD eps={epsilon} d=1e-6 median {d50:>8.1} ms  p90 {d90:>8.1} ms   accuracy {dp_acc:.4}   ratio {:.2}x (p90 {:.2}x)",
+        d50 / p50,
+        d90 / p90
     );
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../benches/learn_diffprivlib.py");
