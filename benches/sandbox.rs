@@ -1,7 +1,7 @@
 //! Sandbox process start: from spawning `sluice sandbox` to reading its
 //! response to a task that does no work (a preview of a file that does not
 //! exist), i.e. process start, resource limits, the network namespace,
-//! parsing the task and answering. Run: `cargo bench -p sluice-cli --bench
+//! Landlock and seccomp confinement, parsing the task and answering. Run: `cargo bench -p sluice-cli --bench
 //! sandbox` (SLUICE_BENCH_RUNS, default 200). Prints p50 and p90.
 
 use std::io::{Read, Write};
