@@ -6,18 +6,14 @@ use std::time::{Duration, Instant};
 
 use sluice_types::ErrorCode;
 
-use crate::{manifest, pums_csv, slow_job, wait_for_state, with_pums};
+use crate::{pums_csv, slow_job, wait_for_state, with_pums};
 
 const Q: &str = "SELECT sex, COUNT(*) AS n FROM pums GROUP BY sex";
 
 #[tokio::test]
 async fn suspending_a_dataset_cancels_its_running_job_and_refuses_new_ones() {
     let p = with_pums().await;
-    let job = p
-        .alice
-        .submit_job(&slow_job("purpose = \"test\""))
-        .await
-        .unwrap();
+    let job = p.alice.submit_job(&slow_job(&p.header())).await.unwrap();
     wait_for_state(&p.alice, &job.id, "running").await;
 
     // Only the provider (or the authority) suspends, with a reason.
@@ -54,7 +50,7 @@ async fn suspending_a_dataset_cancels_its_running_job_and_refuses_new_ones() {
     // New jobs are refused while suspended, and cost nothing.
     let err = p
         .alice
-        .submit_job(&manifest("pums", Q, 1.0))
+        .submit_job(&p.manifest("pums", Q, 1.0))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::Forbidden), "{err}");
@@ -72,7 +68,7 @@ async fn suspending_a_dataset_cancels_its_running_job_and_refuses_new_ones() {
         .resume_dataset("pums", "income column corrected")
         .await
         .unwrap();
-    let job = crate::run_job(&p.alice, &manifest("pums", Q, 1.0)).await;
+    let job = crate::run_job(&p.alice, &p.manifest("pums", Q, 1.0)).await;
     assert_eq!(job.state, "released", "{:?}", job.message);
 
     // Withdrawn is for good.
@@ -99,11 +95,7 @@ async fn a_revoked_users_queued_and_running_jobs_never_release() {
     let p = with_pums().await;
     let reviewer = p.reviewer("rev").await;
     // A running job: the provider restricts alice's access to pums.
-    let running = p
-        .alice
-        .submit_job(&slow_job("purpose = \"test\""))
-        .await
-        .unwrap();
+    let running = p.alice.submit_job(&slow_job(&p.header())).await.unwrap();
     wait_for_state(&p.alice, &running.id, "running").await;
     let r = p
         .provider
@@ -120,16 +112,25 @@ async fn a_revoked_users_queued_and_running_jobs_never_release() {
     assert!(ended.message.unwrap().contains("revoked"));
     let err = p
         .alice
-        .submit_job(&manifest("pums", Q, 1.0))
+        .submit_job(&p.manifest("pums", Q, 1.0))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::Forbidden), "{err}");
     assert!(err.to_string().contains("revoked"), "{err}");
 
     // A queued job: bob's job waits for review; the authority closes bob.
-    p.provider.grant_access("pums", "bob").await.unwrap();
+    let bobs = crate::agreement(&p.bob, &p.provider, &["pums"], 10.0).await;
     p.provider.set_review_policy("pums", 1).await.unwrap();
-    let queued = p.bob.submit_job(&manifest("pums", Q, 1.0)).await.unwrap();
+    let queued = p
+        .bob
+        .submit_job(&crate::sql_manifest(
+            &crate::under(&[&bobs]),
+            "pums",
+            Q,
+            1.0,
+        ))
+        .await
+        .unwrap();
     assert_eq!(
         p.bob.job(&queued.id).await.unwrap().state,
         "awaiting_review"
@@ -171,11 +172,11 @@ async fn a_revoked_users_queued_and_running_jobs_never_release() {
 #[tokio::test]
 async fn usage_statistics_count_jobs_and_budget_by_provider_and_category() {
     let p = with_pums().await;
-    let released = crate::run_job(&p.alice, &manifest("pums", Q, 1.0)).await;
+    let released = crate::run_job(&p.alice, &p.manifest("pums", Q, 1.0)).await;
     assert_eq!(released.state, "released");
     let err = p
         .alice
-        .submit_job(&manifest("pums", "SELECT * FROM pums", 1.0))
+        .submit_job(&p.manifest("pums", "SELECT * FROM pums", 1.0))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::QueryRejected));
@@ -207,7 +208,8 @@ async fn usage_statistics_count_jobs_and_budget_by_provider_and_category() {
         (1, 1, 1, 1)
     );
     assert_eq!(provider.epsilon_spent, "1");
-    assert_eq!(provider.applications, 1);
+    // alice's (approved into her agreement) and bob's.
+    assert_eq!(provider.applications, 2);
     let category = stats
         .by_category
         .iter()

@@ -10,7 +10,7 @@ use std::time::Duration;
 use sluice_client::Client;
 use sluice_types::Role;
 
-use crate::{manifest, pums_csv, pums_descriptor};
+use crate::{pums_csv, pums_descriptor};
 
 const RUNS: usize = 100;
 
@@ -120,14 +120,17 @@ async fn sigkill_at_random_points_never_breaks_the_ledger() {
     d.dataset.epsilon_cap = 1000.0;
     provider.create_dataset(&d).await.unwrap();
     provider.upload_version("pums", pums_csv()).await.unwrap();
-    provider.grant_access("pums", "alice").await.unwrap();
+    let alice_now = admin.with_token(alice_token.clone());
+    let agreement = crate::agreement(&alice_now, &provider, &["pums"], 1000.0).await;
+    let header = crate::under(&[&agreement]);
     let mut server = server;
 
     let mut last_committed = 0;
     let mut released = 0;
     for run in 0..RUNS {
         let alice = Client::new(&server.url, Some(alice_token.clone()));
-        let m = manifest(
+        let m = crate::sql_manifest(
+            &header,
             "pums",
             "SELECT sex, COUNT(*), SUM(income) FROM pums GROUP BY sex",
             1.0,

@@ -64,10 +64,15 @@ async fn raw_identifiers_are_found_nowhere_under_the_data_dir() {
         .unwrap();
     assert_eq!(added.report.rows, 400);
     // A job reads the pseudonymised data, so logs and the ledger see activity too.
-    p.provider.grant_access("people", "alice").await.unwrap();
+    let agreement = crate::agreement(&p.alice, &p.provider, &["people"], 10.0).await;
     let job = crate::run_job(
         &p.alice,
-        &crate::manifest("people", "SELECT COUNT(*) FROM people", 0.5),
+        &crate::sql_manifest(
+            &crate::under(&[&agreement]),
+            "people",
+            "SELECT COUNT(*) FROM people",
+            0.5,
+        ),
     )
     .await;
     assert_eq!(job.state, "released", "{:?}", job.message);

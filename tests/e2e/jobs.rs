@@ -6,15 +6,47 @@ use sluice_types::release::Cell;
 use crate::{Platform, manifest, pums_csv, pums_descriptor, repo_file, with_pums};
 
 #[tokio::test]
-async fn conditional_data_needs_the_providers_grant() {
+async fn conditional_data_runs_only_under_a_named_agreement() {
     let p = with_pums().await;
+    const Q: &str = "SELECT COUNT(*) FROM pums";
+    // bob holds no agreement: refused, whatever his manifest says.
+    for m in [manifest("pums", Q, 1.0), p.manifest("pums", Q, 1.0)] {
+        let err = p.bob.submit_job(&m).await.unwrap_err();
+        assert_eq!(err.code(), Some(ErrorCode::Forbidden), "{err}");
+        assert!(err.to_string().contains("conditional"), "{err}");
+    }
+    // alice holds one, but a manifest must name it.
     let err = p
-        .bob
-        .submit_job(&manifest("pums", "SELECT COUNT(*) FROM pums", 1.0))
+        .alice
+        .submit_job(&manifest("pums", Q, 1.0))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::Forbidden), "{err}");
-    assert!(err.to_string().contains("conditional"));
+    assert!(
+        err.to_string()
+            .contains("dataset pums is conditional: the manifest must name the data-use agreement"),
+        "{err}"
+    );
+    // Named, it must be hers, for the manifest's purpose, and exist.
+    let other_purpose = p
+        .manifest("pums", Q, 1.0)
+        .replace("purpose = \"test\"", "purpose = \"something else\"");
+    let err = p.alice.submit_job(&other_purpose).await.unwrap_err();
+    assert!(err.to_string().contains("purpose differs"), "{err}");
+    let unknown = crate::sql_manifest(&crate::under(&["agr_nope"]), "pums", Q, 1.0);
+    let err = p.alice.submit_job(&unknown).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("agreement agr_nope does not exist or is not yours"),
+        "{err}"
+    );
+    // The provider runs jobs on its own data without one.
+    let own = crate::run_job(&p.provider, &manifest("pums", Q, 1.0)).await;
+    assert_eq!(own.state, "released", "{:?}", own.message);
+    // Nothing refused was charged to alice.
+    assert_eq!(p.alice.budget("pums").await.unwrap().user_spent, "0");
+    let job = crate::run_job(&p.alice, &p.manifest("pums", Q, 1.0)).await;
+    assert_eq!(job.state, "released", "{:?}", job.message);
 }
 
 #[tokio::test]
@@ -35,7 +67,7 @@ async fn rejected_queries_name_the_reason_and_cost_nothing() {
     for (q, reason) in cases {
         let err = p
             .alice
-            .submit_job(&manifest("pums", q, 1.0))
+            .submit_job(&p.manifest("pums", q, 1.0))
             .await
             .unwrap_err();
         assert_eq!(err.code(), Some(ErrorCode::QueryRejected), "{q}: {err}");
@@ -59,13 +91,11 @@ async fn rejected_queries_name_the_reason_and_cost_nothing() {
         .upload_version("pums_nobounds", pums_csv())
         .await
         .unwrap();
-    p.provider
-        .grant_access("pums_nobounds", "alice")
-        .await
-        .unwrap();
+    let nobounds = crate::agreement(&p.alice, &p.provider, &["pums_nobounds"], 10.0).await;
     let err = p
         .alice
-        .submit_job(&manifest(
+        .submit_job(&crate::sql_manifest(
+            &crate::under(&[&nobounds]),
             "pums_nobounds",
             "SELECT SUM(income) FROM pums_nobounds",
             1.0,
@@ -86,7 +116,7 @@ async fn rejected_queries_name_the_reason_and_cost_nothing() {
 async fn released_job_is_signed_charged_exactly_and_covers_the_truth() {
     let p = with_pums().await;
     let text = std::fs::read_to_string(repo_file("examples/jobs/income_by_sex.toml")).unwrap();
-    let job = crate::run_job(&p.alice, &text).await;
+    let job = crate::run_job(&p.alice, &p.adopt(&text)).await;
     assert_eq!(job.state, "released", "{:?}", job.message);
     let release = p.alice.release(&job.id).await.unwrap();
     let key = p.alice.public_key().await.unwrap();
@@ -137,12 +167,12 @@ async fn budget_is_reserved_before_running_and_never_overspent() {
     // alice has 10 on pums: 9 then 2 → the second is refused and nothing is charged for it.
     crate::run_job(
         &p.alice,
-        &manifest("pums", "SELECT COUNT(*) FROM pums", 9.0),
+        &p.manifest("pums", "SELECT COUNT(*) FROM pums", 9.0),
     )
     .await;
     let err = p
         .alice
-        .submit_job(&manifest("pums", "SELECT COUNT(*) FROM pums", 2.0))
+        .submit_job(&p.manifest("pums", "SELECT COUNT(*) FROM pums", 2.0))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::BudgetExhausted), "{err}");
@@ -167,7 +197,8 @@ async fn bad_tokens_and_bad_manifests_are_refused() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::ManifestInvalid));
-    let bad_eps = manifest("pums", "SELECT COUNT(*) FROM pums", 1.0)
+    let bad_eps = p
+        .manifest("pums", "SELECT COUNT(*) FROM pums", 1.0)
         .replace("epsilon = 1.0", "epsilon = -1.0");
     let err = p.alice.submit_job(&bad_eps).await.unwrap_err();
     assert!(
@@ -210,6 +241,9 @@ fn demo_prints_dp_income_by_sex_and_by_educ() {
         "held-out accuracy",
         "budget on pums: granted 10, spent 5, remaining 5",
         "budget on household: granted 10, spent 2, remaining 8",
+        // Both agreements' budgets were charged too: pums's 5 all used.
+        "(pums): budget 5, spent 5, remaining 0",
+        "(household): budget 5, spent 2, remaining 3",
     ] {
         assert!(
             stdout.contains(needle),
@@ -228,7 +262,7 @@ fn hex_decode(s: &str) -> Vec<u8> {
 #[tokio::test]
 async fn estimate_matches_the_charge_and_the_released_intervals_exactly() {
     let p = with_pums().await;
-    let m = manifest(
+    let m = p.manifest(
         "pums",
         "SELECT educ, COUNT(*) AS n, SUM(income) AS s, AVG(age) AS a FROM pums WHERE age > 20 GROUP BY educ",
         0.7,
@@ -272,7 +306,7 @@ async fn estimate_matches_the_charge_and_the_released_intervals_exactly() {
     // A rejected estimate lists every reason and spends nothing.
     let bad = p
         .alice
-        .estimate_job(&manifest(
+        .estimate_job(&p.manifest(
             "pums",
             "SELECT age, bit_and(income), SUM(income / (sex - 1)) FROM pums GROUP BY age",
             1.0,
@@ -318,7 +352,7 @@ async fn datasets_of_two_providers_join_on_the_pseudonymised_person() {
     pums.dataset.epsilon_cap = 5000.0;
     p.provider.create_dataset(&pums).await.unwrap();
     p.provider.upload_version("pums", pums_csv()).await.unwrap();
-    p.provider.grant_access("pums", "alice").await.unwrap();
+    let pums_agreement = crate::agreement(&p.alice, &p.provider, &["pums"], 1000.0).await;
     let tax_office = p.admin.with_token(
         p.admin
             .create_user("tax_office", sluice_types::Role::Provider)
@@ -348,7 +382,7 @@ async fn datasets_of_two_providers_join_on_the_pseudonymised_person() {
         .upload_version("tax", csv.into_bytes())
         .await
         .unwrap();
-    tax_office.grant_access("tax", "alice").await.unwrap();
+    let tax_agreement = crate::agreement(&p.alice, &tax_office, &["tax"], 1000.0).await;
 
     // Truth: PUMS rows (one per pid) joined with tax rows, by sex.
     let text = String::from_utf8(pums_csv()).unwrap();
@@ -362,7 +396,16 @@ async fn datasets_of_two_providers_join_on_the_pseudonymised_person() {
         }
     }
     let q = "SELECT p.sex, COUNT(*) AS n, SUM(t.paid) AS paid FROM pums p JOIN tax t ON p.pid = t.pid GROUP BY p.sex";
-    let m = manifest("pums\", \"tax", q, 1000.0);
+    // One agreement per provider; a job under them is charged against each.
+    let header = crate::under(&[&pums_agreement, &tax_agreement]);
+    let only_pums = crate::sql_manifest(&crate::under(&[&pums_agreement]), "pums\", \"tax", q, 1.0);
+    let err = p.alice.estimate_job(&only_pums).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("no agreement the manifest names covers dataset tax"),
+        "{err}"
+    );
+    let m = crate::sql_manifest(&header, "pums\", \"tax", q, 1000.0);
     let e = p.alice.estimate_job(&m).await.unwrap();
     assert!(e.accepted, "{:?}", e.reasons);
     assert!(e.plan.unwrap().contains("contribution bound: 2 row(s)"));
@@ -416,12 +459,28 @@ async fn datasets_of_two_providers_join_on_the_pseudonymised_person() {
             "sex {sex}: paid {value} vs {paid}"
         );
     }
-    // Both datasets were charged the job's epsilon.
+    // Both datasets and both agreements were charged the job's epsilon.
     assert_eq!(p.alice.budget("pums").await.unwrap().user_spent, "1000");
     assert_eq!(p.alice.budget("tax").await.unwrap().user_spent, "1000");
-    // Without the tax office's grant, bob cannot join its data.
-    p.provider.grant_access("pums", "bob").await.unwrap();
-    let err = p.bob.submit_job(&m).await.unwrap_err();
+    for a in [&pums_agreement, &tax_agreement] {
+        let a = p.alice.agreement(a).await.unwrap();
+        assert_eq!(
+            (a.epsilon_spent.as_str(), a.epsilon_remaining.as_str()),
+            ("1000", "0")
+        );
+    }
+    // Without the tax office's agreement, bob cannot join its data.
+    let bobs = crate::agreement(&p.bob, &p.provider, &["pums"], 10.0).await;
+    let err = p
+        .bob
+        .submit_job(&crate::sql_manifest(
+            &crate::under(&[&bobs]),
+            "pums\", \"tax",
+            q,
+            1.0,
+        ))
+        .await
+        .unwrap_err();
     assert!(
         err.to_string().contains("dataset tax is conditional"),
         "{err}"
@@ -431,15 +490,16 @@ async fn datasets_of_two_providers_join_on_the_pseudonymised_person() {
 #[tokio::test]
 async fn a_manifest_can_weight_the_budget_split() {
     let p = with_pums().await;
-    let m = manifest(
-        "pums",
-        "SELECT COUNT(*) AS n, SUM(income) AS s FROM pums",
-        1.0,
-    )
-    .replace(
-        "epsilon = 1.0",
-        "epsilon = 1.0\nsplit = { \"count(*)\" = 3 }",
-    );
+    let m = p
+        .manifest(
+            "pums",
+            "SELECT COUNT(*) AS n, SUM(income) AS s FROM pums",
+            1.0,
+        )
+        .replace(
+            "epsilon = 1.0",
+            "epsilon = 1.0\nsplit = { \"count(*)\" = 3 }",
+        );
     let e = p.alice.estimate_job(&m).await.unwrap();
     assert!(e.accepted, "{:?}", e.reasons);
     let eps: Vec<String> = e
@@ -464,7 +524,7 @@ async fn bounding_is_skipped_only_when_ingest_verified_the_row_bound() {
     let p = with_pums().await;
     let e = p
         .alice
-        .estimate_job(&manifest("pums", "SELECT COUNT(*) FROM pums", 1.0))
+        .estimate_job(&p.manifest("pums", "SELECT COUNT(*) FROM pums", 1.0))
         .await
         .unwrap();
     assert!(
@@ -486,19 +546,20 @@ async fn bounding_is_skipped_only_when_ingest_verified_the_row_bound() {
         .await
         .unwrap();
     assert!(added.report.units_over_max_rows > 0);
-    p.provider.grant_access("dup", "alice").await.unwrap();
-    let e = p
-        .alice
-        .estimate_job(&manifest("dup", "SELECT COUNT(*) FROM dup", 1.0))
-        .await
-        .unwrap();
+    let dup = crate::sql_manifest(
+        &crate::under(&[&crate::agreement(&p.alice, &p.provider, &["dup"], 10.0).await]),
+        "dup",
+        "SELECT COUNT(*) FROM dup",
+        1.0,
+    );
+    let e = p.alice.estimate_job(&dup).await.unwrap();
     assert!(
         e.plan
             .unwrap()
             .contains("1 row(s) per privacy unit (enforced in the plan)")
     );
     // Each person counts once: the released count is near the number of distinct persons.
-    let job = crate::run_job(&p.alice, &manifest("dup", "SELECT COUNT(*) FROM dup", 1.0)).await;
+    let job = crate::run_job(&p.alice, &dup).await;
     let body = p.alice.release(&job.id).await.unwrap().body;
     let text = std::fs::read_to_string(crate::repo_file("examples/data/PUMS_dup.csv")).unwrap();
     let persons: std::collections::HashSet<&str> = text
@@ -525,13 +586,13 @@ async fn keys_selected_from_the_data_cost_exactly_the_delta_asked() {
     // Without delta: rejected with the reason, nothing charged.
     let err = p
         .alice
-        .submit_job(&manifest("pums", query, 1.0))
+        .submit_job(&p.manifest("pums", query, 1.0))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::QueryRejected));
     assert!(err.to_string().contains("privacy.delta"), "{err}");
 
-    let text = format!("{}delta = 1e-6\n", manifest("pums", query, 1.0));
+    let text = format!("{}delta = 1e-6\n", p.manifest("pums", query, 1.0));
     let estimate = p.alice.estimate_job(&text).await.unwrap();
     let est = estimate.estimate.unwrap();
     let threshold = est.key_threshold.unwrap();
@@ -569,7 +630,7 @@ async fn keys_selected_from_the_data_cost_exactly_the_delta_asked() {
 #[tokio::test]
 async fn job_events_stream_each_state_until_the_job_ends() {
     let p = with_pums().await;
-    let m = manifest(
+    let m = p.manifest(
         "pums",
         "SELECT sex, COUNT(*) AS n FROM pums GROUP BY sex",
         0.5,

@@ -6,22 +6,28 @@ use std::time::Duration;
 
 use sluice_types::ErrorCode;
 
-use crate::{Platform, manifest, pums_csv, pums_descriptor};
+use crate::{Platform, pums_csv, pums_descriptor};
 
 async fn with_budget(user_epsilon: f64) -> Platform {
-    let p = Platform::start().await;
+    with_budgets(user_epsilon, 1000.0).await
+}
+
+/// pums with alice's budget on it and her agreement's budget.
+async fn with_budgets(user_epsilon: f64, agreement_epsilon: f64) -> Platform {
+    let mut p = Platform::start().await;
     let mut d = pums_descriptor("pums", "conditional");
     d.dataset.user_epsilon = user_epsilon;
     p.provider.create_dataset(&d).await.unwrap();
     p.provider.upload_version("pums", pums_csv()).await.unwrap();
-    p.provider.grant_access("pums", "alice").await.unwrap();
+    p.agreements =
+        vec![crate::agreement(&p.alice, &p.provider, &["pums"], agreement_epsilon).await];
     p
 }
 
 #[tokio::test]
 async fn identical_job_returns_the_stored_release_and_spends_nothing() {
     let p = with_budget(10.0).await;
-    let m = manifest("pums", "SELECT sex, COUNT(*) FROM pums GROUP BY sex", 1.0);
+    let m = p.manifest("pums", "SELECT sex, COUNT(*) FROM pums GROUP BY sex", 1.0);
     let first = crate::run_job(&p.alice, &m).await;
     assert_eq!(first.state, "released");
     let again = p.alice.submit_job(&m).await.unwrap();
@@ -44,12 +50,25 @@ async fn identical_job_returns_the_stored_release_and_spends_nothing() {
 
 #[tokio::test]
 async fn two_hundred_concurrent_jobs_against_one_budget_run_exactly_once() {
-    let p = with_budget(1.0).await;
+    concurrent_jobs_run_exactly_once(with_budget(1.0).await, "dataset pums").await;
+}
+
+/// The agreement's budget binds like the dataset's: the dataset would allow
+/// sixteen of these jobs, the agreement one.
+#[tokio::test]
+async fn two_hundred_concurrent_jobs_against_one_agreement_run_exactly_once() {
+    let p = with_budgets(10.0, 1.0).await;
+    let agreement = p.agreements[0].clone();
+    concurrent_jobs_run_exactly_once(p, &format!("agreement {agreement}")).await;
+}
+
+async fn concurrent_jobs_run_exactly_once(p: Platform, exhausted: &str) {
     let tasks: Vec<_> = (0..200)
         .map(|i| {
             let alice = p.alice.clone();
             // Distinct titles: distinct manifests, so no cached release applies.
-            let m = manifest("pums", "SELECT COUNT(*) FROM pums", 0.6)
+            let m = p
+                .manifest("pums", "SELECT COUNT(*) FROM pums", 0.6)
                 .replace("title = \"t\"", &format!("title = \"t{i}\""));
             tokio::spawn(async move { alice.submit_job(&m).await })
         })
@@ -58,7 +77,10 @@ async fn two_hundred_concurrent_jobs_against_one_budget_run_exactly_once() {
     for t in tasks {
         match t.await.unwrap() {
             Ok(job) => accepted.push(job),
-            Err(e) => assert_eq!(e.code(), Some(ErrorCode::BudgetExhausted), "{e}"),
+            Err(e) => {
+                assert_eq!(e.code(), Some(ErrorCode::BudgetExhausted), "{e}");
+                assert!(e.to_string().contains(exhausted), "{e}");
+            }
         }
     }
     assert_eq!(accepted.len(), 1);
@@ -69,10 +91,9 @@ async fn two_hundred_concurrent_jobs_against_one_budget_run_exactly_once() {
         .unwrap();
     assert_eq!(job.state, "released");
     let b = p.alice.budget("pums").await.unwrap();
-    assert_eq!(
-        (b.user_spent.as_str(), b.user_remaining.as_str()),
-        ("0.6", "0.4")
-    );
+    assert_eq!(b.user_spent.as_str(), "0.6");
+    let a = p.alice.agreement(&p.agreements[0]).await.unwrap();
+    assert_eq!(a.epsilon_spent, "0.6");
 }
 
 #[tokio::test]
@@ -129,7 +150,7 @@ async fn audit_verify_detects_every_kind_of_tampering() {
     // More activity after the checkpoint: the log extends it.
     crate::run_job(
         &p.alice,
-        &manifest("pums", "SELECT COUNT(*) FROM pums", 1.0),
+        &p.manifest("pums", "SELECT COUNT(*) FROM pums", 1.0),
     )
     .await;
     let log = p.admin.audit_log().await.unwrap();
@@ -206,7 +227,7 @@ async fn a_release_with_any_byte_changed_fails_verify() {
     let p = with_budget(10.0).await;
     let job = crate::run_job(
         &p.alice,
-        &manifest("pums", "SELECT sex, COUNT(*) FROM pums GROUP BY sex", 1.0),
+        &p.manifest("pums", "SELECT sex, COUNT(*) FROM pums GROUP BY sex", 1.0),
     )
     .await;
     let release = p.alice.release(&job.id).await.unwrap();

@@ -29,6 +29,9 @@ pub struct Platform {
     pub provider: Client,
     pub alice: Client,
     pub bob: Client,
+    /// alice's data-use agreements (with_pums: hers on pums); her test
+    /// manifests name them all.
+    pub agreements: Vec<String>,
     _server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
@@ -67,6 +70,7 @@ impl Platform {
             provider,
             alice,
             bob,
+            agreements: Vec::new(),
             _server: started.handle,
         }
     }
@@ -103,26 +107,119 @@ pub fn pums_descriptor(name: &str, category: &str) -> DatasetDescriptor {
     d
 }
 
-/// A platform with PUMS published as conditional data and alice granted access.
+/// A platform with PUMS published as conditional data and alice holding a
+/// data-use agreement on it (`p.agreement`).
 pub async fn with_pums() -> Platform {
-    let p = Platform::start().await;
+    let mut p = Platform::start().await;
     p.provider
         .create_dataset(&pums_descriptor("pums", "conditional"))
         .await
         .unwrap();
     p.provider.upload_version("pums", pums_csv()).await.unwrap();
-    p.provider.grant_access("pums", "alice").await.unwrap();
+    p.agreements = vec![agreement(&p.alice, &p.provider, &["pums"], 1000.0).await];
     p
+}
+
+/// The purpose every test agreement states.
+pub const PURPOSE: &str = "test";
+
+/// `user` applies for `datasets` (all of `provider`'s) and `provider`
+/// approves with a budget of `epsilon`: the data-use agreement a job on
+/// conditional data names. Returns its id.
+pub async fn agreement(
+    user: &Client,
+    provider: &Client,
+    datasets: &[&str],
+    epsilon: f64,
+) -> String {
+    use sluice_types::api::{AgreementTerms, ApplicationDecision, ApplicationRequest};
+    let text = |s: &str| Some(s.to_owned());
+    let filed = user
+        .apply(&ApplicationRequest {
+            title: text("tests"),
+            reason: text("tests"),
+            kind: text("dataset"),
+            datasets: datasets.iter().map(|d| d.to_string()).collect(),
+            period_start: text("2020-01-01"),
+            period_end: text("2999-12-31"),
+            result_form: text("DP aggregates"),
+            scenario: text("tests"),
+            pledge: true,
+        })
+        .await
+        .unwrap();
+    let all = "as the tests need".to_owned();
+    provider
+        .decide_application(
+            &filed.id,
+            &ApplicationDecision {
+                approve: true,
+                terms: Some(AgreementTerms {
+                    purpose: PURPOSE.into(),
+                    scope: all.clone(),
+                    manner: all.clone(),
+                    prohibitions: all.clone(),
+                    credit_commitment: all.clone(),
+                    liability: all.clone(),
+                    dispute_resolution: all,
+                    epsilon,
+                }),
+                reasons: None,
+                legal_basis: None,
+            },
+        )
+        .await
+        .unwrap()
+        .agreement
+        .unwrap()
 }
 
 pub fn pums_csv() -> Vec<u8> {
     std::fs::read(repo_file("examples/data/PUMS_pid.csv")).unwrap()
 }
 
+/// A SQL manifest naming no agreement: for unconditional data, data the
+/// caller provides, or a job that is to be refused.
 pub fn manifest(dataset: &str, query: &str, epsilon: f64) -> String {
+    sql_manifest(&format!("purpose = \"{PURPOSE}\""), dataset, query, epsilon)
+}
+
+/// A SQL manifest with `header` (purpose, agreement) at its top level.
+pub fn sql_manifest(header: &str, dataset: &str, query: &str, epsilon: f64) -> String {
     format!(
-        "version = 1\ntitle = \"t\"\npurpose = \"test\"\ndatasets = [\"{dataset}\"]\n\n[job]\nkind = \"sql\"\nquery = \"{query}\"\n\n[privacy]\nepsilon = {epsilon:?}\n"
+        "version = 1\ntitle = \"t\"\n{header}\ndatasets = [\"{dataset}\"]\n\n[job]\nkind = \"sql\"\nquery = \"{query}\"\n\n[privacy]\nepsilon = {epsilon:?}\n"
     )
+}
+
+/// The purpose and agreement lines of a manifest under `agreements`.
+pub fn under<S: AsRef<str>>(agreements: &[S]) -> String {
+    let list: Vec<String> = agreements
+        .iter()
+        .map(|a| format!("\"{}\"", a.as_ref()))
+        .collect();
+    format!("purpose = \"{PURPOSE}\"\nagreement = [{}]", list.join(", "))
+}
+
+impl Platform {
+    /// alice's manifest header: the test purpose and her agreements.
+    pub fn header(&self) -> String {
+        assert!(!self.agreements.is_empty(), "alice holds no agreement");
+        under(&self.agreements)
+    }
+
+    /// An example manifest (its own purpose) run under alice's agreement.
+    pub fn adopt(&self, example: &str) -> String {
+        let purpose = example
+            .lines()
+            .find(|l| l.starts_with("purpose = "))
+            .expect("a manifest states its purpose");
+        example.replacen(purpose, &self.header(), 1)
+    }
+
+    /// A SQL manifest under alice's pums agreement.
+    pub fn manifest(&self, dataset: &str, query: &str, epsilon: f64) -> String {
+        sql_manifest(&self.header(), dataset, query, epsilon)
+    }
 }
 
 /// Every file under `dir`, recursively.

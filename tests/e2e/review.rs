@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sluice_types::{ErrorCode, Role};
 
-use crate::{manifest, with_pums};
+use crate::with_pums;
 
 const Q1: &str = "SELECT sex, COUNT(*) AS n FROM pums GROUP BY sex";
 const Q2: &str = "SELECT sex, AVG(income) AS mean_income FROM pums GROUP BY sex";
@@ -30,7 +30,7 @@ async fn jobs_wait_for_two_distinct_reviewers_bound_to_the_manifest_digest() {
     p.provider.set_review_policy("pums", 2).await.unwrap();
 
     // The job waits; nothing is reserved.
-    let first = manifest("pums", Q1, 1.0);
+    let first = p.manifest("pums", Q1, 1.0);
     let job = p.alice.submit_job(&first).await.unwrap();
     let job = p
         .alice
@@ -93,7 +93,7 @@ async fn jobs_wait_for_two_distinct_reviewers_bound_to_the_manifest_digest() {
     assert_eq!(p.alice.budget("pums").await.unwrap().user_spent, "1");
 
     // The next job shows reviewers what changed since the approved one.
-    let second = manifest("pums", Q2, 0.5);
+    let second = p.manifest("pums", Q2, 0.5);
     let job2 = p.alice.submit_job(&second).await.unwrap();
     let view2 = rev2.review(&job2.id).await.unwrap();
     assert_eq!(
@@ -147,6 +147,6 @@ async fn jobs_wait_for_two_distinct_reviewers_bound_to_the_manifest_digest() {
 
     // Without the policy, jobs run at once again.
     p.provider.set_review_policy("pums", 0).await.unwrap();
-    let job3 = crate::run_job(&p.alice, &manifest("pums", Q1, 0.25)).await;
+    let job3 = crate::run_job(&p.alice, &p.manifest("pums", Q1, 0.25)).await;
     assert_eq!(job3.state, "released", "{:?}", job3.message);
 }

@@ -88,7 +88,7 @@ impl Lcg {
 /// falls with age. Every seventh person has a second visits row; every
 /// eleventh has no claims row (the join drops them).
 async fn two_providers() -> Platform {
-    let p = Platform::start().await;
+    let mut p = Platform::start().await;
     let agency = p.admin.with_token(
         p.admin
             .create_user("social_agency", sluice_types::Role::Provider)
@@ -127,16 +127,18 @@ async fn two_providers() -> Platform {
         .upload_version("claims", claims.into_bytes())
         .await
         .unwrap();
-    p.provider.grant_access("visits", "alice").await.unwrap();
-    agency.grant_access("claims", "alice").await.unwrap();
+    p.agreements = vec![
+        crate::agreement(&p.alice, &p.provider, &["visits"], 1000.0).await,
+        crate::agreement(&p.alice, &agency, &["claims"], 1000.0).await,
+    ];
     p
 }
 
-fn train_manifest(query: &str, label: &str, privacy: &str) -> String {
+fn train_manifest(header: &str, query: &str, label: &str, privacy: &str) -> String {
     format!(
         r#"version = 1
 title = "claims model"
-purpose = "test"
+{header}
 datasets = ["visits", "claims"]
 
 [job]
@@ -159,7 +161,7 @@ const JOIN: &str = "SELECT v.age, v.visits, c.claimed FROM visits v JOIN claims 
 #[tokio::test]
 async fn a_model_trained_across_two_providers_is_released_signed_and_charged_exactly() {
     let p = two_providers().await;
-    let m = train_manifest(JOIN, "claimed", "epsilon = 8.0\ndelta = 1e-6");
+    let m = train_manifest(&p.header(), JOIN, "claimed", "epsilon = 8.0\ndelta = 1e-6");
     let e = p.alice.estimate_job(&m).await.unwrap();
     assert!(e.accepted, "{:?}", e.reasons);
     let plan = e.plan.unwrap();
@@ -227,17 +229,18 @@ async fn bad_training_jobs_name_every_reason_and_cost_nothing() {
     let cases = [
         // Gaussian noise needs δ: refused as a manifest problem.
         (
-            train_manifest(JOIN, "claimed", "epsilon = 1.0"),
+            train_manifest(&p.header(), JOIN, "claimed", "epsilon = 1.0"),
             ErrorCode::ManifestInvalid,
             "needs a delta",
         ),
         (
-            train_manifest(JOIN, "outcome", privacy),
+            train_manifest(&p.header(), JOIN, "outcome", privacy),
             ErrorCode::QueryRejected,
             "job.label outcome is not a column",
         ),
         (
             train_manifest(
+                &p.header(),
                 "SELECT COUNT(*) AS n, c.claimed FROM visits v JOIN claims c ON v.pid = c.pid GROUP BY c.claimed",
                 "claimed",
                 privacy,
@@ -247,6 +250,7 @@ async fn bad_training_jobs_name_every_reason_and_cost_nothing() {
         ),
         (
             train_manifest(
+                &p.header(),
                 "SELECT v.district, c.claimed FROM visits v JOIN claims c ON v.pid = c.pid",
                 "claimed",
                 privacy,
@@ -256,6 +260,7 @@ async fn bad_training_jobs_name_every_reason_and_cost_nothing() {
         ),
         (
             train_manifest(
+                &p.header(),
                 "SELECT v.age, v.visits FROM visits v JOIN claims c ON v.pid = c.pid",
                 "visits",
                 privacy,
@@ -265,6 +270,7 @@ async fn bad_training_jobs_name_every_reason_and_cost_nothing() {
         ),
         (
             train_manifest(
+                &p.header(),
                 "SELECT v.age, c.claimed FROM visits v JOIN claims c ON v.age = c.pid",
                 "claimed",
                 privacy,
@@ -312,7 +318,7 @@ async fn a_custom_gradient_module_cannot_leak_rows_into_the_model() {
     )
     .unwrap();
     let with_module = |bytes: &[u8]| {
-        train_manifest(JOIN, "claimed", "epsilon = 1.0\ndelta = 1e-6").replace(
+        train_manifest(&p.header(), JOIN, "claimed", "epsilon = 1.0\ndelta = 1e-6").replace(
             "[job.hyper]",
             &format!(
                 "module = \"{}\"\n\n[job.hyper]",
@@ -419,8 +425,10 @@ async fn two_provider_dp_logistic_regression_matches_non_private_accuracy() {
         .upload_version("outcomes", o.into_bytes())
         .await
         .unwrap();
-    p.provider.grant_access("features", "alice").await.unwrap();
-    bureau.grant_access("outcomes", "alice").await.unwrap();
+    let under = crate::under(&[
+        crate::agreement(&p.alice, &p.provider, &["features"], 1000.0).await,
+        crate::agreement(&p.alice, &bureau, &["outcomes"], 1000.0).await,
+    ]);
 
     let accuracy = |intercept: f64, coefficients: &[f64]| {
         let model = sluice_learn::Trained {
@@ -453,7 +461,7 @@ async fn two_provider_dp_logistic_regression_matches_non_private_accuracy() {
     for (epsilon, points) in [(1.0, 0.01), (8.0, 0.003)] {
         for run in 0..3 {
             let m = format!(
-                "version = 1\ntitle = \"acceptance, run {run}\"\npurpose = \"test\"\ndatasets = [\"features\", \"outcomes\"]\n\n[job]\nkind = \"train\"\nmodel = \"logistic\"\nquery = \"{query}\"\nlabel = \"y\"\n\n[privacy]\nepsilon = {epsilon:?}\ndelta = 1e-6\n"
+                "version = 1\ntitle = \"acceptance, run {run}\"\n{under}\ndatasets = [\"features\", \"outcomes\"]\n\n[job]\nkind = \"train\"\nmodel = \"logistic\"\nquery = \"{query}\"\nlabel = \"y\"\n\n[privacy]\nepsilon = {epsilon:?}\ndelta = 1e-6\n"
             );
             let job = crate::run_job(&p.alice, &m).await;
             assert_eq!(job.state, "released", "{:?}", job.message);

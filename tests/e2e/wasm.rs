@@ -25,11 +25,11 @@ fn first_value_and_one() -> Vec<u8> {
     .unwrap()
 }
 
-fn wasm_manifest(module: &[u8], epsilon: f64) -> String {
+fn wasm_manifest(header: &str, module: &[u8], epsilon: f64) -> String {
     format!(
         r#"version = 1
 title = "income per person by WASM"
-purpose = "test"
+{header}
 datasets = ["pums"]
 
 [job]
@@ -53,7 +53,7 @@ epsilon = {epsilon:?}
 async fn a_wasm_job_releases_a_clamped_noised_sum_signed_and_charged() {
     let p = with_pums().await;
     let module = first_value_and_one();
-    let text = wasm_manifest(&module, 2.0);
+    let text = wasm_manifest(&p.header(), &module, 2.0);
 
     // The estimate shows reviewers the module, never data.
     let e = p.alice.estimate_job(&text).await.unwrap();
@@ -130,7 +130,7 @@ async fn hostile_modules_are_rejected_or_defaulted_and_the_server_stays_healthy(
     .unwrap();
     let err = p
         .alice
-        .submit_job(&wasm_manifest(&wasi, 1.0))
+        .submit_job(&wasm_manifest(&p.header(), &wasi, 1.0))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::QueryRejected));
@@ -147,7 +147,7 @@ async fn hostile_modules_are_rejected_or_defaulted_and_the_server_stays_healthy(
         r#"(module {IMPORTS} (func (export "map") (loop $l (br $l))))"#
     ))
     .unwrap();
-    let job = crate::run_job(&p.alice, &wasm_manifest(&looping, 1.0)).await;
+    let job = crate::run_job(&p.alice, &wasm_manifest(&p.header(), &looping, 1.0)).await;
     assert_eq!(job.state, "released", "{:?}", job.message);
     let body = p.alice.release(&job.id).await.unwrap().body;
     for cell in &body.outputs.rows[0] {
@@ -157,11 +157,15 @@ async fn hostile_modules_are_rejected_or_defaulted_and_the_server_stays_healthy(
         // The defaults are 0: only noise comes out.
         assert!(value.abs() <= 4.0 * (ci95[1] - value), "{value} {ci95:?}");
     }
-    let job = crate::run_job(&p.alice, &wasm_manifest(&first_value_and_one(), 1.0)).await;
+    let job = crate::run_job(
+        &p.alice,
+        &wasm_manifest(&p.header(), &first_value_and_one(), 1.0),
+    )
+    .await;
     assert_eq!(job.state, "released");
 
     // Bad manifests: unknown column, identifiers, two datasets, bad bounds.
-    let base = wasm_manifest(&first_value_and_one(), 1.0);
+    let base = wasm_manifest(&p.header(), &first_value_and_one(), 1.0);
     for (from, to, reason) in [
         (
             r#"columns = ["income"]"#,

@@ -1,6 +1,7 @@
 //! `sluice demo`: the whole path on the embedded default. Starts a server on
 //! a temporary data dir, publishes the PUMS sample as a provider (through
-//! the ingest sandbox), grants a researcher access, runs DP SQL jobs, a WASM
+//! the ingest sandbox), a researcher applies for access and the provider
+//! approves with a data-use agreement, runs DP SQL jobs, a WASM
 //! job and a model trained across two providers through the job sandbox,
 //! and verifies the signed releases offline.
 
@@ -10,7 +11,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use sluice_client::Client;
 use sluice_types::Role;
-use sluice_types::api::DatasetDescriptor;
+use sluice_types::api::{
+    AgreementTerms, ApplicationDecision, ApplicationRequest, DatasetDescriptor,
+};
 
 use crate::print;
 
@@ -27,6 +30,34 @@ const WASM_MODULE: &[u8] = include_bytes!("../../../examples/jobs/older_share.wa
 const HOUSEHOLD_CSV: &[u8] = include_bytes!("../../../examples/data/household.csv");
 const HOUSEHOLD_DESCRIPTOR: &str = include_str!("../../../examples/data/household.toml");
 const TRAIN_JOB: &str = include_str!("../../../examples/jobs/married_model.toml");
+/// The application alice files and the terms the providers approve with.
+const APPLICATION: &str = include_str!("../../../examples/access/application.toml");
+const TERMS: &str = include_str!("../../../examples/access/terms.toml");
+
+/// `user` applies for `dataset` with the example application; `provider`
+/// approves with the example terms. Returns the agreement's id.
+async fn agreement_for(user: &Client, provider: &Client, dataset: &str) -> Result<String> {
+    let mut application: ApplicationRequest =
+        toml::from_str(APPLICATION).context("parsing the example application")?;
+    application.datasets = vec![dataset.to_owned()];
+    let filed = user.apply(&application).await?;
+    let mut terms: AgreementTerms = toml::from_str(TERMS).context("parsing the example terms")?;
+    terms.scope = format!("{dataset}; differentially private outputs only");
+    let decided = provider
+        .decide_application(
+            &filed.id,
+            &ApplicationDecision {
+                approve: true,
+                terms: Some(terms),
+                reasons: None,
+                legal_basis: None,
+            },
+        )
+        .await?;
+    decided
+        .agreement
+        .context("an approval returns the agreement it created")
+}
 
 pub async fn run(data_dir: Option<PathBuf>) -> Result<()> {
     let temp = tempfile::tempdir().context("creating a temporary directory")?;
@@ -83,20 +114,22 @@ pub async fn run(data_dir: Option<PathBuf>) -> Result<()> {
         println!("  synthetic: {}", serde_json::Value::Object(row));
     }
 
-    println!("\n== alice cannot run jobs before the provider grants access");
+    println!("\n== alice cannot run jobs before she holds a data-use agreement");
     match alice.submit_job(JOBS[0]).await {
         Err(e) => println!("refused: {e}"),
         Ok(j) => bail!("job {} was accepted without access", j.id),
     }
-    provider.grant_access("pums", "alice").await?;
-    println!("provider granted alice access to pums");
+    println!("\n== alice applies (art. 20); the provider approves with an agreement (art. 21)");
+    let pums_agreement = agreement_for(&alice, &provider, "pums").await?;
+    println!("agreement {pums_agreement} covers pums; alice's jobs name it");
+    let under_pums = |m: &str| crate::name_agreements(m, std::slice::from_ref(&pums_agreement));
 
     println!("\n== a query that would release rows is rejected before any data is read");
     let bad = JOBS[0].replace(
         "SELECT sex, COUNT(*) AS people, SUM(income) AS total_income, AVG(income) AS mean_income FROM pums GROUP BY sex",
         "SELECT * FROM pums",
     );
-    match alice.submit_job(&bad).await {
+    match alice.submit_job(&under_pums(&bad)?).await {
         Err(e) => println!("rejected: {e}"),
         Ok(j) => bail!("job {} releasing rows was accepted", j.id),
     }
@@ -113,18 +146,22 @@ pub async fn run(data_dir: Option<PathBuf>) -> Result<()> {
         .upload_version("household", HOUSEHOLD_CSV.to_vec())
         .await?;
     print::version_added(&added);
-    registry.grant_access("household", "alice").await?;
-    println!("civil-registry granted alice access to household");
+    let household_agreement = agreement_for(&alice, &registry, "household").await?;
+    println!("agreement {household_agreement} with civil-registry covers household");
 
     let key = alice.public_key().await?;
     let wasm_job = WASM_JOB.replace(
         "file:older_share.wasm",
         &sluice_types::b64_encode(WASM_MODULE),
     );
-    let jobs = JOBS
-        .iter()
-        .map(|m| m.to_string())
-        .chain([wasm_job, TRAIN_JOB.to_string()]);
+    let mut jobs = Vec::new();
+    for m in JOBS.iter().copied().chain([wasm_job.as_str()]) {
+        jobs.push(under_pums(m)?);
+    }
+    jobs.push(crate::name_agreements(
+        TRAIN_JOB,
+        &[pums_agreement.clone(), household_agreement.clone()],
+    )?);
     for manifest in jobs {
         println!();
         let headline = if manifest.contains("kind = \"wasm\"") {
@@ -169,6 +206,16 @@ pub async fn run(data_dir: Option<PathBuf>) -> Result<()> {
         println!(
             "\n== alice's budget on {dataset}: granted {}, spent {}, remaining {}",
             budget.user_granted, budget.user_spent, budget.user_remaining
+        );
+    }
+    for id in [&pums_agreement, &household_agreement] {
+        let a = alice.agreement(id).await?;
+        println!(
+            "== agreement {id} ({}): budget {}, spent {}, remaining {}",
+            a.datasets.join(", "),
+            a.epsilon,
+            a.epsilon_spent,
+            a.epsilon_remaining
         );
     }
     started.handle.abort();

@@ -166,12 +166,6 @@ enum DatasetCommand {
         #[arg(short, long)]
         output: PathBuf,
     },
-    /// Grant a user access to a conditional dataset (provider).
-    Grant {
-        name: String,
-        #[arg(long)]
-        user: String,
-    },
     /// Show a version's quality report (provider).
     Quality { name: String, version: String },
     /// Show your privacy budget on a dataset.
@@ -323,6 +317,10 @@ enum JobCommand {
     /// Submit a manifest and wait for its release.
     Submit {
         manifest: PathBuf,
+        /// Run under this data-use agreement (repeat for one per provider);
+        /// conditional data needs it unless the manifest names it.
+        #[arg(long, value_name = "ID")]
+        agreement: Vec<String>,
         /// Return at once instead of waiting.
         #[arg(long)]
         no_wait: bool,
@@ -332,7 +330,12 @@ enum JobCommand {
     },
     /// Say whether a manifest would be accepted, what it would cost exactly
     /// and how accurate each output would be; reads no data, spends nothing.
-    Estimate { manifest: PathBuf },
+    Estimate {
+        manifest: PathBuf,
+        /// As for `job submit`.
+        #[arg(long, value_name = "ID")]
+        agreement: Vec<String>,
+    },
     /// Show a job's state.
     Status { id: String },
     /// List your jobs.
@@ -434,13 +437,15 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Agreement(AgreementCommand::List) => {
             for a in client.agreements().await? {
                 println!(
-                    "{}  {} -> {}  {}  {} to {}{}",
+                    "{}  {} -> {}  {}  {} to {}  epsilon {} of {} left{}",
                     a.id,
                     a.provider,
                     a.user,
                     a.datasets.join(", "),
                     a.period_start,
                     a.period_end,
+                    a.epsilon_remaining,
+                    a.epsilon,
                     if a.active { "  active" } else { "" }
                 );
             }
@@ -499,6 +504,27 @@ fn read_manifest_text(path: &std::path::Path) -> Result<String> {
             toml::Value::String(sluice_types::b64_encode(&bytes)),
         );
     }
+    Ok(toml::to_string(&doc)?)
+}
+
+/// The manifest text with `agreement` set to `ids` (from `--agreement`):
+/// one manifest file then serves every agreement it may run under. A
+/// manifest that already names agreements is left alone, and asking for
+/// both is an error rather than a silent choice.
+pub fn name_agreements(text: &str, ids: &[String]) -> Result<String> {
+    if ids.is_empty() {
+        return Ok(text.to_owned());
+    }
+    let mut doc: toml::Table =
+        toml::from_str(text).map_err(|e| anyhow::anyhow!("manifest invalid: {}", e.message()))?;
+    if doc.contains_key("agreement") {
+        bail!("the manifest already names its agreement; drop --agreement or the manifest's field");
+    }
+    let value = match ids {
+        [one] => toml::Value::String(one.clone()),
+        many => toml::Value::Array(many.iter().cloned().map(toml::Value::String).collect()),
+    };
+    doc.insert("agreement".into(), value);
     Ok(toml::to_string(&doc)?)
 }
 
@@ -597,10 +623,6 @@ async fn dataset(client: &Client, cmd: DatasetCommand) -> Result<()> {
                 .with_context(|| format!("writing {}", output.display()))?;
             println!("wrote {} bytes to {}", bytes.len(), output.display());
         }
-        DatasetCommand::Grant { name, user } => {
-            client.grant_access(&name, &user).await?;
-            println!("granted {user} access to {name}");
-        }
         DatasetCommand::Suspend { name, reason } => {
             let r = client.suspend_dataset(&name, &reason).await?;
             println!("{name} suspended; {} job(s) cancelled", r.jobs_cancelled);
@@ -660,10 +682,11 @@ async fn job(client: &Client, cmd: JobCommand) -> Result<()> {
     match cmd {
         JobCommand::Submit {
             manifest,
+            agreement,
             no_wait,
             output,
         } => {
-            let text = read_manifest_text(&manifest)?;
+            let text = name_agreements(&read_manifest_text(&manifest)?, &agreement)?;
             let job = client.submit_job(&text).await?;
             println!("job {} {}", job.id, job.state);
             if no_wait {
@@ -708,8 +731,11 @@ async fn job(client: &Client, cmd: JobCommand) -> Result<()> {
                 println!("signed release written to {}", out.display());
             }
         }
-        JobCommand::Estimate { manifest } => {
-            let text = read_manifest_text(&manifest)?;
+        JobCommand::Estimate {
+            manifest,
+            agreement,
+        } => {
+            let text = name_agreements(&read_manifest_text(&manifest)?, &agreement)?;
             let e = client.estimate_job(&text).await?;
             print::estimate(&e);
             if !e.accepted {

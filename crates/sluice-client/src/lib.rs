@@ -4,8 +4,8 @@
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 use sluice_types::api::{
-    AccessGrant, BudgetView, CreateUser, CreatedUser, DatasetDescriptor, JobView, PreviewView,
-    PublicKey, UserView, VersionAdded,
+    BudgetView, CreateUser, CreatedUser, DatasetDescriptor, JobView, PreviewView, PublicKey,
+    UserView, VersionAdded,
 };
 use sluice_types::error::ApiErrorBody;
 use sluice_types::{CatalogEntry, QualityReport, Release, Role};
@@ -201,17 +201,6 @@ impl Client {
             .send(self.request(Method::GET, &format!("/v1/datasets/{name}/download")))
             .await?;
         Ok(resp.bytes().await?.to_vec())
-    }
-    pub async fn grant_access(&self, name: &str, user: &str) -> Result<(), ClientError> {
-        let body = AccessGrant {
-            user: user.to_owned(),
-        };
-        self.send(
-            self.request(Method::POST, &format!("/v1/datasets/{name}/access"))
-                .json(&body),
-        )
-        .await
-        .map(|_| ())
     }
     pub async fn budget(&self, name: &str) -> Result<BudgetView, ClientError> {
         self.json(self.request(Method::GET, &format!("/v1/datasets/{name}/budget")))

@@ -13,6 +13,7 @@ use sluice_types::api::{
     AgreementTerms, AgreementView, ApplicationDecision, ApplicationRequest, ApplicationView,
 };
 use sluice_types::manifest::Manifest;
+use sluice_types::privacy::Epsilon;
 use sluice_types::time::now_rfc3339;
 use sluice_types::{OpenCategory, Role};
 
@@ -257,7 +258,9 @@ pub async fn decide(
         });
         let terms_json = sluice_crypto::canonical_json_string(&content);
         let hash = sluice_crypto::sha256_hex(terms_json.as_bytes());
-        Some((terms_json, hash, dataset_ids))
+        let budget = Epsilon::grant_from_f64(terms.epsilon)
+            .map_err(|e| ApiError::bad_request(format!("terms.epsilon: {e}")))?;
+        Some((terms_json, hash, dataset_ids, budget))
     } else {
         let mut problems = Vec::new();
         if d.reasons.as_deref().is_none_or(|r| r.trim().is_empty()) {
@@ -287,12 +290,13 @@ pub async fn decide(
             &decision_json,
             agreement
                 .as_ref()
-                .map(|(terms_json, hash, ids)| NewAgreement {
+                .map(|(terms_json, hash, ids, budget)| NewAgreement {
                     terms_json,
                     content_hash: hash,
                     period_start: &start,
                     period_end: &end,
                     dataset_ids: ids,
+                    epsilon: *budget,
                 }),
         )
         .await?;
@@ -305,9 +309,14 @@ async fn agreement_view(state: &SharedState, a: Agreement) -> Result<AgreementVi
     for id in &a.dataset_ids {
         datasets.push(dataset_name(state, id).await?);
     }
-    let day = today();
     Ok(AgreementView {
-        active: a.period_start <= day && day <= a.period_end,
+        active: in_period(&a),
+        epsilon: a.epsilon.to_string(),
+        epsilon_spent: a.epsilon_spent.to_string(),
+        epsilon_remaining: Epsilon::from_units(
+            a.epsilon.units().saturating_sub(a.epsilon_spent.units()),
+        )
+        .to_string(),
         content: serde_json::from_str(&a.terms_json).map_err(|_| ApiError::internal())?,
         user: user_name(state, &a.user_id).await?,
         provider: user_name(state, &a.provider_id).await?,
@@ -346,47 +355,65 @@ pub async fn agreement(
     Ok(Json(agreement_view(&state, a).await?))
 }
 
-/// Every reason a job's manifest does not fit the agreement it names, for
-/// the datasets `conditional` (ids, names) the caller does not own.
+/// Whether today falls within an agreement's period.
+pub fn in_period(a: &Agreement) -> bool {
+    let day = today();
+    a.period_start <= day && day <= a.period_end
+}
+
+/// Every reason a job's manifest does not fit the agreements it names:
+/// each named agreement must be the caller's, in its period, for the
+/// manifest's purpose and cover at least one of the job's datasets; each
+/// conditional dataset the caller does not own (`conditional`: ids and
+/// names) must be covered by one of them.
 pub async fn agreement_problems(
     state: &crate::AppState,
     caller: &UserRecord,
     manifest: &Manifest,
+    job_dataset_ids: &[String],
     conditional: &[(String, String)],
 ) -> Result<Vec<String>, ApiError> {
-    let Some(id) = &manifest.agreement else {
-        return Ok(Vec::new());
-    };
-    let Some(a) = state
-        .store
-        .agreement(id)
-        .await?
-        .filter(|a| a.user_id == caller.id)
-    else {
-        return Ok(vec![format!(
-            "agreement {id} does not exist or is not yours"
-        )]);
-    };
     let mut problems = Vec::new();
-    let day = today();
-    if day < a.period_start || day > a.period_end {
-        problems.push(format!(
-            "agreement {id} covers {} to {}, not today",
-            a.period_start, a.period_end
-        ));
+    let mut covering = Vec::new();
+    for id in &manifest.agreement {
+        let Some(a) = state
+            .store
+            .agreement(id)
+            .await?
+            .filter(|a| a.user_id == caller.id)
+        else {
+            problems.push(format!("agreement {id} does not exist or is not yours"));
+            continue;
+        };
+        if !in_period(&a) {
+            problems.push(format!(
+                "agreement {id} covers {} to {}, not today",
+                a.period_start, a.period_end
+            ));
+        }
+        let content: serde_json::Value =
+            serde_json::from_str(&a.terms_json).map_err(|_| ApiError::internal())?;
+        let purpose = content["terms"]["purpose"].as_str().unwrap_or_default();
+        if manifest.purpose.trim() != purpose.trim() {
+            problems.push(format!(
+                "the manifest's purpose differs from agreement {id}'s purpose {purpose:?}"
+            ));
+        }
+        if !a.dataset_ids.iter().any(|d| job_dataset_ids.contains(d)) {
+            problems.push(format!("agreement {id} covers none of the job's datasets"));
+        }
+        covering.push(a);
     }
     for (dataset_id, name) in conditional {
-        if !a.dataset_ids.contains(dataset_id) {
-            problems.push(format!("agreement {id} does not cover dataset {name}"));
+        if !covering.iter().any(|a| a.dataset_ids.contains(dataset_id)) {
+            problems.push(if manifest.agreement.is_empty() {
+                format!(
+                    "dataset {name} is conditional: the manifest must name the data-use agreement that covers it (agreement = \"agr_...\")"
+                )
+            } else {
+                format!("no agreement the manifest names covers dataset {name}")
+            });
         }
-    }
-    let content: serde_json::Value =
-        serde_json::from_str(&a.terms_json).map_err(|_| ApiError::internal())?;
-    let purpose = content["terms"]["purpose"].as_str().unwrap_or_default();
-    if manifest.purpose.trim() != purpose.trim() {
-        problems.push(format!(
-            "the manifest's purpose differs from agreement {id}'s purpose {purpose:?}"
-        ));
     }
     Ok(problems)
 }

@@ -83,6 +83,11 @@ impl From<StoreError> for ApiError {
                 format!("privacy budget exhausted: the job's epsilon exceeds what remains on dataset {dataset}"),
             )
             .hint("lower privacy.epsilon, or ask the provider for a larger grant"),
+            StoreError::AgreementBudgetExhausted { agreement } => ApiError::new(
+                ErrorCode::BudgetExhausted,
+                format!("privacy budget exhausted: the job's epsilon exceeds what remains of agreement {agreement}'s budget"),
+            )
+            .hint("lower privacy.epsilon, or apply for a new agreement"),
             other => {
                 tracing::error!(error = %other, "store failure");
                 ApiError::internal()

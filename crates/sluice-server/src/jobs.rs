@@ -103,7 +103,7 @@ pub async fn check_job_access(
             Err(ApiError::forbidden(format!(
                 "dataset {name} is conditional: you need the provider's approval before running jobs on it"
             ))
-            .hint("ask the provider to grant access (sluice dataset grant)"))
+            .hint("apply for access (sluice application apply); the provider's approval creates a data-use agreement your manifest names"))
         }
         _ => Ok(()),
     }
@@ -249,21 +249,30 @@ pub async fn prepare(
             max_rows_per_unit: job_k.unwrap_or(declared_k),
         });
     }
-    // A job that names an agreement runs within its datasets, purpose and
-    // period (art. 20-21).
+    // Conditional data runs only under an agreement the manifest names, and
+    // within that agreement's datasets, purpose and period (art. 20-21).
     let conditional: Vec<(String, String)> = resolved
         .iter()
         .filter(|r| {
+            // Its provider and the authority need no agreement (art. 7).
             r.record.entry.open_category == OpenCategory::Conditional
                 && r.record.owner_id != caller.id
+                && caller.role != Role::Admin
         })
         .map(|r| (r.record.entry.id.clone(), r.record.entry.name.clone()))
         .collect();
-    let problems =
-        crate::applications::agreement_problems(state, caller, &manifest, &conditional).await?;
+    let job_dataset_ids: Vec<String> = resolved.iter().map(|r| r.record.entry.id.clone()).collect();
+    let problems = crate::applications::agreement_problems(
+        state,
+        caller,
+        &manifest,
+        &job_dataset_ids,
+        &conditional,
+    )
+    .await?;
     if !problems.is_empty() {
         return Err(ApiError::forbidden(format!(
-            "the job does not fit its agreement: {}",
+            "the job is not covered by a data-use agreement: {}",
             problems.join("; ")
         )));
     }
@@ -476,6 +485,7 @@ pub async fn submit(
         epsilon,
         delta,
         dataset_ids,
+        agreement_ids: manifest.agreement.clone(),
         datasets,
     };
     if required > 0 {
@@ -510,6 +520,8 @@ pub struct Runnable {
     pub epsilon: Epsilon,
     pub delta: Delta,
     pub dataset_ids: Vec<String>,
+    /// Data-use agreements the job runs under; each is charged its ε.
+    pub agreement_ids: Vec<String>,
     pub datasets: Vec<ReleasedDataset>,
 }
 
@@ -545,13 +557,26 @@ pub async fn start(state: SharedState, job: Runnable) -> Result<(), ApiError> {
             return refuse(&state, &job, ApiError::forbidden(why)).await;
         }
     }
+    // A job held for review may start after its agreement's period ended.
+    for id in &job.agreement_ids {
+        if let Some(a) = state.store.agreement(id).await?
+            && !crate::applications::in_period(&a)
+        {
+            let why = format!(
+                "agreement {id} covers {} to {}, not today",
+                a.period_start, a.period_end
+            );
+            return refuse(&state, &job, ApiError::forbidden(why)).await;
+        }
+    }
     if let Err(e) = state
         .store
-        .reserve(
+        .reserve_under(
             &job.user_id,
             &job.job_id,
             &job.user_id,
             &job.dataset_ids,
+            &job.agreement_ids,
             job.epsilon,
             job.delta,
         )
@@ -654,6 +679,7 @@ pub async fn start_approved(state: SharedState, job_id: &str) -> Result<(), ApiE
             .map(|(id, _)| id.clone())
             .collect(),
         datasets: serde_json::from_str(&held.datasets_json).map_err(|_| ApiError::internal())?,
+        agreement_ids: manifest.agreement.clone(),
     };
     start(state, runnable).await
 }
@@ -674,6 +700,7 @@ async fn execute(
         delta,
         datasets,
         dataset_ids,
+        agreement_ids: _,
     } = job;
     let (job_id, digest) = (job_id.as_str(), digest.as_str());
     store

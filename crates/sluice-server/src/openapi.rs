@@ -45,7 +45,7 @@ pub const ROUTES: &[ApiRoute] = &[
         "anyone",
         "This document",
         None,
-        (200, "OpenAPI 3.0 JSON"),
+        (200, "application/json"),
     ),
     r("get", "/v1/health", "anyone", "Liveness", None, (200, "ok")),
     r(
@@ -128,14 +128,6 @@ pub const ROUTES: &[ApiRoute] = &[
         "The stored Parquet (unconditional only)",
         None,
         (200, "application/octet-stream"),
-    ),
-    r(
-        "post",
-        "/v1/datasets/{name}/access",
-        OWNER,
-        "Grant a user access to a conditional dataset",
-        Some("AccessGrant"),
-        (204, "nothing"),
     ),
     r(
         "get",
@@ -387,21 +379,176 @@ pub const ROUTES: &[ApiRoute] = &[
     ),
 ];
 
-fn media(name: &str) -> (&str, Value) {
-    if name.contains('/') {
-        (name, json!({"type": "string", "format": "binary"}))
-    } else {
-        (
-            "application/json",
-            json!({"type": if name.ends_with("[]") { "array" } else { "object" },
-                   "description": format!("sluice_types::api::{}", name.trim_end_matches("[]"))}),
-        )
+/// The JSON Schemas of every API type a route names, generated from the
+/// types themselves (schemars, OpenAPI 3.0 dialect) so that the document
+/// cannot drift from what the server sends and accepts. Responses are
+/// described as serialised, request bodies as deserialised (a field with a
+/// default is optional there); a type whose two forms differ appears twice,
+/// the request form named `…Input`.
+macro_rules! api_schemas {
+    (requests { $($rq:literal => $rq_ty:ty),* $(,)? } responses { $($rs:literal => $rs_ty:ty),* $(,)? }) => {
+        /// Response types the route table may name.
+        pub const RESPONSE_SCHEMAS: &[&str] = &[$($rs),*];
+
+        /// (components, request name → component name)
+        fn components() -> (serde_json::Map<String, Value>, std::collections::BTreeMap<String, String>) {
+            use schemars::generate::{Contract, SchemaSettings};
+            let generate = |contract: Contract| {
+                SchemaSettings::openapi3()
+                    .with(|s| s.contract = contract)
+                    .into_generator()
+            };
+            let mut out = generate(Contract::Serialize);
+            let mut responses = serde_json::Map::new();
+            $(
+                let schema = out.subschema_for::<$rs_ty>();
+                responses.insert($rs.to_owned(), serde_json::to_value(schema).expect("a schema serialises"));
+            )*
+            let mut input = generate(Contract::Deserialize);
+            let mut requests = serde_json::Map::new();
+            $(
+                let schema = input.subschema_for::<$rq_ty>();
+                requests.insert($rq.to_owned(), serde_json::to_value(schema).expect("a schema serialises"));
+            )*
+            merge(out.take_definitions(true), input.take_definitions(true), requests)
+        }
+    };
+}
+
+/// Joins the response and request definitions; a request definition that
+/// differs from the response one of the same name is renamed `…Input`, and
+/// every reference to it follows.
+fn merge(
+    mut components: serde_json::Map<String, Value>,
+    mut input: serde_json::Map<String, Value>,
+    roots: serde_json::Map<String, Value>,
+) -> (
+    serde_json::Map<String, Value>,
+    std::collections::BTreeMap<String, String>,
+) {
+    let renamed: std::collections::BTreeMap<String, String> = input
+        .iter()
+        .filter(|(name, schema)| components.get(*name).is_some_and(|s| s != *schema))
+        .map(|(name, _)| (name.clone(), format!("{name}Input")))
+        .collect();
+    fn follow(v: &mut Value, renamed: &std::collections::BTreeMap<String, String>) {
+        match v {
+            Value::Object(map) => {
+                if let Some(Value::String(r)) = map.get_mut("$ref")
+                    && let Some(to) = r
+                        .strip_prefix("#/components/schemas/")
+                        .and_then(|name| renamed.get(name))
+                {
+                    *r = format!("#/components/schemas/{to}");
+                }
+                map.values_mut().for_each(|v| follow(v, renamed));
+            }
+            Value::Array(items) => items.iter_mut().for_each(|v| follow(v, renamed)),
+            _ => {}
+        }
     }
+    for schema in input.values_mut() {
+        follow(schema, &renamed);
+    }
+    for (name, schema) in input {
+        let name = renamed.get(&name).cloned().unwrap_or(name);
+        components.entry(name).or_insert(schema);
+    }
+    // A request root is a reference (to its component, maybe renamed).
+    let mut request_names = std::collections::BTreeMap::new();
+    for (name, mut root) in roots {
+        follow(&mut root, &renamed);
+        let target = root["$ref"]
+            .as_str()
+            .and_then(|r| r.strip_prefix("#/components/schemas/"))
+            .map(str::to_owned)
+            .unwrap_or_else(|| {
+                // Inlined (not a named struct): store it under its name.
+                components.insert(name.clone(), root.clone());
+                name.clone()
+            });
+        request_names.insert(name, target);
+    }
+    (components, request_names)
+}
+
+api_schemas! {
+    requests {
+        "ApplicationDecision" => sluice_types::api::ApplicationDecision,
+        "ApplicationRequest" => sluice_types::api::ApplicationRequest,
+        "CreateUser" => sluice_types::api::CreateUser,
+        "DatasetDescriptor" => sluice_types::api::DatasetDescriptor,
+        "ExtensionDecision" => sluice_types::api::ExtensionDecision,
+        "ExtensionRequest" => sluice_types::api::ExtensionRequest,
+        "FeedbackAnswer" => sluice_types::api::FeedbackAnswer,
+        "FeedbackRequest" => sluice_types::api::FeedbackRequest,
+        "Reason" => sluice_types::api::Reason,
+        "ReviewPolicy" => sluice_types::api::ReviewPolicy,
+        "ReviewRequest" => sluice_types::api::ReviewRequest,
+        "RevokeRequest" => sluice_types::api::RevokeRequest,
+    }
+    responses {
+        "AgreementView" => sluice_types::api::AgreementView,
+        "ApplicationView" => sluice_types::api::ApplicationView,
+        "AuditEntry" => sluice_store::AuditEntry,
+        "BudgetView" => sluice_types::api::BudgetView,
+        "CatalogEntry" => sluice_types::CatalogEntry,
+        "ControlResult" => sluice_types::api::ControlResult,
+        "CreatedUser" => sluice_types::api::CreatedUser,
+        "EstimateView" => sluice_types::api::EstimateView,
+        "FeedbackView" => sluice_types::api::FeedbackView,
+        "JobView" => sluice_types::api::JobView,
+        "PreviewView" => sluice_types::api::PreviewView,
+        "PublicKey" => sluice_types::api::PublicKey,
+        "QualityReport" => sluice_types::QualityReport,
+        "Release" => sluice_types::release::Release,
+        "ReviewResult" => sluice_types::api::ReviewResult,
+        "ReviewView" => sluice_types::api::ReviewView,
+        "RevocationView" => sluice_types::api::RevocationView,
+        "SignedCheckpoint" => sluice_types::audit::SignedCheckpoint,
+        "UsageStats" => sluice_types::api::UsageStats,
+        "UserView" => sluice_types::api::UserView,
+        "VersionAdded" => sluice_types::api::VersionAdded,
+    }
+}
+
+/// A body's media type and schema: a media type names itself; a type name
+/// (`Name` or `Name[]`) refers to its component (`component` maps a
+/// request type to the component that describes it).
+fn media(name: &str, component: impl Fn(&str) -> String) -> (&str, Value) {
+    match name {
+        "application/json" => return (name, json!({"type": "object"})),
+        "text/event-stream" | "application/toml" => return (name, json!({"type": "string"})),
+        _ if name.contains('/') => return (name, json!({"type": "string", "format": "binary"})),
+        _ => {}
+    }
+    let item = name.trim_end_matches("[]");
+    let reference = json!({"$ref": format!("#/components/schemas/{}", component(item))});
+    let schema = if name.ends_with("[]") {
+        json!({"type": "array", "items": reference})
+    } else {
+        reference
+    };
+    ("application/json", schema)
 }
 
 /// The document: OpenAPI 3.0.3, bearer-token security on every route but
 /// the public ones, the error body on every error status.
 pub fn document() -> Value {
+    let (mut schemas, request_names) = components();
+    let response = |name: &str| {
+        assert!(
+            RESPONSE_SCHEMAS.contains(&name),
+            "the route table returns {name}, which has no response schema"
+        );
+        name.to_owned()
+    };
+    let request = |name: &str| {
+        request_names
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| panic!("the route table takes {name}, which has no request schema"))
+    };
     let mut paths = serde_json::Map::new();
     for route in ROUTES {
         let params: Vec<Value> = route
@@ -415,7 +562,7 @@ pub fn document() -> Value {
         let ok = if ok_status == 204 || ok_what == "ok" {
             json!({"description": ok_what})
         } else {
-            let (mt, schema) = media(ok_what);
+            let (mt, schema) = media(ok_what, response);
             json!({"description": ok_what, "content": {mt: {"schema": schema}}})
         };
         responses.insert(ok_status.to_string(), ok);
@@ -435,7 +582,7 @@ pub fn document() -> Value {
             op["security"] = json!([]);
         }
         if let Some(body) = route.body {
-            let (mt, schema) = media(body);
+            let (mt, schema) = media(body, request);
             op["requestBody"] = json!({"required": true, "content": {mt: {"schema": schema}}});
         }
         paths
@@ -445,6 +592,18 @@ pub fn document() -> Value {
             .expect("path item is an object")
             .insert(route.method.to_owned(), op);
     }
+    schemas.insert(
+        "Error".into(),
+        json!({
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string", "description": "stable error code (docs/api.md)"},
+                "message": {"type": "string"},
+                "hint": {"type": "string"}
+            }
+        }),
+    );
     json!({
         "openapi": "3.0.3",
         "info": {
@@ -456,15 +615,7 @@ pub fn document() -> Value {
         "security": [{"bearer": []}],
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {"Error": {
-                "type": "object",
-                "required": ["code", "message"],
-                "properties": {
-                    "code": {"type": "string", "description": "stable error code (docs/api.md)"},
-                    "message": {"type": "string"},
-                    "hint": {"type": "string"}
-                }
-            }}
+            "schemas": schemas,
         },
         "paths": paths,
     })
@@ -502,6 +653,59 @@ mod tests {
             }
         }
         out
+    }
+
+    /// Collects every `$ref` target in `v`.
+    fn refs(v: &serde_json::Value, out: &mut BTreeSet<String>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                if let Some(r) = map.get("$ref").and_then(|r| r.as_str()) {
+                    out.insert(r.to_owned());
+                }
+                map.values().for_each(|v| refs(v, out));
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+
+    /// Bodies are described field by field, and every reference resolves.
+    #[test]
+    fn every_body_has_a_field_level_schema_and_every_reference_resolves() {
+        let doc = super::document();
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        let mut all = BTreeSet::new();
+        refs(&doc, &mut all);
+        for r in &all {
+            let name = r.strip_prefix("#/components/schemas/").unwrap();
+            assert!(schemas.contains_key(name), "{r} does not resolve");
+        }
+        // Fields are named, typed and described from the code.
+        let job = &schemas["JobView"];
+        assert_eq!(job["type"], "object");
+        assert_eq!(job["properties"]["epsilon"]["type"], "string");
+        assert!(
+            job["required"]
+                .as_array()
+                .unwrap()
+                .contains(&serde_json::json!("manifest_digest"))
+        );
+        let agreement = &schemas["AgreementView"]["properties"];
+        assert!(agreement["epsilon"]["description"].is_string());
+        // A request's defaulted field is optional; unknown fields are refused.
+        let apply = &schemas[doc["paths"]["/v1/applications"]["post"]["requestBody"]["content"]
+            ["application/json"]["schema"]["$ref"]
+            .as_str()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap()];
+        assert_eq!(apply["additionalProperties"], false);
+        assert!(
+            apply["required"]
+                .as_array()
+                .is_none_or(|r| !r.contains(&serde_json::json!("title")))
+        );
     }
 
     #[test]

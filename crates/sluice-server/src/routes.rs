@@ -12,8 +12,8 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use sluice_store::{DatasetRecord, NewDataset, SearchQuery, UserRecord};
 use sluice_types::api::{
-    AccessGrant, BudgetView, CreateUser, CreatedUser, DatasetDescriptor, JobView, PreviewView,
-    PublicKey, UserView, VersionAdded,
+    BudgetView, CreateUser, CreatedUser, DatasetDescriptor, JobView, PreviewView, PublicKey,
+    UserView, VersionAdded,
 };
 use sluice_types::error::ErrorCode;
 use sluice_types::privacy::Epsilon;
@@ -45,7 +45,6 @@ pub fn router(state: SharedState) -> Router {
         )
         .route("/v1/datasets/{name}/preview", get(preview))
         .route("/v1/datasets/{name}/download", get(download))
-        .route("/v1/datasets/{name}/access", post(grant_access))
         .route("/v1/datasets/{name}/budget", get(budget))
         .route(
             "/v1/datasets/{name}/review-policy",
@@ -588,30 +587,6 @@ async fn download(
         Body::from_stream(stream),
     )
         .into_response())
-}
-
-async fn grant_access(
-    State(state): State<SharedState>,
-    Caller(caller): Caller,
-    Path(name): Path<String>,
-    ApiJson(req): ApiJson<AccessGrant>,
-) -> Result<StatusCode, ApiError> {
-    let record = find_dataset(&state, &caller, &name).await?;
-    if !owns(&caller, &record) {
-        return Err(ApiError::forbidden(format!(
-            "only the provider of {name} may grant access"
-        )));
-    }
-    let user = state
-        .store
-        .user_by_name(&req.user)
-        .await?
-        .ok_or_else(|| ApiError::not_found(&format!("user {}", req.user)))?;
-    state
-        .store
-        .grant_access(&caller.id, &record.entry.id, &user.id)
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn budget(

@@ -8,7 +8,9 @@ use serde::Serialize;
 use sluice_types::time::{add_working_days, now_rfc3339, now_unix, rfc3339};
 use sqlx::Row;
 
-use crate::{PartyScope, Store, StoreError, audit, commit};
+use sluice_types::privacy::Epsilon;
+
+use crate::{PartyScope, Store, StoreError, audit, commit, from_units, units};
 
 /// Working days a provider has to decide an application.
 pub const APPLICATION_DAYS: u32 = 10;
@@ -39,6 +41,10 @@ pub struct Agreement {
     pub period_end: String,
     pub dataset_ids: Vec<String>,
     pub created_at: String,
+    /// The agreement's privacy budget and what jobs under it have been
+    /// charged (reserved or committed; refunds give it back).
+    pub epsilon: Epsilon,
+    pub epsilon_spent: Epsilon,
 }
 
 fn application_from_row(r: &sqlx::sqlite::SqliteRow) -> Application {
@@ -63,6 +69,7 @@ pub struct NewAgreement<'a> {
     pub period_start: &'a str,
     pub period_end: &'a str,
     pub dataset_ids: &'a [String],
+    pub epsilon: Epsilon,
 }
 
 impl Store {
@@ -188,7 +195,7 @@ impl Store {
         if let (Some(a), Some(agreement_id)) = (&agreement, &agreement_id) {
             sqlx::query(
                 "INSERT INTO agreements (id, application_id, user_id, provider_id, terms_json, content_hash,
-                 period_start, period_end, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 period_start, period_end, created_at, epsilon_units) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(agreement_id)
             .bind(id)
@@ -199,6 +206,7 @@ impl Store {
             .bind(a.period_start)
             .bind(a.period_end)
             .bind(&now)
+            .bind(units(a.epsilon.units())?)
             .execute(&mut *tx)
             .await?;
             for d in a.dataset_ids {
@@ -257,6 +265,8 @@ impl Store {
             period_end: r.get("period_end"),
             dataset_ids,
             created_at: r.get("created_at"),
+            epsilon: Epsilon::from_units(from_units(r.get("epsilon_units"))?),
+            epsilon_spent: Epsilon::from_units(from_units(r.get("epsilon_spent_units"))?),
         }))
     }
 

@@ -6,8 +6,8 @@
 //! sees the effect of the ones before it, and a refused request leaves no
 //! trace — then commits once. One fsync then makes a whole batch durable,
 //! and nobody is answered before it is. Checks read running totals
-//! (`user_usage`, `dataset_usage`), so a reservation costs O(1) whatever
-//! the ledger's size.
+//! (`user_usage`, `dataset_usage`, an agreement's `epsilon_spent_units`),
+//! so a reservation costs O(1) whatever the ledger's size.
 
 use sqlx::{Acquire, Row, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
@@ -24,6 +24,7 @@ pub(crate) enum Op {
         job_id: String,
         user_id: String,
         dataset_ids: Vec<String>,
+        agreement_ids: Vec<String>,
         eps: Epsilon,
         delta: Delta,
     },
@@ -125,6 +126,7 @@ fn is_request_local(e: &StoreError) -> bool {
         StoreError::Locked(_)
         | StoreError::Conflict(_)
         | StoreError::BudgetExhausted { .. }
+        | StoreError::AgreementBudgetExhausted { .. }
         | StoreError::NotFound(_)
         | StoreError::Invalid(_)
         | StoreError::Refused(_)
@@ -139,9 +141,19 @@ async fn apply(conn: &mut SqliteConnection, op: &Op) -> Result<(), StoreError> {
             job_id,
             user_id,
             dataset_ids,
+            agreement_ids,
             eps,
             delta,
-        } => reserve(conn, actor, job_id, user_id, dataset_ids, *eps, *delta).await,
+        } => {
+            let charge = Charge {
+                user_id,
+                dataset_ids,
+                agreement_ids,
+                eps: *eps,
+                delta: *delta,
+            };
+            reserve(conn, actor, job_id, &charge).await
+        }
         Op::Commit { actor, job_id } => {
             audit::append(conn, actor, "ledger.commit", job_id, &serde_json::json!({})).await?;
             move_spend(conn, job_id, "reserved", "committed").await
@@ -153,15 +165,29 @@ async fn apply(conn: &mut SqliteConnection, op: &Op) -> Result<(), StoreError> {
     }
 }
 
+/// What one reservation charges, and to whom.
+struct Charge<'a> {
+    user_id: &'a str,
+    dataset_ids: &'a [String],
+    /// Data-use agreements the job runs under; each is charged `eps` once.
+    agreement_ids: &'a [String],
+    eps: Epsilon,
+    delta: Delta,
+}
+
 async fn reserve(
     conn: &mut SqliteConnection,
     actor: &str,
     job_id: &str,
-    user_id: &str,
-    dataset_ids: &[String],
-    eps: Epsilon,
-    delta: Delta,
+    charge: &Charge<'_>,
 ) -> Result<(), StoreError> {
+    let &Charge {
+        user_id,
+        dataset_ids,
+        agreement_ids,
+        eps,
+        delta,
+    } = charge;
     if eps.units() == 0 {
         return Err(StoreError::Invalid("epsilon must be positive".into()));
     }
@@ -172,6 +198,13 @@ async fn reserve(
         if dataset_ids[..i].contains(ds) {
             return Err(StoreError::Invalid(format!(
                 "dataset {ds} is listed twice in one reservation"
+            )));
+        }
+    }
+    for (i, a) in agreement_ids.iter().enumerate() {
+        if agreement_ids[..i].contains(a) {
+            return Err(StoreError::Invalid(format!(
+                "agreement {a} is listed twice in one reservation"
             )));
         }
     }
@@ -219,13 +252,32 @@ async fn reserve(
             });
         }
     }
+    for a in agreement_ids {
+        let row = sqlx::query(
+            "SELECT user_id, epsilon_units, epsilon_spent_units FROM agreements WHERE id = ?",
+        )
+        .bind(a)
+        .fetch_optional(&mut *conn)
+        .await?
+        .filter(|r| r.get::<&str, _>("user_id") == user_id)
+        .ok_or_else(|| StoreError::NotFound(format!("agreement {a}")))?;
+        let spent: i64 = row.get("epsilon_spent_units");
+        if spent
+            .checked_add(e)
+            .is_none_or(|t| t > row.get::<i64, _>("epsilon_units"))
+        {
+            return Err(StoreError::AgreementBudgetExhausted {
+                agreement: a.clone(),
+            });
+        }
+    }
 
     audit::append(
         conn,
         actor,
         "ledger.reserve",
         job_id,
-        &serde_json::json!({"user": user_id, "datasets": dataset_ids, "epsilon_units": eps.units(), "delta_units": delta.units()}),
+        &serde_json::json!({"user": user_id, "datasets": dataset_ids, "agreements": agreement_ids, "epsilon_units": eps.units(), "delta_units": delta.units()}),
     )
     .await?;
     let now = sluice_types::time::now_rfc3339();
@@ -243,6 +295,25 @@ async fn reserve(
         .execute(&mut *conn)
         .await?;
         adjust_usage(conn, ds, user_id, e, d).await?;
+    }
+    for a in agreement_ids {
+        sqlx::query(
+            "INSERT INTO agreement_spends (job_id, agreement_id, epsilon_units, state, created_at)
+             VALUES (?, ?, ?, 'reserved', ?)",
+        )
+        .bind(job_id)
+        .bind(a)
+        .bind(e)
+        .bind(&now)
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query(
+            "UPDATE agreements SET epsilon_spent_units = epsilon_spent_units + ? WHERE id = ?",
+        )
+        .bind(e)
+        .bind(a)
+        .execute(&mut *conn)
+        .await?;
     }
     Ok(())
 }
@@ -297,6 +368,24 @@ pub(crate) async fn move_spend(
         )));
     }
     sqlx::query("UPDATE spends SET state = ? WHERE job_id = ? AND state = ?")
+        .bind(to)
+        .bind(job_id)
+        .bind(from)
+        .execute(&mut *conn)
+        .await?;
+    if to == "refunded" {
+        sqlx::query(
+            "UPDATE agreements SET epsilon_spent_units = epsilon_spent_units -
+               (SELECT s.epsilon_units FROM agreement_spends s
+                WHERE s.agreement_id = agreements.id AND s.job_id = ?1 AND s.state = ?2)
+             WHERE id IN (SELECT agreement_id FROM agreement_spends WHERE job_id = ?1 AND state = ?2)",
+        )
+        .bind(job_id)
+        .bind(from)
+        .execute(&mut *conn)
+        .await?;
+    }
+    sqlx::query("UPDATE agreement_spends SET state = ? WHERE job_id = ? AND state = ?")
         .bind(to)
         .bind(job_id)
         .bind(from)

@@ -51,6 +51,8 @@ pub enum StoreError {
     Conflict(String),
     #[error("privacy budget exhausted on dataset {dataset}")]
     BudgetExhausted { dataset: String },
+    #[error("privacy budget exhausted on agreement {agreement}")]
+    AgreementBudgetExhausted { agreement: String },
     #[error("{0} not found")]
     NotFound(String),
     #[error("invalid operation: {0}")]
@@ -777,32 +779,8 @@ impl Store {
 
     // ---- access grants ----
 
-    pub async fn grant_access(
-        &self,
-        actor: &str,
-        dataset_id: &str,
-        user_id: &str,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
-        audit::append(
-            &mut tx,
-            actor,
-            "access.grant",
-            dataset_id,
-            &serde_json::json!({"user": user_id}),
-        )
-        .await?;
-        sqlx::query("INSERT OR IGNORE INTO access_grants (dataset_id, user_id, granted_by, created_at) VALUES (?, ?, ?, ?)")
-            .bind(dataset_id)
-            .bind(user_id)
-            .bind(actor)
-            .bind(now_rfc3339())
-            .execute(&mut *tx)
-            .await?;
-        commit(tx).await?;
-        Ok(())
-    }
-
+    /// Whether an approved application gave `user_id` access to the
+    /// dataset and no revocation has taken it away since.
     pub async fn has_access(&self, dataset_id: &str, user_id: &str) -> Result<bool, StoreError> {
         let n: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM access_grants WHERE dataset_id = ? AND user_id = ?",
@@ -840,11 +818,30 @@ impl Store {
         eps: Epsilon,
         delta: Delta,
     ) -> Result<(), StoreError> {
+        self.reserve_under(actor, job_id, user_id, dataset_ids, &[], eps, delta)
+            .await
+    }
+
+    /// [`Store::reserve`] for a job under data-use agreements: each of
+    /// `agreement_ids` (the user's) must also have `eps` left of its budget,
+    /// and is charged in the same atomic step.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn reserve_under(
+        &self,
+        actor: &str,
+        job_id: &str,
+        user_id: &str,
+        dataset_ids: &[String],
+        agreement_ids: &[String],
+        eps: Epsilon,
+        delta: Delta,
+    ) -> Result<(), StoreError> {
         self.ledger_op(ledger::Op::Reserve {
             actor: actor.to_owned(),
             job_id: job_id.to_owned(),
             user_id: user_id.to_owned(),
             dataset_ids: dataset_ids.to_vec(),
+            agreement_ids: agreement_ids.to_vec(),
             eps,
             delta,
         })
@@ -1073,12 +1070,14 @@ impl Store {
         for id in &ids {
             let mut tx = self.write().await?;
             audit::append(&mut tx, actor, "job.recover", id, &serde_json::json!({})).await?;
-            sqlx::query(
-                "UPDATE spends SET state = 'committed' WHERE job_id = ? AND state = 'reserved'",
-            )
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+            for table in ["spends", "agreement_spends"] {
+                sqlx::query(&format!(
+                    "UPDATE {table} SET state = 'committed' WHERE job_id = ? AND state = 'reserved'"
+                ))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            }
             sqlx::query(
                 "UPDATE jobs SET state = 'failed', message = 'interrupted by a server restart; nothing was released and its budget stays spent', updated_at = ? WHERE id = ?",
             )

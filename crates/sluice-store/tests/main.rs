@@ -856,3 +856,121 @@ async fn feedback_deadlines_overdue_lists_and_extensions() {
         .unwrap();
     assert!(none.is_empty());
 }
+
+/// An agreement for `user` over `ds` with a budget of `budget`, approved by
+/// `provider` through an application as the server does.
+async fn agreement(store: &Store, user: &str, provider: &str, ds: &str, budget: f64) -> String {
+    let app = store
+        .create_application(user, provider, "{}")
+        .await
+        .unwrap();
+    store
+        .decide_application(
+            provider,
+            &app.id,
+            "{}",
+            Some(sluice_store::NewAgreement {
+                terms_json: &format!("{{\"app\":\"{}\"}}", app.id),
+                content_hash: &sluice_crypto::sha256_hex(app.id.as_bytes()),
+                period_start: "2020-01-01",
+                period_end: "2999-12-31",
+                dataset_ids: &[ds.to_owned()],
+                epsilon: eps(budget),
+            }),
+        )
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+/// An agreement's budget binds on top of the dataset's: concurrent
+/// reservations under it never overspend it, a refused one writes nothing,
+/// a refund gives back, a committed spend never does, and another user
+/// cannot charge it.
+#[tokio::test]
+async fn agreement_budgets_never_overspend_under_concurrency() {
+    let (_dir, store, user, _) = setup().await;
+    let (provider, _) = store
+        .create_user("system", "bureau", Role::Provider)
+        .await
+        .unwrap();
+    // The dataset would allow 33 of these reservations; the agreement 3.
+    let ds = store
+        .create_dataset("system", &provider.id, dataset("roomy", 100.0, 10.0))
+        .await
+        .unwrap();
+    let agr = agreement(&store, &user, &provider.id, &ds, 1.0).await;
+    let store = Arc::new(store);
+    let mut jobs = Vec::new();
+    for _ in 0..50 {
+        jobs.push(job(&store, &user).await);
+    }
+    let tasks: Vec<_> = jobs
+        .iter()
+        .cloned()
+        .map(|j| {
+            let (store, user, ds, agr) = (store.clone(), user.clone(), ds.clone(), agr.clone());
+            tokio::spawn(async move {
+                store
+                    .reserve_under(&user, &j, &user, &[ds], &[agr], eps(0.3), Delta::ZERO)
+                    .await
+            })
+        })
+        .collect();
+    let mut ok = Vec::new();
+    for (t, j) in tasks.into_iter().zip(&jobs) {
+        match t.await.unwrap() {
+            Ok(()) => ok.push(j.clone()),
+            Err(StoreError::AgreementBudgetExhausted { agreement }) => assert_eq!(agreement, agr),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(ok.len(), 3);
+    let a = store.agreement(&agr).await.unwrap().unwrap();
+    assert_eq!((a.epsilon, a.epsilon_spent), (eps(1.0), eps(0.9)));
+    // The refused ones charged the dataset nothing either.
+    assert_eq!(store.budget(&user, &ds).await.unwrap().user_spent, eps(0.9));
+
+    // A refund gives the agreement's budget back; a commit keeps it spent.
+    store.refund(&user, &ok[0]).await.unwrap();
+    store.commit_spend(&user, &ok[1]).await.unwrap();
+    let a = store.agreement(&agr).await.unwrap().unwrap();
+    assert_eq!(a.epsilon_spent, eps(0.6));
+    let fresh = job(&store, &user).await;
+    store
+        .reserve_under(
+            &user,
+            &fresh,
+            &user,
+            std::slice::from_ref(&ds),
+            std::slice::from_ref(&agr),
+            eps(0.4),
+            Delta::ZERO,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.agreement(&agr).await.unwrap().unwrap().epsilon_spent,
+        eps(1.0)
+    );
+
+    // Another user cannot charge alice's agreement.
+    let (bob, _) = store
+        .create_user("system", "bob", Role::User)
+        .await
+        .unwrap();
+    let bobs_job = job(&store, &bob.id).await;
+    let err = store
+        .reserve_under(
+            &bob.id,
+            &bobs_job,
+            &bob.id,
+            &[ds],
+            &[agr],
+            eps(0.1),
+            Delta::ZERO,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+}

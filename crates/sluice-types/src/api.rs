@@ -8,14 +8,14 @@ use crate::schema::DatasetSchema;
 
 /// The dataset descriptor a provider writes (TOML): catalog fields (art. 14),
 /// budget and schema in one file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetDescriptor {
     pub dataset: DatasetFields,
     pub schema: DatasetSchema,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetFields {
     pub name: String,
@@ -48,45 +48,40 @@ fn default_user_epsilon() -> f64 {
     10.0
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CreateUser {
     pub name: String,
     pub role: Role,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct UserView {
     pub id: String,
     pub name: String,
     pub role: Role,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CreatedUser {
     pub user: UserView,
     /// Shown once; only its hash is stored.
     pub token: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct VersionAdded {
     pub dataset: String,
     pub version: String,
     pub report: QualityReport,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AccessGrant {
-    pub user: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PublicKey {
     pub key_id: String,
     pub public_key_hex: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct JobView {
     pub id: String,
     pub state: String,
@@ -98,7 +93,7 @@ pub struct JobView {
     pub updated_at: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct BudgetView {
     pub dataset: String,
     pub user_granted: String,
@@ -109,7 +104,7 @@ pub struct BudgetView {
     pub user_delta_spent: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PreviewView {
     /// True when the rows are synthetic (generated from the schema only).
     pub synthetic: bool,
@@ -117,7 +112,7 @@ pub struct PreviewView {
 }
 
 /// The answer to `POST /v1/jobs/estimate`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct EstimateView {
     pub accepted: bool,
     /// Every reason, when rejected.
@@ -131,14 +126,14 @@ pub struct EstimateView {
 
 /// `PUT /v1/datasets/{name}/review-policy`: how many distinct reviewers
 /// must approve each job on the dataset (0 to 2).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReviewPolicy {
     pub reviewers: u8,
 }
 
 /// One reviewer's decision as shown to reviewers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReviewDecisionView {
     pub reviewer: String,
     pub decision: String,
@@ -150,7 +145,7 @@ pub struct ReviewDecisionView {
 /// A job held for review: what a reviewer sees. Never data: the manifest,
 /// the analysis the sandbox made from schemas (plan, exact cost, noise),
 /// and the difference from the same user's last approved manifest.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReviewView {
     pub job_id: String,
     pub submitted_by: String,
@@ -172,7 +167,7 @@ pub struct ReviewView {
 }
 
 /// `POST /v1/reviews/{job}`: approve or reject, bound to the digest read.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReviewRequest {
     /// "approve" or "reject".
@@ -181,7 +176,7 @@ pub struct ReviewRequest {
     pub manifest_digest: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReviewResult {
     /// "pending" (more approvals needed), "approved" (the job now runs) or
     /// "rejected".
@@ -192,14 +187,14 @@ pub struct ReviewResult {
 
 /// `POST /v1/datasets/{name}/suspend|withdraw|resume` and
 /// `POST /v1/users/{name}/close`: the reason, recorded and shown.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Reason {
     pub reason: String,
 }
 
 /// `POST /v1/datasets/{name}/revoke`: restrict one user's access.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeRequest {
     pub user: String,
@@ -207,7 +202,7 @@ pub struct RevokeRequest {
 }
 
 /// A revocation, as publicly listed (art. 34).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RevocationView {
     pub user: String,
     /// The dataset, or None when the authority closed the user's access.
@@ -219,7 +214,7 @@ pub struct RevocationView {
 }
 
 /// What a control action did.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ControlResult {
     /// Jobs cancelled by it (queued, awaiting review or running).
     pub jobs_cancelled: usize,
@@ -227,7 +222,7 @@ pub struct ControlResult {
 
 /// Usage figures for one group of datasets (art. 9). Counts and budget
 /// only: no private value of any dataset.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct UsageRow {
     /// The provider's name or the open category.
     pub group: String,
@@ -245,7 +240,7 @@ pub struct UsageRow {
 }
 
 /// `GET /v1/stats`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct UsageStats {
     pub by_provider: Vec<UsageRow>,
     pub by_category: Vec<UsageRow>,
@@ -256,7 +251,7 @@ pub struct UsageStats {
 
 /// `POST /v1/datasets/{name}/feedback`: report an error or omission (any
 /// user), or open a quality rectification task (the authority).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FeedbackRequest {
     /// "error", "omission", "other", or "rectification" (the authority).
@@ -264,7 +259,7 @@ pub struct FeedbackRequest {
     pub description: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FeedbackView {
     pub id: String,
     pub dataset: String,
@@ -284,7 +279,7 @@ pub struct FeedbackView {
 }
 
 /// `POST /v1/feedback/{id}/answer`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FeedbackAnswer {
     pub answer: String,
@@ -292,7 +287,7 @@ pub struct FeedbackAnswer {
 
 /// `POST /v1/feedback/{id}/extension`: the provider asks for a deadline of
 /// `working_days` in all (at most 30).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExtensionRequest {
     pub working_days: u32,
@@ -300,7 +295,7 @@ pub struct ExtensionRequest {
 }
 
 /// `POST /v1/feedback/{id}/extension/decision` (the authority).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExtensionDecision {
     pub approve: bool,
@@ -308,7 +303,7 @@ pub struct ExtensionDecision {
 
 /// `POST /v1/applications` (art. 20). Every field is checked at once; an
 /// incomplete application is refused with every problem and not forwarded.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApplicationRequest {
     pub title: Option<String>,
@@ -333,7 +328,7 @@ pub struct ApplicationRequest {
 }
 
 /// Terms of a data-use agreement (art. 21), set by the provider on approval.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgreementTerms {
     /// A job's manifest `purpose` must equal this.
@@ -350,7 +345,7 @@ pub struct AgreementTerms {
 
 /// `POST /v1/applications/{id}/decision`: approve with the agreement's
 /// terms, or refuse with reasons and the legal basis.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApplicationDecision {
     pub approve: bool,
@@ -362,7 +357,7 @@ pub struct ApplicationDecision {
     pub legal_basis: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ApplicationView {
     pub id: String,
     pub applicant: String,
@@ -380,7 +375,7 @@ pub struct ApplicationView {
     pub agreement: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AgreementView {
     pub id: String,
     /// SHA-256 of the agreement's canonical JSON (`content`).
@@ -393,6 +388,11 @@ pub struct AgreementView {
     pub period_end: String,
     /// Whether today lies within the period.
     pub active: bool,
+    /// The agreement's privacy budget (its terms' epsilon), what jobs under
+    /// it have been charged, and what is left.
+    pub epsilon: String,
+    pub epsilon_spent: String,
+    pub epsilon_remaining: String,
 }
 
 #[cfg(test)]

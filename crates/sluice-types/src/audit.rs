@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 pub const CHECKPOINT_PAYLOAD_TYPE: &str = "application/vnd.sluice.audit-checkpoint+json; version=1";
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AuditCheckpoint {
     /// Number of entries covered.
     pub length: u64,
@@ -15,7 +15,7 @@ pub struct AuditCheckpoint {
     pub created_at: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SignedCheckpoint {
     pub checkpoint: AuditCheckpoint,
     pub key_id: String,

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::schema::DatasetSchema;
 
 /// Art. 7: whether and how a dataset may be opened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OpenCategory {
     /// Never opened: no job, preview or download may reference it.
@@ -35,7 +35,7 @@ impl OpenCategory {
 }
 
 /// Source file formats accepted at ingest (art. 16).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DataFormat {
     Csv,
@@ -70,7 +70,7 @@ impl DataFormat {
 }
 
 /// Platform roles.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Admin,
@@ -101,7 +101,7 @@ impl Role {
 
 /// One published version of a dataset, identified by the SHA-256 of its
 /// stored Parquet bytes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DatasetVersion {
     /// Hex SHA-256 of the stored Parquet file.
     pub version: String,
@@ -111,7 +111,7 @@ pub struct DatasetVersion {
 
 /// A catalog entry with the art. 14 fields. `data_items` is the full list of
 /// data items (the schema's columns with their descriptions).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CatalogEntry {
     pub id: String,
     pub name: String,

@@ -8,22 +8,25 @@ use serde::{Deserialize, Serialize};
 pub const MANIFEST_VERSION: u32 = 1;
 pub const MAX_QUERY_LEN: usize = 64 * 1024;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     pub version: u32,
     pub title: String,
     pub purpose: String,
-    /// Data-use agreement the job runs under (required for conditional data).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub agreement: Option<String>,
+    /// Data-use agreements the job runs under: required for conditional
+    /// data, one per provider whose conditional datasets the job reads.
+    /// Written `agreement = "agr_…"` or `agreement = ["agr_…", "agr_…"]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "one_or_many")]
+    #[schemars(with = "one_or_many::OneOrMany")]
+    pub agreement: Vec<String>,
     /// Datasets as `name` (latest version at submission) or `name@version`.
     pub datasets: Vec<String>,
     pub job: JobKind,
     pub privacy: PrivacyRequest,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum JobKind {
     Sql {
@@ -66,7 +69,7 @@ pub enum JobKind {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TrainModel {
     /// Least squares; the label's declared bounds scale it.
@@ -76,7 +79,7 @@ pub enum TrainModel {
 }
 
 /// Training hyperparameters; every one has a default (docs/learn.md).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainHyper {
     /// Full-batch gradient steps.
@@ -137,7 +140,7 @@ impl TrainHyper {
 /// δ must stay far below one over any dataset's size.
 pub const MAX_TRAIN_DELTA: f64 = 1e-5;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum WasmMode {
     /// Per unit: the host sums the clamped outputs.
@@ -146,7 +149,7 @@ pub enum WasmMode {
     SampleAggregate,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WasmOutput {
     pub name: String,
@@ -158,7 +161,7 @@ pub struct WasmOutput {
 /// Largest WASM module a manifest may carry (decoded).
 pub const MAX_MODULE_BYTES: usize = 8 << 20;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PrivacyRequest {
     pub epsilon: f64,
@@ -183,6 +186,33 @@ fn check_module(module: &str, problems: &mut Vec<String>) {
         ));
     } else if crate::b64_decode(module).is_none() {
         problems.push("job.module is not base64".into());
+    }
+}
+
+/// A string or a list of strings; one element serialises as a string so
+/// that `agreement = "x"` reads back as written.
+mod one_or_many {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Deserialize, schemars::JsonSchema)]
+    #[serde(untagged)]
+    pub enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+
+    pub fn serialize<S: Serializer>(v: &[String], s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            [one] => one.serialize(s),
+            many => many.serialize(s),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        Ok(match OneOrMany::deserialize(d)? {
+            OneOrMany::One(one) => vec![one],
+            OneOrMany::Many(many) => many,
+        })
     }
 }
 
@@ -212,6 +242,13 @@ impl Manifest {
         }
         if self.datasets.is_empty() {
             problems.push("datasets is empty".into());
+        }
+        for (i, a) in self.agreement.iter().enumerate() {
+            if a.trim().is_empty() || a.len() > 128 {
+                problems.push(format!("agreement {a:?} is not an agreement id"));
+            } else if self.agreement[..i].contains(a) {
+                problems.push(format!("agreement {a} is named twice"));
+            }
         }
         for d in &self.datasets {
             let (name, version) = split_dataset_ref(d);

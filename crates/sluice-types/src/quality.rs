@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 /// How many offending row numbers a report keeps per problem.
 pub const MAX_EXAMPLE_ROWS: usize = 10;
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ColumnQuality {
     pub name: String,
     pub nulls: u64,
@@ -22,7 +22,7 @@ pub struct ColumnQuality {
     pub first_offending_rows: Vec<u64>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct QualityReport {
     pub rows: u64,
     /// Rows equal to an earlier row in every column (each extra copy counts once).

@@ -8,7 +8,7 @@ use crate::privacy::{Delta, Epsilon};
 
 pub const RELEASE_PAYLOAD_TYPE: &str = "application/vnd.sluice.release+json; version=1";
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ColumnKind {
     /// A group key: a value of a declared public domain (not private).
@@ -17,7 +17,7 @@ pub enum ColumnKind {
     Aggregate,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OutputColumn {
     pub name: String,
     pub kind: ColumnKind,
@@ -30,7 +30,7 @@ pub struct OutputColumn {
 }
 
 /// One output cell.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum Cell {
     /// A noised value with its 95% confidence interval `[low, high]`.
@@ -49,7 +49,7 @@ pub enum Cell {
 }
 
 /// What the sandbox returns: outputs only, unsigned.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReleasedOutputs {
     pub columns: Vec<OutputColumn>,
     /// Rows in deterministic key order.
@@ -60,7 +60,7 @@ pub struct ReleasedOutputs {
     pub delta: Delta,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReleasedDataset {
     pub name: String,
     pub id: String,
@@ -70,7 +70,7 @@ pub struct ReleasedDataset {
 }
 
 /// The signed content of a release.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReleaseBody {
     pub job_id: String,
     pub title: String,
@@ -85,7 +85,7 @@ pub struct ReleaseBody {
 }
 
 /// DSSE-style envelope: the payload is the canonical JSON of a [`ReleaseBody`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SignedRelease {
     #[serde(rename = "payloadType")]
     pub payload_type: String,
@@ -94,7 +94,7 @@ pub struct SignedRelease {
     pub signatures: Vec<Signature>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Signature {
     pub keyid: String,
     pub sig: String,
@@ -102,7 +102,7 @@ pub struct Signature {
 
 /// A release as returned by the API: the envelope plus its decoded body for
 /// convenience (the body is authoritative only once the envelope verifies).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Release {
     pub envelope: SignedRelease,
     pub body: ReleaseBody,

@@ -13,7 +13,7 @@ use crate::quality::QualityReport;
 use crate::release::ReleasedOutputs;
 use crate::schema::DatasetSchema;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SandboxTable {
     /// Name the query uses for the table.
     pub name: String,
@@ -37,7 +37,7 @@ pub struct SandboxTable {
     pub in_bounds: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "task", rename_all = "snake_case")]
 pub enum SandboxTask {
     /// Check a query against schemas only; touches no data file.
@@ -78,7 +78,7 @@ pub enum SandboxTask {
     Preview(PreviewTask),
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct QueryTask {
     pub query: String,
     pub tables: Vec<SandboxTable>,
@@ -91,7 +91,7 @@ pub struct QueryTask {
 
 /// A WASM job on one table: the module (base64), its mode, the numeric
 /// columns it reads and its outputs' bounds and defaults.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct WasmTask {
     pub module: String,
     pub mode: crate::manifest::WasmMode,
@@ -105,7 +105,7 @@ pub struct WasmTask {
 
 /// A DP training job: the row-level query over `tables` whose output
 /// columns are the features and the label.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TrainTask {
     pub model: crate::manifest::TrainModel,
     pub query: String,
@@ -119,7 +119,7 @@ pub struct TrainTask {
     pub delta: Delta,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct IngestTask {
     pub format: DataFormat,
     pub schema: DatasetSchema,
@@ -128,13 +128,13 @@ pub struct IngestTask {
     pub pseudonym_key_hex: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PreviewTask {
     pub path: String,
     pub limit: usize,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum SandboxResponse {
     /// Analysis accepted the query: a description of what will run, and
@@ -175,7 +175,7 @@ pub enum SandboxResponse {
 
 /// What a query will cost and how accurate it will be, known before any
 /// data is read.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Estimate {
     /// Exactly what will be charged.
     pub epsilon: Epsilon,
@@ -190,7 +190,7 @@ pub struct Estimate {
     pub columns: Vec<ColumnEstimate>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ColumnEstimate {
     pub name: String,
     /// Aggregate function, or None for a group key (exact, public).

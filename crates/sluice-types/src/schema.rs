@@ -9,7 +9,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// What a column is, for privacy purposes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ColumnRole {
     /// A direct identifier: replaced at ingest by a keyed pseudonym (HMAC);
@@ -32,7 +32,7 @@ impl ColumnRole {
 
 /// Declared column type. Pseudonymised columns are stored as text whatever
 /// their raw type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ColumnType {
     Int,
@@ -56,7 +56,9 @@ impl ColumnType {
 }
 
 /// One value of a declared public domain.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(untagged)]
 pub enum DomainValue {
     Bool(bool),
@@ -74,7 +76,7 @@ impl fmt::Display for DomainValue {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ColumnSpec {
     pub name: String,
@@ -148,7 +150,7 @@ impl ColumnSpec {
 }
 
 /// A dataset's declared schema (the provider's TOML file).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetSchema {
     /// Most rows any one privacy unit has in this dataset. Every DP query
