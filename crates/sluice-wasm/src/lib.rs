@@ -121,7 +121,8 @@ pub struct Guest {
     size: usize,
     limits: Limits,
     ticker_stop: Arc<AtomicBool>,
-    entry: Entry,
+    /// The entry export, resolved once: no name lookup per unit.
+    entry_export: wasmtime::ModuleExport,
 }
 
 impl Drop for Guest {
@@ -158,7 +159,9 @@ fn engine(limits: &Limits) -> Result<Engine, WasmError> {
         .total_memories(4)
         .total_tables(4)
         .max_memory_size(limits.memory_bytes)
-        .table_elements(limits.table_elements);
+        .table_elements(limits.table_elements)
+        .linear_memory_keep_resident(64 << 10)
+        .table_keep_resident(64 << 10);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     // Reserve only what a guest may use (plus a guard), not wasmtime's
     // default 4 GiB per memory: the sandbox caps its address space.
@@ -233,14 +236,17 @@ impl Guest {
             .map_err(|e| {
                 WasmError::Rejected(format!("the module cannot be linked: {}", root_cause(&e)))
             })?;
+        let entry_export = module
+            .get_export_index(name)
+            .ok_or_else(|| WasmError::Rejected(format!("the module exports no function {name}")))?;
         let guest = Guest {
+            entry_export,
             engine,
             module,
             pre,
             size: bytes.len(),
             limits,
             ticker_stop,
-            entry,
         };
         // Memory and tables are sized by the module alone: check them once.
         guest.instantiate(&[], 0, &[]).map_err(|e| {
@@ -328,7 +334,9 @@ impl Guest {
     ) -> Option<Vec<f64>> {
         let (mut store, instance) = self.instantiate(rows, columns, params).ok()?;
         let entry = instance
-            .get_typed_func::<(), ()>(&mut store, self.entry.name())
+            .get_module_export(&mut store, &self.entry_export)?
+            .into_func()?
+            .typed::<(), ()>(&store)
             .ok()?;
         entry.call(&mut store, ()).ok()?;
         let state = store.data();

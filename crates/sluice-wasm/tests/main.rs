@@ -244,6 +244,31 @@ fn a_unit_never_sees_what_a_previous_unit_left_in_memory() {
     assert_eq!(again.map_unit(&[5.0], 1, 1), Some(vec![0.0]));
 }
 
+/// Memory is reset by `memset` for its first 64 KiB and by `madvise`
+/// beyond: a unit sees neither region as a previous unit left it, nor a
+/// memory that a previous unit grew.
+#[test]
+fn no_unit_sees_a_previous_units_writes_anywhere_in_memory_or_its_growth() {
+    let g = compile(
+        r#"(module
+             (import "sluice" "read_rows" (func $read_rows (param i32 i32) (result i32)))
+             (import "sluice" "emit" (func $emit (param i32 i32) (result i32)))
+             (memory (export "memory") 3)
+             (func (export "map")
+               (f64.store (i32.const 0) (f64.load (i32.const 1000)))
+               (f64.store (i32.const 8) (f64.load (i32.const 140000)))
+               (f64.store (i32.const 16) (f64.convert_i32_u (memory.size)))
+               (drop (call $emit (i32.const 0) (i32.const 3)))
+               (drop (call $read_rows (i32.const 1000) (i32.const 1)))
+               (drop (call $read_rows (i32.const 140000) (i32.const 1)))
+               (drop (memory.grow (i32.const 2)))))"#,
+    )
+    .unwrap();
+    for rows in units(50) {
+        assert_eq!(g.map_unit(&rows, 2, 3), Some(vec![0.0, 0.0, 3.0]));
+    }
+}
+
 #[test]
 fn modules_that_break_the_rules_are_rejected_before_any_data() {
     let wasi = r#"(module
