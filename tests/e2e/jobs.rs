@@ -40,6 +40,31 @@ async fn conditional_data_runs_only_under_a_named_agreement() {
             .contains("agreement agr_nope does not exist or is not yours"),
         "{err}"
     );
+    // An agreement whose period has ended covers nothing today.
+    let expired = crate::agreement_for_period(
+        &p.alice,
+        &p.provider,
+        &["pums"],
+        10.0,
+        ("2020-01-01", "2021-12-31"),
+    )
+    .await;
+    let err = p
+        .alice
+        .submit_job(&crate::sql_manifest(
+            &crate::under(&[&expired]),
+            "pums",
+            Q,
+            1.0,
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains(&format!(
+            "agreement {expired} covers 2020-01-01 to 2021-12-31, not today"
+        )),
+        "{err}"
+    );
     // The provider runs jobs on its own data without one.
     let own = crate::run_job(&p.provider, &manifest("pums", Q, 1.0)).await;
     assert_eq!(own.state, "released", "{:?}", own.message);
@@ -181,6 +206,23 @@ async fn budget_is_reserved_before_running_and_never_overspent() {
         (b.user_spent.as_str(), b.user_remaining.as_str()),
         ("9", "1")
     );
+    // The estimate says so beforehand, and spends nothing either.
+    let e = p
+        .alice
+        .estimate_job(&p.manifest("pums", "SELECT COUNT(*) FROM pums", 2.0))
+        .await
+        .unwrap();
+    assert!(!e.accepted);
+    assert_eq!(
+        e.reasons,
+        ["epsilon 2 exceeds your remaining budget on dataset pums"]
+    );
+    let e = p
+        .alice
+        .estimate_job(&p.manifest("pums", "SELECT COUNT(*) FROM pums", 1.0))
+        .await
+        .unwrap();
+    assert!(e.accepted, "{:?}", e.reasons);
 }
 
 #[tokio::test]

@@ -59,6 +59,17 @@ async fn two_hundred_concurrent_jobs_against_one_budget_run_exactly_once() {
 async fn two_hundred_concurrent_jobs_against_one_agreement_run_exactly_once() {
     let p = with_budgets(10.0, 1.0).await;
     let agreement = p.agreements[0].clone();
+    let e = p
+        .alice
+        .estimate_job(&p.manifest("pums", "SELECT COUNT(*) FROM pums", 1.5))
+        .await
+        .unwrap();
+    assert_eq!(
+        e.reasons,
+        [format!(
+            "epsilon 1.5 exceeds what remains of agreement {agreement}'s budget"
+        )]
+    );
     concurrent_jobs_run_exactly_once(p, &format!("agreement {agreement}")).await;
 }
 

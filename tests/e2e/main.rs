@@ -132,6 +132,24 @@ pub async fn agreement(
     datasets: &[&str],
     epsilon: f64,
 ) -> String {
+    agreement_for_period(
+        user,
+        provider,
+        datasets,
+        epsilon,
+        ("2020-01-01", "2999-12-31"),
+    )
+    .await
+}
+
+/// [`agreement`] for the period `(start, end)`.
+pub async fn agreement_for_period(
+    user: &Client,
+    provider: &Client,
+    datasets: &[&str],
+    epsilon: f64,
+    (start, end): (&str, &str),
+) -> String {
     use sluice_types::api::{AgreementTerms, ApplicationDecision, ApplicationRequest};
     let text = |s: &str| Some(s.to_owned());
     let filed = user
@@ -140,8 +158,8 @@ pub async fn agreement(
             reason: text("tests"),
             kind: text("dataset"),
             datasets: datasets.iter().map(|d| d.to_string()).collect(),
-            period_start: text("2020-01-01"),
-            period_end: text("2999-12-31"),
+            period_start: text(start),
+            period_end: text(end),
             result_form: text("DP aggregates"),
             scenario: text("tests"),
             pledge: true,

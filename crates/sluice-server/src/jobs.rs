@@ -361,13 +361,17 @@ pub async fn estimate(
 ) -> Result<EstimateView, ApiError> {
     let p = prepare(state, caller, manifest_text).await?;
     match sandbox::run(state, &p.task.analyze(), &[]).await {
-        Ok(SandboxResponse::Accepted { plan, estimate }) => Ok(EstimateView {
-            accepted: true,
-            reasons: vec![],
-            manifest_digest: p.digest,
-            plan: Some(plan),
-            estimate: Some(estimate),
-        }),
+        Ok(SandboxResponse::Accepted { plan, estimate }) => {
+            // What the ledger would refuse now, said before submitting.
+            let reasons = budget_shortfalls(state, caller, &p, p.task.epsilon()).await?;
+            Ok(EstimateView {
+                accepted: reasons.is_empty(),
+                reasons,
+                manifest_digest: p.digest,
+                plan: Some(plan),
+                estimate: Some(estimate),
+            })
+        }
         Ok(SandboxResponse::Rejected { reasons }) => Ok(EstimateView {
             accepted: false,
             reasons,
@@ -380,6 +384,52 @@ pub async fn estimate(
             Err(ApiError::internal())
         }
     }
+}
+
+/// Every budget the job's ε would exceed if submitted now: the caller's
+/// grant on a dataset, a dataset's cap, or a named agreement's budget.
+async fn budget_shortfalls(
+    state: &AppState,
+    caller: &UserRecord,
+    p: &Prepared,
+    epsilon: Epsilon,
+) -> Result<Vec<String>, ApiError> {
+    let mut reasons = Vec::new();
+    // The same manifest on the same versions returns its stored release.
+    if state
+        .store
+        .cached_release(&caller.id, &p.digest, &p.versions)
+        .await?
+        .is_some()
+    {
+        return Ok(reasons);
+    }
+    let short = |limit: Epsilon, spent: Epsilon| {
+        limit.units().saturating_sub(spent.units()) < epsilon.units()
+    };
+    for r in &p.resolved {
+        let b = state.store.budget(&caller.id, &r.record.entry.id).await?;
+        let name = &r.record.entry.name;
+        if short(b.user_granted, b.user_spent) {
+            reasons.push(format!(
+                "epsilon {epsilon} exceeds your remaining budget on dataset {name}"
+            ));
+        } else if short(b.dataset_cap, b.dataset_spent) {
+            reasons.push(format!(
+                "epsilon {epsilon} exceeds what remains of dataset {name}'s cap"
+            ));
+        }
+    }
+    for id in &p.manifest.agreement {
+        if let Some(a) = state.store.agreement(id).await?
+            && short(a.epsilon, a.epsilon_spent)
+        {
+            reasons.push(format!(
+                "epsilon {epsilon} exceeds what remains of agreement {id}'s budget"
+            ));
+        }
+    }
+    Ok(reasons)
 }
 
 pub async fn submit(
