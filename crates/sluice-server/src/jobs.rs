@@ -251,30 +251,9 @@ pub async fn prepare(
     }
     // Conditional data runs only under an agreement the manifest names, and
     // within that agreement's datasets, purpose and period (art. 20-21).
-    let conditional: Vec<(String, String)> = resolved
-        .iter()
-        .filter(|r| {
-            // Its provider and the authority need no agreement (art. 7).
-            r.record.entry.open_category == OpenCategory::Conditional
-                && r.record.owner_id != caller.id
-                && caller.role != Role::Admin
-        })
-        .map(|r| (r.record.entry.id.clone(), r.record.entry.name.clone()))
-        .collect();
-    let job_dataset_ids: Vec<String> = resolved.iter().map(|r| r.record.entry.id.clone()).collect();
-    let problems = crate::applications::agreement_problems(
-        state,
-        caller,
-        &manifest,
-        &job_dataset_ids,
-        &conditional,
-    )
-    .await?;
-    if !problems.is_empty() {
-        return Err(ApiError::forbidden(format!(
-            "the job is not covered by a data-use agreement: {}",
-            problems.join("; ")
-        )));
+    let records: Vec<&DatasetRecord> = resolved.iter().map(|r| &r.record).collect();
+    if let Some(why) = uncovered(state, caller, &manifest, &records).await? {
+        return Err(ApiError::forbidden(why));
     }
 
     let tables: Vec<SandboxTable> = resolved
@@ -350,6 +329,37 @@ pub async fn prepare(
         digest,
         versions,
     })
+}
+
+/// Why the job is not covered by data-use agreements now, if it is not:
+/// every conditional dataset the user neither provides nor administers
+/// must be covered by an agreement the manifest names (art. 20-21).
+/// Checked at submission and again when a held job starts, which may be
+/// days later.
+async fn uncovered(
+    state: &AppState,
+    user: &UserRecord,
+    manifest: &Manifest,
+    records: &[&DatasetRecord],
+) -> Result<Option<String>, ApiError> {
+    let conditional: Vec<(String, String)> = records
+        .iter()
+        .filter(|r| {
+            r.entry.open_category == OpenCategory::Conditional
+                && r.owner_id != user.id
+                && user.role != Role::Admin
+        })
+        .map(|r| (r.entry.id.clone(), r.entry.name.clone()))
+        .collect();
+    let ids: Vec<String> = records.iter().map(|r| r.entry.id.clone()).collect();
+    let problems =
+        crate::applications::agreement_problems(state, user, manifest, &ids, &conditional).await?;
+    Ok((!problems.is_empty()).then(|| {
+        format!(
+            "the job is not covered by a data-use agreement: {}",
+            problems.join("; ")
+        )
+    }))
 }
 
 /// Estimates a manifest: accepted or rejected with every reason, the exact
@@ -607,18 +617,6 @@ pub async fn start(state: SharedState, job: Runnable) -> Result<(), ApiError> {
             return refuse(&state, &job, ApiError::forbidden(why)).await;
         }
     }
-    // A job held for review may start after its agreement's period ended.
-    for id in &job.agreement_ids {
-        if let Some(a) = state.store.agreement(id).await?
-            && !crate::applications::in_period(&a)
-        {
-            let why = format!(
-                "agreement {id} covers {} to {}, not today",
-                a.period_start, a.period_end
-            );
-            return refuse(&state, &job, ApiError::forbidden(why)).await;
-        }
-    }
     if let Err(e) = state
         .store
         .reserve_under(
@@ -715,6 +713,30 @@ pub async fn start_approved(state: SharedState, job_id: &str) -> Result<(), ApiE
         .ok_or_else(ApiError::internal)?;
     let manifest: Manifest =
         serde_json::from_str(&job.manifest_json).map_err(|_| ApiError::internal())?;
+    // Days may have passed in review: the agreements must still cover it.
+    let user = state
+        .store
+        .user_by_id(&job.user_id)
+        .await?
+        .ok_or_else(ApiError::internal)?;
+    let mut records = Vec::new();
+    for (id, _) in &job.dataset_versions {
+        records.push(
+            state
+                .store
+                .dataset(id)
+                .await?
+                .ok_or_else(ApiError::internal)?,
+        );
+    }
+    let refs: Vec<&DatasetRecord> = records.iter().collect();
+    if let Some(why) = uncovered(&state, &user, &manifest, &refs).await? {
+        state
+            .store
+            .set_job_state(&user.id, job_id, JobState::Rejected, Some(&why))
+            .await?;
+        return Err(ApiError::forbidden(why));
+    }
     let runnable = Runnable {
         user_id: job.user_id.clone(),
         job_id: job.id.clone(),

@@ -141,6 +141,7 @@ pub enum StartError {
 /// Opens the store and keys, creates the first admin if there is none,
 /// and serves until the returned task is dropped or fails.
 pub async fn start(config: Config) -> Result<Started, StartError> {
+    openapi::cached();
     std::fs::create_dir_all(config.data_dir.join("datasets")).map_err(|e| StartError::Bind {
         addr: config.bind,
         source: e,

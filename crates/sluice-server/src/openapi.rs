@@ -399,10 +399,15 @@ macro_rules! api_schemas {
                     .into_generator()
             };
             let mut out = generate(Contract::Serialize);
-            let mut responses = serde_json::Map::new();
+            // Registers each response type (and what it contains) under its
+            // name in the definitions; routes refer to it by that name.
             $(
                 let schema = out.subschema_for::<$rs_ty>();
-                responses.insert($rs.to_owned(), serde_json::to_value(schema).expect("a schema serialises"));
+                assert_eq!(
+                    schema.get("$ref").and_then(Value::as_str),
+                    Some(concat!("#/components/schemas/", $rs)),
+                    "a response type is a named component"
+                );
             )*
             let mut input = generate(Contract::Deserialize);
             let mut requests = serde_json::Map::new();
@@ -621,8 +626,15 @@ pub fn document() -> Value {
     })
 }
 
+/// The document, built once; [`crate::start`] builds it before serving so
+/// that a route table naming a type without a schema fails at boot.
+pub fn cached() -> &'static Value {
+    static DOCUMENT: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    DOCUMENT.get_or_init(document)
+}
+
 pub async fn serve() -> axum::Json<Value> {
-    axum::Json(document())
+    axum::Json(cached().clone())
 }
 
 #[cfg(test)]
