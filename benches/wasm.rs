@@ -1,7 +1,8 @@
-//! WASM `map` cost: the same per-unit logic as a guest (fresh instance per
-//! unit, fuel and epoch on) and as a native Rust closure in the same host
-//! loop, measured in one run; and the p50/p90 of one unit's instantiate +
-//! call. Run: `cargo bench -p sluice-wasm --bench wasm` (SLUICE_BENCH_UNITS
+//! WASM `map` cost: the same per-unit logic as a native Rust closure, as a
+//! `map_value` guest (one instance, proven unable to change its state) and
+//! as a `map` guest (a fresh instance per unit), all in the same host loop
+//! with fuel and epoch on, measured in one run; and the p50/p90 of one
+//! unit's instantiate + call. Run: `cargo bench -p sluice-wasm --bench wasm` (SLUICE_BENCH_UNITS
 //! to change the 1,000,000 units).
 
 use std::time::{Duration, Instant};
@@ -23,6 +24,19 @@ const GUEST: &str = r#"(module
       (br $next)))
     (f64.store (i32.const 0) (local.get $acc))
     (drop (call $emit (i32.const 0) (i32.const 1)))))"#;
+
+/// The same logic under the `map_value` ABI: sum the unit's values.
+const PURE_GUEST: &str = r#"(module
+  (memory (export "memory") 1)
+  (func (export "map_value") (param $ptr i32) (param $n i32) (param $k i32) (result f64)
+    (local $i i32) (local $acc f64)
+    (block $done (loop $next
+      (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+      (local.set $acc (f64.add (local.get $acc)
+        (f64.load (i32.add (local.get $ptr) (i32.shl (local.get $i) (i32.const 3))))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $next)))
+    (local.get $acc)))"#;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
@@ -47,19 +61,58 @@ fn main() {
     let units: Vec<Vec<f64>> = (0..n).map(|u| vec![(u % 10) as f64, 1.0]).collect();
     let guest = Guest::compile(&wat::parse_str(GUEST).unwrap(), Limits::default()).unwrap();
 
-    let t = Instant::now();
-    let native = host_loop(&units, |rows| Some(vec![rows.iter().sum()]));
-    let native_t = t.elapsed();
-    let t = Instant::now();
-    let wasm = host_loop(&units, |rows| guest.map_unit(rows, 2, 1));
-    let wasm_t = t.elapsed();
-    assert_eq!(native, wasm, "the guest computes what the closure does");
+    let pure = Guest::compile(&wat::parse_str(PURE_GUEST).unwrap(), Limits::default()).unwrap();
+
+    // Alternated runs; medians and p90 of each.
+    let runs: usize = std::env::var("SLUICE_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let (mut native_t, mut pure_t, mut fresh_t) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let t = Instant::now();
+        let native = host_loop(&units, |rows| Some(vec![rows.iter().sum()]));
+        native_t.push(t.elapsed());
+        let t = Instant::now();
+        let mut mapper = pure.mapper(1, 2).unwrap();
+        let by_pure = host_loop(&units, |rows| mapper.map(rows, 1));
+        pure_t.push(t.elapsed());
+        let t = Instant::now();
+        let by_fresh = host_loop(&units, |rows| guest.map_unit(rows, 2, 1));
+        fresh_t.push(t.elapsed());
+        assert_eq!(
+            native, by_pure,
+            "the map_value guest computes what the closure does"
+        );
+        assert_eq!(
+            native, by_fresh,
+            "the map guest computes what the closure does"
+        );
+    }
+    for v in [&mut native_t, &mut pure_t, &mut fresh_t] {
+        v.sort();
+    }
+    let ms = |v: &[Duration], p: f64| percentile(v, p).as_secs_f64() * 1e3;
+    let ratio = |v: &[Duration]| ms(v, 0.5) / ms(&native_t, 0.5);
+    println!("map over {n} units, {runs} runs, median / p90:");
     println!(
-        "map over {n} units: native closure {:.1} ms, WASM guest {:.1} ms ({:.2} us per unit), ratio {:.0}x",
-        native_t.as_secs_f64() * 1e3,
-        wasm_t.as_secs_f64() * 1e3,
-        wasm_t.as_secs_f64() * 1e6 / n as f64,
-        wasm_t.as_secs_f64() / native_t.as_secs_f64()
+        "  native closure      {:9.1} / {:9.1} ms",
+        ms(&native_t, 0.5),
+        ms(&native_t, 0.9)
+    );
+    println!(
+        "  map_value guest     {:9.1} / {:9.1} ms  ({:.0} ns per unit, {:.1}x the closure)",
+        ms(&pure_t, 0.5),
+        ms(&pure_t, 0.9),
+        ms(&pure_t, 0.5) * 1e6 / n as f64,
+        ratio(&pure_t)
+    );
+    println!(
+        "  map guest (fresh)   {:9.1} / {:9.1} ms  ({:.2} us per unit, {:.0}x the closure)",
+        ms(&fresh_t, 0.5),
+        ms(&fresh_t, 0.9),
+        ms(&fresh_t, 0.5) * 1e3 / n as f64,
+        ratio(&fresh_t)
     );
 
     let mut one = Vec::with_capacity(10_000);

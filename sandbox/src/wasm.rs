@@ -87,11 +87,16 @@ pub fn analyze(t: &WasmTask) -> SandboxResponse {
     };
     let info = p.guest.info();
     let plan = format!(
-        "WASM module sha256 {}, {} bytes, imports [{}], exports [{}]; mode {}; dataset {} with at most {} row(s) per privacy unit; columns [{}]; each output clamped to its bounds, a failed unit gives the defaults; epsilon {} split equally over the outputs; L1 sensitivity per output [{}]",
+        "WASM module sha256 {}, {} bytes, imports [{}], exports [{}]; {}; mode {}; dataset {} with at most {} row(s) per privacy unit; columns [{}]; each output clamped to its bounds, a failed unit gives the defaults; epsilon {} split equally over the outputs; L1 sensitivity per output [{}]",
         p.digest,
         info.size,
         info.imports.join(", "),
         info.exports.join(", "),
+        if info.exports.iter().any(|e| e == sluice_wasm::MAP_VALUE) {
+            "map_value, checked unable to change its own state: every unit in one instance, its values wiped after each"
+        } else {
+            "a fresh instance per unit"
+        },
         match t.mode {
             WasmMode::Map => "map (sum over units)".to_owned(),
             WasmMode::SampleAggregate => format!(
@@ -149,7 +154,13 @@ pub async fn execute(t: &WasmTask) -> SandboxResponse {
         Err(e) => return crate::failed("execution_failed", &e),
     };
     let released = match blocks(t) {
-        None => sluice_wasm::run_map(&p.guest, &p.spec, &units, t.columns.len()),
+        None => sluice_wasm::run_map(
+            &p.guest,
+            &p.spec,
+            &units,
+            t.columns.len(),
+            t.table.schema.max_rows_per_unit as usize,
+        ),
         Some(blocks) => sluice_wasm::run_sample_aggregate(
             &p.guest,
             &SampleAggregateSpec {

@@ -119,6 +119,47 @@ async fn a_wasm_job_releases_a_clamped_noised_sum_signed_and_charged() {
     );
 }
 
+/// A `map_value` module (one instance for every unit) goes the same way:
+/// the plan says how it runs, and the release counts the persons.
+#[tokio::test]
+async fn a_map_value_job_runs_every_unit_in_one_instance_and_releases_the_same_way() {
+    let p = with_pums().await;
+    let module = wat::parse_str(
+        r#"(module (memory (export "memory") 1)
+             (func (export "map_value") (param $ptr i32) (param $n i32) (param $k i32) (result f64)
+               (if (result f64) (i32.eqz (local.get $k))
+                 (then (f64.load (local.get $ptr)))
+                 (else (f64.const 1)))))"#,
+    )
+    .unwrap();
+    let text = wasm_manifest(&p.header(), &module, 2.0);
+    let e = p.alice.estimate_job(&text).await.unwrap();
+    assert!(e.accepted, "{:?}", e.reasons);
+    let plan = e.plan.unwrap();
+    assert!(plan.contains("every unit in one instance"), "{plan}");
+    let half = e.estimate.unwrap().columns[1].ci95_halfwidth.unwrap();
+    let job = crate::run_job(&p.alice, &text).await;
+    assert_eq!(job.state, "released", "{:?}", job.message);
+    let body = p.alice.release(&job.id).await.unwrap().body;
+    let Cell::Noisy { value, .. } = body.outputs.rows[0][1] else {
+        panic!("noisy count")
+    };
+    assert!((value - 1000.0).abs() <= 4.0 * half, "{value}");
+    // A module whose map_value could keep state is refused, naming why.
+    let storing = wat::parse_str(
+        r#"(module (memory (export "memory") 1)
+             (func (export "map_value") (param i32 i32 i32) (result f64)
+               (f64.store (i32.const 0) (f64.load (local.get 0))) (f64.const 1)))"#,
+    )
+    .unwrap();
+    let err = p
+        .alice
+        .submit_job(&wasm_manifest(&p.header(), &storing, 1.0))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("F64Store"), "{err}");
+}
+
 #[tokio::test]
 async fn hostile_modules_are_rejected_or_defaulted_and_the_server_stays_healthy() {
     let p = with_pums().await;

@@ -15,13 +15,18 @@
 //!   no threads or shared memory, a module size cap;
 //! - every pointer and length from the guest is checked against its memory;
 //! - a **fresh instance per unit**, so nothing of one unit (or job) is
-//!   visible to the next, and one unit's rows can only move its own output.
+//!   visible to the next, and one unit's rows can only move its own output;
+//!   or, for a module exporting `map_value` that is proven unable to change
+//!   its own state (module `pure`), one instance whose state no unit can
+//!   change, with the unit's values written in and wiped out by the host.
 //!
 //! A trap, fuel or time exhaustion, or a malformed output in one unit gives
 //! that unit the manifest's default vector, never a job error: whether it
 //! happens may depend on the data. Problems that depend only on the module
 //! (bad imports, no `map` export, a memory that cannot be instantiated) are
 //! found before any data is read and reject the job.
+
+mod pure;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,6 +36,7 @@ use sluice_types::privacy::Epsilon;
 use wasmtime::{
     Caller, Config, Engine, Extern, ExternType, Instance, InstanceAllocationStrategy, InstancePre,
     Linker, Memory, Module, PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder,
+    TypedFunc,
 };
 
 /// Host functions a guest may import, all from module `"sluice"`:
@@ -123,6 +129,8 @@ pub struct Guest {
     ticker_stop: Arc<AtomicBool>,
     /// The entry export, resolved once: no name lookup per unit.
     entry_export: wasmtime::ModuleExport,
+    /// The module uses the `map_value` ABI (checked pure).
+    values_abi: bool,
 }
 
 impl Drop for Guest {
@@ -209,8 +217,30 @@ impl Guest {
                 ));
             }
         }
-        let name = entry.name();
+        let values_abi = entry == Entry::Map && module.get_export(MAP_VALUE).is_some();
+        let name = if values_abi { MAP_VALUE } else { entry.name() };
         match module.get_export(name) {
+            Some(ExternType::Func(f)) if values_abi => {
+                use wasmtime::ValType::{F64, I32};
+                let params: Vec<_> = f.params().collect();
+                let results: Vec<_> = f.results().collect();
+                if !(params.len() == 3
+                    && params.iter().all(|p| matches!(p, I32))
+                    && matches!(results[..], [F64]))
+                {
+                    problems.push(format!(
+                        "export {MAP_VALUE} must take (i32 rows, i32 values, i32 output) and return one f64"
+                    ));
+                }
+                if !matches!(module.get_export("memory"), Some(ExternType::Memory(_))) {
+                    problems.push(format!(
+                        "a module exporting {MAP_VALUE} must export its memory as \"memory\""
+                    ));
+                }
+                if let Err(why) = pure::check(bytes, MAP_VALUE) {
+                    problems.push(why);
+                }
+            }
             Some(ExternType::Func(f)) if f.params().len() == 0 && f.results().len() == 0 => {}
             Some(_) => problems.push(format!(
                 "export {name} must be a function with no parameters and no results"
@@ -240,6 +270,7 @@ impl Guest {
             .get_export_index(name)
             .ok_or_else(|| WasmError::Rejected(format!("the module exports no function {name}")))?;
         let guest = Guest {
+            values_abi,
             entry_export,
             engine,
             module,
@@ -295,8 +326,7 @@ impl Guest {
         store
             .set_fuel(self.limits.fuel_per_unit)
             .map_err(|e| e.to_string())?;
-        let ticks = (self.limits.time_per_unit.as_millis() as u64 * TICKS_PER_SECOND / 1000).max(1);
-        store.set_epoch_deadline(ticks);
+        store.set_epoch_deadline(self.deadline_ticks());
         let instance = self
             .pre
             .instantiate(&mut store)
@@ -332,6 +362,11 @@ impl Guest {
         params: &[f64],
         dims: usize,
     ) -> Option<Vec<f64>> {
+        if self.values_abi {
+            // One unit alone: the region is sized by its own rows.
+            let max_rows = rows.len().div_ceil(columns.max(1));
+            return self.mapper(max_rows, columns).ok()?.map(rows, dims);
+        }
         let (mut store, instance) = self.instantiate(rows, columns, params).ok()?;
         let entry = instance
             .get_module_export(&mut store, &self.entry_export)?
@@ -346,6 +381,113 @@ impl Guest {
             }
             _ => None,
         }
+    }
+}
+
+/// The export of the `map_value` ABI (module `pure`).
+pub const MAP_VALUE: &str = "map_value";
+
+impl Guest {
+    fn deadline_ticks(&self) -> u64 {
+        (self.limits.time_per_unit.as_millis() as u64 * TICKS_PER_SECOND / 1000).max(1)
+    }
+
+    /// Runs units one after another for a job whose units have at most
+    /// `max_rows` rows of `columns` values (a bound from the schema, never
+    /// from the data). A `map_value` module gets one instance for all of
+    /// them; any other module a fresh instance per unit.
+    pub fn mapper(&self, max_rows: usize, columns: usize) -> Result<Mapper<'_>, WasmError> {
+        let resident = if self.values_abi {
+            Some(self.resident(max_rows.saturating_mul(columns))?)
+        } else {
+            None
+        };
+        Ok(Mapper {
+            guest: self,
+            columns,
+            resident,
+        })
+    }
+
+    fn resident(&self, capacity: usize) -> Result<Resident, WasmError> {
+        let (mut store, instance) = self
+            .instantiate(&[], 0, &[])
+            .map_err(|e| WasmError::Rejected(format!("the module cannot start: {e}")))?;
+        let memory = instance
+            .get_memory(&mut store, "memory")
+            .ok_or_else(|| WasmError::Rejected("the module exports no memory".into()))?;
+        let map_value = instance
+            .get_module_export(&mut store, &self.entry_export)
+            .and_then(Extern::into_func)
+            .and_then(|f| f.typed::<(i32, i32, i32), f64>(&store).ok())
+            .ok_or_else(|| WasmError::Rejected(format!("{MAP_VALUE} has the wrong type")))?;
+        // The region for a unit's values: pages added after everything the
+        // module owns, so it starts zeroed and nothing else lives there.
+        let base = memory.data_size(&store);
+        let bytes = capacity.saturating_mul(8);
+        memory
+            .grow(&mut store, bytes.div_ceil(65536) as u64)
+            .map_err(|_| {
+                WasmError::Rejected(format!(
+                    "the module's memory cannot grow by {bytes} bytes for a unit's rows within the limit of {} bytes",
+                    self.limits.memory_bytes
+                ))
+            })?;
+        Ok(Resident {
+            store,
+            map_value,
+            memory,
+            base,
+            capacity,
+        })
+    }
+}
+
+/// Maps units one after another; see [`Guest::mapper`].
+pub struct Mapper<'g> {
+    guest: &'g Guest,
+    columns: usize,
+    resident: Option<Resident>,
+}
+
+/// A `map_value` module's one instance and the region for a unit's values.
+struct Resident {
+    store: Store<UnitState>,
+    map_value: TypedFunc<(i32, i32, i32), f64>,
+    memory: Memory,
+    base: usize,
+    capacity: usize,
+}
+
+impl Mapper<'_> {
+    /// The unit's output if the guest gives `dims` finite values; None for
+    /// a trap, exhausted fuel or time, or any malformed output.
+    pub fn map(&mut self, rows: &[f64], dims: usize) -> Option<Vec<f64>> {
+        let Some(r) = self.resident.as_mut() else {
+            return self.guest.map_unit(rows, self.columns, dims);
+        };
+        if rows.len() > r.capacity {
+            return None;
+        }
+        let region = r.base..r.base + rows.len() * 8;
+        let data = r.memory.data_mut(&mut r.store);
+        for (chunk, v) in data[region.clone()].chunks_exact_mut(8).zip(rows) {
+            chunk.copy_from_slice(&v.to_le_bytes());
+        }
+        // Every unit gets the whole budget, whatever the last one used.
+        r.store.set_fuel(self.guest.limits.fuel_per_unit).ok()?;
+        r.store.set_epoch_deadline(self.guest.deadline_ticks());
+        let mut out = Vec::with_capacity(dims);
+        let args = (r.base as i32, rows.len() as i32);
+        for k in 0..dims {
+            match r.map_value.call(&mut r.store, (args.0, args.1, k as i32)) {
+                Ok(v) if v.is_finite() => out.push(v),
+                _ => break,
+            }
+        }
+        // The guest cannot write: wiping the values restores the state.
+        r.memory.data_mut(&mut r.store)[region].fill(0);
+        (out.len() == dims).then_some(out)
     }
 }
 
@@ -622,21 +764,22 @@ fn release(
 
 /// Runs `guest` on every unit and releases the noised sum of the clamped
 /// outputs. `units` holds each unit's rows, row-major with `columns` values
-/// per row.
+/// per row, at most `max_rows_per_unit` of them (the schema's bound; a
+/// `map_value` guest's input region is sized by it, never by the data).
 pub fn run_map(
     guest: &Guest,
     spec: &MapSpec,
     units: &[Vec<f64>],
     columns: usize,
+    max_rows_per_unit: usize,
 ) -> Result<MapRelease, WasmError> {
     spec.validate().map_err(WasmError::Rejected)?;
     let d = spec.lower.len();
     let noise = output_noise(&magnitudes(spec, None), spec.epsilon)?;
     let mut totals = vec![0i64; d];
+    let mut mapper = guest.mapper(max_rows_per_unit, columns)?;
     for rows in units {
-        let out = guest
-            .map_unit(rows, columns, d)
-            .unwrap_or_else(|| spec.default.clone());
+        let out = mapper.map(rows, d).unwrap_or_else(|| spec.default.clone());
         for i in 0..d {
             let v = out[i].clamp(spec.lower[i], spec.upper[i]);
             totals[i] += (v * noise[i].scale).round() as i64;

@@ -5,6 +5,7 @@
 use std::time::Instant;
 
 mod gradient;
+mod pure;
 
 use sluice_types::privacy::Epsilon;
 use sluice_wasm::{Guest, Limits, MapSpec, WasmError, run_map};
@@ -99,7 +100,7 @@ fn a_per_unit_sum_is_released_within_its_interval_of_the_native_truth() {
     let s = spec(0.0, 20.0, 0.0);
     let mut inside = 0;
     for _ in 0..40 {
-        let r = run_map(&g, &s, &data, 2).unwrap();
+        let r = run_map(&g, &s, &data, 2, 1000).unwrap();
         assert_eq!(r.l1_sensitivity, vec![20.0]);
         inside += usize::from((r.sums[0] - truth).abs() <= r.ci95_halfwidth[0]);
     }
@@ -117,7 +118,7 @@ fn a_guest_that_copies_a_raw_row_comes_out_clamped_and_noised() {
     let data = vec![vec![90_000.0, 1.0]];
     let mut seen = std::collections::HashSet::new();
     for _ in 0..50 {
-        let r = run_map(&g, &s, &data, 2).unwrap();
+        let r = run_map(&g, &s, &data, 2, 1000).unwrap();
         assert!(
             r.sums[0] < 10.0 + 6.0 * r.ci95_halfwidth[0],
             "{}",
@@ -176,7 +177,7 @@ fn runaway_guests_default_their_unit_and_the_job_completes() {
         for rows in &data {
             assert_eq!(g.map_unit(rows, 2, 1), None, "{name}");
         }
-        let r = run_map(&g, &spec(0.0, 3.0, 3.0), &data, 2).unwrap();
+        let r = run_map(&g, &spec(0.0, 3.0, 3.0), &data, 2, 1000).unwrap();
         assert!(
             (r.sums[0] - 15.0).abs() <= 4.0 * r.ci95_halfwidth[0],
             "{name}: {}",
@@ -324,7 +325,7 @@ fn a_bad_spec_is_refused() {
         spec(f64::NEG_INFINITY, 1.0, 0.0),
     ] {
         assert!(matches!(
-            run_map(&g, &s, &units(2), 2),
+            run_map(&g, &s, &units(2), 2, 1000),
             Err(WasmError::Rejected(_))
         ));
     }
@@ -468,7 +469,7 @@ fn the_rust_example_guests_answer_within_their_intervals_of_the_native_truth() {
     assert_covers(
         "person_stats",
         || {
-            let r = run_map(&g, &s, &persons, 2).unwrap();
+            let r = run_map(&g, &s, &persons, 2, 1000).unwrap();
             (r.sums, r.ci95_halfwidth)
         },
         &truth,
@@ -489,7 +490,7 @@ fn the_rust_example_guests_answer_within_their_intervals_of_the_native_truth() {
     assert_covers(
         "person_range",
         || {
-            let r = run_map(&g, &s, &persons, 2).unwrap();
+            let r = run_map(&g, &s, &persons, 2, 1000).unwrap();
             (r.sums, r.ci95_halfwidth)
         },
         &[truth],

@@ -96,6 +96,31 @@ macro_rules! map {
     };
 }
 
+/// Defines the guest's `map_value` export from a function
+/// `(&[f64], usize) -> f64`: the unit's values (row-major, the manifest's
+/// columns in order) and an output's index, to that output. The host then
+/// runs every unit in one instance, which is much faster than `map!`'s
+/// fresh instance per unit, but only if the function provably cannot
+/// change the module's state: no writes to memory (so no allocation, no
+/// `Vec`, no mutable statics), no host calls, no panics that format a
+/// message (prefer iterators to indexing). A module that could is refused
+/// with the instruction and function named; use `map!` for such code.
+#[macro_export]
+macro_rules! map_value {
+    ($f:expr) => {
+        #[unsafe(no_mangle)]
+        pub extern "C" fn map_value(rows: i32, values: i32, output: i32) -> f64 {
+            // SAFETY: the host passes `values` f64s it wrote at `rows` in
+            // this module's memory, valid for the duration of the call.
+            let values = unsafe {
+                core::slice::from_raw_parts(rows as usize as *const f64, values.max(0) as usize)
+            };
+            let f: fn(&[f64], usize) -> f64 = $f;
+            f(values, output.max(0) as usize)
+        }
+    };
+}
+
 /// Defines the guest's `gradient` export (DP training, docs/learn.md) from a
 /// function `(&Unit, &[f64]) -> Vec<f64>`: the unit's rows (each row the
 /// intercept's 1, the features scaled to [-1, 1], then the label) and the
