@@ -38,7 +38,15 @@ fn prepare(t: &WasmTask) -> Result<Prepared, Vec<String>> {
         }
     };
     let digest = sluice_crypto::sha256_hex(&bytes);
-    match Guest::compile(&bytes, Limits::default()) {
+    let guest = Guest::compile(&bytes, Limits::default()).and_then(|g| {
+        // A map_value module's memory must hold the schema's largest unit:
+        // known before any data, so found here, not after reading rows.
+        if t.mode == WasmMode::Map {
+            g.mapper(t.table.schema.max_rows_per_unit as usize, t.columns.len())?;
+        }
+        Ok(g)
+    });
+    match guest {
         Ok(guest) if problems.is_empty() => Ok(Prepared {
             guest,
             spec,
@@ -92,10 +100,18 @@ pub fn analyze(t: &WasmTask) -> SandboxResponse {
         info.size,
         info.imports.join(", "),
         info.exports.join(", "),
-        if info.exports.iter().any(|e| e == sluice_wasm::MAP_VALUE) {
-            "map_value, checked unable to change its own state: every unit in one instance, its values wiped after each"
-        } else {
-            "a fresh instance per unit"
+        match (
+            info.exports.iter().any(|e| e == sluice_wasm::MAP_VALUE),
+            t.mode,
+        ) {
+            (true, WasmMode::Map) => {
+                "map_value, checked unable to change its own state: every unit in one instance, its values wiped after each"
+            }
+            (true, WasmMode::SampleAggregate) => {
+                "map_value, checked unable to change its own state: a fresh instance per block"
+            }
+            (false, WasmMode::Map) => "a fresh instance per unit",
+            (false, WasmMode::SampleAggregate) => "a fresh instance per block",
         },
         match t.mode {
             WasmMode::Map => "map (sum over units)".to_owned(),

@@ -159,7 +159,14 @@ fn engine(limits: &Limits) -> Result<Engine, WasmError> {
         // Threads and shared memory are not compiled in (no `threads`
         // feature), so such modules fail validation.
         .wasm_multi_memory(false)
-        .wasm_memory64(false);
+        .wasm_memory64(false)
+        // Pinned off whatever wasmtime's defaults or features become: the
+        // map_value check (module `pure`) assumes none of them. Exceptions
+        // need wasmtime's `gc` feature, which is not compiled in.
+        .wasm_gc(false)
+        .wasm_stack_switching(false)
+        .wasm_custom_page_sizes(false)
+        .wasm_wide_arithmetic(false);
     // Units run one after another: a small pool of pre-reserved slots makes
     // each fresh instance cheap (copy-on-write memory initialisation).
     let mut pool = PoolingAllocationConfig::default();
@@ -469,14 +476,15 @@ impl Mapper<'_> {
         if rows.len() > r.capacity {
             return None;
         }
+        // Every unit gets the whole budget, whatever the last one used; set
+        // before the values go in, so no early return can leave them there.
+        r.store.set_fuel(self.guest.limits.fuel_per_unit).ok()?;
+        r.store.set_epoch_deadline(self.guest.deadline_ticks());
         let region = r.base..r.base + rows.len() * 8;
         let data = r.memory.data_mut(&mut r.store);
         for (chunk, v) in data[region.clone()].chunks_exact_mut(8).zip(rows) {
             chunk.copy_from_slice(&v.to_le_bytes());
         }
-        // Every unit gets the whole budget, whatever the last one used.
-        r.store.set_fuel(self.guest.limits.fuel_per_unit).ok()?;
-        r.store.set_epoch_deadline(self.guest.deadline_ticks());
         let mut out = Vec::with_capacity(dims);
         let args = (r.base as i32, rows.len() as i32);
         for k in 0..dims {

@@ -84,6 +84,17 @@ fn code_that_could_change_state_cannot_use_map_value() {
             "(type $t (func (result f64))) (table 1 funcref) (elem (i32.const 0) $c) (func $c (result f64) (f64.const 0))",
             "CallIndirect",
         ),
+        (
+            "(v128.store (i32.const 0) (v128.const i64x2 0 0)) (f64.const 0)",
+            "",
+            "V128",
+        ),
+        // Not on the allow-list, though it only reads: refused all the same.
+        (
+            "(drop (v128.load (i32.const 0))) (f64.const 0)",
+            "",
+            "V128Load",
+        ),
         // A store in a function the entry calls, two levels down.
         (
             "(call $a)",
@@ -106,6 +117,17 @@ fn code_that_could_change_state_cannot_use_map_value() {
         (func (export "map_value") (param i32 i32 i32) (result f64)
           (f64.convert_i32_u (call $rc))))"#;
     assert!(matches!(compile(import), Err(WasmError::Rejected(r)) if r.contains("host import")),);
+    // State outside linear memory (GC structs) and exceptions are not
+    // enabled at all: such modules are invalid.
+    let gc = r#"(module (memory (export "memory") 1)
+        (type $s (struct (field (mut f64))))
+        (global $g (ref $s) (struct.new_default $s))
+        (func (export "map_value") (param i32 i32 i32) (result f64)
+          (struct.set $s 0 (global.get $g) (f64.const 1)) (f64.const 0)))"#;
+    assert!(matches!(compile(gc), Err(WasmError::Rejected(r)) if r.contains("invalid module")));
+    let throw = r#"(module (memory (export "memory") 1) (tag $t)
+        (func (export "map_value") (param i32 i32 i32) (result f64) (throw $t)))"#;
+    assert!(matches!(compile(throw), Err(WasmError::Rejected(r)) if r.contains("invalid module")));
     // Code the entry never reaches may do anything.
     let unreachable_store = "(func $never (i32.store (i32.const 0) (i32.const 1)))";
     compile(&pure_guest("(f64.const 1)", unreachable_store)).unwrap();
