@@ -307,13 +307,7 @@ async fn reserve(
         .bind(&now)
         .execute(&mut *conn)
         .await?;
-        sqlx::query(
-            "UPDATE agreements SET epsilon_spent_units = epsilon_spent_units + ? WHERE id = ?",
-        )
-        .bind(e)
-        .bind(a)
-        .execute(&mut *conn)
-        .await?;
+        adjust_agreement(conn, a, e).await?;
     }
     Ok(())
 }
@@ -367,34 +361,20 @@ pub(crate) async fn move_spend(
             "job {job_id} has no {from} spend"
         )));
     }
-    sqlx::query("UPDATE spends SET state = ? WHERE job_id = ? AND state = ?")
-        .bind(to)
-        .bind(job_id)
-        .bind(from)
-        .execute(&mut *conn)
-        .await?;
-    if to == "refunded" {
-        sqlx::query(
-            "UPDATE agreements SET epsilon_spent_units = epsilon_spent_units -
-               (SELECT s.epsilon_units FROM agreement_spends s
-                WHERE s.agreement_id = agreements.id AND s.job_id = ?1 AND s.state = ?2)
-             WHERE id IN (SELECT agreement_id FROM agreement_spends WHERE job_id = ?1 AND state = ?2)",
-        )
-        .bind(job_id)
-        .bind(from)
-        .execute(&mut *conn)
-        .await?;
-    }
-    sqlx::query("UPDATE agreement_spends SET state = ? WHERE job_id = ? AND state = ?")
-        .bind(to)
-        .bind(job_id)
-        .bind(from)
-        .execute(&mut *conn)
-        .await?;
+    let agreements = sqlx::query(
+        "SELECT agreement_id, epsilon_units FROM agreement_spends WHERE job_id = ? AND state = ?",
+    )
+    .bind(job_id)
+    .bind(from)
+    .fetch_all(&mut *conn)
+    .await?;
+    set_spend_state(conn, job_id, from, to).await?;
     if to == "refunded" {
         for r in rows {
             let (ds, user): (String, String) = (r.get("dataset_id"), r.get("user_id"));
             let (e, d): (i64, i64) = (r.get("epsilon_units"), r.get("delta_units"));
+            // An UPDATE, not `adjust_usage`: SQLite checks the upsert's
+            // candidate row (negative totals) before resolving the conflict.
             sqlx::query(
                 "UPDATE user_usage SET epsilon_units = epsilon_units - ?, delta_units = delta_units - ?
                  WHERE dataset_id = ? AND user_id = ?",
@@ -414,6 +394,45 @@ pub(crate) async fn move_spend(
             .execute(&mut *conn)
             .await?;
         }
+        for r in agreements {
+            let a: String = r.get("agreement_id");
+            adjust_agreement(conn, &a, -r.get::<i64, _>("epsilon_units")).await?;
+        }
     }
+    Ok(())
+}
+
+/// Sets the state of a job's dataset and agreement spends that are in
+/// `from` to `to`; the running totals are the caller's business.
+pub(crate) async fn set_spend_state(
+    conn: &mut SqliteConnection,
+    job_id: &str,
+    from: &str,
+    to: &str,
+) -> Result<(), StoreError> {
+    for table in ["spends", "agreement_spends"] {
+        sqlx::query(&format!(
+            "UPDATE {table} SET state = ? WHERE job_id = ? AND state = ?"
+        ))
+        .bind(to)
+        .bind(job_id)
+        .bind(from)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Adds `e` units (negative for a refund) to an agreement's spent total.
+async fn adjust_agreement(
+    conn: &mut SqliteConnection,
+    agreement_id: &str,
+    e: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE agreements SET epsilon_spent_units = epsilon_spent_units + ? WHERE id = ?")
+        .bind(e)
+        .bind(agreement_id)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }

@@ -1070,14 +1070,7 @@ impl Store {
         for id in &ids {
             let mut tx = self.write().await?;
             audit::append(&mut tx, actor, "job.recover", id, &serde_json::json!({})).await?;
-            for table in ["spends", "agreement_spends"] {
-                sqlx::query(&format!(
-                    "UPDATE {table} SET state = 'committed' WHERE job_id = ? AND state = 'reserved'"
-                ))
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            }
+            ledger::set_spend_state(&mut tx, id, "reserved", "committed").await?;
             sqlx::query(
                 "UPDATE jobs SET state = 'failed', message = 'interrupted by a server restart; nothing was released and its budget stays spent', updated_at = ? WHERE id = ?",
             )
