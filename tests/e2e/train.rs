@@ -298,24 +298,9 @@ async fn bad_training_jobs_name_every_reason_and_cost_nothing() {
 #[tokio::test]
 async fn a_custom_gradient_module_cannot_leak_rows_into_the_model() {
     let p = two_providers().await;
-    let leaking = wat::parse_str(
-        r#"(module
-  (import "sluice" "read_rows" (func $read_rows (param i32 i32) (result i32)))
-  (import "sluice" "param_count" (func $param_count (result i32)))
-  (import "sluice" "emit" (func $emit (param i32 i32) (result i32)))
-  (memory (export "memory") 2)
-  (func (export "gradient")
-    (local $d i32) (local $i i32)
-    (local.set $d (call $param_count))
-    (drop (call $read_rows (i32.const 0) (i32.const 4096)))
-    (block $done (loop $next
-      (br_if $done (i32.ge_s (local.get $i) (local.get $d)))
-      (f64.store (i32.add (i32.const 65536) (i32.shl (local.get $i) (i32.const 3)))
-        (f64.mul (f64.load (i32.shl (local.get $i) (i32.const 3))) (f64.const 1e9)))
-      (local.set $i (i32.add (local.get $i) (i32.const 1)))
-      (br $next)))
-    (drop (call $emit (i32.const 65536) (local.get $d)))))"#,
-    )
+    let leaking = wat::parse_str(include_str!(
+        "../../crates/sluice-wasm/tests/fixtures/leaking_gradient.wat"
+    ))
     .unwrap();
     let with_module = |bytes: &[u8]| {
         train_manifest(&p.header(), JOIN, "claimed", "epsilon = 1.0\ndelta = 1e-6").replace(

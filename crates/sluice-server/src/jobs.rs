@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use sluice_store::{
-    ActiveJob, DatasetRecord, DatasetStatus, HoldForReview, JobState, NewJob, UserRecord,
+    ActiveJob, DatasetRecord, DatasetStatus, HoldForReview, JobState, NewJob, Shortfall, UserRecord,
 };
 use sluice_types::api::EstimateView;
 use sluice_types::error::ErrorCode;
@@ -373,7 +373,7 @@ pub async fn estimate(
     match sandbox::run(state, &p.task.analyze(), &[]).await {
         Ok(SandboxResponse::Accepted { plan, estimate }) => {
             // What the ledger would refuse now, said before submitting.
-            let reasons = budget_shortfalls(state, caller, &p, p.task.epsilon()).await?;
+            let reasons = budget_shortfalls(state, caller, &p).await?;
             Ok(EstimateView {
                 accepted: reasons.is_empty(),
                 reasons,
@@ -402,9 +402,7 @@ async fn budget_shortfalls(
     state: &AppState,
     caller: &UserRecord,
     p: &Prepared,
-    epsilon: Epsilon,
 ) -> Result<Vec<String>, ApiError> {
-    let mut reasons = Vec::new();
     // The same manifest on the same versions returns its stored release.
     if state
         .store
@@ -412,34 +410,34 @@ async fn budget_shortfalls(
         .await?
         .is_some()
     {
-        return Ok(reasons);
+        return Ok(Vec::new());
     }
-    let short = |limit: Epsilon, spent: Epsilon| {
-        limit.units().saturating_sub(spent.units()) < epsilon.units()
-    };
-    for r in &p.resolved {
-        let b = state.store.budget(&caller.id, &r.record.entry.id).await?;
-        let name = &r.record.entry.name;
-        if short(b.user_granted, b.user_spent) {
-            reasons.push(format!(
-                "epsilon {epsilon} exceeds your remaining budget on dataset {name}"
-            ));
-        } else if short(b.dataset_cap, b.dataset_spent) {
-            reasons.push(format!(
-                "epsilon {epsilon} exceeds what remains of dataset {name}'s cap"
-            ));
-        }
-    }
-    for id in &p.manifest.agreement {
-        if let Some(a) = state.store.agreement(id).await?
-            && short(a.epsilon, a.epsilon_spent)
-        {
-            reasons.push(format!(
-                "epsilon {epsilon} exceeds what remains of agreement {id}'s budget"
-            ));
-        }
-    }
-    Ok(reasons)
+    let (epsilon, delta) = (p.task.epsilon(), p.task.delta());
+    let dataset_ids: Vec<String> = p.versions.iter().map(|(id, _)| id.clone()).collect();
+    let shortfalls = state
+        .store
+        .shortfalls(
+            &caller.id,
+            &dataset_ids,
+            &p.manifest.agreement,
+            epsilon,
+            delta,
+        )
+        .await?;
+    Ok(shortfalls
+        .into_iter()
+        .map(|short| match short {
+            Shortfall::UserGrant(name) => {
+                format!("epsilon {epsilon} exceeds your remaining budget on dataset {name}")
+            }
+            Shortfall::DatasetCap(name) => {
+                format!("epsilon {epsilon} exceeds what remains of dataset {name}'s cap")
+            }
+            Shortfall::Agreement(id) => {
+                format!("epsilon {epsilon} exceeds what remains of agreement {id}'s budget")
+            }
+        })
+        .collect())
 }
 
 pub async fn submit(

@@ -165,14 +165,74 @@ async fn apply(conn: &mut SqliteConnection, op: &Op) -> Result<(), StoreError> {
     }
 }
 
+/// A budget a charge would exceed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Shortfall {
+    /// The user's grant on the dataset (by name).
+    UserGrant(String),
+    /// The dataset's cap across users (by name), or its δ total's range.
+    DatasetCap(String),
+    /// The agreement's budget (by id).
+    Agreement(String),
+}
+
+/// Every budget `charge` would exceed now, datasets first: the rules the
+/// ledger reserves by, also read by estimates. A dataset or agreement
+/// that does not exist (or an agreement of another user) is an error.
+pub(crate) async fn shortfalls(
+    conn: &mut SqliteConnection,
+    charge: &Charge<'_>,
+) -> Result<Vec<Shortfall>, StoreError> {
+    let e = units(charge.eps.units())?;
+    let d = units(charge.delta.units())?;
+    let fits = |spent: i64, limit: i64| spent.checked_add(e).is_some_and(|t| t <= limit);
+    let mut out = Vec::new();
+    for ds in charge.dataset_ids {
+        let row = sqlx::query(
+            "SELECT d.name, d.epsilon_cap_units, d.user_epsilon_units,
+                    COALESCE((SELECT epsilon_units FROM user_usage WHERE dataset_id = d.id AND user_id = ?), 0) AS user_spent,
+                    COALESCE((SELECT epsilon_units FROM dataset_usage WHERE dataset_id = d.id), 0) AS all_spent,
+                    COALESCE((SELECT delta_units FROM dataset_usage WHERE dataset_id = d.id), 0) AS all_delta
+             FROM datasets d WHERE d.id = ?",
+        )
+        .bind(charge.user_id)
+        .bind(ds)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("dataset {ds}")))?;
+        // δ has no cap of its own; its running totals must still stay exact
+        // integers (SQLite would turn an overflowing sum into a float).
+        let delta_fits = row.get::<i64, _>("all_delta").checked_add(d).is_some();
+        if !fits(row.get("user_spent"), row.get("user_epsilon_units")) {
+            out.push(Shortfall::UserGrant(row.get("name")));
+        } else if !fits(row.get("all_spent"), row.get("epsilon_cap_units")) || !delta_fits {
+            out.push(Shortfall::DatasetCap(row.get("name")));
+        }
+    }
+    for a in charge.agreement_ids {
+        let row = sqlx::query(
+            "SELECT user_id, epsilon_units, epsilon_spent_units FROM agreements WHERE id = ?",
+        )
+        .bind(a)
+        .fetch_optional(&mut *conn)
+        .await?
+        .filter(|r| r.get::<&str, _>("user_id") == charge.user_id)
+        .ok_or_else(|| StoreError::NotFound(format!("agreement {a}")))?;
+        if !fits(row.get("epsilon_spent_units"), row.get("epsilon_units")) {
+            out.push(Shortfall::Agreement(a.clone()));
+        }
+    }
+    Ok(out)
+}
+
 /// What one reservation charges, and to whom.
-struct Charge<'a> {
-    user_id: &'a str,
-    dataset_ids: &'a [String],
+pub(crate) struct Charge<'a> {
+    pub user_id: &'a str,
+    pub dataset_ids: &'a [String],
     /// Data-use agreements the job runs under; each is charged `eps` once.
-    agreement_ids: &'a [String],
-    eps: Epsilon,
-    delta: Delta,
+    pub agreement_ids: &'a [String],
+    pub eps: Epsilon,
+    pub delta: Delta,
 }
 
 async fn reserve(
@@ -226,50 +286,13 @@ async fn reserve(
             "a reservation for job {job_id}"
         )));
     }
-    for ds in dataset_ids {
-        let row = sqlx::query(
-            "SELECT d.name, d.epsilon_cap_units, d.user_epsilon_units,
-                    COALESCE((SELECT epsilon_units FROM user_usage WHERE dataset_id = d.id AND user_id = ?), 0) AS user_spent,
-                    COALESCE((SELECT epsilon_units FROM dataset_usage WHERE dataset_id = d.id), 0) AS all_spent,
-                    COALESCE((SELECT delta_units FROM dataset_usage WHERE dataset_id = d.id), 0) AS all_delta
-             FROM datasets d WHERE d.id = ?",
-        )
-        .bind(user_id)
-        .bind(ds)
-        .fetch_optional(&mut *conn)
-        .await?
-        .ok_or_else(|| StoreError::NotFound(format!("dataset {ds}")))?;
-        let fits = |spent: i64, limit: i64| spent.checked_add(e).is_some_and(|t| t <= limit);
-        // δ has no cap of its own; its running totals must still stay exact
-        // integers (SQLite would turn an overflowing sum into a float).
-        let delta_fits = row.get::<i64, _>("all_delta").checked_add(d).is_some();
-        if !fits(row.get("user_spent"), row.get("user_epsilon_units"))
-            || !fits(row.get("all_spent"), row.get("epsilon_cap_units"))
-            || !delta_fits
-        {
-            return Err(StoreError::BudgetExhausted {
-                dataset: row.get("name"),
-            });
-        }
-    }
-    for a in agreement_ids {
-        let row = sqlx::query(
-            "SELECT user_id, epsilon_units, epsilon_spent_units FROM agreements WHERE id = ?",
-        )
-        .bind(a)
-        .fetch_optional(&mut *conn)
-        .await?
-        .filter(|r| r.get::<&str, _>("user_id") == user_id)
-        .ok_or_else(|| StoreError::NotFound(format!("agreement {a}")))?;
-        let spent: i64 = row.get("epsilon_spent_units");
-        if spent
-            .checked_add(e)
-            .is_none_or(|t| t > row.get::<i64, _>("epsilon_units"))
-        {
-            return Err(StoreError::AgreementBudgetExhausted {
-                agreement: a.clone(),
-            });
-        }
+    if let Some(short) = shortfalls(conn, charge).await?.into_iter().next() {
+        return Err(match short {
+            Shortfall::UserGrant(dataset) | Shortfall::DatasetCap(dataset) => {
+                StoreError::BudgetExhausted { dataset }
+            }
+            Shortfall::Agreement(agreement) => StoreError::AgreementBudgetExhausted { agreement },
+        });
     }
 
     audit::append(

@@ -42,6 +42,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
 pub use audit::{AuditEntry, AuditError, GENESIS, verify_audit_chain};
+pub use ledger::Shortfall;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -846,6 +847,27 @@ impl Store {
             delta,
         })
         .await
+    }
+
+    /// Every budget a job of `user_id` would exceed if reserved now (the
+    /// ledger's own rules; reads only): for estimates.
+    pub async fn shortfalls(
+        &self,
+        user_id: &str,
+        dataset_ids: &[String],
+        agreement_ids: &[String],
+        eps: Epsilon,
+        delta: Delta,
+    ) -> Result<Vec<Shortfall>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let charge = ledger::Charge {
+            user_id,
+            dataset_ids,
+            agreement_ids,
+            eps,
+            delta,
+        };
+        ledger::shortfalls(&mut conn, &charge).await
     }
 
     /// Reserved → committed: noise was (or may have been) drawn.

@@ -78,25 +78,7 @@ fn the_example_gradient_guest_trains_the_model_its_native_twin_trains() {
 
 /// Copies the unit's rows, times 1e9, into its gradient; traps on units
 /// whose first feature is high.
-const LEAKING_GUEST: &str = r#"(module
-  (import "sluice" "row_count" (func $row_count (result i32)))
-  (import "sluice" "column_count" (func $column_count (result i32)))
-  (import "sluice" "read_rows" (func $read_rows (param i32 i32) (result i32)))
-  (import "sluice" "param_count" (func $param_count (result i32)))
-  (import "sluice" "emit" (func $emit (param i32 i32) (result i32)))
-  (memory (export "memory") 4)
-  (func (export "gradient")
-    (local $d i32) (local $i i32)
-    (local.set $d (call $param_count))
-    (drop (call $read_rows (i32.const 0) (i32.const 4096)))
-    (if (f64.gt (f64.load (i32.const 8)) (f64.const 0.9)) (then unreachable))
-    (block $done (loop $next
-      (br_if $done (i32.ge_s (local.get $i) (local.get $d)))
-      (f64.store (i32.add (i32.const 65536) (i32.shl (local.get $i) (i32.const 3)))
-        (f64.mul (f64.load (i32.shl (local.get $i) (i32.const 3))) (f64.const 1e9)))
-      (local.set $i (i32.add (local.get $i) (i32.const 1)))
-      (br $next)))
-    (drop (call $emit (i32.const 65536) (local.get $d)))))"#;
+const LEAKING_GUEST: &str = include_str!("../fixtures/leaking_gradient.wat");
 
 #[test]
 fn a_gradient_guest_that_copies_raw_rows_is_clipped_and_noised() {
