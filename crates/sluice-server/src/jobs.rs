@@ -345,9 +345,7 @@ async fn uncovered(
     let conditional: Vec<(String, String)> = records
         .iter()
         .filter(|r| {
-            r.entry.open_category == OpenCategory::Conditional
-                && r.owner_id != user.id
-                && user.role != Role::Admin
+            r.entry.open_category == OpenCategory::Conditional && !crate::routes::owns(user, r)
         })
         .map(|r| (r.entry.id.clone(), r.entry.name.clone()))
         .collect();
@@ -607,13 +605,10 @@ pub async fn start(state: SharedState, job: Runnable) -> Result<(), ApiError> {
             Err::<(), ApiError>(err)
         }
     };
-    for id in &job.dataset_ids {
-        let Some(record) = state.store.dataset(id).await? else {
-            return refuse(&state, &job, ApiError::internal()).await;
-        };
-        if let Some(why) = barred(&state, &job.user_id, &record).await? {
-            return refuse(&state, &job, ApiError::forbidden(why)).await;
-        }
+    match barred_any(&state, &job.user_id, &job.dataset_ids).await {
+        Ok(None) => {}
+        Ok(Some(why)) => return refuse(&state, &job, ApiError::forbidden(why)).await,
+        Err(e) => return refuse(&state, &job, e).await,
     }
     if let Err(e) = state
         .store
@@ -683,18 +678,29 @@ pub async fn cancel_jobs(
 /// Why a finished job's outputs must be withheld: a dataset was suspended
 /// or withdrawn, or the user's access revoked, while it ran.
 async fn withheld(state: &AppState, user_id: &str, dataset_ids: &[String]) -> Option<String> {
+    barred_any(state, user_id, dataset_ids)
+        .await
+        .unwrap_or_else(|_| Some("its access could not be checked".into()))
+}
+
+/// [`barred`] for every dataset of a job: the first reason, if any. A
+/// dataset that cannot be found is an internal error.
+async fn barred_any(
+    state: &AppState,
+    user_id: &str,
+    dataset_ids: &[String],
+) -> Result<Option<String>, ApiError> {
     for id in dataset_ids {
-        let record = match state.store.dataset(id).await {
-            Ok(Some(r)) => r,
-            _ => return Some("its dataset could not be checked".into()),
-        };
-        match barred(state, user_id, &record).await {
-            Ok(None) => {}
-            Ok(Some(why)) => return Some(why),
-            Err(_) => return Some("its access could not be checked".into()),
+        let record = state
+            .store
+            .dataset(id)
+            .await?
+            .ok_or_else(ApiError::internal)?;
+        if let Some(why) = barred(state, user_id, &record).await? {
+            return Ok(Some(why));
         }
     }
-    None
+    Ok(None)
 }
 
 /// A held job, approved: rebuilt from what was stored when it was held.

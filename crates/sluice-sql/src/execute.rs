@@ -33,7 +33,7 @@ const ROW_NUMBER: &str = "__sluice_rn";
 /// Runs a query on the job's stored Parquet files and returns noised outputs.
 pub async fn execute(task: &QueryTask) -> Result<ReleasedOutputs, ExecError> {
     let ctx = locked_context()?;
-    let indexed = register_tables(&ctx, task).await?;
+    let indexed = register_tables(&ctx, &task.tables).await?;
     let plan = plan_query(&ctx, &task.query)
         .await
         .map_err(ExecError::Rejected)?;
@@ -55,11 +55,11 @@ pub(crate) type IndexedTables = HashMap<String, (std::sync::Arc<dyn TableProvide
 /// window over the rows).
 pub(crate) async fn register_tables(
     ctx: &datafusion::prelude::SessionContext,
-    task: &QueryTask,
+    tables: &[sluice_types::sandbox::SandboxTable],
 ) -> Result<Option<IndexedTables>, ExecError> {
     let mut indexed = HashMap::new();
     let mut all_indexed = true;
-    for t in &task.tables {
+    for t in tables {
         let internal = format!("__sluice_rows_{}", t.name);
         ctx.register_parquet(internal.as_str(), &t.path, ParquetReadOptions::default())
             .await?;
@@ -782,7 +782,7 @@ pub(crate) async fn exact_for_test(
     task: &QueryTask,
 ) -> (Analysis, Vec<Vec<DomainValue>>, Vec<Exact>) {
     let ctx = locked_context().unwrap();
-    let indexed = register_tables(&ctx, task).await.unwrap();
+    let indexed = register_tables(&ctx, &task.tables).await.unwrap();
     let plan = plan_query(&ctx, &task.query).await.unwrap();
     let analysis =
         analyze_plan(&plan, &task.tables, task.epsilon, task.delta, &task.split).unwrap();
@@ -863,15 +863,8 @@ pub async fn unit_rows(
     if !problems.is_empty() {
         return Err(ExecError::Rejected(crate::Rejection(problems)));
     }
-    let task = QueryTask {
-        query: String::new(),
-        tables: vec![table.clone()],
-        epsilon: sluice_types::privacy::Epsilon::from_units(1),
-        delta: sluice_types::privacy::Delta::ZERO,
-        split: Default::default(),
-    };
     let ctx = locked_context()?;
-    let indexed = register_tables(&ctx, &task).await?;
+    let indexed = register_tables(&ctx, std::slice::from_ref(table)).await?;
     let unit = table.schema.privacy_unit().map(|u| col(u.name.as_str()));
     let scan = ctx
         .table(table.name.as_str())

@@ -8,7 +8,7 @@ use datafusion::arrow::array::{Array, AsArray, Float64Array};
 use datafusion::arrow::datatypes::{DataType, Float64Type};
 use datafusion::logical_expr::{Expr, LogicalPlan, cast, col};
 use sluice_types::rows::UnitRows;
-use sluice_types::sandbox::{QueryTask, TrainTask};
+use sluice_types::sandbox::TrainTask;
 
 use crate::analyze::{check_row_expr, plan_query};
 use crate::bounds::bounds_of;
@@ -132,16 +132,6 @@ fn check(plan: &LogicalPlan, task: &TrainTask) -> Result<Checked, Rejection> {
     })
 }
 
-fn query_task(task: &TrainTask) -> QueryTask {
-    QueryTask {
-        query: task.query.clone(),
-        tables: task.tables.clone(),
-        epsilon: task.epsilon,
-        delta: task.delta,
-        split: Default::default(),
-    }
-}
-
 /// Checks a training job against schemas only: no data is read.
 pub async fn analyze_training(task: &TrainTask) -> Result<TrainingColumns, Rejection> {
     let ctx = locked_context().map_err(|e| Rejection(vec![format!("engine setup failed: {e}")]))?;
@@ -154,7 +144,7 @@ pub async fn analyze_training(task: &TrainTask) -> Result<TrainingColumns, Rejec
 /// f64 (NULL as NaN), grouped by privacy unit and bounded as for SQL jobs.
 pub async fn training_rows(task: &TrainTask) -> Result<(TrainingColumns, UnitRows), ExecError> {
     let ctx = locked_context()?;
-    let indexed = register_tables(&ctx, &query_task(task)).await?;
+    let indexed = register_tables(&ctx, &task.tables).await?;
     let plan = plan_query(&ctx, &task.query)
         .await
         .map_err(ExecError::Rejected)?;

@@ -85,16 +85,6 @@ impl Store {
         commit(tx).await
     }
 
-    pub async fn reviewers_required(&self, dataset_id: &str) -> Result<u8, StoreError> {
-        let n: Option<i64> =
-            sqlx::query_scalar("SELECT reviewers_required FROM datasets WHERE id = ?")
-                .bind(dataset_id)
-                .fetch_optional(&self.pool)
-                .await?;
-        let n = n.ok_or_else(|| StoreError::NotFound(format!("dataset {dataset_id}")))?;
-        u8::try_from(n).map_err(corrupt)
-    }
-
     /// Holds a queued job for review.
     pub async fn hold_for_review(
         &self,
