@@ -19,62 +19,77 @@ mod wasm;
 use std::io::{Read, Write};
 
 use sluice_crypto::Pseudonymizer;
-use sluice_types::sandbox::{SandboxResponse, SandboxTask};
+use sluice_types::sandbox::{Diagnostic, Failure, SandboxResponse, SandboxTask};
 
 pub use isolation::{FileAccess, apply_limits, confine};
 
 /// Largest request line (task JSON) accepted on stdin.
 const MAX_TASK_BYTES: usize = 16 * 1024 * 1024;
 
+/// Reports `d` on stderr, the operator log; never anything else there.
+pub(crate) fn report(d: Diagnostic) {
+    eprintln!("{}", d.line());
+}
+
+/// The diagnostic for a protection [`apply_limits`] or [`confine`] could
+/// not set up.
+fn missing_protection(what: &str) -> Diagnostic {
+    if what.starts_with("setrlimit") {
+        Diagnostic::ResourceLimitsIncomplete
+    } else if what.starts_with("network") {
+        Diagnostic::NoNetworkIsolation
+    } else if what.starts_with("landlock is partial") {
+        Diagnostic::PartialFileIsolation
+    } else if what.starts_with("file") {
+        Diagnostic::NoFileIsolation
+    } else {
+        Diagnostic::NoSeccomp
+    }
+}
+
 /// Entry point of `sluice sandbox`: returns the process exit code.
 pub fn main_entry() -> i32 {
+    // A panic message can quote the value being processed: report only
+    // that a panic happened.
+    std::panic::set_hook(Box::new(|_| report(Diagnostic::Panicked)));
     let mut missing = apply_limits();
     let mut input = Vec::new();
-    if let Err(e) = std::io::stdin()
+    if std::io::stdin()
         .lock()
         .take((MAX_TASK_BYTES as u64) + (1 << 30))
         .read_to_end(&mut input)
+        .is_err()
     {
-        eprintln!("sandbox: reading stdin failed: {e}");
+        report(Diagnostic::MalformedTask);
         return 2;
     }
     let split = input
         .iter()
         .position(|b| *b == b'\n')
         .unwrap_or(input.len());
-    if split > MAX_TASK_BYTES {
-        eprintln!("sandbox: task line too large");
+    let task: Option<SandboxTask> = (split <= MAX_TASK_BYTES)
+        .then(|| serde_json::from_slice(&input[..split]).ok())
+        .flatten();
+    let Some(task) = task else {
+        report(Diagnostic::MalformedTask);
         return 2;
-    }
-    let task: SandboxTask = match serde_json::from_slice(&input[..split]) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("sandbox: malformed task: {e}");
-            return 2;
-        }
     };
     let payload = input.get(split + 1..).unwrap_or(&[]);
-    let access = match file_access(&task) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("sandbox: preparing the output directory failed: {e}");
-            return 2;
-        }
+    let Ok(access) = file_access(&task) else {
+        report(Diagnostic::OutputDirFailed);
+        return 2;
     };
     missing.extend(confine(&access));
     for what in &missing {
-        eprintln!("sandbox: {what}; continuing without it");
+        report(missing_protection(what));
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let Ok(runtime) = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("sandbox: runtime: {e}");
-            return 2;
-        }
+    else {
+        report(Diagnostic::RuntimeFailed);
+        return 2;
     };
     let response = runtime.block_on(run(task, payload));
     let out = serde_json::to_vec(&response).expect("response serialises");
@@ -103,7 +118,7 @@ pub async fn run(task: SandboxTask, payload: &[u8]) -> SandboxResponse {
         SandboxTask::Execute(q) => match sluice_sql::execute(&q).await {
             Ok(outputs) => SandboxResponse::Released { outputs },
             Err(sluice_sql::ExecError::Rejected(r)) => SandboxResponse::Rejected { reasons: r.0 },
-            Err(e) => failed("execution_failed", &e),
+            Err(_) => failed(Failure::Execution),
         },
         #[cfg(debug_assertions)]
         SandboxTask::Probe {
@@ -123,7 +138,7 @@ pub async fn run(task: SandboxTask, payload: &[u8]) -> SandboxResponse {
                 .and_then(|k| k.try_into().ok())
             {
                 Some(k) => k,
-                None => return failed("bad_key", &"pseudonym key is not 32 hex bytes"),
+                None => return failed(Failure::BadTask),
             };
             let pseudonymizer = Pseudonymizer::new(&key);
             let ingested = match sluice_ingest::ingest(payload, t.format, &t.schema, &pseudonymizer)
@@ -148,13 +163,13 @@ pub async fn run(task: SandboxTask, payload: &[u8]) -> SandboxResponse {
                     bytes: stored.bytes,
                     report: ingested.report,
                 },
-                Err(e) => failed("write_failed", &e),
+                Err(_) => failed(Failure::Write),
             }
         }
         SandboxTask::Preview(p) => {
             match sluice_ingest::preview(std::path::Path::new(&p.path), p.limit) {
                 Ok(rows) => SandboxResponse::Preview { rows },
-                Err(e) => failed("preview_failed", &e),
+                Err(_) => failed(Failure::Read),
             }
         }
     }
@@ -233,9 +248,10 @@ fn probe(connect: &[String], read: &[String], write: &[String], spawn: bool) -> 
     }
 }
 
-pub(crate) fn failed(category: &str, detail: &dyn std::fmt::Display) -> SandboxResponse {
-    eprintln!("sandbox: {category}: {detail}");
-    SandboxResponse::Failed {
-        category: category.to_owned(),
-    }
+/// A failure after data may have been read: its category and nothing
+/// else, neither in the response nor on stderr (an engine's error text
+/// can quote a value).
+pub(crate) fn failed(category: Failure) -> SandboxResponse {
+    report(Diagnostic::Failed(category));
+    SandboxResponse::Failed { category }
 }

@@ -185,11 +185,11 @@ pub async fn execute(t: &TrainTask) -> SandboxResponse {
         Err(sluice_sql::ExecError::Rejected(r)) => {
             return SandboxResponse::Rejected { reasons: r.0 };
         }
-        Err(e) => return crate::failed("execution_failed", &e),
+        Err(_) => return crate::failed(sluice_types::sandbox::Failure::Execution),
     };
     let b = match budget(t, columns.features.len() + 1) {
         Ok(b) => b,
-        Err(e) => return crate::failed("execution_failed", &e),
+        Err(_) => return crate::failed(sluice_types::sandbox::Failure::Execution),
     };
     // The held-out split needs randomness the data cannot influence.
     let mut rng = rand::rngs::StdRng::from_os_rng();
@@ -209,7 +209,7 @@ pub async fn execute(t: &TrainTask) -> SandboxResponse {
         custom_gradient,
     ) {
         Ok(m) => m,
-        Err(e) => return crate::failed("execution_failed", &e),
+        Err(_) => return crate::failed(sluice_types::sandbox::Failure::Execution),
     };
     let mut out_rows = vec![vec![
         Cell::Key("intercept".into()),

@@ -167,7 +167,7 @@ pub async fn execute(t: &WasmTask) -> SandboxResponse {
         Err(sluice_sql::ExecError::Rejected(r)) => {
             return SandboxResponse::Rejected { reasons: r.0 };
         }
-        Err(e) => return crate::failed("execution_failed", &e),
+        Err(_) => return crate::failed(sluice_types::sandbox::Failure::Execution),
     };
     let released = match blocks(t) {
         None => sluice_wasm::run_map(
@@ -189,7 +189,7 @@ pub async fn execute(t: &WasmTask) -> SandboxResponse {
     };
     let released = match released {
         Ok(r) => r,
-        Err(e) => return crate::failed("execution_failed", &e),
+        Err(_) => return crate::failed(sluice_types::sandbox::Failure::Execution),
     };
     SandboxResponse::Released {
         outputs: ReleasedOutputs {

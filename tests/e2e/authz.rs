@@ -80,6 +80,7 @@ async fn every_route_answers_every_caller_as_documented() {
                     liability: "l".into(),
                     dispute_resolution: "d".into(),
                     epsilon: 1.0,
+                    min_epsilon_per_job: None,
                 }),
                 reasons: None,
                 legal_basis: None,

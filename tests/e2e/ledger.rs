@@ -117,6 +117,7 @@ async fn a_second_server_on_the_same_data_dir_refuses_to_start() {
         sandbox_exe: env!("CARGO_BIN_EXE_sluice").into(),
         sandbox_timeout: Duration::from_secs(10),
         rate_limit: Default::default(),
+        timing: Default::default(),
     };
     let err = sluice_server::start(config)
         .await

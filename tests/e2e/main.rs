@@ -11,6 +11,7 @@ mod ingest;
 mod isolation;
 mod jobs;
 mod ledger;
+mod outcomes;
 mod review;
 mod train;
 mod wasm;
@@ -49,6 +50,7 @@ impl Platform {
             sandbox_exe: PathBuf::from(env!("CARGO_BIN_EXE_sluice")),
             sandbox_timeout: Duration::from_secs(120),
             rate_limit,
+            timing: Default::default(),
         };
         let started = sluice_server::start(config).await.unwrap();
         let admin = Client::new(
@@ -181,6 +183,7 @@ pub async fn agreement_for_period(
                     liability: all.clone(),
                     dispute_resolution: all,
                     epsilon,
+                    min_epsilon_per_job: None,
                 }),
                 reasons: None,
                 legal_basis: None,

@@ -87,6 +87,7 @@ async fn every_role_plays_its_part_over_http() {
             liability: "per the platform rules".into(),
             dispute_resolution: "the city's big-data bureau".into(),
             epsilon: 5.0,
+            min_epsilon_per_job: None,
         }),
         reasons: None,
         legal_basis: None,

@@ -70,6 +70,7 @@ pub async fn run(data_dir: Option<PathBuf>) -> Result<()> {
         sandbox_exe: std::env::current_exe().context("locating the sluice executable")?,
         sandbox_timeout: Duration::from_secs(300),
         rate_limit: Default::default(),
+        timing: Default::default(),
     };
     let started = sluice_server::start(config).await?;
     let url = format!("http://{}", started.addr);

@@ -397,6 +397,7 @@ async fn run(cli: Cli) -> Result<()> {
                     per_second: rate_limit,
                     burst: rate_limit * 10.0,
                 },
+                timing: Default::default(),
             };
             let started = sluice_server::start(config).await?;
             if let Some(token) = &started.admin_token {

@@ -260,7 +260,19 @@ pub async fn decide(
         let hash = sluice_crypto::sha256_hex(terms_json.as_bytes());
         let budget = Epsilon::grant_from_f64(terms.epsilon)
             .map_err(|e| ApiError::bad_request(format!("terms.epsilon: {e}")))?;
-        Some((terms_json, hash, dataset_ids, budget))
+        let min = match terms.min_epsilon_per_job {
+            None => sluice_store::DEFAULT_MIN_EPSILON,
+            Some(m) => Epsilon::from_f64(m)
+                .ok()
+                .filter(|m| *m >= sluice_store::DEFAULT_MIN_EPSILON && *m <= budget)
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "terms.min_epsilon_per_job must be between the platform's least, {}, and the agreement's budget, {budget}",
+                        sluice_store::DEFAULT_MIN_EPSILON
+                    ))
+                })?,
+        };
+        Some((terms_json, hash, dataset_ids, (budget, min)))
     } else {
         let mut problems = Vec::new();
         if d.reasons.as_deref().is_none_or(|r| r.trim().is_empty()) {
@@ -290,13 +302,14 @@ pub async fn decide(
             &decision_json,
             agreement
                 .as_ref()
-                .map(|(terms_json, hash, ids, budget)| NewAgreement {
+                .map(|(terms_json, hash, ids, (budget, min))| NewAgreement {
                     terms_json,
                     content_hash: hash,
                     period_start: &start,
                     period_end: &end,
                     dataset_ids: ids,
                     epsilon: *budget,
+                    min_epsilon: *min,
                 }),
         )
         .await?;
@@ -311,6 +324,7 @@ async fn agreement_view(state: &SharedState, a: Agreement) -> Result<AgreementVi
     }
     Ok(AgreementView {
         active: in_period(&a),
+        min_epsilon_per_job: a.min_epsilon.to_string(),
         epsilon: a.epsilon.to_string(),
         epsilon_spent: a.epsilon_spent.to_string(),
         epsilon_remaining: Epsilon::from_units(

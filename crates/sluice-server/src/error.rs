@@ -88,6 +88,17 @@ impl From<StoreError> for ApiError {
                 format!("privacy budget exhausted: the job's epsilon exceeds what remains of agreement {agreement}'s budget"),
             )
             .hint("lower privacy.epsilon, or apply for a new agreement"),
+            StoreError::BelowMinimum {
+                epsilon,
+                minimum,
+                set_by,
+            } => ApiError::new(
+                ErrorCode::ManifestInvalid,
+                format!(
+                    "manifest invalid: privacy.epsilon {epsilon} is below the least a job may spend, {minimum} ({set_by})"
+                ),
+            )
+            .hint("every job costs at least this much, which bounds how many jobs a budget allows; raise privacy.epsilon"),
             other => {
                 tracing::error!(error = %other, "store failure");
                 ApiError::internal()

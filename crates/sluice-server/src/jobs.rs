@@ -25,6 +25,7 @@ use sluice_types::{OpenCategory, Role};
 
 use crate::error::ApiError;
 use crate::sandbox::{self, SpawnError};
+use crate::schedule::{self, Schedule, Workload};
 use crate::{AppState, SharedState};
 
 /// A dataset of a job, resolved to one stored version.
@@ -38,6 +39,8 @@ struct Resolved {
     in_bounds: Vec<String>,
     /// The dataset's bound, or the job's lower one.
     max_rows_per_unit: u32,
+    /// Rows of the version (public metadata), for the job's schedule.
+    rows: u64,
 }
 
 /// What a job runs in the sandbox: a DP SQL query or a WASM job.
@@ -231,7 +234,7 @@ pub async fn prepare(
         }
         let lowered = job_k.is_some_and(|k| k < declared_k);
         let bound_verified = !lowered
-            && quality.is_some_and(|q| {
+            && quality.as_ref().is_some_and(|q| {
                 // The bound holds and every row has a unit: nothing to bound.
                 let unit = record.entry.schema.privacy_unit().map(|u| u.name.clone());
                 q.units_over_max_rows == 0
@@ -241,6 +244,7 @@ pub async fn prepare(
                         .all(|c| c.nulls == 0)
             });
         resolved.push(Resolved {
+            rows: quality.as_ref().map_or(0, |q| q.rows),
             record,
             version,
             file_name,
@@ -388,6 +392,7 @@ pub async fn estimate(
             estimate: None,
         }),
         other => {
+            eprintln!("DEBUGX estimate: {other:?}");
             tracing::error!(ok = other.is_ok(), "estimate sandbox failed");
             Err(ApiError::internal())
         }
@@ -434,6 +439,9 @@ async fn budget_shortfalls(
             Shortfall::Agreement(id) => {
                 format!("epsilon {epsilon} exceeds what remains of agreement {id}'s budget")
             }
+            Shortfall::BelowMinimum { minimum, set_by } => format!(
+                "epsilon {epsilon} is below the least a job may spend, {minimum} ({set_by}): every job costs at least this, which bounds how many jobs a budget allows"
+            ),
         })
         .collect())
 }
@@ -532,12 +540,15 @@ pub async fn submit(
         .map(|r| r.record.reviewers_required)
         .max()
         .unwrap_or(0);
+    let rows: Vec<u64> = resolved.iter().map(|r| r.rows).collect();
+    let task = task.execute();
     let runnable = Runnable {
         user_id: caller.id.clone(),
         job_id: job_id.clone(),
         title: manifest.title.clone(),
         digest,
-        task: task.execute(),
+        workload: workload(&task, &rows, estimate_size(&estimate)),
+        task,
         epsilon,
         delta,
         dataset_ids,
@@ -579,6 +590,52 @@ pub struct Runnable {
     /// Data-use agreements the job runs under; each is charged its ε.
     pub agreement_ids: Vec<String>,
     pub datasets: Vec<ReleasedDataset>,
+    /// What the job will do, for its schedule (known before data is read).
+    pub workload: Workload,
+}
+
+/// What `task` will do, from data-independent inputs only: the row counts
+/// of the versions it reads (public metadata, rounded up to powers of
+/// two), its plan's released cells and the manifest's declared limits.
+pub fn workload(task: &SandboxTask, rows: &[u64], cells: u64) -> Workload {
+    let rows_sum = rows
+        .iter()
+        .map(|r| schedule::rounded_rows(*r))
+        .fold(0u64, u64::saturating_add);
+    match task {
+        SandboxTask::ExecuteWasm(w) => Workload::Wasm {
+            rows: rows_sum,
+            fuel_per_unit: wasm_fuel(w),
+        },
+        SandboxTask::ExecuteTrain(t) => Workload::Train {
+            rows: rows_sum,
+            features: cells,
+            epochs: u64::from(t.hyper.epochs),
+            fuel_per_unit: if t.module.is_some() {
+                TRAIN_GRADIENT_FUEL
+            } else {
+                0
+            },
+        },
+        _ => Workload::Sql {
+            rows: rows_sum,
+            tables: rows.len() as u64,
+            cells,
+        },
+    }
+}
+
+/// Rows of each version a job reads (0 where no report exists).
+async fn version_rows(
+    state: &AppState,
+    versions: &[(String, String)],
+) -> Result<Vec<u64>, ApiError> {
+    let mut rows = Vec::with_capacity(versions.len());
+    for (id, version) in versions {
+        let q = state.store.quality_report(id, version).await?;
+        rows.push(q.map_or(0, |q| q.rows));
+    }
+    Ok(rows)
 }
 
 /// Registers the job for cancellation, checks again that no suspension or
@@ -625,15 +682,62 @@ pub async fn start(state: SharedState, job: Runnable) -> Result<(), ApiError> {
     {
         return refuse(&state, &job, ApiError::from(e)).await;
     }
+    // The schedule is fixed now, before any data is read.
+    let principal = schedule::principal_of(&job.agreement_ids);
+    let level = state
+        .store
+        .timing_level(&job.user_id, &principal)
+        .await
+        .unwrap_or(0);
+    let calibration = *state.calibration.read().expect("calibration");
+    let prediction = schedule::predict(&job.workload, &calibration, &state.config.timing);
+    let plan = Schedule::new(prediction, level, state.config.sandbox_timeout);
+    let admitted = schedule::rfc3339(std::time::SystemTime::now());
+    state
+        .store
+        .set_job_state_at("system", &job.job_id, JobState::Running, None, &admitted)
+        .await?;
+    state
+        .store
+        .schedule_job(
+            "system",
+            &job.job_id,
+            &schedule::rfc3339_millis(plan.due_wall()),
+            &admitted,
+        )
+        .await?;
+    state.notify(&job.job_id);
     tokio::spawn(async move {
         let id = job.job_id.clone();
-        if let Err(e) = execute(&state, job, cancelled).await {
+        if let Err(e) = execute(&state, job, plan, principal, cancelled).await {
             tracing::error!(job = %id, error = ?e, "job bookkeeping failed");
         }
         state.cancels.lock().expect("cancel registry").remove(&id);
+        state.notify(&id);
     });
     Ok(())
 }
+
+/// Waits until the job is cancelled; the reason.
+async fn cancellation(cancelled: &mut tokio::sync::watch::Receiver<Option<String>>) -> String {
+    match cancelled.wait_for(Option::is_some).await {
+        Ok(r) => r.clone().unwrap_or_default(),
+        Err(_) => "the server is shutting down".to_owned(),
+    }
+}
+
+/// Released cells (SQL) or columns (training) of an accepted plan.
+fn estimate_size(e: &sluice_types::sandbox::Estimate) -> u64 {
+    e.rows.max(e.columns.len() as u64)
+}
+
+/// Fuel one WASM unit may burn, as the job declared it or by default.
+fn wasm_fuel(_task: &WasmTask) -> u64 {
+    WASM_DEFAULT_FUEL_PER_UNIT
+}
+
+const WASM_DEFAULT_FUEL_PER_UNIT: u64 = 1_000_000;
+const TRAIN_GRADIENT_FUEL: u64 = 100_000;
 
 /// Cancels every job not yet ended that `affected` selects: a running job's
 /// sandbox is killed and its spend kept (it may have read data); a job not
@@ -741,12 +845,18 @@ pub async fn start_approved(state: SharedState, job_id: &str) -> Result<(), ApiE
             .await?;
         return Err(ApiError::forbidden(why));
     }
+    let task: SandboxTask =
+        serde_json::from_str(&held.task_json).map_err(|_| ApiError::internal())?;
+    let estimate: sluice_types::sandbox::Estimate =
+        serde_json::from_str(&held.estimate_json).map_err(|_| ApiError::internal())?;
+    let rows = version_rows(&state, &job.dataset_versions).await?;
     let runnable = Runnable {
         user_id: job.user_id.clone(),
         job_id: job.id.clone(),
         title: manifest.title,
         digest: job.manifest_digest.clone(),
-        task: serde_json::from_str(&held.task_json).map_err(|_| ApiError::internal())?,
+        workload: workload(&task, &rows, estimate_size(&estimate)),
+        task,
         epsilon: job.epsilon,
         delta: job.delta,
         dataset_ids: job
@@ -760,9 +870,15 @@ pub async fn start_approved(state: SharedState, job_id: &str) -> Result<(), ApiE
     start(state, runnable).await
 }
 
+/// Runs an admitted job and makes its outcome visible on its schedule:
+/// never before its due time, and at a later due time (after raising its
+/// principal's level) when it was not done by one. Cancellation by a
+/// suspension or revocation is not data-dependent and acts at once.
 async fn execute(
     state: &Arc<AppState>,
     job: Runnable,
+    mut plan: Schedule,
+    principal: String,
     mut cancelled: tokio::sync::watch::Receiver<Option<String>>,
 ) -> Result<(), sluice_store::StoreError> {
     let store = &state.store;
@@ -777,18 +893,45 @@ async fn execute(
         datasets,
         dataset_ids,
         agreement_ids: _,
+        workload: _,
     } = job;
     let (job_id, digest) = (job_id.as_str(), digest.as_str());
-    store
-        .set_job_state("system", job_id, JobState::Running, None)
-        .await?;
-    let outcome = tokio::select! {
-        r = sandbox::run(state, &task, &[]) => Ok(r),
-        // Dropping the sandbox future kills the child (kill_on_drop).
-        reason = cancelled.wait_for(Option::is_some) => Err(match reason {
-            Ok(r) => r.clone().unwrap_or_default(),
-            Err(_) => "the server is shutting down".to_owned(),
-        }),
+    let mitigate = state.config.timing.mitigate;
+    let run = sandbox::run_until(state, &task, &[], plan.deadline());
+    tokio::pin!(run);
+    // Dropping the sandbox future kills the child (kill_on_drop).
+    let outcome: Result<Result<SandboxResponse, SpawnError>, String> = loop {
+        tokio::select! {
+            r = &mut run => break Ok(r),
+            reason = cancellation(&mut cancelled) => break Err(reason),
+            _ = tokio::time::sleep_until(plan.due().into()), if mitigate && !plan.at_deadline() => {
+                // Not done by its due time: a misprediction, visible now
+                // (a scheduled time) as a later due time.
+                let at = schedule::rfc3339(plan.due_wall());
+                let level = store
+                    .raise_timing_level("system", &user_id, &principal, job_id, plan.level() + 1)
+                    .await?;
+                plan.raise_to(level);
+                tracing::info!(job = %job_id, level = plan.level(), "job mispredicted; its principal's predictions double");
+                store
+                    .schedule_job("system", job_id, &schedule::rfc3339_millis(plan.due_wall()), &at)
+                    .await?;
+                state.notify(job_id);
+            }
+        }
+    };
+    // The outcome exists; it becomes visible at the due time.
+    let outcome = match outcome {
+        Ok(r) if mitigate => tokio::select! {
+            _ = tokio::time::sleep_until(plan.due().into()) => Ok(r),
+            reason = cancellation(&mut cancelled) => Err(reason),
+        },
+        other => other,
+    };
+    let at = if mitigate {
+        schedule::rfc3339(plan.due_wall())
+    } else {
+        sluice_types::time::now_rfc3339()
     };
     let outcome = match outcome {
         Ok(Ok(SandboxResponse::Released { outputs })) => {
@@ -829,38 +972,55 @@ async fn execute(
                 epsilon_spent: epsilon,
                 delta_spent: delta,
                 confidence_level: sluice_types_confidence(),
-                created_at: sluice_types::time::now_rfc3339(),
+                created_at: at.clone(),
             };
             let envelope = sluice_crypto::sign_release(&state.keys, &body);
             let json = serde_json::to_string(&sluice_types::Release { envelope, body })
                 .expect("release serialises");
-            store.release_job("system", job_id, &json).await?;
+            store.release_job_at("system", job_id, &json, &at).await?;
             tracing::info!(job = %job_id, user = %user_id, "job released");
         }
         Ok(SandboxResponse::Rejected { reasons }) => {
-            // Rejections derive from schemas and the query only; no noise drawn.
+            // Rejections derive from schemas, the query and public data only; no noise drawn.
             store.refund("system", job_id).await?;
             let message = format!("job rejected: {}", reasons.join("; "));
             store
-                .set_job_state("system", job_id, JobState::Rejected, Some(&message))
+                .set_job_state_at("system", job_id, JobState::Rejected, Some(&message), &at)
                 .await?;
         }
         Err(SpawnError::Start(e)) => {
             tracing::error!(job = %job_id, error = %e, "sandbox did not start; nothing was read");
             store.refund("system", job_id).await?;
             store
-                .set_job_state(
+                .set_job_state_at(
                     "system",
                     job_id,
                     JobState::Failed,
                     Some("the job could not be started; no budget was spent"),
+                    &at,
+                )
+                .await?;
+        }
+        Err(SpawnError::Deadline) => {
+            tracing::warn!(job = %job_id, "job reached its deadline");
+            store.commit_spend("system", job_id).await?;
+            store
+                .set_job_state_at(
+                    "system",
+                    job_id,
+                    JobState::Failed,
+                    Some(&format!(
+                        "the job ran past its deadline of {} s; nothing was released and its budget stays spent",
+                        state.config.sandbox_timeout.as_secs()
+                    )),
+                    &at,
                 )
                 .await?;
         }
         other => {
             match &other {
                 Ok(SandboxResponse::Failed { category }) => {
-                    tracing::error!(job = %job_id, %category, "job failed in sandbox")
+                    tracing::error!(job = %job_id, category = category.as_str(), "job failed in sandbox")
                 }
                 Err(e) => tracing::error!(job = %job_id, error = %e, "sandbox failed"),
                 Ok(_) => tracing::error!(job = %job_id, "unexpected sandbox response"),
@@ -868,11 +1028,12 @@ async fn execute(
             // Data may have been read: the reservation stays spent.
             store.commit_spend("system", job_id).await?;
             store
-                .set_job_state(
+                .set_job_state_at(
                     "system",
                     job_id,
                     JobState::Failed,
                     Some("the job failed while running; nothing was released and its budget stays spent"),
+                    &at,
                 )
                 .await?;
         }

@@ -17,6 +17,7 @@ mod openapi;
 mod reviews;
 mod routes;
 mod sandbox;
+pub mod schedule;
 mod synthetic;
 
 use std::net::SocketAddr;
@@ -29,6 +30,7 @@ use sluice_store::Store;
 
 pub use error::ApiError;
 pub use routes::router;
+pub use schedule::{Calibration, TimingConfig};
 
 /// Largest upload accepted (bytes).
 pub const MAX_UPLOAD_BYTES: usize = 256 * 1024 * 1024;
@@ -46,6 +48,8 @@ pub struct Config {
     /// Requests each token may make: a bucket of `burst` refilled at
     /// `per_second`.
     pub rate_limit: RateLimit,
+    /// When jobs' outcomes become visible (docs/threat-model.md, "Timing").
+    pub timing: TimingConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -89,9 +93,19 @@ pub struct AppState {
     >,
     /// Per-user token buckets: (tokens left, when last refilled).
     pub buckets: std::sync::Mutex<std::collections::HashMap<String, (f64, std::time::Instant)>>,
+    /// This machine's costs, for job schedules: measured on synthetic
+    /// tasks at start-up, defaults until then.
+    pub calibration: std::sync::RwLock<Calibration>,
+    /// Ids of jobs whose view just changed, for event streams.
+    pub job_changes: tokio::sync::broadcast::Sender<String>,
 }
 
 impl AppState {
+    /// Tells event streams that `job_id`'s view may have changed.
+    pub fn notify(&self, job_id: &str) {
+        let _ = self.job_changes.send(job_id.to_owned());
+    }
+
     /// Takes one request from `user_id`'s bucket; false when it is empty.
     pub fn allow(&self, user_id: &str) -> bool {
         let RateLimit { per_second, burst } = self.config.rate_limit;
@@ -180,7 +194,10 @@ pub async fn start(config: Config) -> Result<Started, StartError> {
         sandbox_slots: tokio::sync::Semaphore::new(sandbox_slots()),
         cancels: Default::default(),
         buckets: Default::default(),
+        calibration: Default::default(),
+        job_changes: tokio::sync::broadcast::channel(1024).0,
     });
+    tokio::spawn(schedule::calibrate(state.clone()));
     let app = router(state);
     tracing::info!(%addr, "sluice server listening");
     let handle = tokio::spawn(async move { axum::serve(listener, app).await });

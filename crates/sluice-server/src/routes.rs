@@ -651,6 +651,7 @@ fn job_view(j: &sluice_store::JobRecord) -> JobView {
         epsilon: j.epsilon.to_string(),
         created_at: j.created_at.clone(),
         updated_at: j.updated_at.clone(),
+        due_at: j.due_at.clone(),
     }
 }
 
@@ -691,8 +692,10 @@ async fn show_job(
 }
 
 /// Server-sent events: the job's view each time it changes, until it ends
-/// (released, rejected, failed) or an hour passes. Polled from the store,
-/// so it shows exactly what `GET /v1/jobs/{id}` would.
+/// (released, rejected, failed) or an hour passes. Read from the store when
+/// the job's change is announced (and each second regardless), so it shows
+/// exactly what `GET /v1/jobs/{id}` would, at the times that view changes:
+/// a running job's on its schedule only.
 async fn job_events(
     State(state): State<SharedState>,
     Caller(caller): Caller,
@@ -711,9 +714,12 @@ async fn job_events(
         pending: Option<JobView>,
         finished: bool,
         deadline: std::time::Instant,
+        changes: tokio::sync::broadcast::Receiver<String>,
     }
+    let changes = state.job_changes.subscribe();
     let first = job_view(&own_job(&state, &caller, &id).await?);
     let watch = Watch {
+        changes,
         state,
         id,
         last: None,
@@ -732,7 +738,20 @@ async fn job_events(
                     if std::time::Instant::now() > w.deadline {
                         return None;
                     }
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    let announced = async {
+                        loop {
+                            match w.changes.recv().await {
+                                Ok(changed) if changed == w.id => break,
+                                Ok(_) => {}
+                                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                                    std::future::pending::<()>().await
+                                }
+                            }
+                        }
+                    };
+                    let _ =
+                        tokio::time::timeout(std::time::Duration::from_secs(1), announced).await;
                     match w.state.store.job(&w.id).await {
                         Ok(Some(j)) => job_view(&j),
                         _ => return None,

@@ -399,7 +399,21 @@ pub async fn analyze(task: &QueryTask) -> Result<Analysis, Rejection> {
     let ctx = locked_context().map_err(|e| Rejection(vec![format!("engine setup failed: {e}")]))?;
     register_empty_tables(&ctx, &task.tables)?;
     let plan = plan_query(&ctx, &task.query).await?;
-    analyze_plan(&plan, &task.tables, task.epsilon, task.delta, &task.split)
+    let analysis = analyze_plan(&plan, &task.tables, task.epsilon, task.delta, &task.split)?;
+    check_row_expressions(&ctx, &analysis)?;
+    Ok(analysis)
+}
+
+/// Every row expression of the analysed query (its row-level plan, group
+/// keys and aggregate arguments) is total and cheap (`rowexpr`).
+pub(crate) fn check_row_expressions(ctx: &SessionContext, a: &Analysis) -> Result<(), Rejection> {
+    let exprs: Vec<Expr> = a
+        .group_keys
+        .iter()
+        .map(|g| g.expr.clone())
+        .chain(a.measurements.iter().filter_map(|m| m.input.clone()))
+        .collect();
+    crate::rowexpr::check_rows(ctx, &a.row_plan, &exprs)
 }
 
 /// Registers each table by its declared schema with no rows: planning
@@ -429,7 +443,7 @@ pub(crate) async fn plan_query(ctx: &SessionContext, sql: &str) -> Result<Logica
     Ok(df.logical_plan().clone())
 }
 
-fn planning_message(e: &str) -> String {
+pub(crate) fn planning_message(e: &str) -> String {
     let e = e.trim();
     if e.contains("DDL not supported")
         || e.contains("DML not supported")

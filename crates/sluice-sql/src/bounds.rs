@@ -156,7 +156,9 @@ fn derive(e: &Expr, scope: &RowScope) -> Result<(f64, f64), String> {
             }
             acc.ok_or_else(|| format!("{e} has no arguments"))
         }
-        Expr::ScalarFunction(f) if f.func.name() == "abs" && f.args.len() == 1 => {
+        Expr::ScalarFunction(f)
+            if matches!(f.func.name(), "abs" | "sluice_abs") && f.args.len() == 1 =>
+        {
             let (l, h) = derive(&f.args[0], scope)?;
             Ok(if l >= 0.0 {
                 (l, h)

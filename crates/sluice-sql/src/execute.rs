@@ -39,6 +39,7 @@ pub async fn execute(task: &QueryTask) -> Result<ReleasedOutputs, ExecError> {
         .map_err(ExecError::Rejected)?;
     let analysis = analyze_plan(&plan, &task.tables, task.epsilon, task.delta, &task.split)
         .map_err(ExecError::Rejected)?;
+    crate::analyze::check_row_expressions(&ctx, &analysis).map_err(ExecError::Rejected)?;
     check_public_keys_unique(&ctx, &analysis).await?;
     let (keys, exact) = exact_aggregates(&ctx, &analysis, indexed.as_ref()).await?;
     release(&analysis, &keys, exact)
@@ -208,7 +209,9 @@ async fn check_public_keys_unique(
     Ok(())
 }
 
-/// `input` limited to `[lower, upper]`; NULL stays NULL.
+/// `input` limited to `[lower, upper]`; NULL stays NULL. Arrow compares
+/// floats in IEEE total order, where NaN (from a total row expression such
+/// as 0.0 / 0.0) is above every number, so NaN becomes `upper`.
 fn clamped(input: Expr, lower: Expr, upper: Expr) -> Result<Expr, ExecError> {
     Ok(when(input.clone().lt(lower.clone()), lower)
         .when(input.clone().gt(upper.clone()), upper)
@@ -314,7 +317,7 @@ pub(crate) async fn exact_aggregates(
         .project(projection)?
         .aggregate(keys, aggregates)?
         .build()?;
-    let batches = ctx.execute_logical_plan(plan).await?.collect().await?;
+    let batches = crate::rowexpr::collect(ctx, plan).await?;
 
     let n_keys = a.group_keys.len();
     let mut found = Vec::new();

@@ -13,12 +13,14 @@
 mod analyze;
 mod bounds;
 mod execute;
+mod rowexpr;
 mod rows;
 mod session;
 mod train;
 
 pub use analyze::{Aggregate, Analysis, GroupKey, Measurement, MeasurementKind, analyze};
 pub use execute::{execute, unit_rows};
+pub use rowexpr::{MAX_IN_LIST, MAX_PAD, MAX_REPEAT, MAX_ROW_WORK_BYTES, MAX_TEXT_BYTES};
 pub use train::{MAX_FEATURES, TrainingColumns, analyze_training, training_rows};
 
 /// A rejection: every reason at once, derived from the query and the
@@ -55,5 +57,7 @@ impl From<datafusion::error::DataFusionError> for ExecError {
 
 #[cfg(test)]
 mod corpus_tests;
+#[cfg(test)]
+mod fuzz_tests;
 #[cfg(test)]
 mod tests;

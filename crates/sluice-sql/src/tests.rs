@@ -187,7 +187,7 @@ async fn joins_on_the_privacy_unit_bound_the_product_and_others_are_rejected() {
     );
 }
 
-fn task(query: &str, path: &str, max_rows: u32, eps: f64) -> QueryTask {
+pub(crate) fn task(query: &str, path: &str, max_rows: u32, eps: f64) -> QueryTask {
     QueryTask {
         query: query.into(),
         tables: vec![SandboxTable {
@@ -463,9 +463,9 @@ async fn derived_expressions_and_distinct_counts_execute_with_clamping() {
 }
 
 /// Deterministic pseudo-random numbers for generated data.
-struct Lcg(u64);
+pub(crate) struct Lcg(pub(crate) u64);
 impl Lcg {
-    fn next(&mut self, n: u64) -> u64 {
+    pub(crate) fn next(&mut self, n: u64) -> u64 {
         self.0 = self
             .0
             .wrapping_mul(6364136223846793005)
@@ -474,12 +474,12 @@ impl Lcg {
     }
 }
 
-type Rows = Vec<(String, i64, i64)>;
+pub(crate) type Rows = Vec<(String, i64, i64)>;
 
 /// People: 60 units with 1..=3 rows spread over both sexes, incomes up to
 /// 1500 (beyond the bound 1000); plus two heavy units with 40 identical rows
 /// each, so that which rows bounding keeps does not change the aggregates.
-fn generated_people() -> Rows {
+pub(crate) fn generated_people() -> Rows {
     let mut rng = Lcg(42);
     let mut rows = Vec::new();
     for u in 0..60 {
@@ -495,7 +495,7 @@ fn generated_people() -> Rows {
     rows
 }
 
-fn write_people(dir: &std::path::Path, name: &str, rows: &Rows) -> String {
+pub(crate) fn write_people(dir: &std::path::Path, name: &str, rows: &Rows) -> String {
     let batch = RecordBatch::try_new(
         crate::session::arrow_schema(&schema(1)),
         vec![
@@ -571,7 +571,7 @@ fn write_generated_tax(dir: &std::path::Path, without: Option<&str>) -> String {
 
 /// Distance per measurement between two runs' exact aggregates: L1 for
 /// totals; for a quantile's values, rows added or removed over all cells.
-fn l1(a: &[Exact], b: &[Exact]) -> Vec<u64> {
+pub(crate) fn l1(a: &[Exact], b: &[Exact]) -> Vec<u64> {
     a.iter()
         .zip(b)
         .map(|pair| match pair {
@@ -590,7 +590,11 @@ fn l1(a: &[Exact], b: &[Exact]) -> Vec<u64> {
 
 /// Exact aggregates over the union of two runs' cells (keys selected from
 /// the data can differ): a cell missing from a run is empty.
-fn aligned(keys: &[Vec<DomainValue>], exact: &[Exact], other: &[Vec<DomainValue>]) -> Vec<Exact> {
+pub(crate) fn aligned(
+    keys: &[Vec<DomainValue>],
+    exact: &[Exact],
+    other: &[Vec<DomainValue>],
+) -> Vec<Exact> {
     let mut all: Vec<&Vec<DomainValue>> = keys.iter().chain(other).collect();
     all.sort();
     all.dedup();

@@ -137,7 +137,9 @@ pub async fn analyze_training(task: &TrainTask) -> Result<TrainingColumns, Rejec
     let ctx = locked_context().map_err(|e| Rejection(vec![format!("engine setup failed: {e}")]))?;
     crate::analyze::register_empty_tables(&ctx, &task.tables)?;
     let plan = plan_query(&ctx, &task.query).await?;
-    Ok(check(&plan, task)?.columns)
+    let checked = check(&plan, task)?;
+    crate::rowexpr::check_rows(&ctx, &checked.input, &checked.exprs)?;
+    Ok(checked.columns)
 }
 
 /// Runs the training query: the features then the label of every row, as
@@ -149,6 +151,8 @@ pub async fn training_rows(task: &TrainTask) -> Result<(TrainingColumns, UnitRow
         .await
         .map_err(ExecError::Rejected)?;
     let checked = check(&plan, task).map_err(ExecError::Rejected)?;
+    crate::rowexpr::check_rows(&ctx, &checked.input, &checked.exprs)
+        .map_err(ExecError::Rejected)?;
     let unit = checked.scope.unit.clone().map(Expr::Column);
     let rows = read_unit_rows(
         &ctx,
@@ -188,11 +192,7 @@ pub(crate) async fn read_unit_rows(
     if unit.is_some() {
         b = b.sort(vec![col("__unit").sort(true, true)])?;
     }
-    let batches = ctx
-        .execute_logical_plan(b.build()?)
-        .await?
-        .collect()
-        .await?;
+    let batches = crate::rowexpr::collect(ctx, b.build()?).await?;
     group_by_unit(&batches, width, unit.is_some())
 }
 

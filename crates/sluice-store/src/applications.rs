@@ -45,6 +45,8 @@ pub struct Agreement {
     /// charged (reserved or committed; refunds give it back).
     pub epsilon: Epsilon,
     pub epsilon_spent: Epsilon,
+    /// The least ε one job under it spends (the ledger refuses less).
+    pub min_epsilon: Epsilon,
 }
 
 fn application_from_row(r: &sqlx::sqlite::SqliteRow) -> Application {
@@ -70,6 +72,8 @@ pub struct NewAgreement<'a> {
     pub period_end: &'a str,
     pub dataset_ids: &'a [String],
     pub epsilon: Epsilon,
+    /// The least ε one job under the agreement spends.
+    pub min_epsilon: Epsilon,
 }
 
 impl Store {
@@ -195,7 +199,8 @@ impl Store {
         if let (Some(a), Some(agreement_id)) = (&agreement, &agreement_id) {
             sqlx::query(
                 "INSERT INTO agreements (id, application_id, user_id, provider_id, terms_json, content_hash,
-                 period_start, period_end, created_at, epsilon_units) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 period_start, period_end, created_at, epsilon_units, min_epsilon_units)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(agreement_id)
             .bind(id)
@@ -207,6 +212,7 @@ impl Store {
             .bind(a.period_end)
             .bind(&now)
             .bind(units(a.epsilon.units())?)
+            .bind(units(a.min_epsilon.units())?)
             .execute(&mut *tx)
             .await?;
             for d in a.dataset_ids {
@@ -266,6 +272,7 @@ impl Store {
             dataset_ids,
             created_at: r.get("created_at"),
             epsilon: Epsilon::from_units(from_units(r.get("epsilon_units"))?),
+            min_epsilon: Epsilon::from_units(from_units(r.get("min_epsilon_units"))?),
             epsilon_spent: Epsilon::from_units(from_units(r.get("epsilon_spent_units"))?),
         }))
     }

@@ -127,6 +127,7 @@ fn is_request_local(e: &StoreError) -> bool {
         | StoreError::Conflict(_)
         | StoreError::BudgetExhausted { .. }
         | StoreError::AgreementBudgetExhausted { .. }
+        | StoreError::BelowMinimum { .. }
         | StoreError::NotFound(_)
         | StoreError::Invalid(_)
         | StoreError::Refused(_)
@@ -174,7 +175,15 @@ pub enum Shortfall {
     DatasetCap(String),
     /// The agreement's budget (by id).
     Agreement(String),
+    /// The job's ε is below the least one job may spend: the platform's
+    /// default, or the higher one an agreement sets (`set_by` says which).
+    BelowMinimum { minimum: Epsilon, set_by: String },
 }
+
+/// The least ε one job spends where no agreement sets more: 0.001. Every
+/// job costs at least this, so a budget buys a bounded number of jobs, and
+/// with them a bounded number of timing observations (docs/threat-model.md).
+pub const DEFAULT_MIN_EPSILON: Epsilon = Epsilon::from_units(1_000_000);
 
 /// Every budget `charge` would exceed now, datasets first: the rules the
 /// ledger reserves by, also read by estimates. A dataset or agreement
@@ -187,6 +196,7 @@ pub(crate) async fn shortfalls(
     let d = units(charge.delta.units())?;
     let fits = |spent: i64, limit: i64| spent.checked_add(e).is_some_and(|t| t <= limit);
     let mut out = Vec::new();
+    let mut minimum = (DEFAULT_MIN_EPSILON, "the platform's default".to_owned());
     for ds in charge.dataset_ids {
         let row = sqlx::query(
             "SELECT d.name, d.epsilon_cap_units, d.user_epsilon_units,
@@ -211,7 +221,7 @@ pub(crate) async fn shortfalls(
     }
     for a in charge.agreement_ids {
         let row = sqlx::query(
-            "SELECT user_id, epsilon_units, epsilon_spent_units FROM agreements WHERE id = ?",
+            "SELECT user_id, epsilon_units, epsilon_spent_units, min_epsilon_units FROM agreements WHERE id = ?",
         )
         .bind(a)
         .fetch_optional(&mut *conn)
@@ -221,6 +231,19 @@ pub(crate) async fn shortfalls(
         if !fits(row.get("epsilon_spent_units"), row.get("epsilon_units")) {
             out.push(Shortfall::Agreement(a.clone()));
         }
+        let min = Epsilon::from_units(crate::from_units(row.get("min_epsilon_units"))?);
+        if min > minimum.0 {
+            minimum = (min, format!("set by agreement {a}"));
+        }
+    }
+    if charge.eps < minimum.0 {
+        out.insert(
+            0,
+            Shortfall::BelowMinimum {
+                minimum: minimum.0,
+                set_by: minimum.1,
+            },
+        );
     }
     Ok(out)
 }
@@ -292,6 +315,11 @@ async fn reserve(
                 StoreError::BudgetExhausted { dataset }
             }
             Shortfall::Agreement(agreement) => StoreError::AgreementBudgetExhausted { agreement },
+            Shortfall::BelowMinimum { minimum, set_by } => StoreError::BelowMinimum {
+                epsilon: eps,
+                minimum,
+                set_by,
+            },
         });
     }
 

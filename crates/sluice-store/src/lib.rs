@@ -42,7 +42,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
 pub use audit::{AuditEntry, AuditError, GENESIS, verify_audit_chain};
-pub use ledger::Shortfall;
+pub use ledger::{DEFAULT_MIN_EPSILON, Shortfall};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -54,6 +54,13 @@ pub enum StoreError {
     BudgetExhausted { dataset: String },
     #[error("privacy budget exhausted on agreement {agreement}")]
     AgreementBudgetExhausted { agreement: String },
+    /// The job's ε is below the least one job may spend.
+    #[error("epsilon {epsilon} is below the least a job may spend, {minimum} ({set_by})")]
+    BelowMinimum {
+        epsilon: Epsilon,
+        minimum: Epsilon,
+        set_by: String,
+    },
     #[error("{0} not found")]
     NotFound(String),
     #[error("invalid operation: {0}")]
@@ -204,6 +211,8 @@ pub struct JobRecord {
     pub message: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+    /// When a running job's outcome becomes visible (its schedule).
+    pub due_at: Option<String>,
 }
 
 /// Selects a job row with whether it awaits review.
@@ -956,6 +965,20 @@ impl Store {
         state: JobState,
         message: Option<&str>,
     ) -> Result<(), StoreError> {
+        self.set_job_state_at(actor, job_id, state, message, &now_rfc3339())
+            .await
+    }
+
+    /// [`Store::set_job_state`] recorded at `at`: a job's scheduled time,
+    /// so that what its submitter sees follows the schedule, not the work.
+    pub async fn set_job_state_at(
+        &self,
+        actor: &str,
+        job_id: &str,
+        state: JobState,
+        message: Option<&str>,
+        at: &str,
+    ) -> Result<(), StoreError> {
         if state == JobState::Released {
             return Err(StoreError::Invalid(
                 "a job becomes released only through release_job".into(),
@@ -974,7 +997,7 @@ impl Store {
         sqlx::query("UPDATE jobs SET state = ?, message = ?, updated_at = ? WHERE id = ?")
             .bind(state.as_str())
             .bind(message)
-            .bind(now_rfc3339())
+            .bind(at)
             .bind(job_id)
             .execute(&mut *tx)
             .await?;
@@ -997,6 +1020,7 @@ impl Store {
             message: row.get("message"),
             created_at: row.get("created_at"),
             updated_at: row.get("updated_at"),
+            due_at: row.get("due_at"),
         })
     }
 
@@ -1028,8 +1052,20 @@ impl Store {
         job_id: &str,
         release_json: &str,
     ) -> Result<(), StoreError> {
+        self.release_job_at(actor, job_id, release_json, &now_rfc3339())
+            .await
+    }
+
+    /// [`Store::release_job`] recorded at `at`, the job's scheduled time.
+    pub async fn release_job_at(
+        &self,
+        actor: &str,
+        job_id: &str,
+        release_json: &str,
+        at: &str,
+    ) -> Result<(), StoreError> {
         let digest = sluice_crypto::sha256_hex(release_json.as_bytes());
-        let now = now_rfc3339();
+        let now = at.to_owned();
         let mut tx = self.write().await?;
         open_job_state(&mut tx, job_id).await?;
         audit::append(
@@ -1056,6 +1092,92 @@ impl Store {
         .await?;
         commit(tx).await?;
         Ok(())
+    }
+
+    /// Sets when a running job's outcome becomes visible: at admission, and
+    /// later once per misprediction (each a scheduled time itself).
+    pub async fn schedule_job(
+        &self,
+        actor: &str,
+        job_id: &str,
+        due_at: &str,
+        at: &str,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        open_job_state(&mut tx, job_id).await?;
+        audit::append(
+            &mut tx,
+            actor,
+            "job.schedule",
+            job_id,
+            &serde_json::json!({"due_at": due_at}),
+        )
+        .await?;
+        sqlx::query("UPDATE jobs SET due_at = ?, updated_at = ? WHERE id = ?")
+            .bind(due_at)
+            .bind(at)
+            .bind(job_id)
+            .execute(&mut *tx)
+            .await?;
+        commit(tx).await?;
+        Ok(())
+    }
+
+    /// The level `user_id`'s predictions under `principal` have reached
+    /// (0 until a first misprediction).
+    pub async fn timing_level(&self, user_id: &str, principal: &str) -> Result<u32, StoreError> {
+        let level: Option<i64> = sqlx::query_scalar(
+            "SELECT level FROM timing_levels WHERE user_id = ? AND principal = ?",
+        )
+        .bind(user_id)
+        .bind(principal)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(level.map_or(0, |l| u32::try_from(l).unwrap_or(u32::MAX)))
+    }
+
+    /// Records a misprediction of `job_id`: the principal's level rises to
+    /// at least `level`, for good. Returns the level now in force.
+    pub async fn raise_timing_level(
+        &self,
+        actor: &str,
+        user_id: &str,
+        principal: &str,
+        job_id: &str,
+        level: u32,
+    ) -> Result<u32, StoreError> {
+        let mut tx = self.write().await?;
+        audit::append(
+            &mut tx,
+            actor,
+            "timing.misprediction",
+            job_id,
+            &serde_json::json!({"user": user_id, "principal": principal, "level": level}),
+        )
+        .await?;
+        sqlx::query(
+            "INSERT INTO timing_levels (user_id, principal, level, mispredictions, updated_at)
+             VALUES (?, ?, ?, 1, ?)
+             ON CONFLICT (user_id, principal) DO UPDATE SET
+               level = MAX(level, excluded.level),
+               mispredictions = mispredictions + 1,
+               updated_at = excluded.updated_at",
+        )
+        .bind(user_id)
+        .bind(principal)
+        .bind(i64::from(level))
+        .bind(now_rfc3339())
+        .execute(&mut *tx)
+        .await?;
+        let now: i64 = sqlx::query_scalar(
+            "SELECT level FROM timing_levels WHERE user_id = ? AND principal = ?",
+        )
+        .bind(user_id)
+        .bind(principal)
+        .fetch_one(&mut *tx)
+        .await?;
+        commit(tx).await?;
+        Ok(u32::try_from(now).unwrap_or(u32::MAX))
     }
 
     /// A released job of this user with the same manifest digest on the same

@@ -91,6 +91,11 @@ pub struct JobView {
     pub epsilon: String,
     pub created_at: String,
     pub updated_at: String,
+    /// A running job's outcome becomes visible at this time (RFC 3339 with
+    /// milliseconds), fixed before it read any data; a job not done by
+    /// then gets a later one (docs/threat-model.md, "Timing").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -341,6 +346,11 @@ pub struct AgreementTerms {
     pub dispute_resolution: String,
     /// Privacy budget the provider intends for the agreement, recorded.
     pub epsilon: f64,
+    /// The least ε one job under the agreement spends (default 0.001): it
+    /// bounds how many jobs the budget buys, and with them what any side
+    /// channel such as timing can reveal (docs/threat-model.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_epsilon_per_job: Option<f64>,
 }
 
 /// `POST /v1/applications/{id}/decision`: approve with the agreement's
@@ -393,6 +403,8 @@ pub struct AgreementView {
     pub epsilon: String,
     pub epsilon_spent: String,
     pub epsilon_remaining: String,
+    /// The least ε one job under the agreement spends.
+    pub min_epsilon_per_job: String,
 }
 
 #[cfg(test)]

@@ -167,10 +167,119 @@ pub enum SandboxResponse {
         written: Vec<bool>,
         spawned: bool,
     },
-    /// Failed after data was touched; the category is generic.
+    /// Failed after data may have been touched: a category from a fixed
+    /// set, so that nothing derived from the data crosses into the server.
     Failed {
-        category: String,
+        category: Failure,
     },
+}
+
+/// Why a sandbox task failed. The set is fixed and carries no detail: an
+/// engine's error text can quote the value it failed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Failure {
+    /// The job's engine failed while reading or computing.
+    Execution,
+    /// Writing a new version failed (disk full, file size limit).
+    Write,
+    /// Reading a stored version for a preview or export failed.
+    Read,
+    /// The task itself was unusable (a bad key, a malformed request).
+    BadTask,
+}
+
+impl Failure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Failure::Execution => "execution_failed",
+            Failure::Write => "write_failed",
+            Failure::Read => "read_failed",
+            Failure::BadTask => "bad_task",
+        }
+    }
+}
+
+/// What a sandbox may say on stderr, the operator log: one line
+/// `sluice-sandbox: <code>` per event, from this fixed set. The server logs
+/// recognised lines and drops anything else unread, since an engine or a
+/// panic message could quote data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Diagnostic {
+    /// A task failed (see [`Failure`]).
+    Failed(Failure),
+    /// The sandbox panicked; the message is not printed.
+    Panicked,
+    /// The task line on stdin could not be read or parsed.
+    MalformedTask,
+    /// The async runtime could not start.
+    RuntimeFailed,
+    /// The ingest output directory could not be created.
+    OutputDirFailed,
+    /// A protection the OS does not offer here (see docs/threat-model.md).
+    NoNetworkIsolation,
+    NoFileIsolation,
+    PartialFileIsolation,
+    NoSeccomp,
+    ResourceLimitsIncomplete,
+}
+
+const DIAGNOSTIC_PREFIX: &str = "sluice-sandbox: ";
+
+impl Diagnostic {
+    const ALL: [Diagnostic; 13] = [
+        Diagnostic::Failed(Failure::Execution),
+        Diagnostic::Failed(Failure::Write),
+        Diagnostic::Failed(Failure::Read),
+        Diagnostic::Failed(Failure::BadTask),
+        Diagnostic::Panicked,
+        Diagnostic::MalformedTask,
+        Diagnostic::RuntimeFailed,
+        Diagnostic::OutputDirFailed,
+        Diagnostic::NoNetworkIsolation,
+        Diagnostic::NoFileIsolation,
+        Diagnostic::PartialFileIsolation,
+        Diagnostic::NoSeccomp,
+        Diagnostic::ResourceLimitsIncomplete,
+    ];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Diagnostic::Failed(f) => f.as_str(),
+            Diagnostic::Panicked => "panicked",
+            Diagnostic::MalformedTask => "malformed_task",
+            Diagnostic::RuntimeFailed => "runtime_failed",
+            Diagnostic::OutputDirFailed => "output_dir_failed",
+            Diagnostic::NoNetworkIsolation => "no_network_isolation",
+            Diagnostic::NoFileIsolation => "no_file_isolation",
+            Diagnostic::PartialFileIsolation => "partial_file_isolation",
+            Diagnostic::NoSeccomp => "no_seccomp",
+            Diagnostic::ResourceLimitsIncomplete => "resource_limits_incomplete",
+        }
+    }
+
+    /// The stderr line that reports it.
+    pub fn line(self) -> String {
+        format!("{DIAGNOSTIC_PREFIX}{}", self.code())
+    }
+
+    /// The diagnostic a stderr line reports, if it is exactly one.
+    pub fn parse(line: &str) -> Option<Diagnostic> {
+        let code = line.strip_prefix(DIAGNOSTIC_PREFIX)?;
+        Self::ALL.into_iter().find(|d| d.code() == code)
+    }
+
+    /// Whether it means a protection is missing (the operator must know).
+    pub fn is_missing_protection(self) -> bool {
+        matches!(
+            self,
+            Diagnostic::NoNetworkIsolation
+                | Diagnostic::NoFileIsolation
+                | Diagnostic::PartialFileIsolation
+                | Diagnostic::NoSeccomp
+                | Diagnostic::ResourceLimitsIncomplete
+        )
+    }
 }
 
 /// What a query will cost and how accurate it will be, known before any

@@ -176,6 +176,9 @@ fn default_id_space() -> String {
 pub const MAX_ROWS_PER_UNIT_LIMIT: u32 = 10_000;
 pub const MAX_COLUMNS: usize = 1_000;
 pub const MAX_DOMAIN_SIZE: usize = 100_000;
+/// Longest text cell a stored version holds, in bytes: ingest refuses a
+/// longer one, and row expressions bound the text they build from it.
+pub const MAX_CELL_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SchemaError(pub Vec<String>);
