@@ -15,8 +15,14 @@
 //!
 //! A file is accepted whole or not at all: every type error is collected and
 //! reported together, and nothing partial comes out.
+//!
+//! Every reader works within [`IngestLimits`] and checks them while it
+//! streams or decompresses, so that a small file cannot make ingest expand,
+//! allocate or parse without bound; a reader that panics on corrupt input
+//! gives [`IngestError::Malformed`].
 
 mod convert;
+mod limits;
 mod quality;
 mod read;
 mod store;
@@ -29,9 +35,10 @@ use sluice_crypto::Pseudonymizer;
 use sluice_types::schema::{ColumnType, DatasetSchema, SchemaError};
 use sluice_types::{DataFormat, QualityReport};
 
+pub use limits::{IngestLimits, Limit};
 pub use store::{StoredVersion, preview, write_version};
 
-/// Largest upload ingest accepts.
+/// Largest upload ingest accepts by default ([`IngestLimits::input_bytes`]).
 pub const MAX_INPUT_BYTES: usize = 512 * 1024 * 1024;
 /// How many row numbers an error lists per problem.
 pub const MAX_ROWS_LISTED: usize = 10;
@@ -44,8 +51,10 @@ pub enum IngestError {
     Schema(#[from] SchemaError),
     #[error("file has no data rows")]
     Empty,
-    #[error("file is {size} bytes, more than the limit of {MAX_INPUT_BYTES} bytes")]
-    TooLarge { size: usize },
+    /// The upload is over one of the [`IngestLimits`]; `what` names the
+    /// part of the file and the bound, never a value.
+    #[error("{what} (limit: {limit})")]
+    Limit { what: String, limit: Limit },
     /// The file cannot be parsed as the format it was declared as.
     #[error("{format} file is malformed: {detail}")]
     Malformed {
@@ -179,15 +188,49 @@ pub fn ingest(
     schema: &DatasetSchema,
     pseudonymizer: &Pseudonymizer,
 ) -> Result<Ingested, IngestError> {
+    ingest_with_limits(
+        input,
+        format,
+        schema,
+        pseudonymizer,
+        &IngestLimits::default(),
+    )
+}
+
+/// [`ingest`] within `limits` instead of the defaults.
+pub fn ingest_with_limits(
+    input: &[u8],
+    format: DataFormat,
+    schema: &DatasetSchema,
+    pseudonymizer: &Pseudonymizer,
+    limits: &IngestLimits,
+) -> Result<Ingested, IngestError> {
     schema.validate()?;
-    if input.len() > MAX_INPUT_BYTES {
-        return Err(IngestError::TooLarge { size: input.len() });
+    if input.len() as u64 > limits.input_bytes {
+        return Err(IngestError::Limit {
+            what: format!(
+                "the file is {} bytes, more than {}",
+                input.len(),
+                limits.input_bytes
+            ),
+            limit: Limit::InputSize,
+        });
+    }
+    if schema.columns.len() > limits.columns {
+        return Err(IngestError::Limit {
+            what: format!(
+                "the schema declares {} columns, more than {}",
+                schema.columns.len(),
+                limits.columns
+            ),
+            limit: Limit::Columns,
+        });
     }
     if input.iter().all(u8::is_ascii_whitespace) {
         return Err(IngestError::Empty);
     }
-    let mut sink = convert::Sink::new(schema, pseudonymizer);
-    read::read(input, format, &mut sink)?;
+    let mut sink = convert::Sink::new(schema, pseudonymizer, limits);
+    read::read(input, format, &mut sink, limits)?;
     let columns = sink.finish()?;
     let report = quality::report(&columns, schema);
     let batch = convert::to_batch(&columns, schema, pseudonymizer)?;

@@ -553,7 +553,16 @@ mod errors {
         // calloc'd, so the pages are never touched.
         let big = vec![0u8; sluice_ingest::MAX_INPUT_BYTES + 1];
         let e = run(&big, DataFormat::Csv, &schema(SMALL)).unwrap_err();
-        assert!(matches!(e, IngestError::TooLarge { .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                IngestError::Limit {
+                    limit: sluice_ingest::Limit::InputSize,
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
 }
 
