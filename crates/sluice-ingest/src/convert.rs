@@ -367,12 +367,18 @@ impl<'s> Sink<'s> {
                 return Err(IngestError::DuplicateColumn(column_label(
                     name.trim(),
                     position + 1,
+                    self.schema,
                 )));
             }
             mapping.push(index);
         }
         self.check_missing()?;
         Ok(mapping)
+    }
+
+    /// How the file's column `name` at `position` appears in an error.
+    pub fn label(&self, name: &str, position: usize) -> String {
+        column_label(name, position, self.schema)
     }
 
     /// A file with `width` columns is within the columns limit.
@@ -416,7 +422,7 @@ impl<'s> Sink<'s> {
         let index = *self
             .by_name
             .get(name)
-            .ok_or_else(|| IngestError::UnknownColumn(column_label(name, position)))?;
+            .ok_or_else(|| IngestError::UnknownColumn(self.label(name, position)))?;
         self.columns[index].seen = true;
         Ok(index)
     }

@@ -126,6 +126,21 @@ impl<R: Read> Read for Capped<R> {
     }
 }
 
+/// Proptest settings of this crate's fuzz tests: `cases` unless
+/// PROPTEST_CASES says otherwise, a fixed seed unless PROPTEST_RNG_SEED does.
+#[cfg(test)]
+pub(crate) fn fuzz_config(cases: u32) -> proptest::test_runner::Config {
+    let mut c = proptest::test_runner::Config::default();
+    if std::env::var_os("PROPTEST_CASES").is_none() {
+        c.cases = cases;
+    }
+    if std::env::var_os("PROPTEST_RNG_SEED").is_none() {
+        c.rng_seed = proptest::test_runner::RngSeed::Fixed(0x5_1c3);
+    }
+    c.failure_persistence = None;
+    c
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

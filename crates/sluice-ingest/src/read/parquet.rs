@@ -9,10 +9,12 @@
 //! header (`pages.rs`): the pages' uncompressed sizes, which bound what the
 //! SNAPPY, ZSTD and LZ4_RAW decoders may produce, add up within the limit;
 //! GZIP pages, whose decoder is not bounded by its header, are inflated here
-//! through a cap first; codecs that cannot be bounded are refused, and so is
-//! DELTA_BYTE_ARRAY, which lets a page repeat a long value without bound.
-//! Text columns are read as dictionaries, so a dictionary value is never
-//! copied into every row of a batch, and batches shrink when rows are wide.
+//! through a cap first; codecs that cannot be bounded are refused. Text
+//! columns are read as dictionaries, so a dictionary value is not copied
+//! into every row of a batch; where values can still be copied (a chunk that
+//! mixes dictionary and plain pages, DELTA_BYTE_ARRAY pages, whose values
+//! repeat prefixes of the ones before) or are wide, batches shrink so that
+//! one stays within [`BATCH_BYTES`].
 
 mod pages;
 
@@ -33,7 +35,7 @@ use parquet::schema::types::ColumnDescriptor;
 use super::malformed;
 use crate::convert::{Raw, Sink};
 use crate::limits::{Capped, Limit, over};
-use crate::{IngestError, IngestLimits, column_label};
+use crate::{IngestError, IngestLimits};
 
 const PARQUET: &str = "Parquet";
 /// Rows per batch at most, and the bytes a batch may take.
@@ -68,14 +70,14 @@ pub fn read(input: &[u8], sink: &mut Sink<'_>, limits: &IngestLimits) -> Result<
     let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Skip);
     let meta = ArrowReaderMetadata::load(&bytes, options.clone())
         .map_err(|e| malformed(PARQUET, describe(&e)))?;
-    check_footer(meta.metadata(), footer, limits)?;
-    let spill = check_pages(input, meta.metadata(), footer, limits)?;
+    check_footer(meta.metadata(), footer, limits, sink)?;
+    let copies = check_pages(input, meta.metadata(), footer, limits)?;
     let meta = ArrowReaderMetadata::try_new(
         meta.metadata().clone(),
         options.with_schema(dictionary_schema(meta.schema())),
     )
     .map_err(|e| malformed(PARQUET, describe(&e)))?;
-    let batch_size = batch_size(meta.metadata(), &spill);
+    let batch_size = batch_size(meta.metadata(), &copies);
     let header: Vec<String> = meta
         .schema()
         .fields()
@@ -116,6 +118,7 @@ fn check_footer(
     meta: &ParquetMetaData,
     footer: u64,
     limits: &IngestLimits,
+    sink: &Sink<'_>,
 ) -> Result<(), IngestError> {
     let descr = meta.file_metadata().schema_descr();
     if descr.num_columns() > limits.columns {
@@ -134,7 +137,7 @@ fn check_footer(
                 PARQUET,
                 format!(
                     "column {} is nested (a list, map or struct); ingest reads flat columns only",
-                    column_label(&col.path().string(), i + 1)
+                    sink.label(&col.path().parts()[0], i + 1)
                 ),
             ));
         }
@@ -145,7 +148,7 @@ fn check_footer(
                 Limit::CellSize,
                 format!(
                     "column {} of the Parquet file has fixed-length values of {} bytes, more than {}",
-                    column_label(col.name(), i + 1),
+                    sink.label(col.name(), i + 1),
                     col.type_length(),
                     limits.cell_bytes
                 ),
@@ -207,9 +210,12 @@ fn unbounded_codec(c: Compression) -> Option<&'static str> {
 }
 
 /// Walks every page header of every column chunk (see the module doc).
-/// Returns, per column, the largest dictionary page of a chunk that also
-/// has pages not encoded with it: the reader then copies dictionary values
-/// into each batch, so the batch size must allow for it.
+/// Returns, per column, the bytes one value may take in a batch when the
+/// reader copies it from elsewhere: the largest dictionary page of a chunk
+/// that also has pages not encoded with it (the reader then copies
+/// dictionary values into the batch), plus the largest DELTA_BYTE_ARRAY page
+/// (a value there is a prefix of the one before and a suffix, so at most the
+/// page).
 fn check_pages(
     input: &[u8],
     meta: &ParquetMetaData,
@@ -218,7 +224,7 @@ fn check_pages(
 ) -> Result<Vec<u64>, IngestError> {
     let truncated = || malformed(PARQUET, "the file is truncated");
     let bad_header = || malformed(PARQUET, "a page header cannot be read");
-    let mut spill = vec![0u64; meta.file_metadata().schema_descr().num_columns()];
+    let mut copies = vec![0u64; meta.file_metadata().schema_descr().num_columns()];
     let mut total = footer;
     for rg in meta.row_groups() {
         for (c, col) in rg.columns().iter().enumerate() {
@@ -230,7 +236,7 @@ fn check_pages(
                 .filter(|&end| end <= input.len())
                 .ok_or_else(truncated)?;
             let gzip = matches!(col.compression(), Compression::GZIP(_));
-            let (mut dictionary, mut other_pages) = (0u64, false);
+            let (mut dictionary, mut other_pages, mut delta) = (0u64, false, 0u64);
             let mut pos = start;
             while pos < end {
                 let h = pages::read_header(&input[pos..end]).ok_or_else(bad_header)?;
@@ -251,10 +257,7 @@ fn check_pages(
                     ));
                 }
                 if h.encoding == Some(pages::DELTA_BYTE_ARRAY) {
-                    return Err(malformed(
-                        PARQUET,
-                        "unsupported Parquet feature: the DELTA_BYTE_ARRAY encoding (it can repeat a long value without bound)",
-                    ));
+                    delta = delta.max(uncompressed);
                 }
                 match h.kind {
                     pages::DICTIONARY_PAGE => dictionary = dictionary.max(uncompressed),
@@ -280,12 +283,13 @@ fn check_pages(
                 }
                 pos = data_end;
             }
-            if other_pages && let Some(s) = spill.get_mut(c) {
-                *s = (*s).max(dictionary);
+            let copied = if other_pages { dictionary } else { 0 } + delta;
+            if let Some(c) = copies.get_mut(c) {
+                *c = (*c).max(copied);
             }
         }
     }
-    Ok(spill)
+    Ok(copies)
 }
 
 /// Inflates a GZIP page through a cap of its declared size: the parquet
@@ -325,14 +329,14 @@ fn dictionary_schema(schema: &SchemaRef) -> SchemaRef {
 }
 
 /// Rows per batch: [`BATCH_ROWS`], or fewer so that a batch of fixed-size
-/// values and copied dictionary values stays within [`BATCH_BYTES`].
-fn batch_size(meta: &ParquetMetaData, spill: &[u64]) -> usize {
+/// and copied values stays within [`BATCH_BYTES`].
+fn batch_size(meta: &ParquetMetaData, copies: &[u64]) -> usize {
     let descr = meta.file_metadata().schema_descr();
     let width: u64 = descr
         .columns()
         .iter()
-        .zip(spill)
-        .map(|(col, spill)| physical_width(col) + VALUE_OVERHEAD + spill)
+        .zip(copies)
+        .map(|(col, copied)| physical_width(col) + VALUE_OVERHEAD + copied)
         .sum();
     (BATCH_BYTES / width.max(1)).clamp(1, BATCH_ROWS) as usize
 }

@@ -257,7 +257,7 @@ impl Part {
     fn name(self) -> &'static str {
         match self {
             Part::Sheet => "sheet",
-            Part::SharedStrings => "shared strings",
+            Part::SharedStrings => "shared string table",
             Part::Other => "workbook",
         }
     }
@@ -369,8 +369,16 @@ impl<'l> XmlScan<'l> {
                         }
                         (Some(n), _) => Some(n + 1),
                     };
-                    if self.token > self.limits.cell_bytes as u64 {
-                        return Err(self.too_long("a value", self.limits.cell_bytes as u64));
+                    // Sheets and shared strings hold values; other parts'
+                    // text is bounded like a tag.
+                    let (cap, what) = match self.part {
+                        Part::Sheet | Part::SharedStrings => {
+                            (self.limits.cell_bytes as u64, "a value")
+                        }
+                        Part::Other => (self.limits.cell_bytes as u64 + TAG_MARKUP, "a text"),
+                    };
+                    if self.token > cap {
+                        return Err(self.too_long(what, cap));
                     }
                 }
             },
@@ -644,6 +652,33 @@ mod tests {
                 Err(IngestError::Limit { limit: got, .. }) => assert_eq!(got, *limit, "{xml}"),
                 other => panic!("{xml}: {other:?}"),
             }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(crate::limits::fuzz_config(1000))]
+
+        /// Any bytes in any chunks: a count or a limit error, never a
+        /// panic; and the chunking never changes the outcome.
+        #[test]
+        fn fuzz_xml_scan(
+            bytes in proptest::collection::vec(proptest::sample::select(&b"<>/!?-[]CDAT\"' =&;:rowcsheetDatasi x"[..]), 0..300),
+            chunk in 1usize..50,
+        ) {
+            let l = small();
+            let whole = {
+                let mut s = XmlScan::new(&l);
+                s.start(Part::Sheet);
+                s.feed(&bytes).map(|()| s.kept).map_err(|e| e.to_string())
+            };
+            let mut s = XmlScan::new(&l);
+            s.start(Part::Sheet);
+            let chunked = bytes
+                .chunks(chunk)
+                .try_for_each(|c| s.feed(c))
+                .map(|()| s.kept)
+                .map_err(|e| e.to_string());
+            proptest::prop_assert_eq!(whole, chunked);
         }
     }
 

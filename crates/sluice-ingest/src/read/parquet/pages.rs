@@ -230,34 +230,39 @@ impl<'a> Compact<'a> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    /// A version 2 data page header: type DATA_PAGE_V2 (3), sizes 100 and
+    /// 40, a crc, then a v2 header with a statistics struct, levels 3 + 2
+    /// and is_compressed=false; then one byte of page data.
+    const V2: &[u8] = &[
+        0x15, 0x06, // field 1, i32: 3
+        0x15, 0xc8, 0x01, // field 2, i32: 100
+        0x15, 0x50, // field 3, i32: 40
+        0x15, 0x02, // field 4 (crc), i32: 1
+        0x4c, // field 8 (delta 4), struct
+        0x15, 0x04, // 1: num_values 2
+        0x15, 0x00, // 2: num_nulls 0
+        0x15, 0x04, // 3: num_rows 2
+        0x15, 0x10, // 4: encoding 8 (RLE_DICTIONARY)
+        0x15, 0x06, // 5: definition levels 3
+        0x15, 0x04, // 6: repetition levels 2
+        0x12, // 7: is_compressed = false
+        0x1c, // 8: statistics struct
+        0x18, 0x02, 0xaa, 0xbb, // 1: binary of 2 bytes
+        0x19, 0x21, 0x01, 0x02, // 2: a list of two booleans
+        0x00, // end of statistics
+        0x00, // end of v2 header
+        0x00, // end of page header
+        0xff, // the page data
+    ];
 
     #[test]
     fn reads_the_checked_fields_and_skips_the_rest() {
-        // type=DATA_PAGE_V2 (3), sizes 100 and 40, crc, then a v2 header
-        // with a statistics struct, levels 3 + 2 and is_compressed=false.
-        let bytes = [
-            0x15, 0x06, // field 1, i32: 3
-            0x15, 0xc8, 0x01, // field 2, i32: 100
-            0x15, 0x50, // field 3, i32: 40
-            0x15, 0x02, // field 4 (crc), i32: 1
-            0x4c, // field 8 (delta 4), struct
-            0x15, 0x04, // 1: num_values 2
-            0x15, 0x00, // 2: num_nulls 0
-            0x15, 0x04, // 3: num_rows 2
-            0x15, 0x10, // 4: encoding 8 (RLE_DICTIONARY)
-            0x15, 0x06, // 5: definition levels 3
-            0x15, 0x04, // 6: repetition levels 2
-            0x12, // 7: is_compressed = false
-            0x1c, // 8: statistics struct
-            0x18, 0x02, 0xaa, 0xbb, // 1: binary of 2 bytes
-            0x19, 0x21, 0x01, 0x02, // 2: a list of two booleans
-            0x00, // end of statistics
-            0x00, // end of v2 header
-            0x00, // end of page header
-            0xff, // the page data
-        ];
-        let h = read_header(&bytes).unwrap();
+        let bytes = V2;
+        let h = read_header(bytes).unwrap();
         assert_eq!(
             h,
             PageHeader {
@@ -279,5 +284,29 @@ mod tests {
             read_header(&[0x15, 0x06, 0x15, 0x01, 0x15, 0x02, 0x00]),
             None
         );
+    }
+
+    proptest! {
+        #![proptest_config(crate::limits::fuzz_config(2000))]
+
+        /// Any bytes, or a header with bytes changed: a header or None,
+        /// never a panic, and never longer than its input.
+        #[test]
+        fn fuzz_page_header_reader(
+            noise in prop::collection::vec(any::<u8>(), 0..48),
+            edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+        ) {
+            let mut edited = V2.to_vec();
+            for (i, v) in &edits {
+                let p = i.index(edited.len());
+                edited[p] = *v;
+            }
+            for bytes in [noise, edited] {
+                if let Some(h) = read_header(&bytes) {
+                    prop_assert!(h.len <= bytes.len());
+                    prop_assert!(h.uncompressed >= 0 && h.compressed >= 0 && h.levels >= 0);
+                }
+            }
+        }
     }
 }
