@@ -291,6 +291,7 @@ pub async fn prepare(
             columns,
             outputs,
             blocks,
+            ..
         } => JobTask::Wasm(WasmTask {
             module: module.clone(),
             mode: *mode,
@@ -299,6 +300,7 @@ pub async fn prepare(
             outputs: outputs.clone(),
             blocks: *blocks,
             epsilon,
+            limits: manifest.job.wasm_limits(),
         }),
         JobKind::Train {
             model,

@@ -101,6 +101,11 @@ pub struct WasmTask {
     #[serde(default)]
     pub blocks: Option<u32>,
     pub epsilon: Epsilon,
+    /// Fuel and memory per unit (map) or block (sample-aggregate), fixed
+    /// when the job was prepared; absent from tasks held before limits
+    /// were declared, which get the mode's defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<crate::manifest::WasmLimits>,
 }
 
 /// A DP training job: the row-level query over `tables` whose output
