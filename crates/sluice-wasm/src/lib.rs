@@ -248,7 +248,7 @@ impl Guest {
                     && matches!(results[..], [F64]))
                 {
                     problems.push(format!(
-                        "export {MAP_VALUE} must take (i32 rows, i32 values, i32 output) and return one f64"
+                        "export {MAP_VALUE} must take (i32 address, i32 count, i32 output) and return one f64"
                     ));
                 }
                 if !matches!(module.get_export("memory"), Some(ExternType::Memory(_))) {
