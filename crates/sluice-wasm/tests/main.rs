@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+mod fuzz;
 mod gradient;
 mod pure;
 
