@@ -161,6 +161,16 @@ pub async fn run(task: SandboxTask, payload: &[u8]) -> SandboxResponse {
                 Err(e) => failed("preview_failed", &e),
             }
         }
+        SandboxTask::Export(t) => {
+            let max = usize::try_from(t.max_bytes).unwrap_or(usize::MAX);
+            match sluice_ingest::export_csv(std::path::Path::new(&t.path), max) {
+                Ok(csv) => SandboxResponse::Exported { csv },
+                Err(e @ sluice_ingest::ExportError::TooLarge { .. }) => SandboxResponse::Rejected {
+                    reasons: vec![e.to_string()],
+                },
+                Err(e) => failed("export_failed", &e),
+            }
+        }
     }
 }
 
@@ -188,6 +198,10 @@ pub fn file_access(task: &SandboxTask) -> std::io::Result<FileAccess> {
         },
         SandboxTask::Preview(p) => FileAccess {
             read: vec![p.path.clone().into()],
+            write_dir: None,
+        },
+        SandboxTask::Export(t) => FileAccess {
+            read: vec![t.path.clone().into()],
             write_dir: None,
         },
         SandboxTask::Ingest(t) => {

@@ -22,6 +22,7 @@
 //! gives [`IngestError::Malformed`].
 
 mod convert;
+mod export;
 mod limits;
 mod quality;
 mod read;
@@ -35,6 +36,7 @@ use sluice_crypto::Pseudonymizer;
 use sluice_types::schema::{ColumnType, DatasetSchema, SchemaError};
 use sluice_types::{DataFormat, QualityReport};
 
+pub use export::{ExportError, export_csv};
 pub use limits::{IngestLimits, Limit};
 pub use store::{StoredVersion, preview, write_version};
 
