@@ -1,7 +1,8 @@
 //! Process isolation of `sluice sandbox`, in two steps:
 //!
 //! 1. [`apply_limits`], before the task is read: resource limits and a fresh
-//!    network namespace.
+//!    network namespace; for an ingest task, [`limit_ingest`] then lowers
+//!    them to what parsing an upload needs.
 //! 2. [`confine`], once the task is known and before any thread exists (both
 //!    Landlock and seccomp bind the calling thread and its future children):
 //!    the filesystem shrinks to the task's own files (Landlock), TCP and
@@ -53,6 +54,39 @@ pub fn apply_limits() -> Vec<String> {
         missing.push(format!("network isolation unavailable ({e})"));
     }
     missing
+}
+
+/// Lowers the address space and CPU time to the ingest limits
+/// (`IngestLimits::process_memory_bytes` and `process_cpu_seconds`): parsing
+/// an upload needs neither wasmtime's reserved instance slots nor
+/// DataFusion's pool, so a file that gets past the ingest limits still
+/// cannot take more memory or time than this. Process-wide, and limits can
+/// only go down: call it only in the sandbox process, once the task is
+/// known to be an ingest. Returns the limits that could not be set.
+pub fn limit_ingest() -> Vec<String> {
+    let limits = sluice_ingest::IngestLimits::default();
+    let mut missing = Vec::new();
+    for (res, v) in [
+        (Resource::RLIMIT_AS, limits.process_memory_bytes),
+        (Resource::RLIMIT_CPU, limits.process_cpu_seconds),
+    ] {
+        if let Err(e) = setrlimit(res, v, v) {
+            missing.push(format!("setrlimit {res:?} for ingest: {e}"));
+        }
+    }
+    missing
+}
+
+/// Replaces the panic message with its location: a parser that panics on
+/// an upload may put bytes of it in the message, and stderr is the
+/// operator log, which must hold no private values.
+pub fn panics_without_payload() {
+    std::panic::set_hook(Box::new(|info| {
+        let at = info
+            .location()
+            .map_or_else(String::new, |l| format!(" at {}:{}", l.file(), l.line()));
+        eprintln!("sandbox: a reader panicked{at} (message withheld)");
+    }));
 }
 
 /// The files a task may touch: dataset versions it reads, and for ingest the

@@ -71,12 +71,17 @@ fn describe_gradient(custom: &Option<CustomGuest>) -> String {
         None => "the built-in gradient".into(),
         Some(c) => {
             let info = c.guest.info();
+            let limits =
+                sluice_types::manifest::WasmLimits::defaults(sluice_types::manifest::WasmMode::Map);
             format!(
-                "a custom gradient from WASM module sha256 {}, {} bytes, imports [{}], exports [{}] (a failed unit counts as a zero gradient)",
+                "a custom gradient from WASM module sha256 {}, {} bytes, imports [{}], exports [{}] (per unit and step at most fuel {}, memory {} pages, deadline {} ms; a failed unit counts as a zero gradient)",
                 c.digest,
                 info.size,
                 info.imports.join(", "),
-                info.exports.join(", ")
+                info.exports.join(", "),
+                limits.fuel,
+                limits.memory_pages,
+                limits.deadline().as_secs_f64() * 1e3,
             )
         }
     }

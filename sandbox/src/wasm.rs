@@ -2,7 +2,7 @@
 //! in the server), checked against the dataset's schema, run on each unit's
 //! rows, and only the clamped, noised aggregate comes back.
 
-use sluice_types::manifest::WasmMode;
+use sluice_types::manifest::{WasmLimits, WasmMode};
 use sluice_types::privacy::Delta;
 use sluice_types::release::{Cell, ColumnKind, OutputColumn, ReleasedOutputs};
 use sluice_types::sandbox::{ColumnEstimate, Estimate, SandboxResponse, WasmTask};
@@ -38,7 +38,7 @@ fn prepare(t: &WasmTask) -> Result<Prepared, Vec<String>> {
         }
     };
     let digest = sluice_crypto::sha256_hex(&bytes);
-    let guest = Guest::compile(&bytes, Limits::default()).and_then(|g| {
+    let guest = Guest::compile(&bytes, Limits::from(limits(t))).and_then(|g| {
         // A map_value module's memory must hold the schema's largest unit:
         // known before any data, so found here, not after reading rows.
         if t.mode == WasmMode::Map {
@@ -62,6 +62,41 @@ fn prepare(t: &WasmTask) -> Result<Prepared, Vec<String>> {
             Err(problems)
         }
     }
+}
+
+/// The task's limits; a task held before they were declared runs with
+/// the mode's defaults.
+fn limits(t: &WasmTask) -> WasmLimits {
+    t.limits.unwrap_or_else(|| WasmLimits::defaults(t.mode))
+}
+
+/// What one run of the guest may cost, for reviewers and for predicting
+/// the job's duration: known before any data.
+fn describe_limits(t: &WasmTask) -> String {
+    let l = limits(t);
+    let deadline_ms = l.deadline().as_secs_f64() * 1e3;
+    let (per, total) = match t.mode {
+        WasmMode::Map => (
+            "unit",
+            format!("at most {deadline_ms} ms of guest time per privacy unit"),
+        ),
+        WasmMode::SampleAggregate => {
+            let blocks = t.blocks.unwrap_or(0);
+            (
+                "block",
+                format!(
+                    "at most {} ms of guest time in all ({blocks} blocks)",
+                    deadline_ms * f64::from(blocks)
+                ),
+            )
+        }
+    };
+    format!(
+        "limits per {per}: fuel {}, memory {} pages ({} KiB), deadline {deadline_ms} ms, a {per} that runs out gives the defaults: {total}",
+        l.fuel,
+        l.memory_pages,
+        l.memory_bytes() / 1024,
+    )
 }
 
 fn blocks(t: &WasmTask) -> Option<usize> {
@@ -95,7 +130,7 @@ pub fn analyze(t: &WasmTask) -> SandboxResponse {
     };
     let info = p.guest.info();
     let plan = format!(
-        "WASM module sha256 {}, {} bytes, imports [{}], exports [{}]; {}; mode {}; dataset {} with at most {} row(s) per privacy unit; columns [{}]; each output clamped to its bounds, a failed unit gives the defaults; epsilon {} split equally over the outputs; L1 sensitivity per output [{}]",
+        "WASM module sha256 {}, {} bytes, imports [{}], exports [{}]; {}; {}; mode {}; dataset {} with at most {} row(s) per privacy unit; columns [{}]; each output clamped to its bounds, a failed unit gives the defaults; epsilon {} split equally over the outputs; L1 sensitivity per output [{}]",
         p.digest,
         info.size,
         info.imports.join(", "),
@@ -113,6 +148,7 @@ pub fn analyze(t: &WasmTask) -> SandboxResponse {
             (false, WasmMode::Map) => "a fresh instance per unit",
             (false, WasmMode::SampleAggregate) => "a fresh instance per block",
         },
+        describe_limits(t),
         match t.mode {
             WasmMode::Map => "map (sum over units)".to_owned(),
             WasmMode::SampleAggregate => format!(

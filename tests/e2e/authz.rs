@@ -125,6 +125,12 @@ async fn every_route_answers_every_caller_as_documented() {
             None,
             [401, 401, 403, 403, 403, 403, 403],
         ),
+        row(
+            "GET",
+            "/v1/datasets/pums/download?format=csv",
+            None,
+            [401, 401, 403, 403, 403, 403, 403],
+        ),
         row("GET", "/v1/datasets/pums/budget", None, ALL),
         row(
             "PUT",
@@ -263,6 +269,18 @@ async fn every_route_answers_every_caller_as_documented() {
             format!("/v1/jobs/{j}/release"),
             None,
             [401, 401, 404, 404, 200, 404, 404],
+        ),
+        row(
+            "GET",
+            format!("/v1/jobs/{j}/release.csv"),
+            None,
+            [401, 401, 404, 404, 200, 404, 404],
+        ),
+        row(
+            "GET",
+            "/v1/jobs/job_nope/release.csv",
+            None,
+            [401, 401, 404, 404, 404, 404, 404],
         ),
         row(
             "GET",
@@ -410,7 +428,7 @@ async fn the_openapi_document_validates_and_every_operation_exists() {
             }
         }
     }
-    assert_eq!(operations, 44, "every registered route is documented");
+    assert_eq!(operations, 45, "every registered route is documented");
     // The admin's 200s above, and alice's own job, release and agreement:
     // every field the server sends is one the document describes, typed as
     // it says, and every field it requires is there.
@@ -575,4 +593,143 @@ async fn a_token_that_floods_is_rate_limited_alone() {
     assert!((20..=22).contains(&ok), "{statuses:?}");
     assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 40 - ok);
     assert_eq!(p.alice.raw("GET", "/v1/me", None).await.unwrap().0, 200);
+}
+
+/// Every route that takes a JSON body refuses a field it does not know,
+/// with 400 and the field named, before anything else is looked at.
+#[tokio::test]
+async fn every_json_body_refuses_unknown_fields() {
+    let p = with_pums().await;
+    let (_, text) = p.admin.raw("GET", "/openapi.json", None).await.unwrap();
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    let mut checked = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if op["requestBody"]["content"]["application/json"].is_null() {
+                continue;
+            }
+            let concrete = path
+                .replace("{name}", "pums")
+                .replace("{version}", "v")
+                .replace("{id}", "x");
+            let (status, body) = p
+                .admin
+                .raw(
+                    &method.to_uppercase(),
+                    &concrete,
+                    Some(&json!({"sluice_unknown_field": 1})),
+                )
+                .await
+                .unwrap();
+            let v: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(status, 400, "{method} {path}: {body}");
+            assert_eq!(v["code"], "bad_request", "{method} {path}: {body}");
+            let message = v["message"].as_str().unwrap();
+            assert!(
+                message.contains("unknown field `sluice_unknown_field`"),
+                "{method} {path}: {message}"
+            );
+            checked.push(format!("{method} {path}"));
+        }
+    }
+    assert!(checked.len() >= 15, "{checked:?}");
+    // Nested bodies too: an agreement's terms inside a decision.
+    let (status, body) = p
+        .admin
+        .raw(
+            "POST",
+            "/v1/applications/x/decision",
+            Some(&json!({"approve": true, "terms": {"purpose": "p", "extra": 1}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("unknown field `extra`"), "{body}");
+}
+
+/// Refusals are audited: the actor (user id, a hash prefix of an unknown
+/// token, or anonymous), the route's template and the code, once per kind
+/// and minute however often it repeats, never the token, the object's id,
+/// the query string or the body; the chain still verifies.
+#[tokio::test]
+async fn refusals_are_audited_once_per_kind_with_no_raw_values() {
+    let p = with_pums().await;
+    let fb = p
+        .alice
+        .report_feedback("pums", "error", "a value looks wrong")
+        .await
+        .unwrap();
+    let bob = p.bob.me().await.unwrap().id;
+    let alice = p.alice.me().await.unwrap().id;
+    let made_up = "slc_made_up_token_for_the_audit_test";
+    let stranger = p.admin.with_token(made_up);
+    let secret_query = format!("/v1/feedback/{}?probe=secret-query-value", fb.id);
+    let mut sent = Vec::new();
+    for _ in 0..5 {
+        sent.push(stranger.raw("GET", "/v1/me", None).await.unwrap().0);
+        sent.push(
+            p.admin
+                .anonymous()
+                .raw("GET", "/v1/datasets", None)
+                .await
+                .unwrap()
+                .0,
+        );
+        sent.push(p.bob.raw("GET", "/v1/audit", None).await.unwrap().0);
+        sent.push(p.bob.raw("GET", &secret_query, None).await.unwrap().0);
+        sent.push(
+            p.bob
+                .raw(
+                    "POST",
+                    "/v1/users/alice/close",
+                    Some(&json!({"reason": "body-secret"})),
+                )
+                .await
+                .unwrap()
+                .0,
+        );
+    }
+    // More ε than alice's grant on pums: 402, before any data is read.
+    let greedy = p.manifest("pums", "SELECT COUNT(*) AS n FROM pums", 50.0);
+    let refused = p.alice.submit_job(&greedy).await.unwrap_err();
+    assert_eq!(refused.status().map(|s| s.as_u16()), Some(402), "{refused}");
+    assert_eq!(sent.iter().filter(|s| **s == 401).count(), 10);
+    assert_eq!(sent.iter().filter(|s| **s == 403).count(), 10);
+    assert_eq!(sent.iter().filter(|s| **s == 404).count(), 5);
+
+    let log: Vec<sluice_store::AuditEntry> =
+        serde_json::from_value(p.admin.audit_log().await.unwrap()).unwrap();
+    sluice_store::verify_audit_chain(&log).unwrap();
+    let token_actor = &sluice_crypto::sha256_hex(made_up.as_bytes())[..12];
+    for (actor, route, code) in [
+        (token_actor, "GET /v1/me", "unauthenticated"),
+        ("anonymous", "GET /v1/datasets", "unauthenticated"),
+        (bob.as_str(), "GET /v1/audit", "forbidden"),
+        (bob.as_str(), "GET /v1/feedback/{id}", "not_found"),
+        (bob.as_str(), "POST /v1/users/{name}/close", "forbidden"),
+        (alice.as_str(), "POST /v1/jobs", "budget_exhausted"),
+    ] {
+        let written: Vec<&sluice_store::AuditEntry> = log
+            .iter()
+            .filter(|e| e.action == "request.denied" && e.actor == actor && e.object == route)
+            .collect();
+        // Five alike in a minute: written once (twice if the minute turned).
+        assert!(
+            (1..=2).contains(&written.len()),
+            "{actor} {route}: {written:?}"
+        );
+        let details: Value = serde_json::from_str(&written[0].details).unwrap();
+        assert_eq!(details["code"], code, "{route}");
+    }
+    let text = serde_json::to_string(&log).unwrap();
+    for raw in [made_up, "secret-query-value", "body-secret", "probe="] {
+        assert!(!text.contains(raw), "the audit log holds {raw}");
+    }
+    // The feedback's id is in its own creation entry, in no refusal's.
+    let denials: Vec<_> = log
+        .iter()
+        .filter(|e| e.action.starts_with("request.denied"))
+        .collect();
+    let text = serde_json::to_string(&denials).unwrap();
+    assert!(!text.contains(&fb.id), "a refusal names {}", fb.id);
 }

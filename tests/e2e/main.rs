@@ -7,6 +7,7 @@ mod catalog;
 mod control;
 mod crash;
 mod dependencies;
+mod exports;
 mod ingest;
 mod isolation;
 mod jobs;
@@ -26,6 +27,8 @@ use sluice_types::api::DatasetDescriptor;
 
 pub struct Platform {
     pub dir: tempfile::TempDir,
+    /// The server's base URL, for the `sluice` binary as a client.
+    pub url: String,
     pub admin: Client,
     pub provider: Client,
     pub alice: Client,
@@ -53,10 +56,8 @@ impl Platform {
             timing: Default::default(),
         };
         let started = sluice_server::start(config).await.unwrap();
-        let admin = Client::new(
-            format!("http://{}", started.addr),
-            started.admin_token.clone(),
-        );
+        let url = format!("http://{}", started.addr);
+        let admin = Client::new(url.clone(), started.admin_token.clone());
         let provider = admin.with_token(
             admin
                 .create_user("provider", Role::Provider)
@@ -68,6 +69,7 @@ impl Platform {
         let bob = admin.with_token(admin.create_user("bob", Role::User).await.unwrap().token);
         Platform {
             dir,
+            url,
             admin,
             provider,
             alice,

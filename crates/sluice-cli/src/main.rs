@@ -16,6 +16,8 @@ use sluice_client::{Client, SearchFilter};
 use sluice_types::Role;
 use sluice_types::api::DatasetDescriptor;
 
+use print::safe;
+
 #[derive(Parser)]
 #[command(
     name = "sluice",
@@ -160,11 +162,14 @@ enum DatasetCommand {
         #[arg(long, default_value_t = 5)]
         limit: usize,
     },
-    /// Download an unconditional dataset (Parquet).
+    /// Download an unconditional dataset: Parquet, or spreadsheet-safe CSV
+    /// with --csv or an output file ending in .csv.
     Download {
         name: String,
         #[arg(short, long)]
         output: PathBuf,
+        #[arg(long)]
+        csv: bool,
     },
     /// Show a version's quality report (provider).
     Quality { name: String, version: String },
@@ -340,11 +345,15 @@ enum JobCommand {
     Status { id: String },
     /// List your jobs.
     List,
-    /// Print a job's release.
+    /// Print a job's release, or write it (-o): the signed JSON, or
+    /// spreadsheet-safe CSV (unsigned) with --csv or a file ending in .csv.
+    #[command(alias = "release")]
     Result {
         id: String,
         #[arg(short, long)]
         output: Option<PathBuf>,
+        #[arg(long)]
+        csv: bool,
     },
 }
 
@@ -368,7 +377,7 @@ fn main() -> std::process::ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", safe(&format!("{e:#}")));
             std::process::ExitCode::FAILURE
         }
     }
@@ -411,22 +420,28 @@ async fn run(cli: Cli) -> Result<()> {
             let created = client.create_user(&name, role).await?;
             println!(
                 "created {} ({}) with id {}",
-                created.user.name,
+                safe(&created.user.name),
                 created.user.role.as_str(),
-                created.user.id
+                safe(&created.user.id)
             );
-            println!("token (shown once): {}", created.token);
+            println!("token (shown once): {}", safe(&created.token));
         }
         Command::User(UserCommand::Close { name, reason }) => {
             let r = client.close_user(&name, &reason).await?;
             println!(
-                "closed {name}'s access; {} job(s) cancelled",
+                "closed {}'s access; {} job(s) cancelled",
+                safe(&name),
                 r.jobs_cancelled
             );
         }
         Command::User(UserCommand::Me) => {
             let me = client.me().await?;
-            println!("{} ({}), id {}", me.name, me.role.as_str(), me.id);
+            println!(
+                "{} ({}), id {}",
+                safe(&me.name),
+                me.role.as_str(),
+                safe(&me.id)
+            );
         }
         Command::Dataset(cmd) => dataset(&client, cmd).await?,
         Command::Manifest(cmd) => manifest(cmd)?,
@@ -439,25 +454,22 @@ async fn run(cli: Cli) -> Result<()> {
             for a in client.agreements().await? {
                 println!(
                     "{}  {} -> {}  {}  {} to {}  epsilon {} of {} left{}",
-                    a.id,
-                    a.provider,
-                    a.user,
-                    a.datasets.join(", "),
-                    a.period_start,
-                    a.period_end,
-                    a.epsilon_remaining,
-                    a.epsilon,
+                    safe(&a.id),
+                    safe(&a.provider),
+                    safe(&a.user),
+                    safe(&a.datasets.join(", ")),
+                    safe(&a.period_start),
+                    safe(&a.period_end),
+                    safe(&a.epsilon_remaining),
+                    safe(&a.epsilon),
                     if a.active { "  active" } else { "" }
                 );
             }
         }
         Command::Agreement(AgreementCommand::Show { id }) => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&client.agreement(&id).await?)?
-            )
+            print::json(&client.agreement(&id).await?)?
         }
-        Command::Stats => println!("{}", serde_json::to_string_pretty(&client.stats().await?)?),
+        Command::Stats => print::json(&client.stats().await?)?,
         Command::Verify {
             release,
             public_key,
@@ -467,7 +479,7 @@ async fn run(cli: Cli) -> Result<()> {
             let body = verify_release_text(&text, &public_key)?;
             println!(
                 "release signature verifies: job {}, {} dataset(s), epsilon {}",
-                body.job_id,
+                safe(&body.job_id),
                 body.datasets.len(),
                 body.epsilon_spent
             );
@@ -545,7 +557,7 @@ fn manifest(cmd: ManifestCommand) -> Result<()> {
             let m = load_manifest(&manifest)?;
             println!(
                 "manifest ok: \"{}\", {} dataset(s), epsilon {}, digest {}",
-                m.title,
+                safe(&m.title),
                 m.datasets.len(),
                 m.privacy.epsilon,
                 sluice_crypto::digest_of(&m)
@@ -578,7 +590,11 @@ async fn dataset(client: &Client, cmd: DatasetCommand) -> Result<()> {
             let bytes =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             let entry = client.create_dataset(&desc).await?;
-            println!("created dataset {} ({})", entry.name, entry.id);
+            println!(
+                "created dataset {} ({})",
+                safe(&entry.name),
+                safe(&entry.id)
+            );
             let added = client.upload_version(&entry.name, bytes).await?;
             print::version_added(&added);
         }
@@ -603,43 +619,53 @@ async fn dataset(client: &Client, cmd: DatasetCommand) -> Result<()> {
                 .await?;
             print::catalog(&found);
         }
-        DatasetCommand::Show { name } => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&client.dataset(&name).await?)?
-            );
-        }
+        DatasetCommand::Show { name } => print::json(&client.dataset(&name).await?)?,
         DatasetCommand::Preview { name, limit } => {
             let p = client.preview(&name, limit).await?;
             if p.synthetic {
                 println!("(synthetic rows generated from the schema: this dataset is conditional)");
             }
             for row in p.rows {
-                println!("{}", serde_json::Value::Object(row));
+                println!("{}", safe(&serde_json::Value::Object(row).to_string()));
             }
         }
-        DatasetCommand::Download { name, output } => {
-            let bytes = client.download(&name).await?;
+        DatasetCommand::Download { name, output, csv } => {
+            let csv = csv || output.extension().is_some_and(|e| e == "csv");
+            let bytes = if csv {
+                client.download_csv(&name).await?.into_bytes()
+            } else {
+                client.download(&name).await?
+            };
             std::fs::write(&output, &bytes)
                 .with_context(|| format!("writing {}", output.display()))?;
             println!("wrote {} bytes to {}", bytes.len(), output.display());
         }
         DatasetCommand::Suspend { name, reason } => {
             let r = client.suspend_dataset(&name, &reason).await?;
-            println!("{name} suspended; {} job(s) cancelled", r.jobs_cancelled);
+            println!(
+                "{} suspended; {} job(s) cancelled",
+                safe(&name),
+                r.jobs_cancelled
+            );
         }
         DatasetCommand::Resume { name, reason } => {
             client.resume_dataset(&name, &reason).await?;
-            println!("{name} resumed");
+            println!("{} resumed", safe(&name));
         }
         DatasetCommand::Withdraw { name, reason } => {
             let r = client.withdraw_dataset(&name, &reason).await?;
-            println!("{name} withdrawn; {} job(s) cancelled", r.jobs_cancelled);
+            println!(
+                "{} withdrawn; {} job(s) cancelled",
+                safe(&name),
+                r.jobs_cancelled
+            );
         }
         DatasetCommand::Revoke { name, user, reason } => {
             let r = client.revoke_access(&name, &user, &reason).await?;
             println!(
-                "{user}'s access to {name} revoked; {} job(s) cancelled",
+                "{}'s access to {} revoked; {} job(s) cancelled",
+                safe(&user),
+                safe(&name),
                 r.jobs_cancelled
             );
         }
@@ -647,32 +673,35 @@ async fn dataset(client: &Client, cmd: DatasetCommand) -> Result<()> {
             for r in client.revocations().await? {
                 println!(
                     "{}  {}  {}  by {}: {}",
-                    r.at,
-                    r.user,
-                    r.dataset.as_deref().unwrap_or("all datasets"),
-                    r.decided_by,
-                    r.reason
+                    safe(&r.at),
+                    safe(&r.user),
+                    safe(r.dataset.as_deref().unwrap_or("all datasets")),
+                    safe(&r.decided_by),
+                    safe(&r.reason)
                 );
             }
         }
         DatasetCommand::ReviewPolicy { name, reviewers } => {
             client.set_review_policy(&name, reviewers).await?;
             match reviewers {
-                0 => println!("jobs on {name} run without human review"),
-                n => println!("jobs on {name} now need {n} distinct reviewer approval(s)"),
+                0 => println!("jobs on {} run without human review", safe(&name)),
+                n => println!(
+                    "jobs on {} now need {n} distinct reviewer approval(s)",
+                    safe(&name)
+                ),
             }
         }
         DatasetCommand::Quality { name, version } => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&client.quality(&name, &version).await?)?
-            );
+            print::json(&client.quality(&name, &version).await?)?
         }
         DatasetCommand::Budget { name } => {
             let b = client.budget(&name).await?;
             println!(
-                "{name}: granted {}, spent {}, remaining {}",
-                b.user_granted, b.user_spent, b.user_remaining
+                "{}: granted {}, spent {}, remaining {}",
+                safe(&name),
+                safe(&b.user_granted),
+                safe(&b.user_spent),
+                safe(&b.user_remaining)
             );
         }
     }
@@ -689,7 +718,7 @@ async fn job(client: &Client, cmd: JobCommand) -> Result<()> {
         } => {
             let text = name_agreements(&read_manifest_text(&manifest)?, &agreement)?;
             let job = client.submit_job(&text).await?;
-            println!("job {} {}", job.id, job.state);
+            println!("job {} {}", safe(&job.id), safe(&job.state));
             if no_wait {
                 return Ok(());
             }
@@ -699,7 +728,7 @@ async fn job(client: &Client, cmd: JobCommand) -> Result<()> {
             let job = match client
                 .watch_job(&job.id, |v| {
                     if v.state != shown {
-                        println!("job {} {}", v.id, v.state);
+                        println!("job {} {}", safe(&v.id), safe(&v.state));
                         shown = v.state.clone();
                     }
                     // Not final, but nothing happens until a reviewer acts.
@@ -711,18 +740,18 @@ async fn job(client: &Client, cmd: JobCommand) -> Result<()> {
                 Err(_) => client.wait_job(&job.id, Duration::from_secs(3600)).await?,
             };
             if job.state == "awaiting_review" {
+                let id = safe(&job.id);
                 println!(
-                    "job {} awaits human review; nothing is spent until it is approved. Follow it with `sluice job status {}`",
-                    job.id, job.id
+                    "job {id} awaits human review; nothing is spent until it is approved. Follow it with `sluice job status {id}`"
                 );
                 return Ok(());
             }
             if job.state != "released" {
                 bail!(
                     "job {} ended {}: {}",
-                    job.id,
-                    job.state,
-                    job.message.unwrap_or_default()
+                    safe(&job.id),
+                    safe(&job.state),
+                    safe(&job.message.unwrap_or_default())
                 );
             }
             let release = client.release(&job.id).await?;
@@ -745,24 +774,42 @@ async fn job(client: &Client, cmd: JobCommand) -> Result<()> {
         }
         JobCommand::Status { id } => {
             let j = client.job(&id).await?;
-            println!("job {} {} {}", j.id, j.state, j.message.unwrap_or_default());
+            println!(
+                "job {} {} {}",
+                safe(&j.id),
+                safe(&j.state),
+                safe(&j.message.unwrap_or_default())
+            );
         }
         JobCommand::List => {
             for j in client.jobs().await? {
                 println!(
                     "{} {:9} epsilon {} {}",
-                    j.id, j.state, j.epsilon, j.created_at
+                    safe(&j.id),
+                    safe(&j.state),
+                    safe(&j.epsilon),
+                    safe(&j.created_at)
                 );
             }
         }
-        JobCommand::Result { id, output } => {
-            let release = client.release(&id).await?;
-            match output {
-                Some(out) => {
+        JobCommand::Result { id, output, csv } => {
+            let csv = csv
+                || output
+                    .as_ref()
+                    .is_some_and(|o| o.extension().is_some_and(|e| e == "csv"));
+            match (output, csv) {
+                (Some(out), true) => {
+                    std::fs::write(&out, client.release_csv(&id).await?)
+                        .with_context(|| format!("writing {}", out.display()))?;
+                    println!("release (CSV, unsigned) written to {}", out.display());
+                }
+                (None, true) => print!("{}", print::safe_lines(&client.release_csv(&id).await?)),
+                (Some(out), false) => {
+                    let release = client.release(&id).await?;
                     std::fs::write(&out, serde_json::to_vec_pretty(&release)?)?;
                     println!("signed release written to {}", out.display());
                 }
-                None => print::release(&release.body),
+                (None, false) => print::release(&client.release(&id).await?.body),
             }
         }
     }
@@ -776,10 +823,10 @@ async fn review(client: &Client, cmd: ReviewCommand) -> Result<()> {
             for r in &pending {
                 println!(
                     "{}  {}  by {}  on {}  epsilon {}  ({} of {} approvals)",
-                    r.job_id,
-                    r.title,
-                    r.submitted_by,
-                    r.datasets.join(", "),
+                    safe(&r.job_id),
+                    safe(&r.title),
+                    safe(&r.submitted_by),
+                    safe(&r.datasets.join(", ")),
                     r.estimate.epsilon,
                     r.decisions
                         .iter()
@@ -794,29 +841,40 @@ async fn review(client: &Client, cmd: ReviewCommand) -> Result<()> {
         }
         ReviewCommand::Show { job } => {
             let r = client.review(&job).await?;
-            println!("job {} by {}: {}", r.job_id, r.submitted_by, r.title);
-            println!("manifest digest {}", r.manifest_digest);
-            println!("plan: {}", r.plan);
+            println!(
+                "job {} by {}: {}",
+                safe(&r.job_id),
+                safe(&r.submitted_by),
+                safe(&r.title)
+            );
+            println!("manifest digest {}", safe(&r.manifest_digest));
+            println!("plan: {}", safe(&r.plan));
             println!(
                 "cost: epsilon {}, delta {}",
                 r.estimate.epsilon, r.estimate.delta
             );
             match &r.previous_approved_digest {
                 Some(d) => {
-                    println!("changes since the last approved manifest ({d}):");
+                    println!("changes since the last approved manifest ({}):", safe(d));
                     for line in &r.diff {
-                        println!("  {line}");
+                        println!("  {}", safe(line));
                     }
                 }
                 None => {
                     println!("manifest (no earlier approved manifest of this user):");
                     for line in r.manifest.lines() {
-                        println!("  {line}");
+                        println!("  {}", safe(line));
                     }
                 }
             }
             for d in &r.decisions {
-                println!("{} by {} at {}: {}", d.decision, d.reviewer, d.at, d.reason);
+                println!(
+                    "{} by {} at {}: {}",
+                    safe(&d.decision),
+                    safe(&d.reviewer),
+                    safe(&d.at),
+                    safe(&d.reason)
+                );
             }
         }
         ReviewCommand::Approve {
@@ -826,8 +884,11 @@ async fn review(client: &Client, cmd: ReviewCommand) -> Result<()> {
         } => {
             let r = client.decide_review(&job, true, &reason, &digest).await?;
             println!(
-                "job {job}: {} ({} of {} approvals)",
-                r.outcome, r.approvals, r.required
+                "job {}: {} ({} of {} approvals)",
+                safe(&job),
+                safe(&r.outcome),
+                r.approvals,
+                r.required
             );
         }
         ReviewCommand::Reject {
@@ -836,7 +897,7 @@ async fn review(client: &Client, cmd: ReviewCommand) -> Result<()> {
             reason,
         } => {
             let r = client.decide_review(&job, false, &reason, &digest).await?;
-            println!("job {job}: {}", r.outcome);
+            println!("job {}: {}", safe(&job), safe(&r.outcome));
         }
     }
     Ok(())
@@ -845,21 +906,21 @@ async fn review(client: &Client, cmd: ReviewCommand) -> Result<()> {
 fn print_feedback(f: &sluice_types::api::FeedbackView) {
     println!(
         "{}  {}  {} by {}  {}{}  due {}{}",
-        f.id,
-        f.dataset,
-        f.kind,
-        f.reported_by,
-        f.state,
+        safe(&f.id),
+        safe(&f.dataset),
+        safe(&f.kind),
+        safe(&f.reported_by),
+        safe(&f.state),
         f.extension
             .as_ref()
-            .map(|e| format!(", extension {e}"))
+            .map(|e| format!(", extension {}", safe(e)))
             .unwrap_or_default(),
-        f.due_at,
+        safe(&f.due_at),
         if f.overdue { "  OVERDUE" } else { "" }
     );
-    println!("    {}", f.description);
+    println!("    {}", safe(&f.description));
     if let Some(a) = &f.answer {
-        println!("    answer: {a}");
+        println!("    answer: {}", safe(a));
     }
 }
 
@@ -908,15 +969,15 @@ async fn application(client: &Client, cmd: ApplicationCommand) -> Result<()> {
     let show = |a: &sluice_types::api::ApplicationView| {
         println!(
             "{}  {} -> {}  {}  due {}{}{}",
-            a.id,
-            a.applicant,
-            a.provider,
-            a.state,
-            a.due_at,
+            safe(&a.id),
+            safe(&a.applicant),
+            safe(&a.provider),
+            safe(&a.state),
+            safe(&a.due_at),
             if a.overdue { "  OVERDUE" } else { "" },
             a.agreement
                 .as_ref()
-                .map(|g| format!("  agreement {g}"))
+                .map(|g| format!("  agreement {}", safe(g)))
                 .unwrap_or_default()
         );
     };
@@ -927,12 +988,7 @@ async fn application(client: &Client, cmd: ApplicationCommand) -> Result<()> {
                 show(&a);
             }
         }
-        ApplicationCommand::Show { id } => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&client.application(&id).await?)?
-            )
-        }
+        ApplicationCommand::Show { id } => print::json(&client.application(&id).await?)?,
         ApplicationCommand::Approve { id, terms } => {
             let decision = sluice_types::api::ApplicationDecision {
                 approve: true,

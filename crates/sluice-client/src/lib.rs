@@ -202,6 +202,16 @@ impl Client {
             .await?;
         Ok(resp.bytes().await?.to_vec())
     }
+    /// An unconditional dataset's latest version as spreadsheet-safe CSV.
+    pub async fn download_csv(&self, name: &str) -> Result<String, ClientError> {
+        let resp = self
+            .send(
+                self.request(Method::GET, &format!("/v1/datasets/{name}/download"))
+                    .query(&[("format", "csv")]),
+            )
+            .await?;
+        Ok(resp.text().await?)
+    }
     pub async fn budget(&self, name: &str) -> Result<BudgetView, ClientError> {
         self.json(self.request(Method::GET, &format!("/v1/datasets/{name}/budget")))
             .await
@@ -235,6 +245,13 @@ impl Client {
     pub async fn release(&self, id: &str) -> Result<Release, ClientError> {
         self.json(self.request(Method::GET, &format!("/v1/jobs/{id}/release")))
             .await
+    }
+    /// A job's release as spreadsheet-safe CSV (unsigned).
+    pub async fn release_csv(&self, id: &str) -> Result<String, ClientError> {
+        let resp = self
+            .send(self.request(Method::GET, &format!("/v1/jobs/{id}/release.csv")))
+            .await?;
+        Ok(resp.text().await?)
     }
 
     /// Sets how many distinct reviewers must approve jobs on a dataset

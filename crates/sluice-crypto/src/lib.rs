@@ -16,7 +16,7 @@ use sluice_types::release::{RELEASE_PAYLOAD_TYPE, ReleaseBody, Signature, Signed
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 
-pub use canonical::{canonical_json, canonical_json_string};
+pub use canonical::{canonical_json, canonical_json_string, canonical_value, parse_canonical};
 pub use keys::{KeyError, PlatformKeys};
 
 /// Hex SHA-256 of `bytes`.
@@ -140,8 +140,12 @@ pub enum VerifyError {
 }
 
 /// Signs a release body (canonical JSON) with the platform key.
+///
+/// JSON has no NaN or infinity, so a body is first made finite (see
+/// [`finite_release_body`]); what is signed is always a payload that
+/// [`verify_release`] accepts and decodes.
 pub fn sign_release(keys: &PlatformKeys, body: &ReleaseBody) -> SignedRelease {
-    let payload = canonical_json(body);
+    let payload = canonical_json(&*finite_release_body(body));
     let sig = keys.sign(&pae(RELEASE_PAYLOAD_TYPE, &payload));
     SignedRelease {
         payload_type: RELEASE_PAYLOAD_TYPE.to_owned(),
@@ -153,8 +157,56 @@ pub fn sign_release(keys: &PlatformKeys, body: &ReleaseBody) -> SignedRelease {
     }
 }
 
+/// `body` with every non-finite number replaced, so that its canonical JSON
+/// decodes back into a release body: a cell whose value is not finite
+/// becomes `null` (a key cell: no value released); a noisy cell whose
+/// interval, or a quantile whose rank error, is not finite keeps its value
+/// as a derived cell (a value without a stated error). Borrowed unchanged
+/// when every number is finite, as every release the platform makes is.
+///
+/// # Panics
+///
+/// When the confidence level is not finite: it is the platform's constant.
+pub fn finite_release_body(body: &ReleaseBody) -> std::borrow::Cow<'_, ReleaseBody> {
+    use sluice_types::release::Cell;
+    assert!(
+        body.confidence_level.is_finite(),
+        "a release's confidence level must be a finite number"
+    );
+    let finite = |c: &Cell| match c {
+        Cell::Noisy { value, ci95 } => value.is_finite() && ci95.iter().all(|x| x.is_finite()),
+        Cell::Quantile {
+            value,
+            rank_error95,
+        } => value.is_finite() && rank_error95.is_finite(),
+        Cell::Derived { value } => value.is_finite(),
+        Cell::Key(_) => true,
+    };
+    if body.outputs.rows.iter().flatten().all(finite) {
+        return std::borrow::Cow::Borrowed(body);
+    }
+    let mut body = body.clone();
+    for cell in body.outputs.rows.iter_mut().flatten() {
+        if finite(cell) {
+            continue;
+        }
+        *cell = match *cell {
+            Cell::Noisy { value, .. } | Cell::Quantile { value, .. } | Cell::Derived { value }
+                if value.is_finite() =>
+            {
+                Cell::Derived { value }
+            }
+            _ => Cell::Key(serde_json::Value::Null),
+        };
+    }
+    std::borrow::Cow::Owned(body)
+}
+
 /// Verifies an envelope offline against a public key (raw 32 bytes) and
-/// returns the body it signs.
+/// returns the body it signs. The payload must be canonical JSON as a JSON
+/// value (parsed exactly, re-encoded, byte for byte the same) before it is
+/// decoded as a release body, so a check of the form never depends on how
+/// the typed body re-serialises.
 pub fn verify_release(
     envelope: &SignedRelease,
     public_key: &[u8],
@@ -177,12 +229,8 @@ pub fn verify_release(
     signature::UnparsedPublicKey::new(&signature::ED25519, public_key)
         .verify(&pae(&envelope.payload_type, &payload), &sig)
         .map_err(|_| VerifyError::BadSignature)?;
-    let body: ReleaseBody =
-        serde_json::from_slice(&payload).map_err(|e| VerifyError::Body(e.to_string()))?;
-    if canonical_json(&body) != payload {
-        return Err(VerifyError::NotCanonical);
-    }
-    Ok(body)
+    let value = parse_canonical(&payload).ok_or(VerifyError::NotCanonical)?;
+    serde_json::from_value(value).map_err(|e| VerifyError::Body(e.to_string()))
 }
 
 /// Signs an audit checkpoint with the platform key.

@@ -3,7 +3,8 @@
 //!
 //! Readers push records into a [`Sink`]; it keeps one typed column per schema
 //! column, so the only copy of the data is the typed one, and a raw
-//! identifier lives only for the duration of one `push`.
+//! identifier lives only for the duration of one `push`. The sink enforces
+//! the limits every format shares: cell size, rows, columns and parsed size.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -14,7 +15,25 @@ use arrow::record_batch::RecordBatch;
 use sluice_crypto::Pseudonymizer;
 use sluice_types::schema::{ColumnRole, ColumnType, DatasetSchema};
 
-use crate::{ColumnProblem, IngestError, MAX_ROWS_LISTED, column_label};
+use crate::limits::{Limit, over};
+use crate::{ColumnProblem, IngestError, IngestLimits, MAX_ROWS_LISTED, column_label};
+
+/// What a row costs besides its cells: its place in the sort order, its
+/// secret order key, its position in its unit and its duplicate-row hash.
+const ROW_COST: u64 = 64;
+/// An `Option<String>` (the pointer, length and capacity).
+const TEXT_CELL: u64 = 24;
+
+/// Bytes a stored cell takes, heap allocation included (a malloc chunk holds
+/// 8 bytes of header, is 16-byte aligned and at least 32 bytes).
+fn cell_cost(data: &ColumnData, cell: &Option<Cell>) -> u64 {
+    match (data, cell) {
+        (_, Some(Cell::Text(s))) => TEXT_CELL + ((s.len() as u64 + 23) & !15).max(32),
+        (ColumnData::Text(_), _) => TEXT_CELL,
+        (ColumnData::Bool(_), _) => 1,
+        (ColumnData::Int(_) | ColumnData::Float(_), _) => 16,
+    }
+}
 
 /// A cell as the source format gave it, before typing. Strings are borrowed
 /// from the reader for the duration of one record.
@@ -270,10 +289,17 @@ pub struct Sink<'s> {
     columns: Vec<ColumnBuilder>,
     by_name: HashMap<&'s str, usize>,
     rows: u64,
+    limits: IngestLimits,
+    /// Bytes counted against [`IngestLimits::parsed_bytes`].
+    parsed: u64,
 }
 
 impl<'s> Sink<'s> {
-    pub fn new(schema: &'s DatasetSchema, pseudonymizer: &'s Pseudonymizer) -> Self {
+    pub fn new(
+        schema: &'s DatasetSchema,
+        pseudonymizer: &'s Pseudonymizer,
+        limits: &IngestLimits,
+    ) -> Self {
         let columns = schema
             .columns
             .iter()
@@ -299,7 +325,30 @@ impl<'s> Sink<'s> {
             columns,
             by_name,
             rows: 0,
+            limits: *limits,
+            parsed: 0,
         }
+    }
+
+    /// Counts memory a reader keeps for the whole parse (the XLSX shared
+    /// strings) against the parsed size; the reader has checked it fits.
+    pub fn reserve(&mut self, bytes: u64) {
+        self.parsed = self.parsed.saturating_add(bytes);
+    }
+
+    fn charge(&mut self, bytes: u64) -> Result<(), IngestError> {
+        self.parsed = self.parsed.saturating_add(bytes);
+        if self.parsed > self.limits.parsed_bytes {
+            return Err(over(
+                Limit::ParsedSize,
+                format!(
+                    "the values up to row {} take more than {} bytes once parsed",
+                    self.rows + 1,
+                    self.limits.parsed_bytes
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Records read so far.
@@ -310,6 +359,7 @@ impl<'s> Sink<'s> {
     /// For formats with a header: the schema index of every source column.
     /// Names are trimmed. Repeated, unknown and missing columns are errors.
     pub fn header(&mut self, names: &[String]) -> Result<Vec<usize>, IngestError> {
+        self.check_width(names.len())?;
         let mut mapping = Vec::with_capacity(names.len());
         for (position, name) in names.iter().enumerate() {
             let index = self.column(name.trim(), position + 1)?;
@@ -317,12 +367,51 @@ impl<'s> Sink<'s> {
                 return Err(IngestError::DuplicateColumn(column_label(
                     name.trim(),
                     position + 1,
+                    self.schema,
                 )));
             }
             mapping.push(index);
         }
         self.check_missing()?;
         Ok(mapping)
+    }
+
+    /// How the file's column `name` at `position` appears in an error.
+    pub fn label(&self, name: &str, position: usize) -> String {
+        column_label(name, position, self.schema)
+    }
+
+    /// A file with `width` columns is within the columns limit.
+    pub fn check_width(&self, width: usize) -> Result<(), IngestError> {
+        if width > self.limits.columns {
+            return Err(over(
+                Limit::Columns,
+                format!(
+                    "the file has {width} columns, more than {}",
+                    self.limits.columns
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The cell-size limit, for readers that stop a long value early.
+    pub fn cell_bytes(&self) -> usize {
+        self.limits.cell_bytes
+    }
+
+    /// The error for a value over the cell size in column `index` of the
+    /// current record.
+    pub fn cell_too_large(&self, index: usize) -> IngestError {
+        over(
+            Limit::CellSize,
+            format!(
+                "row {}, column \"{}\" has a value of more than {} bytes",
+                self.rows + 1,
+                self.schema.columns[index].name,
+                self.limits.cell_bytes
+            ),
+        )
     }
 
     /// For keyed formats (JSON, XML): the schema index of a source column
@@ -333,7 +422,7 @@ impl<'s> Sink<'s> {
         let index = *self
             .by_name
             .get(name)
-            .ok_or_else(|| IngestError::UnknownColumn(column_label(name, position)))?;
+            .ok_or_else(|| IngestError::UnknownColumn(self.label(name, position)))?;
         self.columns[index].seen = true;
         Ok(index)
     }
@@ -354,9 +443,14 @@ impl<'s> Sink<'s> {
 
     /// Adds one cell of the current record. Each column at most once per
     /// record (readers check; a second value is ignored).
-    pub fn push(&mut self, index: usize, raw: Raw<'_>) {
+    pub fn push(&mut self, index: usize, raw: Raw<'_>) -> Result<(), IngestError> {
         if self.is_filled(index) {
-            return;
+            return Ok(());
+        }
+        if let Raw::Str(s) = raw
+            && s.len() > self.limits.cell_bytes
+        {
+            return Err(self.cell_too_large(index));
         }
         let row = self.rows + 1;
         let schema = self.schema;
@@ -391,17 +485,26 @@ impl<'s> Sink<'s> {
                 None
             }
         };
+        let cost = cell_cost(&col.data, &cell);
         col.data.push(cell);
+        self.charge(cost)
     }
 
     /// Ends the current record: columns it did not give are null.
-    pub fn end_record(&mut self) {
+    pub fn end_record(&mut self) -> Result<(), IngestError> {
         for index in 0..self.columns.len() {
             if !self.is_filled(index) {
-                self.push(index, Raw::Null);
+                self.push(index, Raw::Null)?;
             }
         }
+        if self.rows >= self.limits.rows {
+            return Err(over(
+                Limit::Rows,
+                format!("the file has more than {} rows", self.limits.rows),
+            ));
+        }
         self.rows += 1;
+        self.charge(ROW_COST)
     }
 
     /// All records read: the typed columns, or every type error (then every

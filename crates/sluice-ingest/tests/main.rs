@@ -77,17 +77,20 @@ fn string_cells(batch: &RecordBatch) -> Vec<String> {
     out
 }
 
+mod fuzz;
+mod limits;
+
 mod formats {
     use super::*;
 
-    fn json_array() -> Vec<u8> {
+    pub fn json_array() -> Vec<u8> {
         br#"[{"pid":830017,"name":"Ada Quill","age":30,"score":1.5,"member":true},
             {"pid":830042,"name":"Bo Frame","age":140.0,"score":null,"member":false},
             {"member":true,"pid":830017.0,"name":"Ada Quill","age":"31","score":2.5}]"#
             .to_vec()
     }
 
-    fn json_lines() -> Vec<u8> {
+    pub fn json_lines() -> Vec<u8> {
         b"{\"pid\":830017,\"name\":\"Ada Quill\",\"age\":30,\"score\":1.5,\"member\":true}\n\
           \n\
           {\"pid\":\"830042\",\"name\":\"Bo Frame\",\"age\":140,\"member\":false}\n\
@@ -95,7 +98,7 @@ mod formats {
             .to_vec()
     }
 
-    fn xml() -> Vec<u8> {
+    pub fn xml() -> Vec<u8> {
         b"<?xml version=\"1.0\"?>\n<people>\n\
           <person><pid>830017</pid><name>Ada Quill</name><age>30</age><score>1.5</score><member>true</member></person>\n\
           <person><pid>830042</pid><name>Bo Frame</name><age> 140 </age><score/><member>false</member></person>\n\
@@ -309,7 +312,7 @@ mod errors {
             (
                 "pid,name,age,score,member,secret\n830017,Ada Quill,30,1.5,true,s3cr3t\n",
                 DataFormat::Csv,
-                "column \"secret\" is not in the schema",
+                "column number 6 (its name is not shown, as it may be a value",
             ),
             (
                 "pid,name,age,score\n830017,Ada Quill,30,1.5\n",
@@ -365,7 +368,7 @@ mod errors {
             (
                 "[{\"pid\": 1, \"name\": \"x\", \"age\": 1, \"score\": 1, \"member\": true, \"secret\": \"s3cr3t\"}]",
                 DataFormat::Json,
-                "column \"secret\" is not in the schema",
+                "column number 6 (its name is not shown, as it may be a value",
             ),
             (
                 "[{\"pid\": 1, \"name\": \"x\", \"age\": 1, \"score\": 1}]",
@@ -417,6 +420,20 @@ mod errors {
                 "{input:?}: {msg:?} should contain {expected:?}"
             );
         }
+    }
+
+    /// Found by the fuzzer (tests/fuzz): eight bytes deleted from the CSV
+    /// sample ran the header into the first record, and the unknown column
+    /// "score830017" was named in the error, raw identifier and all.
+    #[test]
+    fn a_header_run_into_its_first_record_shows_no_value() {
+        let csv = "pid,name,age,score830017,Ada Quill,30,1.5,true\n830042,Bo Frame,140,,false\n";
+        let (e, msg) = err(csv.as_bytes(), DataFormat::Csv);
+        assert!(matches!(e, IngestError::UnknownColumn(_)), "{msg}");
+        assert_eq!(
+            msg,
+            "column number 4 (its name is not shown, as it may be a value; is the header row missing?) is not in the schema"
+        );
     }
 
     #[test]
@@ -553,7 +570,16 @@ mod errors {
         // calloc'd, so the pages are never touched.
         let big = vec![0u8; sluice_ingest::MAX_INPUT_BYTES + 1];
         let e = run(&big, DataFormat::Csv, &schema(SMALL)).unwrap_err();
-        assert!(matches!(e, IngestError::TooLarge { .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                IngestError::Limit {
+                    limit: sluice_ingest::Limit::InputSize,
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
 }
 

@@ -64,12 +64,16 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let code = self.code;
         let body = ApiErrorBody {
-            code: self.code,
+            code,
             message: self.message,
             hint: self.hint,
         };
-        (status_of(self.code), Json(body)).into_response()
+        let mut response = (status_of(code), Json(body)).into_response();
+        // For the denial audit (routes::audit_denials), which must not parse bodies.
+        response.extensions_mut().insert(code);
+        response
     }
 }
 

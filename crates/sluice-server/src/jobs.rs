@@ -295,6 +295,7 @@ pub async fn prepare(
             columns,
             outputs,
             blocks,
+            ..
         } => JobTask::Wasm(WasmTask {
             module: module.clone(),
             mode: *mode,
@@ -303,6 +304,7 @@ pub async fn prepare(
             outputs: outputs.clone(),
             blocks: *blocks,
             epsilon,
+            limits: manifest.job.wasm_limits(),
         }),
         JobKind::Train {
             model,

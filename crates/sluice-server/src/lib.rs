@@ -98,6 +98,8 @@ pub struct AppState {
     pub calibration: std::sync::RwLock<Calibration>,
     /// Ids of jobs whose view just changed, for event streams.
     pub job_changes: tokio::sync::broadcast::Sender<String>,
+    /// Refused requests of the current minute, for the audit log.
+    pub denials: std::sync::Mutex<sluice_store::DenialWindow>,
 }
 
 impl AppState {
@@ -119,6 +121,33 @@ impl AppState {
             true
         } else {
             false
+        }
+    }
+}
+
+impl AppState {
+    /// Counts a refused request and appends what is due to the audit log:
+    /// the first of its kind this minute, and earlier minutes' summaries.
+    pub async fn record_denial(&self, denial: sluice_store::Denial) {
+        let minute = sluice_types::time::now_unix().div_euclid(60);
+        let due = self
+            .denials
+            .lock()
+            .expect("denial window")
+            .record(denial, minute);
+        self.write_denials(&due).await;
+    }
+
+    /// Appends the summaries of minutes that are over.
+    pub async fn flush_denials(&self) {
+        let minute = sluice_types::time::now_unix().div_euclid(60);
+        let due = self.denials.lock().expect("denial window").roll(minute);
+        self.write_denials(&due).await;
+    }
+
+    async fn write_denials(&self, due: &[sluice_store::DenialEntry]) {
+        if let Err(e) = self.store.audit_denials(due).await {
+            tracing::error!(error = %e, entries = due.len(), "denied requests could not be audited");
         }
     }
 }
@@ -196,6 +225,19 @@ pub async fn start(config: Config) -> Result<Started, StartError> {
         buckets: Default::default(),
         calibration: Default::default(),
         job_changes: tokio::sync::broadcast::channel(1024).0,
+        denials: Default::default(),
+    });
+    // Writes each minute's denial summaries once it is over, also when no
+    // later denial comes; ends with the server's state.
+    let weak = Arc::downgrade(&state);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(10));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(state) = weak.upgrade() else { break };
+            state.flush_denials().await;
+        }
     });
     tokio::spawn(schedule::calibrate(state.clone()));
     let app = router(state);

@@ -125,7 +125,7 @@ pub const ROUTES: &[ApiRoute] = &[
         "get",
         "/v1/datasets/{name}/download",
         ANY,
-        "The stored Parquet (unconditional only)",
+        "The stored Parquet, or with ?format=csv spreadsheet-safe CSV (unconditional only)",
         None,
         (200, "application/octet-stream"),
     ),
@@ -360,6 +360,14 @@ pub const ROUTES: &[ApiRoute] = &[
         "The signed release",
         None,
         (200, "Release"),
+    ),
+    r(
+        "get",
+        "/v1/jobs/{id}/release.csv",
+        "its owner",
+        "The release as spreadsheet-safe CSV (unsigned; the JSON release is authoritative)",
+        None,
+        (200, "text/csv"),
     ),
     r(
         "get",

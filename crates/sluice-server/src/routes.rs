@@ -83,13 +83,69 @@ pub fn router(state: SharedState) -> Router {
         .route("/v1/jobs/estimate", post(estimate_job))
         .route("/v1/jobs/{id}", get(show_job))
         .route("/v1/jobs/{id}/release", get(job_release))
+        .route("/v1/jobs/{id}/release.csv", get(job_release_csv))
         .route("/v1/jobs/{id}/events", get(job_events))
         .route("/v1/audit", get(audit_log))
         .route("/v1/audit/checkpoint", get(audit_checkpoint))
         .fallback(crate::error::no_route)
         .method_not_allowed_fallback(crate::error::no_method)
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            audit_denials,
+        ))
         .layer(DefaultBodyLimit::max(1024 * 1024))
         .with_state(state)
+}
+
+/// Writes an audit entry for each refusal on a matched route: 401, 402,
+/// 403, and 404 (an object that is not the caller's answers exactly like
+/// an absent one, so every 404 is recorded). The entry names the actor,
+/// the method and path template (never the URL's ids, query or body) and
+/// the error code; repeats within a minute are counted into one summary
+/// (`sluice_store::DenialWindow`). A failure to write is logged, and the
+/// refusal stands.
+async fn audit_denials(
+    State(state): State<SharedState>,
+    matched: axum::extract::MatchedPath,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let route = format!("{} {}", request.method(), matched.as_str());
+    let token = bearer_token(request.headers()).map(str::to_owned);
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    if !matches!(status, 401..=404) {
+        return response;
+    }
+    let code = response
+        .extensions()
+        .get::<ErrorCode>()
+        .map_or("unknown", |c| c.as_str());
+    let actor = match token {
+        None => "anonymous".to_owned(),
+        Some(token) => match state.store.user_by_token(&token).await {
+            Ok(Some(user)) => user.id,
+            _ => sluice_crypto::token_hash(&token)[..12].to_owned(),
+        },
+    };
+    let denial = sluice_store::Denial {
+        actor,
+        route,
+        code: code.to_owned(),
+        status,
+    };
+    state.record_denial(denial).await;
+    response
+}
+
+/// The bearer token of a request, trimmed; None when absent or malformed.
+fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
 }
 
 /// The authenticated caller.
@@ -105,13 +161,8 @@ impl FromRequestParts<SharedState> for Caller {
             )
             .hint("send Authorization: Bearer <token>")
         };
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or_else(unauthenticated)?;
-        match state.store.user_by_token(token.trim()).await? {
+        let token = bearer_token(&parts.headers).ok_or_else(unauthenticated)?;
+        match state.store.user_by_token(token).await? {
             Some(u) if !state.allow(&u.id) => Err(ApiError::new(
                 ErrorCode::RateLimited,
                 "too many requests for this token",
@@ -162,15 +213,9 @@ async fn create_user(
     ApiJson(req): ApiJson<CreateUser>,
 ) -> Result<(StatusCode, Json<CreatedUser>), ApiError> {
     require(&caller, &[Role::Admin], "create users")?;
-    if req.name.trim().is_empty() || req.name.len() > 100 {
-        return Err(ApiError::bad_request(
-            "user name must be 1 to 100 characters",
-        ));
-    }
-    let (user, token) = state
-        .store
-        .create_user(&caller.id, &req.name, req.role)
-        .await?;
+    let name = sluice_types::text::check_name(&req.name, sluice_types::text::MAX_USER_NAME_BYTES)
+        .map_err(|e| ApiError::bad_request(format!("user name {e}")))?;
+    let (user, token) = state.store.create_user(&caller.id, name, req.role).await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedUser {
@@ -273,6 +318,11 @@ async fn create_dataset(
     ] {
         if value.trim().is_empty() {
             problems.push(format!("{field} is required (art. 14)"));
+        } else if let Err(e) =
+            sluice_types::text::check_name(value, sluice_types::text::MAX_TITLE_BYTES)
+        {
+            // Shown in every catalog listing: the rule for names.
+            problems.push(format!("{field} {e}"));
         }
     }
     if let Err(e) = desc.schema.validate() {
@@ -295,13 +345,13 @@ async fn create_dataset(
             &caller.id,
             NewDataset {
                 name: f.name.clone(),
-                title: f.title.clone(),
+                title: f.title.trim().to_owned(),
                 description: f.description.clone(),
-                provider: f.provider.clone(),
+                provider: f.provider.trim().to_owned(),
                 open_category: f.open_category,
                 format: f.format,
-                data_type: f.data_type.clone(),
-                update_frequency: f.update_frequency.clone(),
+                data_type: f.data_type.trim().to_owned(),
+                update_frequency: f.update_frequency.trim().to_owned(),
                 schema: desc.schema.clone(),
                 epsilon_cap: cap.expect("checked"),
                 user_epsilon: per_user.expect("checked"),
@@ -489,7 +539,13 @@ async fn quality(
 struct VersionParam {
     version: Option<String>,
     limit: Option<usize>,
+    /// Downloads: `parquet` (the stored file, the default) or `csv`.
+    format: Option<String>,
 }
+
+/// Largest CSV export a sandbox may produce: a quarter of its output cap,
+/// so that the JSON escaping of the answer cannot push it over.
+const MAX_CSV_EXPORT_BYTES: u64 = sandbox::MAX_OUTPUT_BYTES / 4;
 
 async fn version_path(
     state: &AppState,
@@ -567,7 +623,20 @@ async fn download(
         )
         .hint("submit a DP job instead"));
     }
+    let csv = match p.format.as_deref() {
+        None | Some("parquet") => false,
+        Some("csv") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "format \"{}\" is not one of parquet, csv",
+                other.escape_debug()
+            )));
+        }
+    };
     let path = version_path(&state, &record, p.version.as_deref()).await?;
+    if csv {
+        return download_csv(&state, &name, &path).await;
+    }
     let file = tokio::fs::File::open(&path).await.map_err(|e| {
         tracing::error!(error = %e, "stored version missing");
         ApiError::internal()
@@ -587,6 +656,46 @@ async fn download(
         Body::from_stream(stream),
     )
         .into_response())
+}
+
+/// An unconditional version as CSV, made in a sandbox (the server never
+/// parses a stored version), with every text cell neutralised for
+/// spreadsheets.
+async fn download_csv(
+    state: &AppState,
+    name: &str,
+    path: &std::path::Path,
+) -> Result<Response, ApiError> {
+    let task = SandboxTask::Export(sluice_types::sandbox::ExportTask {
+        path: path.to_string_lossy().into_owned(),
+        max_bytes: MAX_CSV_EXPORT_BYTES,
+    });
+    match sandbox::run(state, &task, &[]).await {
+        Ok(SandboxResponse::Exported { csv }) => Ok(csv_response(name, csv)),
+        Ok(SandboxResponse::Rejected { reasons }) => Err(ApiError::bad_request(format!(
+            "dataset {name} cannot be downloaded as CSV: {}",
+            reasons.join("; ")
+        ))
+        .hint("download the Parquet form (without format=csv)")),
+        other => {
+            tracing::error!(dataset = %name, ok = other.is_ok(), "CSV export failed");
+            Err(ApiError::internal())
+        }
+    }
+}
+
+fn csv_response(file_stem: &str, csv: String) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{file_stem}.csv\""),
+            ),
+        ],
+        csv,
+    )
+        .into_response()
 }
 
 async fn budget(
@@ -784,6 +893,74 @@ async fn job_release(
         .await?
         .ok_or_else(|| ApiError::not_found(&format!("release of job {id}")))?;
     Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
+}
+
+/// The release as CSV for spreadsheets: a header, then one line per
+/// released row. A group key is one column; an aggregate `x` is three: `x`,
+/// `x_ci95_low`, `x_ci95_high` (empty for a quantile or a derived value,
+/// which have no interval). Text is neutralised against formulas; numbers
+/// are written as numbers. Not signed: the JSON release is authoritative.
+async fn job_release_csv(
+    State(state): State<SharedState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    own_job(&state, &caller, &id).await?;
+    let json = state
+        .store
+        .release(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(&format!("release of job {id}")))?;
+    let release: sluice_types::Release = serde_json::from_str(&json).map_err(|e| {
+        tracing::error!(job = %id, error = %e, "stored release does not parse");
+        ApiError::internal()
+    })?;
+    Ok(csv_response(&id, release_csv(&release.body)))
+}
+
+fn release_csv(body: &sluice_types::ReleaseBody) -> String {
+    use sluice_types::release::{Cell, ColumnKind};
+    use sluice_types::text::csv_text_field;
+    let columns = &body.outputs.columns;
+    let mut header = Vec::new();
+    for c in columns {
+        header.push(csv_text_field(&c.name));
+        if c.kind == ColumnKind::Aggregate {
+            header.push(csv_text_field(&format!("{}_ci95_low", c.name)));
+            header.push(csv_text_field(&format!("{}_ci95_high", c.name)));
+        }
+    }
+    let key = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::String(s) => csv_text_field(s),
+        serde_json::Value::Number(n) => n.to_string(),
+        serde_json::Value::Bool(b) => b.to_string(),
+        other => csv_text_field(&other.to_string()),
+    };
+    let mut out = header.join(",");
+    out.push_str("\r\n");
+    for row in &body.outputs.rows {
+        let mut fields = Vec::new();
+        for (c, cell) in columns.iter().zip(row) {
+            let (value, interval) = match cell {
+                Cell::Noisy { value, ci95 } => (
+                    value.to_string(),
+                    [ci95[0].to_string(), ci95[1].to_string()],
+                ),
+                Cell::Quantile { value, .. } | Cell::Derived { value } => {
+                    (value.to_string(), Default::default())
+                }
+                Cell::Key(v) => (key(v), Default::default()),
+            };
+            fields.push(value);
+            if c.kind == ColumnKind::Aggregate {
+                fields.extend(interval);
+            }
+        }
+        out.push_str(&fields.join(","));
+        out.push_str("\r\n");
+    }
+    out
 }
 
 async fn audit_log(

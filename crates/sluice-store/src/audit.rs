@@ -146,3 +146,208 @@ pub fn verify_audit_chain(entries: &[AuditEntry]) -> Result<u64, AuditError> {
     }
     Ok(entries.len() as u64)
 }
+
+/// A refused request (401, 402, 403, or 404 on a matched route), as the
+/// audit log records it: never the raw URL, query string or body.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Denial {
+    /// The caller's user id; for a token that matches no user, the first 12
+    /// hex characters of its SHA-256; `anonymous` without a token.
+    pub actor: String,
+    /// The method and the matched path template, `GET /v1/jobs/{id}`.
+    pub route: String,
+    /// The stable error code answered.
+    pub code: String,
+    pub status: u16,
+}
+
+/// What to append for denials: the first of its kind in a minute
+/// (`count` 1, written at once), or the `count` further ones of that minute
+/// (written once the minute is over).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DenialEntry {
+    pub denial: Denial,
+    /// Unix minute the denials fell in.
+    pub minute: i64,
+    pub count: u64,
+    pub repeated: bool,
+}
+
+/// Distinct (actor, route, code) kinds written at once per minute; beyond
+/// that, denials are counted per (route, code) under the actor `*`, so a
+/// flood of made-up tokens writes a bounded number of entries.
+pub const MAX_DENIAL_KINDS_PER_MINUTE: usize = 1000;
+
+/// Aggregates denials per (actor, route, code) and minute, so that a flood
+/// of refused requests writes at most one entry per kind and minute plus
+/// one summary with its count.
+#[derive(Debug, Default)]
+pub struct DenialWindow {
+    minute: i64,
+    /// Kinds seen this minute, with the denials counted after the first.
+    seen: std::collections::BTreeMap<Denial, u64>,
+    /// Denials beyond [`MAX_DENIAL_KINDS_PER_MINUTE`], by (route, code, status).
+    overflow: std::collections::BTreeMap<(String, String, u16), u64>,
+}
+
+impl DenialWindow {
+    /// Counts one denial at `minute`; returns what to append now: the
+    /// summaries of an earlier minute, and this denial if it is the first of
+    /// its kind in its minute.
+    pub fn record(&mut self, denial: Denial, minute: i64) -> Vec<DenialEntry> {
+        let mut out = self.roll(minute);
+        if let Some(n) = self.seen.get_mut(&denial) {
+            *n += 1;
+        } else if self.seen.len() >= MAX_DENIAL_KINDS_PER_MINUTE {
+            *self
+                .overflow
+                .entry((denial.route, denial.code, denial.status))
+                .or_default() += 1;
+        } else {
+            self.seen.insert(denial.clone(), 0);
+            out.push(DenialEntry {
+                denial,
+                minute: self.minute,
+                count: 1,
+                repeated: false,
+            });
+        }
+        out
+    }
+
+    /// Closes the window if `minute` is later: returns the summaries of the
+    /// denials counted in it. A clock that steps back keeps the window.
+    pub fn roll(&mut self, minute: i64) -> Vec<DenialEntry> {
+        if minute <= self.minute {
+            return Vec::new();
+        }
+        let closed = std::mem::replace(&mut self.minute, minute);
+        let seen = std::mem::take(&mut self.seen);
+        let overflow = std::mem::take(&mut self.overflow);
+        let summary = |denial, count| DenialEntry {
+            denial,
+            minute: closed,
+            count,
+            repeated: true,
+        };
+        seen.into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(d, n)| summary(d, n))
+            .chain(overflow.into_iter().map(|((route, code, status), n)| {
+                let actor = "*".to_owned();
+                summary(
+                    Denial {
+                        actor,
+                        route,
+                        code,
+                        status,
+                    },
+                    n,
+                )
+            }))
+            .collect()
+    }
+}
+
+impl crate::Store {
+    /// Appends denial entries (see [`DenialWindow`]) in one transaction:
+    /// `request.denied` for a first denial, `request.denied.repeated` with
+    /// the count for the further ones of a minute. The object is the route.
+    pub async fn audit_denials(&self, entries: &[DenialEntry]) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.write().await?;
+        for e in entries {
+            let d = &e.denial;
+            let (action, details) = if e.repeated {
+                (
+                    "request.denied.repeated",
+                    serde_json::json!({
+                        "code": d.code, "status": d.status, "count": e.count,
+                        "minute": sluice_types::time::rfc3339(e.minute * 60),
+                    }),
+                )
+            } else {
+                (
+                    "request.denied",
+                    serde_json::json!({"code": d.code, "status": d.status}),
+                )
+            };
+            append(&mut tx, &d.actor, action, &d.route, &details).await?;
+        }
+        crate::commit(tx).await
+    }
+}
+
+#[cfg(test)]
+mod denial_tests {
+    use super::*;
+
+    fn denial(actor: &str, code: &str) -> Denial {
+        Denial {
+            actor: actor.into(),
+            route: "GET /v1/jobs/{id}".into(),
+            code: code.into(),
+            status: 404,
+        }
+    }
+
+    #[test]
+    fn repeats_in_a_minute_become_one_summary() {
+        let mut w = DenialWindow::default();
+        let first = w.record(denial("usr_a", "not_found"), 100);
+        assert_eq!(first.len(), 1);
+        assert_eq!(
+            (first[0].count, first[0].repeated, first[0].minute),
+            (1, false, 100)
+        );
+        for _ in 0..500 {
+            assert!(w.record(denial("usr_a", "not_found"), 100).is_empty());
+        }
+        // Another kind is written at once.
+        assert_eq!(w.record(denial("usr_a", "forbidden"), 100).len(), 1);
+        assert_eq!(w.record(denial("usr_b", "not_found"), 100).len(), 1);
+        // The next minute's first denial brings the summary of the last.
+        let next = w.record(denial("usr_a", "not_found"), 101);
+        assert_eq!(
+            next,
+            vec![
+                DenialEntry {
+                    denial: denial("usr_a", "not_found"),
+                    minute: 100,
+                    count: 500,
+                    repeated: true
+                },
+                DenialEntry {
+                    denial: denial("usr_a", "not_found"),
+                    minute: 101,
+                    count: 1,
+                    repeated: false
+                },
+            ]
+        );
+        // A roll with nothing counted writes nothing; a clock stepping back
+        // keeps the window.
+        assert!(w.roll(102).is_empty());
+        assert_eq!(w.record(denial("usr_a", "not_found"), 102).len(), 1);
+        assert!(w.record(denial("usr_a", "not_found"), 90).is_empty());
+        assert_eq!(w.roll(103)[0].count, 1);
+    }
+
+    #[test]
+    fn a_flood_of_kinds_is_bounded() {
+        let mut w = DenialWindow::default();
+        let mut written = 0;
+        for i in 0..5000 {
+            written += w
+                .record(denial(&format!("{i:012x}"), "unauthenticated"), 7)
+                .len();
+        }
+        assert_eq!(written, MAX_DENIAL_KINDS_PER_MINUTE);
+        let summary = w.roll(8);
+        assert_eq!(summary.len(), 1);
+        assert_eq!(summary[0].denial.actor, "*");
+        assert_eq!(summary[0].count, 4000);
+    }
+}

@@ -41,7 +41,10 @@ use sluice_types::{CatalogEntry, DataFormat, DatasetVersion, OpenCategory, Quali
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 
-pub use audit::{AuditEntry, AuditError, GENESIS, verify_audit_chain};
+pub use audit::{
+    AuditEntry, AuditError, Denial, DenialEntry, DenialWindow, GENESIS,
+    MAX_DENIAL_KINDS_PER_MINUTE, verify_audit_chain,
+};
 pub use ledger::{DEFAULT_MIN_EPSILON, Shortfall};
 
 #[derive(Debug, thiserror::Error)]

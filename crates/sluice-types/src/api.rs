@@ -49,6 +49,7 @@ fn default_user_epsilon() -> f64 {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CreateUser {
     pub name: String,
     pub role: Role,

@@ -18,6 +18,7 @@ pub mod release;
 pub mod rows;
 pub mod sandbox;
 pub mod schema;
+pub mod text;
 pub mod time;
 
 pub use catalog::{CatalogEntry, DataFormat, DatasetVersion, OpenCategory, Role};

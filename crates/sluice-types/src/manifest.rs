@@ -48,6 +48,20 @@ pub enum JobKind {
         /// sample-aggregate only: the number of disjoint blocks.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         blocks: Option<u32>,
+        /// map only: fuel one unit may use (about one per instruction;
+        /// host calls and bulk memory operations charged by size). Absent:
+        /// [`WasmLimits::DEFAULT_FUEL_PER_UNIT`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fuel_per_unit: Option<u64>,
+        /// sample-aggregate only: fuel one block may use. Absent:
+        /// [`WasmLimits::DEFAULT_FUEL_PER_BLOCK`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fuel_per_block: Option<u64>,
+        /// Linear memory one unit (map) or block (sample-aggregate) may
+        /// have, in 64 KiB pages, the module's own included. Absent: the
+        /// mode's default (see [`WasmLimits::defaults`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        memory_pages: Option<u32>,
     },
     /// DP model training (docs/learn.md): a row-level SELECT over the job's
     /// datasets (joined on the privacy unit, filtered by WHERE) gives one
@@ -160,6 +174,146 @@ pub struct WasmOutput {
 
 /// Largest WASM module a manifest may carry (decoded).
 pub const MAX_MODULE_BYTES: usize = 8 << 20;
+
+/// What one run of a WASM guest may use: one unit in `map` mode (and in
+/// training's `gradient`), one block in `sample-aggregate`. Known before
+/// any data is read, so the duration a unit can add to a job is too
+/// (docs/wasm.md, "What one unit can cost").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WasmLimits {
+    /// Fuel: about one per instruction; host calls, `memory.fill`,
+    /// `memory.copy` and `memory.init` are charged by their size.
+    pub fuel: u64,
+    /// Linear memory, in 64 KiB pages, the module's initial memory included.
+    pub memory_pages: u32,
+}
+
+impl WasmLimits {
+    /// A unit's default fuel: 1 to 2 ms of guest time (docs/wasm.md), 20 to
+    /// 200 times what the example guests use on units of 100 rows.
+    pub const DEFAULT_FUEL_PER_UNIT: u64 = 1_000_000;
+    pub const MAX_FUEL_PER_UNIT: u64 = 100_000_000;
+    /// A block holds many units' rows: a larger default, 20 to 35 ms.
+    pub const DEFAULT_FUEL_PER_BLOCK: u64 = 20_000_000;
+    pub const MAX_FUEL_PER_BLOCK: u64 = 2_000_000_000;
+    /// 2 MiB: a Rust guest's 1 MiB stack and static data plus 1 MiB heap.
+    pub const DEFAULT_MEMORY_PAGES_PER_UNIT: u32 = 32;
+    /// 16 MiB for a block's rows and the guest's copies of them.
+    pub const DEFAULT_MEMORY_PAGES_PER_BLOCK: u32 = 256;
+    /// 64 MiB, what the sandbox reserves for a guest's memory.
+    pub const MAX_MEMORY_PAGES: u32 = 1024;
+
+    /// The deadline's allowance per unit of fuel and per page of memory:
+    /// more than 10 and 2 times the slowest docs/wasm.md measures, so that
+    /// fuel, not the clock, ends honest code and a busy machine does not
+    /// default units.
+    const DEADLINE_NS_PER_FUEL: u64 = 20;
+    const DEADLINE_NS_PER_PAGE: u64 = 100_000;
+    /// The deadline's floor: a thread may wait that long for a core.
+    const DEADLINE_BASE_NS: u64 = 50_000_000;
+
+    /// The defaults of a mode.
+    pub fn defaults(mode: WasmMode) -> Self {
+        match mode {
+            WasmMode::Map => WasmLimits {
+                fuel: Self::DEFAULT_FUEL_PER_UNIT,
+                memory_pages: Self::DEFAULT_MEMORY_PAGES_PER_UNIT,
+            },
+            WasmMode::SampleAggregate => WasmLimits {
+                fuel: Self::DEFAULT_FUEL_PER_BLOCK,
+                memory_pages: Self::DEFAULT_MEMORY_PAGES_PER_BLOCK,
+            },
+        }
+    }
+
+    /// Memory in bytes.
+    pub fn memory_bytes(&self) -> usize {
+        self.memory_pages as usize * 65536
+    }
+
+    /// The wall-clock deadline of one run, derived from the fuel and the
+    /// memory so that nothing else need be declared: a run ends at the
+    /// first of fuel, deadline or its own end. What fuel does not meter
+    /// (first touches of memory pages, a slow machine) is cut here.
+    pub fn deadline(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(
+            Self::DEADLINE_BASE_NS
+                + self.fuel.saturating_mul(Self::DEADLINE_NS_PER_FUEL)
+                + u64::from(self.memory_pages) * Self::DEADLINE_NS_PER_PAGE,
+        )
+    }
+}
+
+impl JobKind {
+    /// A WASM job's limits per run, the mode's defaults filling what the
+    /// manifest leaves out; None for other jobs.
+    pub fn wasm_limits(&self) -> Option<WasmLimits> {
+        let JobKind::Wasm {
+            mode,
+            fuel_per_unit,
+            fuel_per_block,
+            memory_pages,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        let defaults = WasmLimits::defaults(*mode);
+        let fuel = match mode {
+            WasmMode::Map => *fuel_per_unit,
+            WasmMode::SampleAggregate => *fuel_per_block,
+        };
+        Some(WasmLimits {
+            fuel: fuel.unwrap_or(defaults.fuel),
+            memory_pages: memory_pages.unwrap_or(defaults.memory_pages),
+        })
+    }
+}
+
+/// Problems with a WASM job's declared limits, by field name.
+fn wasm_limit_problems(
+    mode: WasmMode,
+    fuel_per_unit: Option<u64>,
+    fuel_per_block: Option<u64>,
+    memory_pages: Option<u32>,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    match (mode, fuel_per_unit) {
+        (WasmMode::Map, Some(f)) if !(1..=WasmLimits::MAX_FUEL_PER_UNIT).contains(&f) => problems
+            .push(format!(
+                "job.fuel_per_unit must be 1 to {}",
+                WasmLimits::MAX_FUEL_PER_UNIT
+            )),
+        (WasmMode::SampleAggregate, Some(_)) => problems.push(
+            "job.fuel_per_unit is only for map; sample-aggregate declares fuel_per_block".into(),
+        ),
+        _ => {}
+    }
+    match (mode, fuel_per_block) {
+        (WasmMode::SampleAggregate, Some(f))
+            if !(1..=WasmLimits::MAX_FUEL_PER_BLOCK).contains(&f) =>
+        {
+            problems.push(format!(
+                "job.fuel_per_block must be 1 to {}",
+                WasmLimits::MAX_FUEL_PER_BLOCK
+            ))
+        }
+        (WasmMode::Map, Some(_)) => problems.push(
+            "job.fuel_per_block is only for sample-aggregate; map declares fuel_per_unit".into(),
+        ),
+        _ => {}
+    }
+    if let Some(p) = memory_pages
+        && !(1..=WasmLimits::MAX_MEMORY_PAGES).contains(&p)
+    {
+        problems.push(format!(
+            "job.memory_pages must be 1 to {} (64 KiB pages)",
+            WasmLimits::MAX_MEMORY_PAGES
+        ));
+    }
+    problems
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -278,8 +432,17 @@ impl Manifest {
                 columns,
                 outputs,
                 blocks,
+                fuel_per_unit,
+                fuel_per_block,
+                memory_pages,
             } => {
                 check_module(module, &mut problems);
+                problems.extend(wasm_limit_problems(
+                    *mode,
+                    *fuel_per_unit,
+                    *fuel_per_block,
+                    *memory_pages,
+                ));
                 if self.datasets.len() != 1 {
                     problems.push("a WASM job reads exactly one dataset".into());
                 }
@@ -389,5 +552,116 @@ impl Manifest {
         } else {
             Err(problems)
         }
+    }
+}
+
+#[cfg(test)]
+mod wasm_limit_tests {
+    use super::*;
+
+    /// A WASM manifest with `extra` lines in its `[job]` table.
+    fn manifest(mode: &str, extra: &str) -> Manifest {
+        let blocks = if mode == "map" { "" } else { "blocks = 10" };
+        toml::from_str(&format!(
+            r#"version = 1
+title = "t"
+purpose = "p"
+datasets = ["d"]
+[job]
+kind = "wasm"
+mode = "{mode}"
+module = "AGFzbQEAAAA="
+columns = ["x"]
+outputs = [{{ name = "y", lower = 0.0, upper = 1.0, default = 0.0 }}]
+{blocks}
+{extra}
+[privacy]
+epsilon = 1.0
+"#
+        ))
+        .unwrap()
+    }
+
+    fn check(mode: &str, extra: &str, expected: Result<WasmLimits, &str>) {
+        let m = manifest(mode, extra);
+        match (m.validate(), expected) {
+            (Ok(()), Ok(limits)) => assert_eq!(m.job.wasm_limits(), Some(limits), "{extra}"),
+            (Err(problems), Err(why)) => assert!(
+                problems.iter().any(|p| p.contains(why)),
+                "{extra}: {problems:?}"
+            ),
+            (got, want) => panic!("{mode} {extra}: {got:?}, expected {want:?}"),
+        }
+    }
+
+    #[test]
+    fn declared_limits_replace_the_modes_defaults_within_their_maxima() {
+        let unit = WasmLimits::defaults(WasmMode::Map);
+        let block = WasmLimits::defaults(WasmMode::SampleAggregate);
+        check("map", "", Ok(unit));
+        check("sample-aggregate", "", Ok(block));
+        let fuel = |fuel| WasmLimits { fuel, ..unit };
+        check("map", "fuel_per_unit = 5000", Ok(fuel(5000)));
+        check(
+            "map",
+            "memory_pages = 100",
+            Ok(WasmLimits {
+                memory_pages: 100,
+                ..unit
+            }),
+        );
+        check(
+            "sample-aggregate",
+            "fuel_per_block = 5000\nmemory_pages = 1",
+            Ok(WasmLimits {
+                fuel: 5000,
+                memory_pages: 1,
+            }),
+        );
+        check("map", "fuel_per_unit = 0", Err("job.fuel_per_unit must be"));
+        check(
+            "map",
+            "fuel_per_unit = 100000001",
+            Err("job.fuel_per_unit must be"),
+        );
+        check(
+            "sample-aggregate",
+            "fuel_per_block = 2000000001",
+            Err("job.fuel_per_block must be"),
+        );
+        check(
+            "map",
+            "fuel_per_block = 5",
+            Err("only for sample-aggregate"),
+        );
+        check("sample-aggregate", "fuel_per_unit = 5", Err("only for map"));
+        check(
+            "map",
+            "memory_pages = 1025",
+            Err("job.memory_pages must be"),
+        );
+        check("map", "memory_pages = 0", Err("job.memory_pages must be"));
+    }
+
+    #[test]
+    fn a_manifest_without_limits_keeps_its_digest_form() {
+        // Absent limits are not serialised: manifests written before they
+        // existed keep their canonical form, and so their digest.
+        let json = serde_json::to_value(manifest("map", "")).unwrap();
+        for field in ["fuel_per_unit", "fuel_per_block", "memory_pages"] {
+            assert!(json["job"].get(field).is_none(), "{field}");
+        }
+        let json = serde_json::to_value(manifest("map", "fuel_per_unit = 7")).unwrap();
+        assert_eq!(json["job"]["fuel_per_unit"], 7);
+    }
+
+    #[test]
+    fn the_deadline_grows_with_fuel_and_memory() {
+        let d = |fuel, memory_pages| WasmLimits { fuel, memory_pages }.deadline();
+        assert!(d(1, 1) >= std::time::Duration::from_millis(50));
+        assert!(d(2_000_000, 32) > d(1_000_000, 32));
+        assert!(d(1_000_000, 64) > d(1_000_000, 32));
+        // The largest declarable limits stay far from overflowing.
+        assert!(d(WasmLimits::MAX_FUEL_PER_BLOCK, WasmLimits::MAX_MEMORY_PAGES).as_secs() < 120);
     }
 }

@@ -76,6 +76,8 @@ pub enum SandboxTask {
     Ingest(IngestTask),
     /// First rows of an unconditional dataset.
     Preview(PreviewTask),
+    /// Every row of an unconditional dataset's version as spreadsheet-safe CSV.
+    Export(ExportTask),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -101,6 +103,11 @@ pub struct WasmTask {
     #[serde(default)]
     pub blocks: Option<u32>,
     pub epsilon: Epsilon,
+    /// Fuel and memory per unit (map) or block (sample-aggregate), fixed
+    /// when the job was prepared; absent from tasks held before limits
+    /// were declared, which get the mode's defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<crate::manifest::WasmLimits>,
 }
 
 /// A DP training job: the row-level query over `tables` whose output
@@ -135,6 +142,13 @@ pub struct PreviewTask {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ExportTask {
+    pub path: String,
+    /// Largest CSV the sandbox may answer with, in bytes.
+    pub max_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum SandboxResponse {
     /// Analysis accepted the query: a description of what will run, and
@@ -158,6 +172,10 @@ pub enum SandboxResponse {
     },
     Preview {
         rows: Vec<serde_json::Map<String, serde_json::Value>>,
+    },
+    /// An unconditional version as CSV, text cells neutralised.
+    Exported {
+        csv: String,
     },
     /// Debug builds only: what the probe managed to do, in request order.
     #[cfg(debug_assertions)]

@@ -32,6 +32,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use sluice_types::manifest::{WasmLimits, WasmMode};
 use sluice_types::privacy::Epsilon;
 use wasmtime::{
     Caller, Config, Engine, Extern, ExternType, Instance, InstanceAllocationStrategy, InstancePre,
@@ -76,11 +77,13 @@ impl Entry {
     }
 }
 
-/// Resource limits of one guest.
+/// Resource limits of one guest. "Unit" is one run of the guest: a
+/// privacy unit, or a block in sample-aggregate mode.
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_module_bytes: usize,
-    /// Instructions per unit (fuel); host calls are charged too.
+    /// Instructions per unit (fuel); host calls and bulk memory operations
+    /// are charged by size.
     pub fuel_per_unit: u64,
     /// Wall-clock time per unit.
     pub time_per_unit: Duration,
@@ -89,16 +92,25 @@ pub struct Limits {
     pub max_wasm_stack: usize,
 }
 
-impl Default for Limits {
-    fn default() -> Self {
+impl From<WasmLimits> for Limits {
+    /// A job's declared (or default) fuel and memory, with the deadline
+    /// they imply.
+    fn from(w: WasmLimits) -> Self {
         Limits {
-            max_module_bytes: 8 << 20,
-            fuel_per_unit: 50_000_000,
-            time_per_unit: Duration::from_millis(200),
-            memory_bytes: 64 << 20,
+            max_module_bytes: sluice_types::manifest::MAX_MODULE_BYTES,
+            fuel_per_unit: w.fuel,
+            time_per_unit: w.deadline(),
+            memory_bytes: w.memory_bytes(),
             table_elements: 10_000,
             max_wasm_stack: 512 << 10,
         }
+    }
+}
+
+impl Default for Limits {
+    /// A `map` unit's defaults (also training's `gradient`).
+    fn default() -> Self {
+        WasmLimits::defaults(WasmMode::Map).into()
     }
 }
 
@@ -236,7 +248,7 @@ impl Guest {
                     && matches!(results[..], [F64]))
                 {
                     problems.push(format!(
-                        "export {MAP_VALUE} must take (i32 rows, i32 values, i32 output) and return one f64"
+                        "export {MAP_VALUE} must take (i32 address, i32 count, i32 output) and return one f64"
                     ));
                 }
                 if !matches!(module.get_export("memory"), Some(ExternType::Memory(_))) {
@@ -395,8 +407,11 @@ impl Guest {
 pub const MAP_VALUE: &str = "map_value";
 
 impl Guest {
+    /// Ticks until the deadline, rounded up, plus one: the first tick may
+    /// come at once.
     fn deadline_ticks(&self) -> u64 {
-        (self.limits.time_per_unit.as_millis() as u64 * TICKS_PER_SECOND / 1000).max(1)
+        let nanos = self.limits.time_per_unit.as_nanos() as u64;
+        nanos.div_ceil(1_000_000_000 / TICKS_PER_SECOND) + 1
     }
 
     /// Runs units one after another for a job whose units have at most
@@ -436,7 +451,7 @@ impl Guest {
             .grow(&mut store, bytes.div_ceil(65536) as u64)
             .map_err(|_| {
                 WasmError::Rejected(format!(
-                    "the module's memory cannot grow by {bytes} bytes for a unit's rows within the limit of {} bytes",
+                    "the module's memory cannot grow by {bytes} bytes for a unit's rows within the limit of {} bytes (the module's maximum, or job.memory_pages)",
                     self.limits.memory_bytes
                 ))
             })?;

@@ -2,9 +2,10 @@
 //! runs every unit of a job in one instance, so a unit costs a call, not an
 //! instantiation.
 //!
-//! `map_value(rows: i32, values: i32, output: i32) -> f64` gets the address
-//! and count of the unit's values (row-major f64) and returns output number
-//! `output`; the host calls it once per output. Before the module may use
+//! `map_value(address: i32, count: i32, output: i32) -> f64` gets the
+//! address in its memory and the number of the unit's values (row-major
+//! f64, little-endian) and returns output number `output`; the host calls
+//! it once per output. Before the module may use
 //! this ABI, every function reachable from `map_value` by direct calls is
 //! checked against an allow-list of instructions that only compute (no
 //! store, `memory.grow`/`fill`/`copy`/`init`, `data.drop`, `elem.drop`,

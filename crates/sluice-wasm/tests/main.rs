@@ -4,11 +4,13 @@
 
 use std::time::Instant;
 
+mod fuzz;
 mod gradient;
 mod pure;
 
+use sluice_types::manifest::WasmLimits;
 use sluice_types::privacy::Epsilon;
-use sluice_wasm::{Guest, Limits, MapSpec, WasmError, run_map};
+use sluice_wasm::{Entry, Guest, Limits, MapSpec, WasmError, run_map};
 
 fn module(wat_text: &str) -> Vec<u8> {
     wat::parse_str(wat_text).unwrap()
@@ -188,21 +190,107 @@ fn runaway_guests_default_their_unit_and_the_job_completes() {
 }
 
 #[test]
-fn memory_growth_towards_4_gib_is_refused_not_fatal() {
-    // Grows until refused, then emits how many pages it got: bounded by the limit.
-    let g = compile(&guest(
-        r#"(func (export "map") (local $pages i32)
-             (block $stop (loop $l
-               (br_if $stop (i32.eq (memory.grow (i32.const 1024)) (i32.const -1)))
-               (local.set $pages (i32.add (local.get $pages) (i32.const 1024)))
-               (br $l)))
-             (f64.store (i32.const 0) (f64.convert_i32_s (local.get $pages)))
-             (drop (call $emit (i32.const 0) (i32.const 1))))"#,
+fn memory_grows_to_the_declared_limit_and_no_further() {
+    // Grows a page at a time until refused, then emits the memory's size.
+    let g = |pages: u32| {
+        Guest::compile(
+            &module(&guest(
+                r#"(func (export "map")
+                     (block $stop (loop $l
+                       (br_if $stop (i32.eq (memory.grow (i32.const 1)) (i32.const -1)))
+                       (br $l)))
+                     (drop (memory.grow (i32.const 65535)))
+                     (f64.store (i32.const 0) (f64.convert_i32_u (memory.size)))
+                     (drop (call $emit (i32.const 0) (i32.const 1))))"#,
+            )),
+            WasmLimits {
+                fuel: 1_000_000,
+                memory_pages: pages,
+            }
+            .into(),
+        )
+        .unwrap()
+    };
+    for pages in [1, 4, WasmLimits::DEFAULT_MEMORY_PAGES_PER_UNIT] {
+        assert_eq!(
+            g(pages).map_unit(&[1.0], 1, 1),
+            Some(vec![f64::from(pages)])
+        );
+    }
+    let default = (Limits::default().memory_bytes / 65536) as u32;
+    assert_eq!(default, WasmLimits::DEFAULT_MEMORY_PAGES_PER_UNIT);
+}
+
+/// Loops as many times as the total of the unit's (at most 64) values,
+/// about 8 fuel each, then emits the total; `entry` names the export.
+fn looping_guest(entry: &str) -> Vec<u8> {
+    module(&format!(
+        r#"(module {IMPORTS}
+             (func (export "{entry}") (local $rows i32) (local $k i32) (local $n i32) (local $i i32)
+               (local.set $rows (call $read_rows (i32.const 64) (i32.const 64)))
+               (block $summed (loop $sum
+                 (br_if $summed (i32.ge_s (local.get $k) (local.get $rows)))
+                 (local.set $n (i32.add (local.get $n) (i32.trunc_f64_s
+                   (f64.load (i32.add (i32.const 64) (i32.shl (local.get $k) (i32.const 3)))))))
+                 (local.set $k (i32.add (local.get $k) (i32.const 1)))
+                 (br $sum)))
+               (block $done (loop $next
+                 (br_if $done (i32.ge_s (local.get $i) (local.get $n)))
+                 (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                 (br $next)))
+               (f64.store (i32.const 0) (f64.convert_i32_s (local.get $n)))
+               (drop (call $emit (i32.const 0) (i32.const 1)))))"#
     ))
-    .unwrap();
-    let got = g.map_unit(&[1.0], 1, 1).unwrap()[0];
-    let limit_pages = (Limits::default().memory_bytes / 65536) as f64;
-    assert!(got < limit_pages, "{got} pages");
+}
+
+/// The declared fuel, not a default, ends a unit: one that needs about
+/// 400,000 fuel runs under the default and defaults under a tenth of it,
+/// while the units after it still get their whole fuel; the same for a
+/// gradient. A sample-aggregate block has its own fuel, whatever the
+/// number of units in it.
+#[test]
+fn a_unit_that_exhausts_its_declared_fuel_defaults_alone() {
+    let small = WasmLimits {
+        fuel: WasmLimits::DEFAULT_FUEL_PER_UNIT / 10,
+        memory_pages: WasmLimits::DEFAULT_MEMORY_PAGES_PER_UNIT,
+    };
+    let heavy = (WasmLimits::DEFAULT_FUEL_PER_UNIT / 20) as f64;
+    for entry in [Entry::Map, Entry::Gradient] {
+        let bytes = looping_guest(entry.name());
+        let run = |g: &Guest, v: f64| match entry {
+            Entry::Map => g.map_unit(&[v], 1, 1),
+            Entry::Gradient => g.gradient_unit(&[v], 1, &[], 1),
+        };
+        let by_default = Guest::compile_entry(&bytes, Limits::default(), entry).unwrap();
+        assert_eq!(run(&by_default, heavy), Some(vec![heavy]), "{entry:?}");
+        let declared = Guest::compile_entry(&bytes, small.into(), entry).unwrap();
+        for v in [heavy, 10.0, heavy, 1000.0] {
+            let expected = (v != heavy).then(|| vec![v]);
+            assert_eq!(run(&declared, v), expected, "{entry:?} {v}");
+        }
+    }
+    // Four units that each fit a tenth of the default in one block that
+    // does not: the block defaults (to 0) under that fuel per block, and
+    // gives their total under the default per block.
+    let units = vec![vec![heavy / 10.0]; 4];
+    let total = 4.0 * heavy / 10.0;
+    let block_total = |l: WasmLimits| {
+        let g = Guest::compile(&looping_guest("map"), l.into()).unwrap();
+        assert!(g.map_unit(&units[0], 1, 1).is_some());
+        let s = sluice_wasm::SampleAggregateSpec {
+            bounds: MapSpec {
+                epsilon: Epsilon::from_f64(1000.0).unwrap(),
+                ..spec(0.0, 2.0 * total, 0.0)
+            },
+            blocks: 1,
+        };
+        let r = sluice_wasm::run_sample_aggregate(&g, &s, &units, 1).unwrap();
+        assert!(r.ci95_halfwidth[0] < total / 100.0);
+        r.sums[0]
+    };
+    assert!(block_total(small) < total / 2.0);
+    let per_block = WasmLimits::defaults(sluice_types::manifest::WasmMode::SampleAggregate);
+    assert!((block_total(per_block) - total).abs() < total / 50.0);
 }
 
 #[test]
@@ -498,7 +586,11 @@ fn the_rust_example_guests_answer_within_their_intervals_of_the_native_truth() {
 
     // A per-block trimmed mean: every person has the values 0..9 and an
     // outlier of 500, so every non-empty block's 10%-trimmed mean is 4.5.
-    let g = Guest::compile(&example_guest("block_trimmed_mean"), Limits::default()).unwrap();
+    let g = Guest::compile(
+        &example_guest("block_trimmed_mean"),
+        WasmLimits::defaults(sluice_types::manifest::WasmMode::SampleAggregate).into(),
+    )
+    .unwrap();
     let people: Vec<Vec<f64>> = (0..2000)
         .map(|_| {
             (0..10)

@@ -109,11 +109,11 @@ macro_rules! map {
 macro_rules! map_value {
     ($f:expr) => {
         #[unsafe(no_mangle)]
-        pub extern "C" fn map_value(rows: i32, values: i32, output: i32) -> f64 {
-            // SAFETY: the host passes `values` f64s it wrote at `rows` in
+        pub extern "C" fn map_value(address: i32, count: i32, output: i32) -> f64 {
+            // SAFETY: the host passes `count` f64s it wrote at `address` in
             // this module's memory, valid for the duration of the call.
             let values = unsafe {
-                core::slice::from_raw_parts(rows as usize as *const f64, values.max(0) as usize)
+                core::slice::from_raw_parts(address as usize as *const f64, count.max(0) as usize)
             };
             let f: fn(&[f64], usize) -> f64 = $f;
             f(values, output.max(0) as usize)

@@ -18,6 +18,7 @@ pub fn read(input: &[u8], sink: &mut Sink<'_>) -> Result<(), IngestError> {
     if header.is_empty() {
         return Err(IngestError::Empty);
     }
+    sink.check_width(header.len())?;
     let mut names = Vec::with_capacity(header.len());
     for (i, name) in header.iter().enumerate() {
         let name = std::str::from_utf8(name)
@@ -47,9 +48,9 @@ pub fn read(input: &[u8], sink: &mut Sink<'_>) -> Result<(), IngestError> {
                     format!("row {row}, field {}: text is not valid UTF-8", field + 1),
                 )
             })?;
-            sink.push(index, Raw::Str(text));
+            sink.push(index, Raw::Str(text))?;
         }
-        sink.end_record();
+        sink.end_record()?;
     }
     Ok(())
 }

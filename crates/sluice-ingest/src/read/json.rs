@@ -86,10 +86,9 @@ fn record(sink: &mut Sink<'_>, value: &Value) -> Result<(), IngestError> {
             Value::String(s) => Raw::Str(s),
             Value::Array(_) | Value::Object(_) => Raw::Invalid,
         };
-        sink.push(index, raw);
+        sink.push(index, raw)?;
     }
-    sink.end_record();
-    Ok(())
+    sink.end_record()
 }
 
 /// Visits the top-level array, handing each element to the sink as soon as

@@ -19,7 +19,7 @@ pub fn read(input: &[u8], sink: &mut Sink<'_>) -> Result<(), IngestError> {
     let mut roots = 0usize;
     let mut column: Option<usize> = None;
     let mut position = 0usize;
-    let mut text = String::new();
+    let mut text = Value::default();
     loop {
         let event = reader
             .read_event()
@@ -33,7 +33,7 @@ pub fn read(input: &[u8], sink: &mut Sink<'_>) -> Result<(), IngestError> {
                     2 => {
                         position += 1;
                         column = Some(column_index(sink, &e, position, record)?);
-                        text.clear();
+                        text = Value::default();
                     }
                     _ => {
                         return Err(malformed(
@@ -46,11 +46,11 @@ pub fn read(input: &[u8], sink: &mut Sink<'_>) -> Result<(), IngestError> {
             }
             Event::Empty(e) => match depth {
                 0 => roots = new_root(roots)?,
-                1 => sink.end_record(),
+                1 => sink.end_record()?,
                 2 => {
                     position += 1;
                     let index = column_index(sink, &e, position, record)?;
-                    sink.push(index, Raw::Null);
+                    sink.push(index, Raw::Null)?;
                 }
                 _ => {
                     return Err(malformed(
@@ -78,28 +78,34 @@ pub fn read(input: &[u8], sink: &mut Sink<'_>) -> Result<(), IngestError> {
                     )
                 };
                 if let Some(c) = r.resolve_char_ref().map_err(|_| bad_reference())? {
-                    text.push(c);
+                    text.append(c.encode_utf8(&mut [0; 4]));
                 } else {
                     let name = r.decode().map_err(|_| bad_reference())?;
                     let resolved = quick_xml::escape::resolve_predefined_entity(&name)
                         .ok_or_else(bad_reference)?;
-                    text.push_str(resolved);
+                    text.append(resolved);
                 }
             }
             Event::End(_) => {
                 match depth {
                     3 => {
                         if let Some(index) = column.take() {
-                            sink.push(index, Raw::Str(text.trim()));
+                            sink.push(index, Raw::Str(text.value()))?;
                         }
                     }
-                    2 => sink.end_record(),
+                    2 => sink.end_record()?,
                     _ => {}
                 }
                 depth = depth.saturating_sub(1);
             }
             Event::Eof => break,
             Event::Decl(_) | Event::PI(_) | Event::DocType(_) | Event::Comment(_) => {}
+        }
+        // Refused while it grows, not once the whole value is in memory.
+        if let Some(index) = column
+            && text.end > sink.cell_bytes()
+        {
+            return Err(sink.cell_too_large(index));
         }
     }
     if depth != 0 {
@@ -164,16 +170,44 @@ fn describe(e: &quick_xml::Error, at: u64) -> String {
 
 /// Text or CDATA: part of a column's value at depth 3; only whitespace elsewhere.
 fn push_text(
-    text: &mut String,
+    text: &mut Value,
     content: Option<&str>,
     depth: usize,
     record: u64,
 ) -> Result<(), IngestError> {
     let content = content.ok_or_else(|| malformed(XML, "text is not valid UTF-8"))?;
     if depth == 3 {
-        text.push_str(content);
+        text.append(content);
     } else if !content.trim().is_empty() {
         return Err(stray_text(depth, record));
     }
     Ok(())
+}
+
+/// A column element's text as it is read, trimmed as it grows: leading
+/// whitespace is dropped and `end` is the length up to the last
+/// non-whitespace character, so its size is known at every step.
+#[derive(Default)]
+struct Value {
+    text: String,
+    end: usize,
+}
+
+impl Value {
+    fn append(&mut self, s: &str) {
+        let s = if self.text.is_empty() {
+            s.trim_start()
+        } else {
+            s
+        };
+        let kept = s.trim_end().len();
+        if kept > 0 {
+            self.end = self.text.len() + kept;
+        }
+        self.text.push_str(s);
+    }
+
+    fn value(&self) -> &str {
+        &self.text[..self.end]
+    }
 }

@@ -243,3 +243,40 @@ fn the_rust_map_value_example_is_pure_and_exact() {
     }
     assert!(within >= 38, "{within}/40 within twice the 95% half-width");
 }
+
+/// The fenced code block of docs/wasm.md that starts with `fence` and
+/// contains `needle`.
+fn doc_block(fence: &str, needle: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/wasm.md");
+    let doc = std::fs::read_to_string(path).unwrap();
+    doc.split(fence)
+        .skip(1)
+        .map(|rest| rest.split("```").next().unwrap())
+        .find(|block| block.contains(needle))
+        .unwrap_or_else(|| panic!("docs/wasm.md has no {fence} block with {needle}"))
+        .to_owned()
+}
+
+/// A guest written from the documented signature (address, count,
+/// output) computes what the doc says; the doc's Rust example is the
+/// example guest checked above, byte for byte.
+#[test]
+fn the_map_value_guests_in_the_docs_compute_what_the_docs_say() {
+    let g = compile(&doc_block("```wat\n", "\"map_value\"")).unwrap();
+    let mut mapper = g.mapper(3, 2).unwrap();
+    for rows in units(100) {
+        let total: f64 = rows.iter().step_by(2).sum();
+        let count = (rows.len() / 2) as f64;
+        assert_eq!(mapper.map(&rows, 2), Some(vec![total, count]), "{rows:?}");
+    }
+    let rust = doc_block("```rust\n", "map_value!");
+    let example = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../examples/wasm/person_total/src/lib.rs"),
+    )
+    .unwrap();
+    assert!(
+        example.contains(&rust),
+        "the doc's map_value! example differs from examples/wasm/person_total"
+    );
+}
