@@ -77,18 +77,6 @@ pub fn limit_ingest() -> Vec<String> {
     missing
 }
 
-/// Replaces the panic message with its location: a parser that panics on
-/// an upload may put bytes of it in the message, and stderr is the
-/// operator log, which must hold no private values.
-pub fn panics_without_payload() {
-    std::panic::set_hook(Box::new(|info| {
-        let at = info
-            .location()
-            .map_or_else(String::new, |l| format!(" at {}:{}", l.file(), l.line()));
-        eprintln!("sandbox: a reader panicked{at} (message withheld)");
-    }));
-}
-
 /// The files a task may touch: dataset versions it reads, and for ingest the
 /// one directory it writes its new version into.
 #[derive(Debug, Default, Clone, PartialEq)]

@@ -79,6 +79,9 @@ pub fn main_entry() -> i32 {
         report(Diagnostic::OutputDirFailed);
         return 2;
     };
+    if matches!(task, SandboxTask::Ingest(_)) {
+        missing.extend(isolation::limit_ingest());
+    }
     missing.extend(confine(&access));
     for what in &missing {
         report(missing_protection(what));
@@ -133,10 +136,6 @@ pub async fn run(task: SandboxTask, payload: &[u8]) -> SandboxResponse {
         SandboxTask::AnalyzeTrain(t) => train::analyze(&t).await,
         SandboxTask::ExecuteTrain(t) => train::execute(&t).await,
         SandboxTask::Ingest(t) => {
-            for what in isolation::limit_ingest() {
-                eprintln!("sandbox: {what}; continuing without it");
-            }
-            isolation::panics_without_payload();
             let key: [u8; 32] = match hex::decode(&t.pseudonym_key_hex)
                 .ok()
                 .and_then(|k| k.try_into().ok())
@@ -183,7 +182,7 @@ pub async fn run(task: SandboxTask, payload: &[u8]) -> SandboxResponse {
                 Err(e @ sluice_ingest::ExportError::TooLarge { .. }) => SandboxResponse::Rejected {
                     reasons: vec![e.to_string()],
                 },
-                Err(e) => failed("export_failed", &e),
+                Err(_) => failed(Failure::Read),
             }
         }
     }

@@ -4,7 +4,7 @@
 //! one person whose row triggers it. Everything the submitter sees must be
 //! the same on both: the job's state, its message, and what it was charged.
 
-use crate::{Platform, agreement, descriptor, run_job};
+use crate::{Platform, agreement, descriptor};
 
 /// The neighbouring datasets' schema: a person key, numbers with and
 /// without bounds, a text column and a bool.

@@ -132,6 +132,7 @@ fn task_kind(task: &SandboxTask) -> &'static str {
         SandboxTask::ExecuteTrain(_) => "execute_train",
         SandboxTask::Ingest(_) => "ingest",
         SandboxTask::Preview(_) => "preview",
+        SandboxTask::Export(_) => "export",
         #[cfg(debug_assertions)]
         SandboxTask::Probe { .. } => "probe",
     }
