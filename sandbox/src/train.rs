@@ -81,7 +81,7 @@ fn describe_gradient(custom: &Option<CustomGuest>) -> String {
                 info.exports.join(", "),
                 limits.fuel,
                 limits.memory_pages,
-                limits.deadline().as_secs_f64() * 1e3,
+                limits.deadline().as_micros() as f64 / 1e3,
             )
         }
     }

@@ -74,7 +74,9 @@ fn limits(t: &WasmTask) -> WasmLimits {
 /// the job's duration: known before any data.
 fn describe_limits(t: &WasmTask) -> String {
     let l = limits(t);
-    let deadline_ms = l.deadline().as_secs_f64() * 1e3;
+    // From whole microseconds, so that the plan shows 73.2, not 73.19999.
+    let micros = l.deadline().as_micros() as f64;
+    let deadline_ms = micros / 1e3;
     let (per, total) = match t.mode {
         WasmMode::Map => (
             "unit",
@@ -86,7 +88,7 @@ fn describe_limits(t: &WasmTask) -> String {
                 "block",
                 format!(
                     "at most {} ms of guest time in all ({blocks} blocks)",
-                    deadline_ms * f64::from(blocks)
+                    micros * f64::from(blocks) / 1e3
                 ),
             )
         }

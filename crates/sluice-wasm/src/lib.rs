@@ -222,6 +222,16 @@ impl Guest {
                 "not a WebAssembly binary module (text, components and precompiled artifacts are refused)".into(),
             ));
         }
+        // Said here in the job's terms; the engine would call it invalid.
+        if let Some(pages) = initial_memory_pages(bytes)
+            && pages.saturating_mul(65536) > limits.memory_bytes as u64
+        {
+            return Err(WasmError::Rejected(format!(
+                "the module's memory starts at {pages} pages of 64 KiB, more than the limit of {} (job.memory_pages, at most {})",
+                limits.memory_bytes / 65536,
+                WasmLimits::MAX_MEMORY_PAGES
+            )));
+        }
         let engine = engine(&limits)?;
         let module = Module::new(&engine, bytes)
             .map_err(|e| WasmError::Rejected(format!("invalid module: {}", root_cause(&e))))?;
@@ -512,6 +522,21 @@ impl Mapper<'_> {
         r.memory.data_mut(&mut r.store)[region].fill(0);
         (out.len() == dims).then_some(out)
     }
+}
+
+/// The largest initial size, in pages, of the memories the module
+/// defines; None if it defines none or does not parse (compiling says why).
+fn initial_memory_pages(bytes: &[u8]) -> Option<u64> {
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        if let wasmparser::Payload::MemorySection(reader) = payload.ok()? {
+            return reader
+                .into_iter()
+                .filter_map(|m| m.ok())
+                .map(|m| m.initial)
+                .max();
+        }
+    }
+    None
 }
 
 fn root_cause(e: &wasmtime::Error) -> String {

@@ -219,6 +219,13 @@ fn memory_grows_to_the_declared_limit_and_no_further() {
     }
     let default = (Limits::default().memory_bytes / 65536) as u32;
     assert_eq!(default, WasmLimits::DEFAULT_MEMORY_PAGES_PER_UNIT);
+    // A module whose own memory is larger than the job's limit is refused
+    // before any data, saying which field to raise.
+    let why = rejected(r#"(module (memory (export "memory") 40) (func (export "map")))"#);
+    assert!(
+        why.contains("starts at 40 pages") && why.contains("job.memory_pages"),
+        "{why}"
+    );
 }
 
 /// Loops as many times as the total of the unit's (at most 64) values,

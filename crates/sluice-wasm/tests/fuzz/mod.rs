@@ -33,6 +33,7 @@ const COLUMNS: usize = 2;
 const MAX_ROWS: usize = 3;
 const DIMS: usize = 2;
 const BLOCKS: usize = 3;
+const PARAMS: [f64; 3] = [0.5, -0.25, 1.0];
 
 /// Time the host may add to a unit's deadline (instantiation, copying,
 /// a busy machine): far below the seconds an unbounded unit would take.
@@ -127,11 +128,104 @@ fn generate(kind: Kind, seed: u64) -> Vec<u8> {
     let module = Module::new(config, &mut Unstructured::new(&bytes))
         .expect("wasm-smith builds a module from any bytes")
         .to_bytes();
-    if pure_only {
-        without_global_set(&module)
-    } else {
-        module
+    match kind {
+        _ if pure_only => without_global_set(&module),
+        // Random code seldom calls `emit` with the right length: half the
+        // other modules get a wrapper that does, so that their outputs,
+        // not only defaults, reach the host.
+        Kind::Map | Kind::SampleAggregate if rng.random_bool(0.5) => emitting(&module, "map", DIMS),
+        Kind::Gradient if rng.random_bool(0.5) => emitting(&module, "gradient", PARAMS.len()),
+        _ => module,
     }
+}
+
+/// The module with a new `entry` export that calls the generated one, then
+/// emits `dims` numbers from address 0 (whatever the generated code left
+/// there). Unchanged if the module does not import `emit`.
+fn emitting(bytes: &[u8], entry: &str, dims: usize) -> Vec<u8> {
+    use wasm_encoder::{CodeSection, ExportSection, Function, FunctionSection, Instruction};
+    use wasmparser::{ExternalKind, Parser, Payload, TypeRef};
+    let (mut imported, mut emit, mut generated, mut types) = (0, None, None, Vec::new());
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload.unwrap() {
+            Payload::ImportSection(r) => {
+                for import in r.into_imports() {
+                    let import = import.unwrap();
+                    if let TypeRef::Func(_) = import.ty {
+                        if import.module == "sluice" && import.name == "emit" {
+                            emit = Some(imported);
+                        }
+                        imported += 1;
+                    }
+                }
+            }
+            Payload::FunctionSection(r) => types = r.into_iter().map(Result::unwrap).collect(),
+            Payload::ExportSection(r) => {
+                for e in r {
+                    let e = e.unwrap();
+                    if e.name == entry && e.kind == ExternalKind::Func {
+                        generated = Some(e.index);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let (Some(emit), Some(generated)) = (emit, generated) else {
+        return bytes.to_vec();
+    };
+    let wrapper = imported + types.len() as u32;
+    let mut out = wasm_encoder::Module::new();
+    let mut code: Option<CodeSection> = None;
+    for payload in Parser::new(0).parse_all(bytes) {
+        let payload = payload.unwrap();
+        if !matches!(payload, Payload::CodeSectionEntry(_))
+            && let Some(mut section) = code.take()
+        {
+            let mut f = Function::new([]);
+            f.instruction(&Instruction::Call(generated))
+                .instruction(&Instruction::I32Const(0))
+                .instruction(&Instruction::I32Const(dims as i32))
+                .instruction(&Instruction::Call(emit))
+                .instruction(&Instruction::Drop)
+                .instruction(&Instruction::End);
+            section.function(&f);
+            out.section(&section);
+        }
+        match &payload {
+            Payload::FunctionSection(_) => {
+                let mut section = FunctionSection::new();
+                for t in &types {
+                    section.function(*t);
+                }
+                // The generated entry's type: no parameters, no results.
+                section.function(types[(generated - imported) as usize]);
+                out.section(&section);
+            }
+            Payload::ExportSection(r) => {
+                let mut section = ExportSection::new();
+                for e in r.clone() {
+                    let e = e.unwrap();
+                    let index = if e.name == entry { wrapper } else { e.index };
+                    section.export(e.name, e.kind.into(), index);
+                }
+                out.section(&section);
+            }
+            Payload::CodeSectionStart { .. } => code = Some(CodeSection::new()),
+            Payload::CodeSectionEntry(body) => {
+                code.as_mut().unwrap().raw(&bytes[body.range()]);
+            }
+            other => {
+                if let Some((id, range)) = other.as_section() {
+                    out.section(&wasm_encoder::RawSection {
+                        id,
+                        data: &bytes[range],
+                    });
+                }
+            }
+        }
+    }
+    out.finish()
 }
 
 /// wasm-smith keeps values it would drop in globals (`global.get`, `xor`,
@@ -300,11 +394,10 @@ fn run_case(kind: Kind, seed: u64, tally: &mut Tally) {
             }
         }
         Kind::Gradient => {
-            let params = [0.5, -0.25, 1.0];
             for rows in &data {
                 let (out, took) =
-                    timed(|| guest.gradient_unit(rows, COLUMNS, &params, params.len()));
-                tally.unit(&case, out, params.len(), took, &l);
+                    timed(|| guest.gradient_unit(rows, COLUMNS, &PARAMS, PARAMS.len()));
+                tally.unit(&case, out, PARAMS.len(), took, &l);
             }
         }
     }
@@ -338,14 +431,8 @@ fn generated_modules_release_or_default_within_their_deadline_whatever_they_do()
             "{kind:?}: too few modules accepted: {tally:?}"
         );
         assert!(
-            tally.outputs + tally.defaults > 0,
-            "{kind:?}: no unit ran: {tally:?}"
+            tally.outputs > 0 && tally.defaults > 0,
+            "{kind:?}: the units did not reach both outcomes: {tally:?}"
         );
-        if kind == Kind::MapValue {
-            assert!(
-                tally.outputs > 0,
-                "no map_value unit gave an output: {tally:?}"
-            );
-        }
     }
 }
