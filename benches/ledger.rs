@@ -46,7 +46,7 @@ async fn setup(dir: &std::path::Path, jobs: usize) -> (Arc<Store>, String, Strin
             manifest_json: "{}".into(),
             manifest_digest: "bench".into(),
             dataset_versions: vec![],
-            epsilon: Epsilon::from_units(100),
+            epsilon: sluice_store::DEFAULT_MIN_EPSILON,
             delta: Delta::ZERO,
         };
         ids.push(store.create_job("bench", job).await.unwrap());
@@ -76,7 +76,7 @@ async fn run(clients: usize, pairs: usize) {
                             j,
                             &user,
                             std::slice::from_ref(&ds),
-                            Epsilon::from_units(100),
+                            sluice_store::DEFAULT_MIN_EPSILON,
                             Delta::ZERO,
                         )
                         .await

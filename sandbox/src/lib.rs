@@ -103,8 +103,19 @@ pub fn main_entry() -> i32 {
     0
 }
 
-/// Runs one task. Public so that tests can drive it in-process.
+/// Runs one task. Public so that tests can drive it in-process. Released
+/// outputs carry only finite numbers, which JSON can hold exactly.
 pub async fn run(task: SandboxTask, payload: &[u8]) -> SandboxResponse {
+    match run_task(task, payload).await {
+        SandboxResponse::Released { mut outputs } => {
+            outputs.make_finite();
+            SandboxResponse::Released { outputs }
+        }
+        other => other,
+    }
+}
+
+async fn run_task(task: SandboxTask, payload: &[u8]) -> SandboxResponse {
     match task {
         SandboxTask::Analyze(q) => match sluice_sql::analyze(&q).await {
             Ok(a) => match a.estimate() {

@@ -137,8 +137,12 @@ async fn sigkill_at_random_points_never_breaks_the_ledger() {
         )
         .replace("title = \"t\"", &format!("title = \"run {run}\""));
         let submit = tokio::spawn(async move { alice.submit_job(&m).await });
-        // Kill somewhere between before the request lands and after the release.
-        tokio::time::sleep(Duration::from_millis(rng.next() % 400)).await;
+        // Kill somewhere between before the request lands and after the
+        // release, which its schedule places a second or two after
+        // admission on a debug build: a square spreads the kills over the
+        // whole span while keeping most runs short.
+        let u = (rng.next() % 1000) as f64 / 1000.0;
+        tokio::time::sleep(Duration::from_millis((3000.0 * u * u) as u64)).await;
         server.child.kill().unwrap();
         server.child.wait().unwrap();
         if let Ok(Ok(job)) = submit.await

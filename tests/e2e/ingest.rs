@@ -111,8 +111,10 @@ async fn bad_files_are_rejected_with_a_clear_error_and_store_nothing() {
         ("national_id,phone,age\nA,1,30\nB,2\n", "row"),
         ("national_id,phone,age\nA,1,thirty\n", "age"),
         (
+            // A column the schema does not declare is named by position: its
+            // header could be a value run into the header row.
             "national_id,phone,age,secret_column\nA,1,30,x\n",
-            "secret_column",
+            "column number 4",
         ),
         ("", "empty"),
         ("national_id,phone,age\n", "no data rows"),

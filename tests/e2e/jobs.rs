@@ -694,3 +694,38 @@ async fn job_events_stream_each_state_until_the_job_ends() {
     let err = p.bob.watch_job(&job.id, |_| true).await.unwrap_err();
     assert_eq!(err.code(), Some(sluice_types::ErrorCode::NotFound), "{err}");
 }
+
+/// Every job spends at least the least ε (0.001 by default, more where the
+/// agreement says so): the estimate states it and the expected schedule,
+/// and a job below it is refused before anything is reserved or read.
+#[tokio::test]
+async fn a_job_below_the_least_epsilon_is_refused_and_the_estimate_says_so() {
+    let p = with_pums().await;
+    let query = "SELECT COUNT(*) FROM pums";
+    let e = p
+        .alice
+        .estimate_job(&p.manifest("pums", query, 0.5))
+        .await
+        .unwrap();
+    assert!(e.accepted, "{:?}", e.reasons);
+    assert_eq!(e.minimum_epsilon.as_deref(), Some("0.001"));
+    let expected = e.expected_seconds.unwrap();
+    assert!(expected > 0.0 && expected < 120.0, "{expected}");
+
+    let tiny = p.manifest("pums", query, 0.0005);
+    let e = p.alice.estimate_job(&tiny).await.unwrap();
+    assert!(!e.accepted);
+    assert!(
+        e.reasons
+            .iter()
+            .any(|r| r.contains("below the least a job may spend, 0.001")),
+        "{:?}",
+        e.reasons
+    );
+    let err = p.alice.submit_job(&tiny).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::ManifestInvalid), "{err}");
+    assert!(err.to_string().contains("0.001"), "{err}");
+    assert_eq!(p.alice.budget("pums").await.unwrap().user_spent, "0");
+    let jobs = p.alice.jobs().await.unwrap();
+    assert!(jobs.iter().all(|j| j.state == "rejected"), "{jobs:?}");
+}

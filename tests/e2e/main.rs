@@ -3,6 +3,7 @@
 //! in production.
 
 mod authz;
+mod canaries;
 mod catalog;
 mod control;
 mod crash;
@@ -14,6 +15,7 @@ mod jobs;
 mod ledger;
 mod outcomes;
 mod review;
+mod timing;
 mod train;
 mod wasm;
 mod workflow;
@@ -24,6 +26,9 @@ use std::time::Duration;
 use sluice_client::Client;
 use sluice_types::Role;
 use sluice_types::api::DatasetDescriptor;
+
+/// The deadline of the tests' sandboxes (and jobs).
+pub const SANDBOX_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub struct Platform {
     pub dir: tempfile::TempDir,
@@ -45,15 +50,27 @@ impl Platform {
     }
 
     pub async fn start_with(rate_limit: sluice_server::RateLimit) -> Platform {
+        Self::start_configured(rate_limit, Default::default()).await
+    }
+
+    /// A platform whose jobs are scheduled by `timing`.
+    pub async fn start_with_timing(timing: sluice_server::TimingConfig) -> Platform {
+        Self::start_configured(Default::default(), timing).await
+    }
+
+    async fn start_configured(
+        rate_limit: sluice_server::RateLimit,
+        timing: sluice_server::TimingConfig,
+    ) -> Platform {
         let dir = tempfile::tempdir().unwrap();
         let config = sluice_server::Config {
             data_dir: dir.path().join("data"),
             key_dir: dir.path().join("keys"),
             bind: "127.0.0.1:0".parse().unwrap(),
             sandbox_exe: PathBuf::from(env!("CARGO_BIN_EXE_sluice")),
-            sandbox_timeout: Duration::from_secs(120),
+            sandbox_timeout: SANDBOX_TIMEOUT,
             rate_limit,
-            timing: Default::default(),
+            timing,
         };
         let started = sluice_server::start(config).await.unwrap();
         let url = format!("http://{}", started.addr);
@@ -84,11 +101,12 @@ impl Platform {
     }
 }
 
-/// Submits a manifest and waits (at most a minute) for the job to finish.
+/// Submits a manifest and waits (at most three minutes: a job's outcome
+/// is visible on its schedule, up to twice its duration) for it to finish.
 pub async fn run_job(client: &Client, manifest_toml: &str) -> sluice_types::api::JobView {
     let job = client.submit_job(manifest_toml).await.unwrap();
     client
-        .wait_job(&job.id, Duration::from_secs(60))
+        .wait_job(&job.id, Duration::from_secs(180))
         .await
         .unwrap()
 }

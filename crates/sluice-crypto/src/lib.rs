@@ -168,37 +168,15 @@ pub fn sign_release(keys: &PlatformKeys, body: &ReleaseBody) -> SignedRelease {
 ///
 /// When the confidence level is not finite: it is the platform's constant.
 pub fn finite_release_body(body: &ReleaseBody) -> std::borrow::Cow<'_, ReleaseBody> {
-    use sluice_types::release::Cell;
     assert!(
         body.confidence_level.is_finite(),
         "a release's confidence level must be a finite number"
     );
-    let finite = |c: &Cell| match c {
-        Cell::Noisy { value, ci95 } => value.is_finite() && ci95.iter().all(|x| x.is_finite()),
-        Cell::Quantile {
-            value,
-            rank_error95,
-        } => value.is_finite() && rank_error95.is_finite(),
-        Cell::Derived { value } => value.is_finite(),
-        Cell::Key(_) => true,
-    };
-    if body.outputs.rows.iter().flatten().all(finite) {
+    if body.outputs.is_finite() {
         return std::borrow::Cow::Borrowed(body);
     }
     let mut body = body.clone();
-    for cell in body.outputs.rows.iter_mut().flatten() {
-        if finite(cell) {
-            continue;
-        }
-        *cell = match *cell {
-            Cell::Noisy { value, .. } | Cell::Quantile { value, .. } | Cell::Derived { value }
-                if value.is_finite() =>
-            {
-                Cell::Derived { value }
-            }
-            _ => Cell::Key(serde_json::Value::Null),
-        };
-    }
+    body.outputs.make_finite();
     std::borrow::Cow::Owned(body)
 }
 

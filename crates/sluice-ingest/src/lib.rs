@@ -40,8 +40,9 @@ pub use export::{ExportError, export_csv};
 pub use limits::{IngestLimits, Limit};
 pub use store::{StoredVersion, preview, write_version};
 
-/// Largest upload ingest accepts by default ([`IngestLimits::input_bytes`]).
-pub const MAX_INPUT_BYTES: usize = 512 * 1024 * 1024;
+/// Largest upload ingest accepts by default ([`IngestLimits::input_bytes`]):
+/// the platform's one upload limit.
+pub const MAX_INPUT_BYTES: usize = sluice_types::catalog::MAX_UPLOAD_BYTES;
 /// How many row numbers an error lists per problem.
 pub const MAX_ROWS_LISTED: usize = 10;
 

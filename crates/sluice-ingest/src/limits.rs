@@ -45,7 +45,7 @@ impl Default for IngestLimits {
             input_bytes: MAX_INPUT_BYTES as u64,
             decompressed_bytes: GIB,
             footer_bytes: 16 * MIB,
-            cell_bytes: 64 * 1024,
+            cell_bytes: sluice_types::schema::MAX_CELL_BYTES,
             rows: 100_000_000,
             columns: 1_000,
             parsed_bytes: 2 * GIB,

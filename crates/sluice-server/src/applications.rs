@@ -57,7 +57,15 @@ pub async fn apply(
 ) -> Result<(StatusCode, Json<ApplicationView>), ApiError> {
     require(&caller, &[Role::User], "apply for conditional data")?;
     let mut problems = Vec::new();
-    text_problem("title", &req.title, &mut problems);
+    // The title is printed in listings and the console: one name rule.
+    match req.title.as_deref() {
+        None => problems.push("title is missing".into()),
+        Some(t) => {
+            if let Err(e) = sluice_types::text::check_name(t, sluice_types::text::MAX_TITLE_BYTES) {
+                problems.push(format!("title {e}"));
+            }
+        }
+    }
     text_problem("reason", &req.reason, &mut problems);
     text_problem("result_form", &req.result_form, &mut problems);
     text_problem("scenario", &req.scenario, &mut problems);

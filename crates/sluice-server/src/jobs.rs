@@ -378,12 +378,32 @@ pub async fn estimate(
         Ok(SandboxResponse::Accepted { plan, estimate }) => {
             // What the ledger would refuse now, said before submitting.
             let reasons = budget_shortfalls(state, caller, &p).await?;
+            let (minimum, _) = state
+                .store
+                .minimum_epsilon(&caller.id, &p.manifest.agreement)
+                .await?;
+            // The schedule the job would get if it started now.
+            let rows: Vec<u64> = p.resolved.iter().map(|r| r.rows).collect();
+            let task = p.task.clone().execute();
+            let work = workload(&task, &rows, estimate_size(&estimate));
+            let level = state
+                .store
+                .timing_level(&caller.id, &schedule::principal_of(&p.manifest.agreement))
+                .await?;
+            let calibration = *state.calibration.read().expect("calibration");
+            let plan_time = Schedule::new(
+                schedule::predict(&work, &calibration, &state.config.timing),
+                level,
+                state.config.sandbox_timeout,
+            );
             Ok(EstimateView {
                 accepted: reasons.is_empty(),
                 reasons,
                 manifest_digest: p.digest,
                 plan: Some(plan),
                 estimate: Some(estimate),
+                minimum_epsilon: Some(minimum.to_string()),
+                expected_seconds: Some(plan_time.offset().as_secs_f64()),
             })
         }
         Ok(SandboxResponse::Rejected { reasons }) => Ok(EstimateView {
@@ -392,9 +412,10 @@ pub async fn estimate(
             manifest_digest: p.digest,
             plan: None,
             estimate: None,
+            minimum_epsilon: None,
+            expected_seconds: None,
         }),
         other => {
-            eprintln!("DEBUGX estimate: {other:?}");
             tracing::error!(ok = other.is_ok(), "estimate sandbox failed");
             Err(ApiError::internal())
         }
@@ -607,7 +628,9 @@ pub fn workload(task: &SandboxTask, rows: &[u64], cells: u64) -> Workload {
     match task {
         SandboxTask::ExecuteWasm(w) => Workload::Wasm {
             rows: rows_sum,
-            fuel_per_unit: wasm_fuel(w),
+            // A unit or a block per run: units are at most the rows.
+            runs: w.blocks.map_or(rows_sum, u64::from),
+            fuel_per_run: expected_fuel(w),
         },
         SandboxTask::ExecuteTrain(t) => Workload::Train {
             rows: rows_sum,
@@ -733,13 +756,20 @@ fn estimate_size(e: &sluice_types::sandbox::Estimate) -> u64 {
     e.rows.max(e.columns.len() as u64)
 }
 
-/// Fuel one WASM unit may burn, as the job declared it or by default.
-fn wasm_fuel(_task: &WasmTask) -> u64 {
-    WASM_DEFAULT_FUEL_PER_UNIT
+/// The fuel a WASM run is expected to burn: what the job declared, up to
+/// a typical guest's use. A job whose runs burn more is late and doubles
+/// its principal's predictions (docs/threat-model.md); one unit that spins
+/// to its declared limit adds at most that limit's time.
+fn expected_fuel(task: &WasmTask) -> u64 {
+    let declared = task
+        .limits
+        .unwrap_or_else(|| sluice_types::manifest::WasmLimits::defaults(task.mode))
+        .fuel;
+    declared.min(TYPICAL_FUEL_PER_RUN)
 }
 
-const WASM_DEFAULT_FUEL_PER_UNIT: u64 = 1_000_000;
-const TRAIN_GRADIENT_FUEL: u64 = 100_000;
+const TYPICAL_FUEL_PER_RUN: u64 = 50_000;
+const TRAIN_GRADIENT_FUEL: u64 = 20_000;
 
 /// Cancels every job not yet ended that `affected` selects: a running job's
 /// sandbox is killed and its spend kept (it may have read data); a job not

@@ -32,8 +32,8 @@ pub use error::ApiError;
 pub use routes::router;
 pub use schedule::{Calibration, TimingConfig};
 
-/// Largest upload accepted (bytes).
-pub const MAX_UPLOAD_BYTES: usize = 256 * 1024 * 1024;
+/// Largest upload accepted (bytes): the platform's one limit.
+pub const MAX_UPLOAD_BYTES: usize = sluice_types::catalog::MAX_UPLOAD_BYTES;
 
 #[derive(Debug, Clone)]
 pub struct Config {

@@ -49,8 +49,10 @@ pub enum Workload {
     },
     Wasm {
         rows: u64,
-        /// The fuel each unit may burn, as declared (or defaulted).
-        fuel_per_unit: u64,
+        /// Guest runs: one per unit (map) or block (sample-aggregate).
+        runs: u64,
+        /// The fuel a run is expected to burn.
+        fuel_per_run: u64,
     },
     Train {
         rows: u64,
@@ -110,8 +112,9 @@ pub fn predict(w: &Workload, c: &Calibration, config: &TimingConfig) -> Duration
         } => rows as f64 * tables.max(1) as f64 * c.sql_row_ns + cells as f64 * c.cell_ns,
         Workload::Wasm {
             rows,
-            fuel_per_unit,
-        } => rows as f64 * (c.wasm_row_ns + fuel_per_unit as f64 * c.fuel_ns),
+            runs,
+            fuel_per_run,
+        } => rows as f64 * c.wasm_row_ns + runs as f64 * fuel_per_run as f64 * c.fuel_ns,
         Workload::Train {
             rows,
             features,
@@ -123,7 +126,12 @@ pub fn predict(w: &Workload, c: &Calibration, config: &TimingConfig) -> Duration
                 * ((features + 1) as f64 * c.train_ns + fuel_per_unit as f64 * c.fuel_ns)
         }
     };
-    let modelled = c.base + Duration::from_nanos(ns.min(1e18) as u64);
+    // Training plans, trains and evaluates: about two small jobs' fixed cost.
+    let fixed = match w {
+        Workload::Train { .. } => c.base * 2,
+        _ => c.base,
+    };
+    let modelled = fixed + Duration::from_nanos(ns.min(1e18) as u64);
     (modelled * 2).max(config.floor)
 }
 
@@ -162,7 +170,8 @@ impl Schedule {
         self.level
     }
 
-    fn offset(&self) -> Duration {
+    /// From admission to the due time.
+    pub fn offset(&self) -> Duration {
         let factor = 1u32.checked_shl(self.level.min(31)).unwrap_or(u32::MAX);
         self.base.saturating_mul(factor).min(self.cap)
     }
@@ -369,7 +378,8 @@ mod tests {
         );
         let wasm = Workload::Wasm {
             rows: 1024,
-            fuel_per_unit: 1_000_000,
+            runs: 1024,
+            fuel_per_run: 1_000_000,
         };
         assert!(predict(&wasm, &c, &config) > Duration::from_secs(2));
         assert_eq!(principal_of(&["b".into(), "a".into(), "b".into()]), "a,b");

@@ -196,7 +196,6 @@ pub(crate) async fn shortfalls(
     let d = units(charge.delta.units())?;
     let fits = |spent: i64, limit: i64| spent.checked_add(e).is_some_and(|t| t <= limit);
     let mut out = Vec::new();
-    let mut minimum = (DEFAULT_MIN_EPSILON, "the platform's default".to_owned());
     for ds in charge.dataset_ids {
         let row = sqlx::query(
             "SELECT d.name, d.epsilon_cap_units, d.user_epsilon_units,
@@ -221,7 +220,7 @@ pub(crate) async fn shortfalls(
     }
     for a in charge.agreement_ids {
         let row = sqlx::query(
-            "SELECT user_id, epsilon_units, epsilon_spent_units, min_epsilon_units FROM agreements WHERE id = ?",
+            "SELECT user_id, epsilon_units, epsilon_spent_units FROM agreements WHERE id = ?",
         )
         .bind(a)
         .fetch_optional(&mut *conn)
@@ -231,11 +230,8 @@ pub(crate) async fn shortfalls(
         if !fits(row.get("epsilon_spent_units"), row.get("epsilon_units")) {
             out.push(Shortfall::Agreement(a.clone()));
         }
-        let min = Epsilon::from_units(crate::from_units(row.get("min_epsilon_units"))?);
-        if min > minimum.0 {
-            minimum = (min, format!("set by agreement {a}"));
-        }
     }
+    let minimum = minimum_epsilon(conn, charge.user_id, charge.agreement_ids).await?;
     if charge.eps < minimum.0 {
         out.insert(
             0,
@@ -246,6 +242,33 @@ pub(crate) async fn shortfalls(
         );
     }
     Ok(out)
+}
+
+/// The least ε one job may spend: the platform's default, or the highest
+/// minimum among `agreement_ids` (the user's), and who set it.
+pub(crate) async fn minimum_epsilon(
+    conn: &mut SqliteConnection,
+    user_id: &str,
+    agreement_ids: &[String],
+) -> Result<(Epsilon, String), StoreError> {
+    let mut minimum = (DEFAULT_MIN_EPSILON, "the platform's default".to_owned());
+    for a in agreement_ids {
+        let units: Option<i64> = sqlx::query_scalar(
+            "SELECT min_epsilon_units FROM agreements WHERE id = ? AND user_id = ?",
+        )
+        .bind(a)
+        .bind(user_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some(units) = units else {
+            return Err(StoreError::NotFound(format!("agreement {a}")));
+        };
+        let min = Epsilon::from_units(crate::from_units(units)?);
+        if min > minimum.0 {
+            minimum = (min, format!("set by agreement {a}"));
+        }
+    }
+    Ok(minimum)
 }
 
 /// What one reservation charges, and to whom.

@@ -882,6 +882,17 @@ impl Store {
         ledger::shortfalls(&mut conn, &charge).await
     }
 
+    /// The least ε one job of `user_id` under `agreement_ids` may spend,
+    /// and who set it.
+    pub async fn minimum_epsilon(
+        &self,
+        user_id: &str,
+        agreement_ids: &[String],
+    ) -> Result<(Epsilon, String), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        ledger::minimum_epsilon(&mut conn, user_id, agreement_ids).await
+    }
+
     /// Reserved → committed: noise was (or may have been) drawn.
     pub async fn commit_spend(&self, actor: &str, job_id: &str) -> Result<(), StoreError> {
         self.ledger_op(ledger::Op::Commit {

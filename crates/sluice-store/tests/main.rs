@@ -525,11 +525,12 @@ async fn audit_chain_detects_changes_deletions_and_reordering() {
 
 #[tokio::test]
 async fn many_tiny_spends_add_up_exactly() {
-    // 10,000 concurrent reserve+commit pairs of 1e-5 must total exactly 0.1
-    // (sluice-types checks the 10^6 x 1e-7 case on the unit arithmetic).
+    // 10,000 concurrent reserve+commit pairs of 0.001 (the least a job may
+    // spend, not a binary fraction) must total exactly 10 (sluice-types
+    // checks the 10^6 x 1e-7 case on the unit arithmetic).
     let (_dir, store, user, _) = setup().await;
     let ds = store
-        .create_dataset("system", &user, dataset("tiny", 1.0, 0.1))
+        .create_dataset("system", &user, dataset("tiny", 100.0, 10.0))
         .await
         .unwrap();
     let store = Arc::new(store);
@@ -550,7 +551,7 @@ async fn many_tiny_spends_add_up_exactly() {
                             j,
                             &user,
                             std::slice::from_ref(&ds),
-                            eps(1e-5),
+                            eps(0.001),
                             Delta::ZERO,
                         )
                         .await
@@ -564,25 +565,126 @@ async fn many_tiny_spends_add_up_exactly() {
         t.await.unwrap();
     }
     let b = store.budget(&user, &ds).await.unwrap();
-    assert_eq!(b.user_spent, eps(0.1));
-    assert_eq!(b.user_spent.to_string(), "0.1");
+    assert_eq!(b.user_spent, eps(10.0));
+    assert_eq!(b.user_spent.to_string(), "10");
     assert_eq!(
         store.committed_epsilon_units().await.unwrap(),
-        eps(0.1).units()
+        eps(10.0).units()
     );
-    // The grant is used up exactly: one more unit is refused.
+    // The grant is used up exactly: one more job is refused.
     let extra = job(&store, &user).await;
     let err = store
+        .reserve(&user, &extra, &user, &[ds], eps(0.001), Delta::ZERO)
+        .await;
+    assert!(matches!(err, Err(StoreError::BudgetExhausted { .. })));
+}
+
+/// Every job spends at least the platform's least ε (0.001), or the higher
+/// least an agreement it runs under sets; the refusal names which, and a
+/// refused reservation writes nothing.
+#[tokio::test]
+async fn a_job_below_the_least_epsilon_is_refused() {
+    let (_dir, store, user, _) = setup().await;
+    let (provider, _) = store
+        .create_user("system", "bureau", Role::Provider)
+        .await
+        .unwrap();
+    let ds = store
+        .create_dataset("system", &provider.id, dataset("least", 100.0, 10.0))
+        .await
+        .unwrap();
+    let below = job(&store, &user).await;
+    match store
         .reserve(
             &user,
-            &extra,
+            &below,
             &user,
-            &[ds],
-            Epsilon::from_units(1),
+            std::slice::from_ref(&ds),
+            Epsilon::from_units(999_999),
+            Delta::ZERO,
+        )
+        .await
+    {
+        Err(StoreError::BelowMinimum {
+            minimum, set_by, ..
+        }) => {
+            assert_eq!(minimum, eps(0.001));
+            assert!(set_by.contains("platform"), "{set_by}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        store.budget(&user, &ds).await.unwrap().user_spent.units(),
+        0
+    );
+    store
+        .reserve(
+            &user,
+            &below,
+            &user,
+            std::slice::from_ref(&ds),
+            eps(0.001),
+            Delta::ZERO,
+        )
+        .await
+        .unwrap();
+
+    // An agreement may set a higher least.
+    let app = store
+        .create_application(&user, &provider.id, "{}")
+        .await
+        .unwrap();
+    let agr = store
+        .decide_application(
+            &provider.id,
+            &app.id,
+            "{}",
+            Some(sluice_store::NewAgreement {
+                terms_json: "{}",
+                content_hash: &sluice_crypto::sha256_hex(app.id.as_bytes()),
+                period_start: "2020-01-01",
+                period_end: "2999-12-31",
+                dataset_ids: std::slice::from_ref(&ds),
+                epsilon: eps(5.0),
+                min_epsilon: eps(0.05),
+            }),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let under = job(&store, &user).await;
+    let refused = store
+        .reserve_under(
+            &user,
+            &under,
+            &user,
+            std::slice::from_ref(&ds),
+            std::slice::from_ref(&agr),
+            eps(0.01),
             Delta::ZERO,
         )
         .await;
-    assert!(matches!(err, Err(StoreError::BudgetExhausted { .. })));
+    match refused {
+        Err(StoreError::BelowMinimum {
+            minimum, set_by, ..
+        }) => {
+            assert_eq!(minimum, eps(0.05));
+            assert!(set_by.contains(&agr), "{set_by}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        store
+            .minimum_epsilon(&user, std::slice::from_ref(&agr))
+            .await
+            .unwrap()
+            .0,
+        eps(0.05)
+    );
+    store
+        .reserve_under(&user, &under, &user, &[ds], &[agr], eps(0.05), Delta::ZERO)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -876,6 +978,7 @@ async fn agreement(store: &Store, user: &str, provider: &str, ds: &str, budget: 
                 period_end: "2999-12-31",
                 dataset_ids: &[ds.to_owned()],
                 epsilon: eps(budget),
+                min_epsilon: sluice_store::DEFAULT_MIN_EPSILON,
             }),
         )
         .await

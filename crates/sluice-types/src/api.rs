@@ -128,6 +128,15 @@ pub struct EstimateView {
     pub plan: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub estimate: Option<crate::sandbox::Estimate>,
+    /// The least ε one job may spend here (the platform's, or a higher one
+    /// an agreement the manifest names sets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minimum_epsilon: Option<String>,
+    /// Seconds from the job's start to when its outcome becomes visible:
+    /// its schedule, fixed before it reads data (later only if it runs
+    /// over, docs/threat-model.md "Timing").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_seconds: Option<f64>,
 }
 
 /// `PUT /v1/datasets/{name}/review-policy`: how many distinct reviewers

@@ -34,6 +34,10 @@ impl OpenCategory {
     }
 }
 
+/// Largest upload accepted, in bytes as received: the server refuses a
+/// larger body, and ingest a larger input.
+pub const MAX_UPLOAD_BYTES: usize = 256 * 1024 * 1024;
+
 /// Source file formats accepted at ingest (art. 16).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]

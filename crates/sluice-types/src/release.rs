@@ -48,6 +48,38 @@ pub enum Cell {
     Key(serde_json::Value),
 }
 
+impl Cell {
+    fn is_finite(&self) -> bool {
+        match self {
+            Cell::Noisy { value, ci95 } => value.is_finite() && ci95.iter().all(|x| x.is_finite()),
+            Cell::Quantile {
+                value,
+                rank_error95,
+            } => value.is_finite() && rank_error95.is_finite(),
+            Cell::Derived { value } => value.is_finite(),
+            Cell::Key(_) => true,
+        }
+    }
+
+    /// This cell with no non-finite number, which JSON cannot carry: a
+    /// value whose error is not finite becomes a derived cell (a value
+    /// without a stated error); a value that is not finite becomes `null`
+    /// (nothing released). Post-processing of noised values only.
+    pub fn into_finite(self) -> Cell {
+        if self.is_finite() {
+            return self;
+        }
+        match self {
+            Cell::Noisy { value, .. } | Cell::Quantile { value, .. } | Cell::Derived { value }
+                if value.is_finite() =>
+            {
+                Cell::Derived { value }
+            }
+            _ => Cell::Key(serde_json::Value::Null),
+        }
+    }
+}
+
 /// What the sandbox returns: outputs only, unsigned.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReleasedOutputs {
@@ -58,6 +90,23 @@ pub struct ReleasedOutputs {
     pub mechanism: String,
     pub epsilon: Epsilon,
     pub delta: Delta,
+}
+
+impl ReleasedOutputs {
+    /// Whether every cell holds only finite numbers.
+    pub fn is_finite(&self) -> bool {
+        self.rows.iter().flatten().all(Cell::is_finite)
+    }
+
+    /// Every cell made finite ([`Cell::into_finite`]), so that the outputs
+    /// survive JSON unchanged on their way to the signature.
+    pub fn make_finite(&mut self) {
+        for cell in self.rows.iter_mut().flatten() {
+            if !cell.is_finite() {
+                *cell = cell.clone().into_finite();
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
