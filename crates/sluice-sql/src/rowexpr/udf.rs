@@ -169,7 +169,8 @@ impl ScalarUDFImpl for TotalFloat {
         let out: PrimitiveArray<Float64Type> = match self.kind {
             FloatKind::Sqrt => x
                 .iter()
-                .map(|v| v.filter(|v| !(*v < 0.0)).map(f64::sqrt))
+                // NaN stays NaN (as IEEE sqrt gives); negatives are NULL.
+                .map(|v| v.filter(|v| v.is_nan() || *v >= 0.0).map(f64::sqrt))
                 .collect(),
             FloatKind::Power => {
                 let y = arrays[1].as_primitive::<Float64Type>();
