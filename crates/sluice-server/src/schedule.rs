@@ -365,7 +365,13 @@ mod tests {
             tables: 1,
             cells: 1,
         };
-        assert_eq!(predict(&small, &c, &config), Duration::from_millis(200));
+        // 2 × (100 ms + 1 µs), just above the floor.
+        assert_eq!(predict(&small, &c, &config), Duration::from_micros(200_002));
+        let tiny = Calibration {
+            base: Duration::from_millis(10),
+            ..c
+        };
+        assert_eq!(predict(&small, &tiny, &config), config.floor);
         let big = Workload::Sql {
             rows: 1 << 20,
             tables: 2,

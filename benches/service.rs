@@ -1,0 +1,209 @@
+//! Small DP COUNT jobs through the whole service (HTTP, manifest checks,
+//! the durable ledger, a fresh sandbox per job, signing): latency and
+//! throughput with the timing schedule (docs/threat-model.md, "Timing") and
+//! without it, in the same run, on the same data.
+//!
+//! Run: `cargo bench -p sluice-cli --bench service`. SLUICE_BENCH_JOBS
+//! (default 60) jobs are timed one after another per configuration, the two
+//! configurations alternating; then SLUICE_BENCH_CLIENTS (default 32, enough to keep every sandbox slot busy in both configurations)
+//! clients submit for SLUICE_BENCH_SECONDS (default 20) per configuration.
+//! Each job is a distinct manifest (an identical one returns its stored
+//! release at once).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use sluice_client::Client;
+use sluice_types::Role;
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn repo_file(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(rel)
+}
+
+struct Service {
+    _dir: tempfile::TempDir,
+    alice: Client,
+    header: String,
+    _server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+async fn service(mitigate: bool) -> Service {
+    let dir = tempfile::tempdir().unwrap();
+    let config = sluice_server::Config {
+        data_dir: dir.path().join("data"),
+        key_dir: dir.path().join("keys"),
+        bind: "127.0.0.1:0".parse().unwrap(),
+        sandbox_exe: PathBuf::from(env!("CARGO_BIN_EXE_sluice")),
+        sandbox_timeout: Duration::from_secs(120),
+        rate_limit: sluice_server::RateLimit {
+            per_second: 1e6,
+            burst: 1e6,
+        },
+        timing: sluice_server::TimingConfig {
+            mitigate,
+            ..Default::default()
+        },
+    };
+    let started = sluice_server::start(config).await.unwrap();
+    let admin = Client::new(format!("http://{}", started.addr), started.admin_token);
+    let provider = admin.with_token(
+        admin
+            .create_user("provider", Role::Provider)
+            .await
+            .unwrap()
+            .token,
+    );
+    let alice = admin.with_token(admin.create_user("alice", Role::User).await.unwrap().token);
+    let text = std::fs::read_to_string(repo_file("examples/data/pums.toml")).unwrap();
+    let mut d: sluice_types::api::DatasetDescriptor = toml::from_str(&text).unwrap();
+    d.dataset.epsilon_cap = 1000.0;
+    d.dataset.user_epsilon = 1000.0;
+    provider.create_dataset(&d).await.unwrap();
+    provider
+        .upload_version(
+            "pums",
+            std::fs::read(repo_file("examples/data/PUMS_pid.csv")).unwrap(),
+        )
+        .await
+        .unwrap();
+    let app = alice
+        .apply(&sluice_types::api::ApplicationRequest {
+            title: Some("bench".into()),
+            reason: Some("bench".into()),
+            kind: Some("dataset".into()),
+            datasets: vec!["pums".into()],
+            period_start: Some("2020-01-01".into()),
+            period_end: Some("2999-12-31".into()),
+            result_form: Some("DP aggregates".into()),
+            scenario: Some("bench".into()),
+            pledge: true,
+        })
+        .await
+        .unwrap();
+    let all = "bench".to_owned();
+    let agreement = provider
+        .decide_application(
+            &app.id,
+            &sluice_types::api::ApplicationDecision {
+                approve: true,
+                terms: Some(sluice_types::api::AgreementTerms {
+                    purpose: "bench".into(),
+                    scope: all.clone(),
+                    manner: all.clone(),
+                    prohibitions: all.clone(),
+                    credit_commitment: all.clone(),
+                    liability: all.clone(),
+                    dispute_resolution: all,
+                    epsilon: 1000.0,
+                    min_epsilon_per_job: None,
+                }),
+                reasons: None,
+                legal_basis: None,
+            },
+        )
+        .await
+        .unwrap()
+        .agreement
+        .unwrap();
+    // Let the start-up calibration finish before timing anything.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    Service {
+        _dir: dir,
+        alice,
+        header: format!("purpose = \"bench\"\nagreement = [\"{agreement}\"]"),
+        _server: started.handle,
+    }
+}
+
+fn manifest(header: &str, n: usize) -> String {
+    format!(
+        "version = 1\ntitle = \"count {n}\"\n{header}\ndatasets = [\"pums\"]\n\n[job]\nkind = \"sql\"\nquery = \"SELECT COUNT(*) FROM pums\"\n\n[privacy]\nepsilon = 0.01\n"
+    )
+}
+
+/// Submits one job and polls every 2 ms until it ends: end-to-end latency.
+async fn one_job(s: &Service, n: usize) -> Duration {
+    let start = Instant::now();
+    let job = s.alice.submit_job(&manifest(&s.header, n)).await.unwrap();
+    loop {
+        let view = s.alice.job(&job.id).await.unwrap();
+        if view.state == "released" {
+            return start.elapsed();
+        }
+        assert!(
+            matches!(view.state.as_str(), "queued" | "running"),
+            "{view:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e3
+}
+
+async fn throughput(s: Arc<Service>, clients: usize, seconds: u64, offset: usize) -> f64 {
+    let done = Arc::new(AtomicUsize::new(0));
+    let next = Arc::new(AtomicUsize::new(offset));
+    let until = Instant::now() + Duration::from_secs(seconds);
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            let (s, done, next) = (s.clone(), done.clone(), next.clone());
+            tokio::spawn(async move {
+                while Instant::now() < until {
+                    one_job(&s, next.fetch_add(1, Ordering::Relaxed)).await;
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
+#[tokio::main]
+async fn main() {
+    let jobs = env_or("SLUICE_BENCH_JOBS", 60) as usize;
+    let clients = env_or("SLUICE_BENCH_CLIENTS", 32) as usize;
+    let seconds = env_or("SLUICE_BENCH_SECONDS", 20);
+    let mitigated = Arc::new(service(true).await);
+    let unmitigated = Arc::new(service(false).await);
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    for n in 0..jobs {
+        with.push(one_job(&mitigated, n).await);
+        without.push(one_job(&unmitigated, n).await);
+    }
+    with.sort();
+    without.sort();
+    let tput_without = throughput(unmitigated.clone(), clients, seconds, jobs).await;
+    let tput_with = throughput(mitigated.clone(), clients, seconds, jobs).await;
+    println!(
+        "small COUNT job, end to end ({jobs} jobs each, alternating; {clients} clients for {seconds} s each):"
+    );
+    println!("| configuration | p50 | p99 | jobs/s ({clients} clients) |");
+    println!("|---|---|---|---|");
+    println!(
+        "| no timing schedule | {:.1} ms | {:.1} ms | {tput_without:.1} |",
+        percentile(&without, 0.5),
+        percentile(&without, 0.99)
+    );
+    println!(
+        "| timing schedule (default) | {:.1} ms | {:.1} ms | {tput_with:.1} |",
+        percentile(&with, 0.5),
+        percentile(&with, 0.99)
+    );
+}
