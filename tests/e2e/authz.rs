@@ -10,10 +10,15 @@ use sluice_types::api::{AgreementTerms, ApplicationDecision, ApplicationRequest}
 
 use crate::with_pums;
 
-/// Expected status per caller: none, bad token, admin, provider, alice
-/// (owner of the job, application, feedback), bob (another user), reviewer.
+/// A probe of one declared route (its method and path template) at a
+/// concrete path: the expected status for each caller, in the order none,
+/// bad token, admin, provider, alice (owner of the job, application,
+/// feedback), bob (another user), reviewer. Who is refused for their role
+/// comes from the route's declaration (`sluice_server::route_specs`); a
+/// probe must agree with it, and every declared route must have one.
 struct Row {
     method: &'static str,
+    template: &'static str,
     path: String,
     body: Option<Value>,
     expect: [u16; 7],
@@ -21,16 +26,23 @@ struct Row {
 
 fn row(
     method: &'static str,
+    template: &'static str,
     path: impl Into<String>,
     body: Option<Value>,
     expect: [u16; 7],
 ) -> Row {
     Row {
         method,
+        template,
         path: path.into(),
         body,
         expect,
     }
+}
+
+/// A probe whose concrete path is its template.
+fn at(method: &'static str, template: &'static str, body: Option<Value>, expect: [u16; 7]) -> Row {
+    row(method, template, template, body, expect)
 }
 
 #[tokio::test]
@@ -93,231 +105,126 @@ async fn every_route_answers_every_caller_as_documented() {
 
     const ALL: [u16; 7] = [401, 401, 200, 200, 200, 200, 200];
     let j = &job.id;
+    let f = &fb.id;
+    let a = &pending.id;
     let rows = vec![
-        row("GET", "/openapi.json", None, [200; 7]),
-        row("GET", "/v1/health", None, [200; 7]),
-        row("GET", "/v1/public-key", None, [200; 7]),
-        row("GET", "/v1/me", None, ALL),
-        row(
-            "POST",
-            "/v1/users",
-            Some(json!({"name": "", "role": "user"})),
-            [401, 401, 400, 403, 403, 403, 403],
-        ),
-        row("GET", "/v1/datasets", None, ALL),
-        row("GET", "/v1/datasets/pums", None, ALL),
-        row(
-            "GET",
-            "/v1/datasets/nope",
-            None,
-            [401, 401, 404, 404, 404, 404, 404],
-        ),
-        row(
-            "GET",
-            format!("/v1/datasets/pums/versions/{version}/quality"),
-            None,
-            [401, 401, 200, 200, 404, 404, 404],
-        ),
-        row("GET", "/v1/datasets/pums/preview", None, ALL),
-        row(
-            "GET",
-            "/v1/datasets/pums/download",
-            None,
-            [401, 401, 403, 403, 403, 403, 403],
-        ),
-        row(
-            "GET",
-            "/v1/datasets/pums/download?format=csv",
-            None,
-            [401, 401, 403, 403, 403, 403, 403],
-        ),
-        row("GET", "/v1/datasets/pums/budget", None, ALL),
-        row(
-            "PUT",
-            "/v1/datasets/pums/review-policy",
-            Some(json!({"reviewers": 9})),
-            [401, 401, 400, 400, 403, 403, 403],
-        ),
-        row(
-            "POST",
-            "/v1/datasets/pums/suspend",
-            Some(json!({"reason": " "})),
-            [401, 401, 400, 400, 403, 403, 403],
-        ),
-        row(
-            "POST",
-            "/v1/datasets/pums/resume",
-            Some(json!({"reason": " "})),
-            [401, 401, 400, 400, 403, 403, 403],
-        ),
-        row(
-            "POST",
-            "/v1/datasets/pums/withdraw",
-            Some(json!({"reason": " "})),
-            [401, 401, 400, 400, 403, 403, 403],
-        ),
-        row(
-            "POST",
-            "/v1/datasets/pums/revoke",
-            Some(json!({"user": "bob", "reason": " "})),
-            [401, 401, 400, 400, 403, 403, 403],
-        ),
-        row(
-            "POST",
-            "/v1/users/bob/close",
-            Some(json!({"reason": " "})),
-            [401, 401, 400, 403, 403, 403, 403],
-        ),
-        row("GET", "/v1/revocations", None, ALL),
-        row("GET", "/v1/stats", None, ALL),
-        row(
-            "POST",
-            "/v1/datasets/pums/feedback",
-            Some(json!({"kind": "bogus", "description": "x"})),
-            [401, 401, 400, 400, 400, 400, 400],
-        ),
-        row("GET", "/v1/feedback", None, ALL),
-        row(
-            "GET",
-            format!("/v1/feedback/{}", fb.id),
-            None,
-            [401, 401, 200, 200, 200, 404, 404],
-        ),
-        row(
-            "GET",
-            "/v1/feedback/fb_nope",
-            None,
-            [401, 401, 404, 404, 404, 404, 404],
-        ),
-        row(
-            "POST",
-            format!("/v1/feedback/{}/answer", fb.id),
-            Some(json!({"answer": " "})),
-            [401, 401, 400, 400, 403, 404, 404],
-        ),
-        row(
-            "POST",
-            format!("/v1/feedback/{}/extension", fb.id),
-            Some(json!({"working_days": 99, "reason": "x"})),
-            [401, 401, 400, 400, 403, 404, 404],
-        ),
-        row(
-            "POST",
-            format!("/v1/feedback/{}/extension/decision", fb.id),
-            Some(json!({"approve": true})),
-            [401, 401, 409, 403, 403, 403, 403],
-        ),
-        row(
-            "POST",
-            "/v1/applications",
-            Some(json!({})),
-            [401, 401, 403, 403, 400, 400, 403],
-        ),
-        row("GET", "/v1/applications", None, ALL),
-        row(
-            "GET",
-            format!("/v1/applications/{}", pending.id),
-            None,
-            [401, 401, 200, 200, 200, 404, 404],
-        ),
-        row(
-            "GET",
-            "/v1/applications/app_nope",
-            None,
-            [401, 401, 404, 404, 404, 404, 404],
-        ),
-        row(
-            "POST",
-            format!("/v1/applications/{}/decision", pending.id),
-            Some(json!({"approve": true})),
-            [401, 401, 400, 400, 403, 404, 404],
-        ),
-        row("GET", "/v1/agreements", None, ALL),
-        row(
-            "GET",
-            format!("/v1/agreements/{agreement}"),
-            None,
-            [401, 401, 200, 200, 200, 404, 404],
-        ),
-        row(
-            "GET",
-            "/v1/agreements/agr_nope",
-            None,
-            [401, 401, 404, 404, 404, 404, 404],
-        ),
-        row("GET", "/v1/jobs", None, ALL),
-        row(
-            "GET",
-            format!("/v1/jobs/{j}"),
-            None,
-            [401, 401, 404, 404, 200, 404, 404],
-        ),
-        row(
-            "GET",
-            "/v1/jobs/job_nope",
-            None,
-            [401, 401, 404, 404, 404, 404, 404],
-        ),
-        row(
-            "GET",
-            format!("/v1/jobs/{j}/events"),
-            None,
-            [401, 401, 404, 404, 200, 404, 404],
-        ),
-        row(
-            "GET",
-            format!("/v1/jobs/{j}/release"),
-            None,
-            [401, 401, 404, 404, 200, 404, 404],
-        ),
-        row(
-            "GET",
-            format!("/v1/jobs/{j}/release.csv"),
-            None,
-            [401, 401, 404, 404, 200, 404, 404],
-        ),
-        row(
-            "GET",
-            "/v1/jobs/job_nope/release.csv",
-            None,
-            [401, 401, 404, 404, 404, 404, 404],
-        ),
-        row(
-            "GET",
-            "/v1/reviews",
-            None,
-            [401, 401, 403, 403, 403, 403, 200],
-        ),
-        row(
-            "GET",
-            format!("/v1/reviews/{j}"),
-            None,
-            [401, 401, 403, 403, 403, 403, 404],
-        ),
-        row(
-            "POST",
-            format!("/v1/reviews/{j}"),
-            Some(json!({"decision": "approve", "reason": "", "manifest_digest": "x"})),
-            [401, 401, 403, 403, 403, 403, 404],
-        ),
-        row(
-            "GET",
-            "/v1/audit",
-            None,
-            [401, 401, 200, 403, 403, 403, 403],
-        ),
-        row("GET", "/v1/audit/checkpoint", None, ALL),
-        // Unknown routes and methods, and bodies of the wrong shape, are
-        // JSON errors too.
-        row("GET", "/v1/nowhere", None, [404; 7]),
-        row("DELETE", "/v1/datasets/pums", None, [400; 7]),
-        row(
-            "PUT",
-            "/v1/datasets/pums/review-policy",
-            Some(json!({"reviewers": "two"})),
-            [401, 401, 400, 400, 400, 400, 400],
-        ),
+        at("GET", "/openapi.json", None, [200; 7]),
+        at("GET", "/v1/health", None, [200; 7]),
+        at("GET", "/v1/public-key", None, [200; 7]),
+        at("GET", "/v1/me", None, ALL),
+        at("POST", "/v1/users", Some(json!({"name": "", "role": "user"})), [401, 401, 400, 403, 403, 403, 403]),
+        row("POST", "/v1/users/{name}/close", "/v1/users/bob/close", Some(json!({"reason": " "})), [401, 401, 400, 403, 403, 403, 403]),
+        // A descriptor that fails validation after the permission check.
+        at("POST", "/v1/datasets", Some(json!({})), [401, 401, 400, 400, 403, 403, 403]),
+        at("GET", "/v1/datasets", None, ALL),
+        row("GET", "/v1/datasets/{name}", "/v1/datasets/pums", None, ALL),
+        row("GET", "/v1/datasets/{name}", "/v1/datasets/nope", None, [401, 401, 404, 404, 404, 404, 404]),
+        // An empty upload: refused after the owner check, nothing stored.
+        row("POST", "/v1/datasets/{name}/versions", "/v1/datasets/pums/versions", None, [401, 401, 400, 400, 403, 403, 403]),
+        row("GET", "/v1/datasets/{name}/versions/{version}/quality", format!("/v1/datasets/pums/versions/{version}/quality"), None, [401, 401, 200, 200, 404, 404, 404]),
+        row("GET", "/v1/datasets/{name}/preview", "/v1/datasets/pums/preview", None, ALL),
+        row("GET", "/v1/datasets/{name}/download", "/v1/datasets/pums/download", None, [401, 401, 403, 403, 403, 403, 403]),
+        row("GET", "/v1/datasets/{name}/download", "/v1/datasets/pums/download?format=csv", None, [401, 401, 403, 403, 403, 403, 403]),
+        row("GET", "/v1/datasets/{name}/budget", "/v1/datasets/pums/budget", None, ALL),
+        row("PUT", "/v1/datasets/{name}/review-policy", "/v1/datasets/pums/review-policy", Some(json!({"reviewers": 9})), [401, 401, 400, 400, 403, 403, 403]),
+        row("POST", "/v1/datasets/{name}/suspend", "/v1/datasets/pums/suspend", Some(json!({"reason": " "})), [401, 401, 400, 400, 403, 403, 403]),
+        row("POST", "/v1/datasets/{name}/resume", "/v1/datasets/pums/resume", Some(json!({"reason": " "})), [401, 401, 400, 400, 403, 403, 403]),
+        row("POST", "/v1/datasets/{name}/withdraw", "/v1/datasets/pums/withdraw", Some(json!({"reason": " "})), [401, 401, 400, 400, 403, 403, 403]),
+        row("POST", "/v1/datasets/{name}/revoke", "/v1/datasets/pums/revoke", Some(json!({"user": "bob", "reason": " "})), [401, 401, 400, 400, 403, 403, 403]),
+        at("GET", "/v1/revocations", None, ALL),
+        at("GET", "/v1/stats", None, ALL),
+        row("POST", "/v1/datasets/{name}/feedback", "/v1/datasets/pums/feedback", Some(json!({"kind": "bogus", "description": "x"})), [401, 401, 400, 400, 400, 400, 400]),
+        at("GET", "/v1/feedback", None, ALL),
+        row("GET", "/v1/feedback/{id}", format!("/v1/feedback/{f}"), None, [401, 401, 200, 200, 200, 404, 404]),
+        row("GET", "/v1/feedback/{id}", "/v1/feedback/fb_nope", None, [401, 401, 404, 404, 404, 404, 404]),
+        row("POST", "/v1/feedback/{id}/answer", format!("/v1/feedback/{f}/answer"), Some(json!({"answer": " "})), [401, 401, 400, 400, 403, 404, 404]),
+        row("POST", "/v1/feedback/{id}/extension", format!("/v1/feedback/{f}/extension"), Some(json!({"working_days": 99, "reason": "x"})), [401, 401, 400, 400, 403, 404, 404]),
+        row("POST", "/v1/feedback/{id}/extension/decision", format!("/v1/feedback/{f}/extension/decision"), Some(json!({"approve": true})), [401, 401, 409, 403, 403, 403, 403]),
+        at("POST", "/v1/applications", Some(json!({})), [401, 401, 403, 403, 400, 400, 403]),
+        at("GET", "/v1/applications", None, ALL),
+        row("GET", "/v1/applications/{id}", format!("/v1/applications/{a}"), None, [401, 401, 200, 200, 200, 404, 404]),
+        row("GET", "/v1/applications/{id}", "/v1/applications/app_nope", None, [401, 401, 404, 404, 404, 404, 404]),
+        row("POST", "/v1/applications/{id}/decision", format!("/v1/applications/{a}/decision"), Some(json!({"approve": true})), [401, 401, 400, 400, 403, 404, 404]),
+        at("GET", "/v1/agreements", None, ALL),
+        row("GET", "/v1/agreements/{id}", format!("/v1/agreements/{agreement}"), None, [401, 401, 200, 200, 200, 404, 404]),
+        row("GET", "/v1/agreements/{id}", "/v1/agreements/agr_nope", None, [401, 401, 404, 404, 404, 404, 404]),
+        // A manifest that does not parse: refused after the role check.
+        at("POST", "/v1/jobs", None, [401, 401, 400, 400, 400, 400, 403]),
+        at("POST", "/v1/jobs/estimate", None, [401, 401, 400, 400, 400, 400, 403]),
+        at("GET", "/v1/jobs", None, ALL),
+        row("GET", "/v1/jobs/{id}", format!("/v1/jobs/{j}"), None, [401, 401, 404, 404, 200, 404, 404]),
+        row("GET", "/v1/jobs/{id}", "/v1/jobs/job_nope", None, [401, 401, 404, 404, 404, 404, 404]),
+        row("GET", "/v1/jobs/{id}/events", format!("/v1/jobs/{j}/events"), None, [401, 401, 404, 404, 200, 404, 404]),
+        row("GET", "/v1/jobs/{id}/release", format!("/v1/jobs/{j}/release"), None, [401, 401, 404, 404, 200, 404, 404]),
+        row("GET", "/v1/jobs/{id}/release.csv", format!("/v1/jobs/{j}/release.csv"), None, [401, 401, 404, 404, 200, 404, 404]),
+        row("GET", "/v1/jobs/{id}/release.csv", "/v1/jobs/job_nope/release.csv", None, [401, 401, 404, 404, 404, 404, 404]),
+        at("GET", "/v1/reviews", None, [401, 401, 403, 403, 403, 403, 200]),
+        row("GET", "/v1/reviews/{id}", format!("/v1/reviews/{j}"), None, [401, 401, 403, 403, 403, 403, 404]),
+        row("POST", "/v1/reviews/{id}", format!("/v1/reviews/{j}"), Some(json!({"decision": "approve", "reason": "", "manifest_digest": "x"})), [401, 401, 403, 403, 403, 403, 404]),
+        at("GET", "/v1/audit", None, [401, 401, 200, 403, 403, 403, 403]),
+        at("GET", "/v1/audit/checkpoint", None, ALL),
     ];
+    // Unknown routes and methods, and bodies of the wrong shape, are JSON
+    // errors too.
+    let extra = vec![
+        at("GET", "/v1/nowhere", None, [404; 7]),
+        at("DELETE", "/v1/datasets/pums", None, [400; 7]),
+        row("PUT", "/v1/datasets/{name}/review-policy", "/v1/datasets/pums/review-policy", Some(json!({"reviewers": "two"})), [401, 401, 400, 400, 400, 400, 400]),
+    ];
+    // The matrix follows the declaration: every declared route is probed,
+    // and each probe's 401s and 403s are what the route's access says.
+    let declared = sluice_server::route_specs();
+    let roles = [
+        sluice_types::Role::Admin,
+        sluice_types::Role::Provider,
+        sluice_types::Role::User,
+        sluice_types::Role::User,
+        sluice_types::Role::Reviewer,
+    ];
+    for spec in &declared {
+        let probes: Vec<&Row> = rows
+            .iter()
+            .filter(|r| r.method == spec.method.as_str() && r.template == spec.path)
+            .collect();
+        assert!(
+            !probes.is_empty(),
+            "{} {} is declared but has no probe in the authorization matrix",
+            spec.method,
+            spec.path
+        );
+        for r in probes {
+            let public = spec.access == sluice_server::Access::Public;
+            assert_eq!(
+                (r.expect[0] == 401, r.expect[1] == 401),
+                (!public, !public),
+                "{} {}: the probe disagrees with the declaration about tokens",
+                r.method,
+                r.path
+            );
+            for (k, role) in roles.iter().enumerate() {
+                if !spec.access.admits(*role) {
+                    assert_eq!(
+                        r.expect[k + 2],
+                        403,
+                        "{} {}: the declaration refuses {role:?}, the probe does not",
+                        r.method,
+                        r.path
+                    );
+                }
+            }
+        }
+    }
+    for r in &rows {
+        assert!(
+            declared
+                .iter()
+                .any(|s| s.method.as_str() == r.method && s.path == r.template),
+            "{} {} probes a route that is not declared",
+            r.method,
+            r.template
+        );
+    }
+    let rows: Vec<Row> = rows.into_iter().chain(extra).collect();
     let callers = [
         p.admin.anonymous(),
         p.admin.with_token("not-a-real-token"),

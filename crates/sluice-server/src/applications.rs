@@ -19,7 +19,7 @@ use sluice_types::{OpenCategory, Role};
 
 use crate::SharedState;
 use crate::error::{ApiError, ApiJson};
-use crate::routes::{Caller, OverdueQuery, dataset_name, party_scope, require, user_name};
+use crate::access::{Caller, OverdueQuery, dataset_name, party_scope, user_name};
 
 /// Longest free-text field of an application or agreement.
 const MAX_TEXT: usize = 8192;
@@ -55,7 +55,6 @@ pub async fn apply(
     Caller(caller): Caller,
     ApiJson(req): ApiJson<ApplicationRequest>,
 ) -> Result<(StatusCode, Json<ApplicationView>), ApiError> {
-    require(&caller, &[Role::User], "apply for conditional data")?;
     let mut problems = Vec::new();
     // The title is printed in listings and the console: one name rule.
     match req.title.as_deref() {

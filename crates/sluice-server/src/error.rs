@@ -44,22 +44,9 @@ impl ApiError {
     }
 }
 
+/// A code's HTTP status, from the one table (`ErrorCode::status`).
 pub fn status_of(code: ErrorCode) -> StatusCode {
-    match code {
-        ErrorCode::BadRequest
-        | ErrorCode::SchemaInvalid
-        | ErrorCode::ManifestInvalid
-        | ErrorCode::IngestRejected => StatusCode::BAD_REQUEST,
-        ErrorCode::QueryRejected => StatusCode::UNPROCESSABLE_ENTITY,
-        ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
-        ErrorCode::Forbidden | ErrorCode::DatasetNotOpen => StatusCode::FORBIDDEN,
-        ErrorCode::NotFound => StatusCode::NOT_FOUND,
-        ErrorCode::Conflict => StatusCode::CONFLICT,
-        ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        ErrorCode::BudgetExhausted => StatusCode::PAYMENT_REQUIRED,
-        ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-        ErrorCode::JobFailed | ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-    }
+    StatusCode::from_u16(code.status()).expect("the table holds valid statuses")
 }
 
 impl IntoResponse for ApiError {
@@ -71,7 +58,7 @@ impl IntoResponse for ApiError {
             hint: self.hint,
         };
         let mut response = (status_of(code), Json(body)).into_response();
-        // For the denial audit (routes::audit_denials), which must not parse bodies.
+        // For the denial audit (access::audit_denials), which must not parse bodies.
         response.extensions_mut().insert(code);
         response
     }

@@ -8,17 +8,21 @@
 //! public preview rows or noised outputs. The server signs what the sandbox
 //! released and records spends and audit entries.
 
+mod access;
+pub mod api;
 mod applications;
+mod audit;
 mod control;
+mod datasets;
 mod error;
 mod feedback;
 mod jobs;
 mod openapi;
 mod reviews;
-mod routes;
 mod sandbox;
 pub mod schedule;
 mod synthetic;
+mod users;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -29,7 +33,8 @@ use sluice_crypto::PlatformKeys;
 use sluice_store::Store;
 
 pub use error::ApiError;
-pub use routes::router;
+pub use access::Access;
+pub use api::{RouteSpec, route_specs, router};
 pub use schedule::{Calibration, TimingConfig};
 
 /// Largest upload accepted (bytes): the platform's one limit.

@@ -351,7 +351,7 @@ async fn uncovered(
     let conditional: Vec<(String, String)> = records
         .iter()
         .filter(|r| {
-            r.entry.open_category == OpenCategory::Conditional && !crate::routes::owns(user, r)
+            r.entry.open_category == OpenCategory::Conditional && !crate::access::owns(user, r)
         })
         .map(|r| (r.entry.id.clone(), r.entry.name.clone()))
         .collect();
