@@ -10,7 +10,8 @@ use sqlx::Row;
 
 use sluice_types::privacy::Epsilon;
 
-use crate::{PartyScope, Store, StoreError, audit, commit, from_units, units};
+use crate::db::{PartyScope, from_units, rows_with_deadline, units};
+use crate::{Store, StoreError, audit, commit};
 
 /// Working days a provider has to decide an application.
 pub const APPLICATION_DAYS: u32 = 10;
@@ -130,7 +131,7 @@ impl Store {
         overdue_at: Option<&str>,
     ) -> Result<Vec<Application>, StoreError> {
         let (filter, who) = scope.filter("provider_id = ?1", "applicant_id = ?1");
-        Ok(crate::rows_with_deadline(
+        Ok(rows_with_deadline(
             &self.pool,
             "applications",
             filter,

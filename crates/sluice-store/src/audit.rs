@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
-use crate::StoreError;
+use crate::{Store, StoreError, commit};
 
 /// The previous hash of the first entry.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -249,7 +249,37 @@ impl DenialWindow {
     }
 }
 
-impl crate::Store {
+impl Store {
+    /// Appends an audit entry on its own (for actions with no other state change).
+    pub async fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        object: &str,
+        details: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        append(&mut tx, actor, action, object, details).await?;
+        commit(tx).await?;
+        Ok(())
+    }
+
+    pub async fn audit_entries(&self) -> Result<Vec<AuditEntry>, StoreError> {
+        entries(&self.pool).await
+    }
+
+    /// Length and head hash of the audit log, for a signed checkpoint.
+    pub async fn audit_head(&self) -> Result<(u64, String), StoreError> {
+        let last: Option<(i64, String)> =
+            sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(match last {
+            Some((seq, hash)) => (seq as u64, hash),
+            None => (0, GENESIS.to_owned()),
+        })
+    }
+
     /// Appends denial entries (see [`DenialWindow`]) in one transaction:
     /// `request.denied` for a first denial, `request.denied.repeated` with
     /// the count for the further ones of a minute. The object is the route.
@@ -276,7 +306,7 @@ impl crate::Store {
             };
             append(&mut tx, &d.actor, action, &d.route, &details).await?;
         }
-        crate::commit(tx).await
+        commit(tx).await
     }
 }
 

@@ -1,12 +1,14 @@
 //! The authority's and providers' controls over access (art. 34: revoke)
-//! and over datasets (art. 38: suspend, resume, withdraw). The server
+//! and over datasets (art. 38: suspend, resume, withdraw), and who has
+//! access now (grants, which approved applications create). The server
 //! enforces them at every job start and cancels affected jobs.
 
 use serde::Serialize;
 use sluice_types::time::now_rfc3339;
 use sqlx::Row;
 
-use crate::{JobState, Store, StoreError, audit, commit};
+use crate::jobs::JobState;
+use crate::{Store, StoreError, audit, commit, corrupt};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -183,6 +185,19 @@ impl Store {
             .collect())
     }
 
+    /// Whether an approved application gave `user_id` access to the
+    /// dataset and no revocation has taken it away since.
+    pub async fn has_access(&self, dataset_id: &str, user_id: &str) -> Result<bool, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM access_grants WHERE dataset_id = ? AND user_id = ?",
+        )
+        .bind(dataset_id)
+        .bind(user_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n > 0)
+    }
+
     /// Jobs not yet ended (queued, awaiting review, or running).
     pub async fn active_jobs(&self) -> Result<Vec<ActiveJob>, StoreError> {
         let rows = sqlx::query(
@@ -194,7 +209,7 @@ impl Store {
             .map(|r| {
                 let versions: Vec<(String, String)> =
                     serde_json::from_str(r.get::<&str, _>("dataset_versions_json"))
-                        .map_err(crate::corrupt)?;
+                        .map_err(corrupt)?;
                 Ok(ActiveJob {
                     id: r.get("id"),
                     user_id: r.get("user_id"),

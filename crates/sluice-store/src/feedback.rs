@@ -7,7 +7,8 @@ use serde::Serialize;
 use sluice_types::time::{add_working_days, now_rfc3339, now_unix, rfc3339};
 use sqlx::Row;
 
-use crate::{PartyScope, Store, StoreError, audit, commit};
+use crate::db::{PartyScope, rows_with_deadline};
+use crate::{Store, StoreError, audit, commit, corrupt};
 
 /// Working days a provider has to answer feedback, and at most with an
 /// extension; a rectification task's.
@@ -118,7 +119,7 @@ impl Store {
             "dataset_id IN (SELECT id FROM datasets WHERE owner_id = ?1)",
             "reporter_id = ?1",
         );
-        Ok(crate::rows_with_deadline(
+        Ok(rows_with_deadline(
             &self.pool,
             "feedback",
             filter,
@@ -218,7 +219,7 @@ impl Store {
             )));
         }
         let created =
-            parse_rfc3339(&item.created_at).ok_or_else(|| crate::corrupt("feedback created_at"))?;
+            parse_rfc3339(&item.created_at).ok_or_else(|| corrupt("feedback created_at"))?;
         let days = item.extension_days.unwrap_or(FEEDBACK_DAYS);
         let mut tx = self.write().await?;
         audit::append(

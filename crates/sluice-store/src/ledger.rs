@@ -9,12 +9,14 @@
 //! (`user_usage`, `dataset_usage`, an agreement's `epsilon_spent_units`),
 //! so a reservation costs O(1) whatever the ledger's size.
 
+use serde::Serialize;
 use sqlx::{Acquire, Row, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 use sluice_types::privacy::{Delta, Epsilon};
 
-use crate::{StoreError, audit, commit, units};
+use crate::db::{from_units, units};
+use crate::{Store, StoreError, audit, commit};
 
 const MAX_BATCH: usize = 512;
 
@@ -188,7 +190,7 @@ pub const DEFAULT_MIN_EPSILON: Epsilon = Epsilon::from_units(1_000_000);
 /// Every budget `charge` would exceed now, datasets first: the rules the
 /// ledger reserves by, also read by estimates. A dataset or agreement
 /// that does not exist (or an agreement of another user) is an error.
-pub(crate) async fn shortfalls(
+async fn shortfalls(
     conn: &mut SqliteConnection,
     charge: &Charge<'_>,
 ) -> Result<Vec<Shortfall>, StoreError> {
@@ -246,7 +248,7 @@ pub(crate) async fn shortfalls(
 
 /// The least ε one job may spend: the platform's default, or the highest
 /// minimum among `agreement_ids` (the user's), and who set it.
-pub(crate) async fn minimum_epsilon(
+async fn minimum_epsilon(
     conn: &mut SqliteConnection,
     user_id: &str,
     agreement_ids: &[String],
@@ -263,7 +265,7 @@ pub(crate) async fn minimum_epsilon(
         let Some(units) = units else {
             return Err(StoreError::NotFound(format!("agreement {a}")));
         };
-        let min = Epsilon::from_units(crate::from_units(units)?);
+        let min = Epsilon::from_units(from_units(units)?);
         if min > minimum.0 {
             minimum = (min, format!("set by agreement {a}"));
         }
@@ -272,7 +274,7 @@ pub(crate) async fn minimum_epsilon(
 }
 
 /// What one reservation charges, and to whom.
-pub(crate) struct Charge<'a> {
+struct Charge<'a> {
     pub user_id: &'a str,
     pub dataset_ids: &'a [String],
     /// Data-use agreements the job runs under; each is charged `eps` once.
@@ -509,4 +511,170 @@ async fn adjust_agreement(
         .execute(&mut *conn)
         .await?;
     Ok(())
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BudgetView {
+    pub user_granted: Epsilon,
+    /// Committed and reserved.
+    pub user_spent: Epsilon,
+    /// δ committed and reserved (spent on selecting group keys).
+    pub user_delta_spent: Delta,
+    pub dataset_cap: Epsilon,
+    pub dataset_spent: Epsilon,
+}
+
+impl Store {
+    async fn ledger_op(&self, op: Op) -> Result<(), StoreError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.ledger
+            .send(Request { op, reply })
+            .await
+            .map_err(|_| StoreError::Invalid("ledger writer stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Invalid("ledger writer stopped".into()))?
+    }
+
+    /// Reserves `eps` (and `delta`) on every dataset of a job, atomically:
+    /// either every dataset has room under both the user's grant and the
+    /// dataset's cap and all reservations are written, or nothing is.
+    /// Durable when it returns (group-committed with concurrent requests).
+    pub async fn reserve(
+        &self,
+        actor: &str,
+        job_id: &str,
+        user_id: &str,
+        dataset_ids: &[String],
+        eps: Epsilon,
+        delta: Delta,
+    ) -> Result<(), StoreError> {
+        self.reserve_under(actor, job_id, user_id, dataset_ids, &[], eps, delta)
+            .await
+    }
+
+    /// [`Store::reserve`] for a job under data-use agreements: each of
+    /// `agreement_ids` (the user's) must also have `eps` left of its budget,
+    /// and is charged in the same atomic step.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn reserve_under(
+        &self,
+        actor: &str,
+        job_id: &str,
+        user_id: &str,
+        dataset_ids: &[String],
+        agreement_ids: &[String],
+        eps: Epsilon,
+        delta: Delta,
+    ) -> Result<(), StoreError> {
+        self.ledger_op(Op::Reserve {
+            actor: actor.to_owned(),
+            job_id: job_id.to_owned(),
+            user_id: user_id.to_owned(),
+            dataset_ids: dataset_ids.to_vec(),
+            agreement_ids: agreement_ids.to_vec(),
+            eps,
+            delta,
+        })
+        .await
+    }
+
+    /// Every budget a job of `user_id` would exceed if reserved now (the
+    /// ledger's own rules; reads only): for estimates.
+    pub async fn shortfalls(
+        &self,
+        user_id: &str,
+        dataset_ids: &[String],
+        agreement_ids: &[String],
+        eps: Epsilon,
+        delta: Delta,
+    ) -> Result<Vec<Shortfall>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let charge = Charge {
+            user_id,
+            dataset_ids,
+            agreement_ids,
+            eps,
+            delta,
+        };
+        shortfalls(&mut conn, &charge).await
+    }
+
+    /// The least ε one job of `user_id` under `agreement_ids` may spend,
+    /// and who set it.
+    pub async fn minimum_epsilon(
+        &self,
+        user_id: &str,
+        agreement_ids: &[String],
+    ) -> Result<(Epsilon, String), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        minimum_epsilon(&mut conn, user_id, agreement_ids).await
+    }
+
+    /// Reserved → committed: noise was (or may have been) drawn.
+    pub async fn commit_spend(&self, actor: &str, job_id: &str) -> Result<(), StoreError> {
+        self.ledger_op(Op::Commit {
+            actor: actor.to_owned(),
+            job_id: job_id.to_owned(),
+        })
+        .await
+    }
+
+    /// Reserved → refunded: only for jobs rejected before touching data.
+    /// A committed spend is never refunded.
+    pub async fn refund(&self, actor: &str, job_id: &str) -> Result<(), StoreError> {
+        self.ledger_op(Op::Refund {
+            actor: actor.to_owned(),
+            job_id: job_id.to_owned(),
+        })
+        .await
+    }
+
+    /// What `user_id` has spent of its grant on a dataset, and all users of
+    /// its cap, from the running totals.
+    pub async fn budget(&self, user_id: &str, dataset_id: &str) -> Result<BudgetView, StoreError> {
+        let row = sqlx::query(
+            "SELECT d.epsilon_cap_units, d.user_epsilon_units,
+                    COALESCE((SELECT epsilon_units FROM user_usage WHERE dataset_id = d.id AND user_id = ?), 0) AS user_spent,
+                    COALESCE((SELECT delta_units FROM user_usage WHERE dataset_id = d.id AND user_id = ?), 0) AS user_delta,
+                    COALESCE((SELECT epsilon_units FROM dataset_usage WHERE dataset_id = d.id), 0) AS all_spent
+             FROM datasets d WHERE d.id = ?",
+        )
+        .bind(user_id)
+        .bind(user_id)
+        .bind(dataset_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("dataset {dataset_id}")))?;
+        Ok(BudgetView {
+            user_granted: Epsilon::from_units(from_units(row.get("user_epsilon_units"))?),
+            user_spent: Epsilon::from_units(from_units(row.get("user_spent"))?),
+            user_delta_spent: Delta::from_units(from_units(row.get("user_delta"))?),
+            dataset_cap: Epsilon::from_units(from_units(row.get("epsilon_cap_units"))?),
+            dataset_spent: Epsilon::from_units(from_units(row.get("all_spent"))?),
+        })
+    }
+
+    /// Ledger consistency, for crash tests and operators: releases whose
+    /// job has no committed spend (must be none).
+    pub async fn releases_without_committed_spend(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM releases r WHERE NOT EXISTS
+             (SELECT 1 FROM spends s WHERE s.job_id = r.job_id AND s.state = 'committed')
+             OR EXISTS (SELECT 1 FROM spends s WHERE s.job_id = r.job_id AND s.state != 'committed')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n as u64)
+    }
+
+    /// Total committed ε units across all spends.
+    pub async fn committed_epsilon_units(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(epsilon_units), 0) FROM spends WHERE state = 'committed'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        from_units(n)
+    }
 }

@@ -7,7 +7,8 @@ use serde::Serialize;
 use sluice_types::time::now_rfc3339;
 use sqlx::Row;
 
-use crate::{Store, StoreError, audit, commit, corrupt, job_state};
+use crate::jobs::{JobState, job_state};
+use crate::{Store, StoreError, audit, commit, corrupt};
 
 /// A job held for review, as reviewers see it: never data.
 #[derive(Debug, Clone, Serialize)]
@@ -231,7 +232,7 @@ impl Store {
         let required = u8::try_from(row.get::<i64, _>("required")).map_err(corrupt)?;
         let outcome: Option<String> = row.get("outcome");
         let state = job_state(&mut tx, job_id).await?;
-        if outcome.is_some() || state != crate::JobState::Queued {
+        if outcome.is_some() || state != JobState::Queued {
             return Err(StoreError::Refused(format!(
                 "job {job_id} is no longer awaiting review"
             )));

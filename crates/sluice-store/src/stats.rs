@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use sqlx::Row;
 
-use crate::{Store, StoreError, from_units};
+use crate::db::from_units;
+use crate::{Store, StoreError, corrupt};
 
 /// Figures of one group of datasets.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -70,7 +71,7 @@ impl Store {
         for row in &jobs {
             let versions: Vec<(String, String)> =
                 serde_json::from_str(row.get::<&str, _>("dataset_versions_json"))
-                    .map_err(crate::corrupt)?;
+                    .map_err(corrupt)?;
             let state: String = row.get("state");
             let mut providers = std::collections::BTreeSet::new();
             let mut categories = std::collections::BTreeSet::new();
@@ -107,7 +108,7 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         for body in &apps {
-            let v: serde_json::Value = serde_json::from_str(body).map_err(crate::corrupt)?;
+            let v: serde_json::Value = serde_json::from_str(body).map_err(corrupt)?;
             let mut providers = std::collections::BTreeSet::new();
             let mut categories = std::collections::BTreeSet::new();
             for name in v["datasets"].as_array().into_iter().flatten() {
