@@ -513,8 +513,9 @@ async fn adjust_agreement(
     Ok(())
 }
 
+/// One user's budget on one dataset, and the dataset's cap.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct BudgetView {
+pub struct Budget {
     pub user_granted: Epsilon,
     /// Committed and reserved.
     pub user_spent: Epsilon,
@@ -632,7 +633,7 @@ impl Store {
 
     /// What `user_id` has spent of its grant on a dataset, and all users of
     /// its cap, from the running totals.
-    pub async fn budget(&self, user_id: &str, dataset_id: &str) -> Result<BudgetView, StoreError> {
+    pub async fn budget(&self, user_id: &str, dataset_id: &str) -> Result<Budget, StoreError> {
         let row = sqlx::query(
             "SELECT d.epsilon_cap_units, d.user_epsilon_units,
                     COALESCE((SELECT epsilon_units FROM user_usage WHERE dataset_id = d.id AND user_id = ?), 0) AS user_spent,
@@ -646,7 +647,7 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?
         .ok_or_else(|| StoreError::NotFound(format!("dataset {dataset_id}")))?;
-        Ok(BudgetView {
+        Ok(Budget {
             user_granted: Epsilon::from_units(from_units(row.get("user_epsilon_units"))?),
             user_spent: Epsilon::from_units(from_units(row.get("user_spent"))?),
             user_delta_spent: Delta::from_units(from_units(row.get("user_delta"))?),

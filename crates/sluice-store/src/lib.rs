@@ -52,7 +52,7 @@ pub use control::{ActiveJob, DatasetStatus, Revocation};
 pub use db::PartyScope;
 pub use feedback::{FEEDBACK_DAYS, FEEDBACK_MAX_DAYS, Feedback, RECTIFICATION_DAYS};
 pub use jobs::{JobRecord, JobState, NewJob};
-pub use ledger::{BudgetView, DEFAULT_MIN_EPSILON, Shortfall};
+pub use ledger::{Budget, DEFAULT_MIN_EPSILON, Shortfall};
 pub use reviews::{Decision, HeldJob, HoldForReview, ReviewOutcome};
 pub use stats::{Usage, UsageGroup};
 pub use users::UserRecord;
