@@ -227,8 +227,9 @@ impl Store {
         .collect()
     }
 
-    /// Stores a job's signed release, commits its spend and marks it
-    /// released, in one transaction: no release exists without its spend.
+    /// [`Store::release_job_at`] recorded now; the server records each
+    /// release at its job's scheduled time, so only tests call this.
+    #[cfg(feature = "testing")]
     pub async fn release_job(
         &self,
         actor: &str,
@@ -239,7 +240,9 @@ impl Store {
             .await
     }
 
-    /// [`Store::release_job`] recorded at `at`, the job's scheduled time.
+    /// Stores a job's signed release, commits its spend and marks it
+    /// released, in one transaction: no release exists without its spend.
+    /// Recorded at `at`, the job's scheduled time.
     pub async fn release_job_at(
         &self,
         actor: &str,

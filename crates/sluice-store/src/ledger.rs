@@ -656,8 +656,9 @@ impl Store {
         })
     }
 
-    /// Ledger consistency, for crash tests and operators: releases whose
-    /// job has no committed spend (must be none).
+    /// Ledger consistency, for crash tests: releases whose job has no
+    /// committed spend (must be none).
+    #[cfg(feature = "testing")]
     pub async fn releases_without_committed_spend(&self) -> Result<u64, StoreError> {
         let n: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM releases r WHERE NOT EXISTS
@@ -669,7 +670,9 @@ impl Store {
         Ok(n as u64)
     }
 
-    /// Total committed ε units across all spends.
+    /// Total committed ε units across all spends, for crash tests (never
+    /// falls) and exactness tests.
+    #[cfg(feature = "testing")]
     pub async fn committed_epsilon_units(&self) -> Result<u64, StoreError> {
         let n: i64 = sqlx::query_scalar(
             "SELECT COALESCE(SUM(epsilon_units), 0) FROM spends WHERE state = 'committed'",
