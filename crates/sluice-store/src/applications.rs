@@ -10,8 +10,8 @@ use sqlx::Row;
 
 use sluice_types::privacy::Epsilon;
 
-use crate::db::{PartyScope, from_units, rows_with_deadline, units};
-use crate::{Store, StoreError, audit, commit};
+use crate::db::{PartyScope, dataset_name, from_units, list_rows, units, user_name};
+use crate::{Store, StoreError, audit, commit, corrupt};
 
 /// Working days a provider has to decide an application.
 pub const APPLICATION_DAYS: u32 = 10;
@@ -48,6 +48,41 @@ pub struct Agreement {
     pub epsilon_spent: Epsilon,
     /// The least ε one job under it spends (the ledger refuses less).
     pub min_epsilon: Epsilon,
+}
+
+/// An application with its parties' names (or ids, if an account is gone).
+#[derive(Debug, Clone, Serialize)]
+pub struct NamedApplication {
+    pub application: Application,
+    pub applicant_name: String,
+    pub provider_name: String,
+}
+
+/// An agreement with its parties' and datasets' names (or ids, if gone).
+#[derive(Debug, Clone, Serialize)]
+pub struct NamedAgreement {
+    pub agreement: Agreement,
+    pub user_name: String,
+    pub provider_name: String,
+    /// One per `agreement.dataset_ids`, in the same order.
+    pub dataset_names: Vec<String>,
+}
+
+/// An application row with its parties' names; filtered by the caller.
+fn select_named_applications() -> String {
+    format!(
+        "SELECT *, {} AS applicant_name, {} AS provider_name FROM applications",
+        user_name("applications.applicant_id"),
+        user_name("applications.provider_id"),
+    )
+}
+
+fn named_application_from_row(r: &sqlx::sqlite::SqliteRow) -> NamedApplication {
+    NamedApplication {
+        application: application_from_row(r),
+        applicant_name: r.get("applicant_name"),
+        provider_name: r.get("provider_name"),
+    }
 }
 
 fn application_from_row(r: &sqlx::sqlite::SqliteRow) -> Application {
@@ -115,12 +150,18 @@ impl Store {
     }
 
     pub async fn application(&self, id: &str) -> Result<Option<Application>, StoreError> {
-        Ok(sqlx::query("SELECT * FROM applications WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
+        Ok(self.named_application(id).await?.map(|n| n.application))
+    }
+
+    /// [`Store::application`] with its parties' names, in one query.
+    pub async fn named_application(
+        &self,
+        id: &str,
+    ) -> Result<Option<NamedApplication>, StoreError> {
+        Ok(self
+            .named_applications_where("id = ?1", id, None)
             .await?
-            .as_ref()
-            .map(application_from_row))
+            .pop())
     }
 
     /// Applications in `scope`; with `overdue_at`, only undecided ones past
@@ -130,19 +171,43 @@ impl Store {
         scope: PartyScope<'_>,
         overdue_at: Option<&str>,
     ) -> Result<Vec<Application>, StoreError> {
+        Ok(self
+            .named_applications(scope, overdue_at)
+            .await?
+            .into_iter()
+            .map(|n| n.application)
+            .collect())
+    }
+
+    /// [`Store::applications`] with each one's parties' names, in one query.
+    pub async fn named_applications(
+        &self,
+        scope: PartyScope<'_>,
+        overdue_at: Option<&str>,
+    ) -> Result<Vec<NamedApplication>, StoreError> {
         let (filter, who) = scope.filter("provider_id = ?1", "applicant_id = ?1");
-        Ok(rows_with_deadline(
+        self.named_applications_where(filter, &who, overdue_at)
+            .await
+    }
+
+    async fn named_applications_where(
+        &self,
+        filter: &str,
+        who: &str,
+        overdue_at: Option<&str>,
+    ) -> Result<Vec<NamedApplication>, StoreError> {
+        Ok(list_rows(
             &self.pool,
-            "applications",
+            &select_named_applications(),
             filter,
-            &who,
+            who,
             "submitted",
             overdue_at,
             "rowid",
         )
         .await?
         .iter()
-        .map(application_from_row)
+        .map(named_application_from_row)
         .collect())
     }
 
@@ -248,20 +313,65 @@ impl Store {
     }
 
     pub async fn agreement(&self, id: &str) -> Result<Option<Agreement>, StoreError> {
-        let Some(r) = sqlx::query("SELECT * FROM agreements WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
+        Ok(self.named_agreement(id).await?.map(|n| n.agreement))
+    }
+
+    /// [`Store::agreement`] with its parties' and datasets' names, in one
+    /// query.
+    pub async fn named_agreement(&self, id: &str) -> Result<Option<NamedAgreement>, StoreError> {
+        Ok(self.named_agreements_where("id = ?1", id).await?.pop())
+    }
+
+    pub async fn agreements(&self, scope: PartyScope<'_>) -> Result<Vec<Agreement>, StoreError> {
+        Ok(self
+            .named_agreements(scope)
             .await?
-        else {
-            return Ok(None);
-        };
-        let dataset_ids = sqlx::query_scalar(
-            "SELECT dataset_id FROM agreement_datasets WHERE agreement_id = ? ORDER BY dataset_id",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(Some(Agreement {
+            .into_iter()
+            .map(|n| n.agreement)
+            .collect())
+    }
+
+    /// [`Store::agreements`] with each one's parties' and datasets' names,
+    /// in one query.
+    pub async fn named_agreements(
+        &self,
+        scope: PartyScope<'_>,
+    ) -> Result<Vec<NamedAgreement>, StoreError> {
+        let (filter, who) = scope.filter("provider_id = ?1", "user_id = ?1");
+        self.named_agreements_where(filter, &who).await
+    }
+
+    /// Agreements that `filter` (SQL using `?1`, bound to `who` unless
+    /// empty) selects, oldest first; each one's datasets, ordered by id,
+    /// come as one JSON array of `[id, name]` pairs.
+    async fn named_agreements_where(
+        &self,
+        filter: &str,
+        who: &str,
+    ) -> Result<Vec<NamedAgreement>, StoreError> {
+        let select = format!(
+            "SELECT a.*, {} AS user_name, {} AS provider_name,
+               (SELECT json_group_array(json_array(ad.dataset_id, {}) ORDER BY ad.dataset_id)
+                FROM agreement_datasets ad WHERE ad.agreement_id = a.id) AS datasets_json
+             FROM agreements a",
+            user_name("a.user_id"),
+            user_name("a.provider_id"),
+            dataset_name("ad.dataset_id"),
+        );
+        list_rows(&self.pool, &select, filter, who, "", None, "a.rowid")
+            .await?
+            .iter()
+            .map(named_agreement_from_row)
+            .collect()
+    }
+}
+
+fn named_agreement_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<NamedAgreement, StoreError> {
+    let datasets: Vec<(String, String)> =
+        serde_json::from_str(r.get::<&str, _>("datasets_json")).map_err(corrupt)?;
+    let (dataset_ids, dataset_names) = datasets.into_iter().unzip();
+    Ok(NamedAgreement {
+        agreement: Agreement {
             id: r.get("id"),
             application_id: r.get("application_id"),
             user_id: r.get("user_id"),
@@ -275,23 +385,9 @@ impl Store {
             epsilon: Epsilon::from_units(from_units(r.get("epsilon_units"))?),
             min_epsilon: Epsilon::from_units(from_units(r.get("min_epsilon_units"))?),
             epsilon_spent: Epsilon::from_units(from_units(r.get("epsilon_spent_units"))?),
-        }))
-    }
-
-    pub async fn agreements(&self, scope: PartyScope<'_>) -> Result<Vec<Agreement>, StoreError> {
-        let (filter, who) = scope.filter("provider_id = ?1", "user_id = ?1");
-        let sql = format!("SELECT id FROM agreements WHERE {filter} ORDER BY rowid");
-        let mut q = sqlx::query_scalar::<_, String>(&sql);
-        if !who.is_empty() {
-            q = q.bind(who);
-        }
-        let ids = q.fetch_all(&self.pool).await?;
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            if let Some(a) = self.agreement(&id).await? {
-                out.push(a);
-            }
-        }
-        Ok(out)
-    }
+        },
+        user_name: r.get("user_name"),
+        provider_name: r.get("provider_name"),
+        dataset_names,
+    })
 }

@@ -7,6 +7,7 @@ use serde::Serialize;
 use sluice_types::time::now_rfc3339;
 use sqlx::Row;
 
+use crate::db::{dataset_name, user_name};
 use crate::jobs::JobState;
 use crate::{Store, StoreError, audit, commit, corrupt};
 
@@ -46,6 +47,17 @@ pub struct Revocation {
     pub decided_by: String,
     pub reason: String,
     pub created_at: String,
+}
+
+/// A revocation with the names the public list shows: each a user's or
+/// dataset's name, or its id if that is gone.
+#[derive(Debug, Clone, Serialize)]
+pub struct NamedRevocation {
+    pub revocation: Revocation,
+    pub user_name: String,
+    /// None: every dataset.
+    pub dataset_name: Option<String>,
+    pub decided_by_name: String,
 }
 
 /// A job that has not ended, with what cancelling it needs.
@@ -177,11 +189,34 @@ impl Store {
 
     /// Every revocation, oldest first: the public list.
     pub async fn revocations(&self) -> Result<Vec<Revocation>, StoreError> {
-        Ok(sqlx::query("SELECT * FROM revocations ORDER BY rowid")
+        Ok(self
+            .named_revocations()
+            .await?
+            .into_iter()
+            .map(|n| n.revocation)
+            .collect())
+    }
+
+    /// [`Store::revocations`] with the user's, dataset's and decider's
+    /// names, in one query.
+    pub async fn named_revocations(&self) -> Result<Vec<NamedRevocation>, StoreError> {
+        let sql = format!(
+            "SELECT *, {} AS user_name, {} AS dataset_name, {} AS decided_by_name
+             FROM revocations ORDER BY rowid",
+            user_name("revocations.user_id"),
+            dataset_name("revocations.dataset_id"),
+            user_name("revocations.decided_by"),
+        );
+        Ok(sqlx::query(&sql)
             .fetch_all(&self.pool)
             .await?
             .iter()
-            .map(revocation_from_row)
+            .map(|r| NamedRevocation {
+                revocation: revocation_from_row(r),
+                user_name: r.get("user_name"),
+                dataset_name: r.get("dataset_name"),
+                decided_by_name: r.get("decided_by_name"),
+            })
             .collect())
     }
 

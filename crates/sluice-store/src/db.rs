@@ -1,6 +1,6 @@
 //! Helpers more than one area uses: privacy amounts to and from SQL
-//! integers, whose records a listing shows, and the one query behind
-//! deadline lists.
+//! integers, whose records a listing shows, the one query behind those
+//! listings, and the SQL that joins a user's or dataset's name onto a row.
 
 use sqlx::SqlitePool;
 
@@ -42,13 +42,14 @@ impl PartyScope<'_> {
     }
 }
 
-/// Rows of `table` that `filter` (SQL using `?1`, bound to `who` unless
-/// empty) selects, in `order`; with `overdue_at`, only those still
-/// in `open_state` whose `due_at` is before that instant. The one query
-/// behind every deadline list (applications, feedback).
-pub(crate) async fn rows_with_deadline(
+/// Rows that `select` (`SELECT … FROM table`) and `filter` (SQL using
+/// `?1`, bound to `who` unless empty) give, in `order`; with `overdue_at`,
+/// only those still in `open_state` whose `due_at` is before that instant.
+/// The one query behind every list by party scope or id (applications,
+/// agreements, feedback).
+pub(crate) async fn list_rows(
     pool: &SqlitePool,
-    table: &str,
+    select: &str,
     filter: &str,
     who: &str,
     open_state: &str,
@@ -60,7 +61,7 @@ pub(crate) async fn rows_with_deadline(
     } else {
         ""
     };
-    let sql = format!("SELECT * FROM {table} WHERE {filter}{overdue} ORDER BY {order}");
+    let sql = format!("{select} WHERE {filter}{overdue} ORDER BY {order}");
     let mut q = sqlx::query(&sql);
     if !who.is_empty() || overdue_at.is_some() {
         q = q.bind(who);
@@ -69,4 +70,17 @@ pub(crate) async fn rows_with_deadline(
         q = q.bind(at).bind(open_state);
     }
     Ok(q.fetch_all(pool).await?)
+}
+
+/// SQL for the name of the user whose id is in `column` (qualified by its
+/// table), or that id if the account is gone: names shown in lists, joined
+/// in the list's own query rather than looked up row by row.
+pub(crate) fn user_name(column: &str) -> String {
+    format!("COALESCE((SELECT u.name FROM users u WHERE u.id = {column}), {column})")
+}
+
+/// SQL for the name of the dataset whose id is in `column`, or that id if
+/// it is gone (NULL stays NULL).
+pub(crate) fn dataset_name(column: &str) -> String {
+    format!("COALESCE((SELECT d.name FROM datasets d WHERE d.id = {column}), {column})")
 }

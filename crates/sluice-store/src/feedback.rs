@@ -7,7 +7,7 @@ use serde::Serialize;
 use sluice_types::time::{add_working_days, now_rfc3339, now_unix, rfc3339};
 use sqlx::Row;
 
-use crate::db::{PartyScope, rows_with_deadline};
+use crate::db::{PartyScope, dataset_name, list_rows, user_name};
 use crate::{Store, StoreError, audit, commit, corrupt};
 
 /// Working days a provider has to answer feedback, and at most with an
@@ -31,6 +31,33 @@ pub struct Feedback {
     pub extension_reason: Option<String>,
     pub extension_state: Option<String>,
     pub answered_at: Option<String>,
+}
+
+/// A feedback item with its dataset's and reporter's names (or ids, if
+/// gone).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct NamedFeedback {
+    pub feedback: Feedback,
+    pub dataset_name: String,
+    pub reporter_name: String,
+}
+
+/// A feedback row with its dataset's and reporter's names; filtered by the
+/// caller.
+fn select_named() -> String {
+    format!(
+        "SELECT *, {} AS dataset_name, {} AS reporter_name FROM feedback",
+        dataset_name("feedback.dataset_id"),
+        user_name("feedback.reporter_id"),
+    )
+}
+
+fn named_from_row(r: &sqlx::sqlite::SqliteRow) -> NamedFeedback {
+    NamedFeedback {
+        feedback: from_row(r),
+        dataset_name: r.get("dataset_name"),
+        reporter_name: r.get("reporter_name"),
+    }
 }
 
 fn from_row(r: &sqlx::sqlite::SqliteRow) -> Feedback {
@@ -99,12 +126,13 @@ impl Store {
     }
 
     pub async fn feedback(&self, id: &str) -> Result<Option<Feedback>, StoreError> {
-        Ok(sqlx::query("SELECT * FROM feedback WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(from_row))
+        Ok(self.named_feedback(id).await?.map(|n| n.feedback))
+    }
+
+    /// [`Store::feedback`] with its dataset's and reporter's names, in one
+    /// query.
+    pub async fn named_feedback(&self, id: &str) -> Result<Option<NamedFeedback>, StoreError> {
+        Ok(self.named_feedback_where("id = ?1", id, None).await?.pop())
     }
 
     /// Feedback in `scope`; with `overdue_at`, only items still open whose
@@ -114,23 +142,47 @@ impl Store {
         scope: PartyScope<'_>,
         overdue_at: Option<&str>,
     ) -> Result<Vec<Feedback>, StoreError> {
+        Ok(self
+            .named_feedback_list(scope, overdue_at)
+            .await?
+            .into_iter()
+            .map(|n| n.feedback)
+            .collect())
+    }
+
+    /// [`Store::feedback_list`] with each item's dataset's and reporter's
+    /// names, in one query.
+    pub async fn named_feedback_list(
+        &self,
+        scope: PartyScope<'_>,
+        overdue_at: Option<&str>,
+    ) -> Result<Vec<NamedFeedback>, StoreError> {
         // A provider sees feedback on its datasets, a user what it reported.
         let (filter, who) = scope.filter(
             "dataset_id IN (SELECT id FROM datasets WHERE owner_id = ?1)",
             "reporter_id = ?1",
         );
-        Ok(rows_with_deadline(
+        self.named_feedback_where(filter, &who, overdue_at).await
+    }
+
+    async fn named_feedback_where(
+        &self,
+        filter: &str,
+        who: &str,
+        overdue_at: Option<&str>,
+    ) -> Result<Vec<NamedFeedback>, StoreError> {
+        Ok(list_rows(
             &self.pool,
-            "feedback",
+            &select_named(),
             filter,
-            &who,
+            who,
             "open",
             overdue_at,
             "due_at, rowid",
         )
         .await?
         .iter()
-        .map(from_row)
+        .map(named_from_row)
         .collect())
     }
 

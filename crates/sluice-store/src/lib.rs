@@ -19,7 +19,7 @@
 // `commit`, `StoreError`, `corrupt`) and from those listed before it;
 // `use crate::` lines say which. This file uses `ledger` only to start its
 // writer.
-//   db            unit conversions, party scopes, the deadline-list query
+//   db            unit conversions, party scopes, the list query, names in SQL
 //   audit         the hash-chained log, written with each change
 //   ledger        reserve, commit, refund (group commit), budgets  (db, audit)
 //   jobs          jobs, releases, schedules, crash recovery        (db, audit, ledger)
@@ -42,18 +42,20 @@ mod reviews;
 mod stats;
 mod users;
 
-pub use applications::{APPLICATION_DAYS, Agreement, Application, NewAgreement};
+pub use applications::{
+    APPLICATION_DAYS, Agreement, Application, NamedAgreement, NamedApplication, NewAgreement,
+};
 pub use audit::{
     AuditEntry, AuditError, Denial, DenialEntry, DenialWindow, GENESIS,
     MAX_DENIAL_KINDS_PER_MINUTE, verify_audit_chain,
 };
 pub use catalog::{DatasetRecord, NewDataset, SearchQuery};
-pub use control::{ActiveJob, DatasetStatus, Revocation};
+pub use control::{ActiveJob, DatasetStatus, NamedRevocation, Revocation};
 pub use db::PartyScope;
-pub use feedback::{FEEDBACK_DAYS, FEEDBACK_MAX_DAYS, Feedback, RECTIFICATION_DAYS};
+pub use feedback::{FEEDBACK_DAYS, FEEDBACK_MAX_DAYS, Feedback, NamedFeedback, RECTIFICATION_DAYS};
 pub use jobs::{JobRecord, JobState, NewJob};
 pub use ledger::{Budget, DEFAULT_MIN_EPSILON, Shortfall};
-pub use reviews::{Decision, HeldJob, HoldForReview, ReviewOutcome};
+pub use reviews::{Decision, HeldJob, HoldForReview, NamedHeldJob, ReviewOutcome};
 pub use stats::{Usage, UsageGroup};
 pub use users::UserRecord;
 

@@ -3,10 +3,11 @@
 //! A held job stays `queued` with nothing reserved; the server reserves and
 //! runs it once enough distinct reviewers approved.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sluice_types::time::now_rfc3339;
 use sqlx::Row;
 
+use crate::db::user_name;
 use crate::jobs::{JobState, job_state};
 use crate::{Store, StoreError, audit, commit, corrupt};
 
@@ -31,6 +32,22 @@ pub struct Decision {
     pub reason: String,
     pub manifest_digest: String,
     pub at: String,
+}
+
+/// A held job with what its review page shows, in one query: the
+/// submitter's name, the manifest, each reviewer's name, and the manifest
+/// last approved for the submitter (to diff against).
+#[derive(Debug, Clone, Serialize)]
+pub struct NamedHeldJob {
+    pub held: HeldJob,
+    /// The submitter's name (or id, if the account is gone).
+    pub submitted_by: String,
+    /// One per `held.decisions`, in the same order.
+    pub reviewer_names: Vec<String>,
+    pub manifest_json: String,
+    pub manifest_digest: String,
+    /// What [`Store::last_approved_manifest`] gives for this job.
+    pub previous_approved: Option<(String, String)>,
 }
 
 /// What a decision did.
@@ -118,74 +135,74 @@ impl Store {
         commit(tx).await
     }
 
-    fn held_from_row(row: &sqlx::sqlite::SqliteRow, decisions: Vec<Decision>) -> HeldJob {
-        HeldJob {
-            job_id: row.get("job_id"),
-            user_id: row.get("user_id"),
-            required: u8::try_from(row.get::<i64, _>("required")).unwrap_or(2),
-            plan: row.get("plan"),
-            estimate_json: row.get("estimate_json"),
-            task_json: row.get("task_json"),
-            datasets_json: row.get("datasets_json"),
-            outcome: row.get("outcome"),
-            decisions,
-        }
-    }
-
-    async fn decisions(&self, job_id: &str) -> Result<Vec<Decision>, StoreError> {
-        Ok(
-            sqlx::query("SELECT * FROM review_decisions WHERE job_id = ? ORDER BY rowid")
-                .bind(job_id)
-                .fetch_all(&self.pool)
-                .await?
-                .iter()
-                .map(|r| Decision {
-                    reviewer_id: r.get("reviewer_id"),
-                    decision: r.get("decision"),
-                    reason: r.get("reason"),
-                    manifest_digest: r.get("manifest_digest"),
-                    at: r.get("created_at"),
-                })
-                .collect(),
-        )
-    }
-
     /// A job held for review (decided or not), with its decisions.
     pub async fn held_job(&self, job_id: &str) -> Result<Option<HeldJob>, StoreError> {
-        let row = sqlx::query(
-            "SELECT r.*, j.user_id FROM job_reviews r JOIN jobs j ON j.id = r.job_id WHERE r.job_id = ?",
-        )
-        .bind(job_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        match row {
-            Some(row) => {
-                let decisions = self.decisions(job_id).await?;
-                Ok(Some(Self::held_from_row(&row, decisions)))
-            }
-            None => Ok(None),
-        }
+        Ok(self.named_held_job(job_id).await?.map(|n| n.held))
+    }
+
+    /// [`Store::held_job`] with what its review page shows, in one query.
+    pub async fn named_held_job(&self, job_id: &str) -> Result<Option<NamedHeldJob>, StoreError> {
+        Ok(self
+            .named_held_jobs("r.job_id = ?1", &[job_id])
+            .await?
+            .pop())
     }
 
     /// Jobs awaiting a decision that `reviewer_id` may make: not their own,
     /// not already decided by them.
     pub async fn reviews_for(&self, reviewer_id: &str) -> Result<Vec<HeldJob>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT r.*, j.user_id FROM job_reviews r JOIN jobs j ON j.id = r.job_id
-             WHERE r.outcome IS NULL AND j.state = 'queued' AND j.user_id != ?
-             AND NOT EXISTS (SELECT 1 FROM review_decisions d WHERE d.job_id = r.job_id AND d.reviewer_id = ?)
-             ORDER BY r.rowid",
+        Ok(self
+            .named_reviews_for(reviewer_id)
+            .await?
+            .into_iter()
+            .map(|n| n.held)
+            .collect())
+    }
+
+    /// [`Store::reviews_for`] with what each review page shows, in one query.
+    pub async fn named_reviews_for(
+        &self,
+        reviewer_id: &str,
+    ) -> Result<Vec<NamedHeldJob>, StoreError> {
+        self.named_held_jobs(
+            "r.outcome IS NULL AND j.state = 'queued' AND j.user_id != ?1
+             AND NOT EXISTS (SELECT 1 FROM review_decisions d WHERE d.job_id = r.job_id AND d.reviewer_id = ?1)",
+            &[reviewer_id],
         )
-        .bind(reviewer_id)
-        .bind(reviewer_id)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let decisions = self.decisions(row.get("job_id")).await?;
-            out.push(Self::held_from_row(row, decisions));
+        .await
+    }
+
+    /// Held jobs that `filter` (SQL over `r`, the review, and `j`, the job,
+    /// using `?1`, `?2`… for `binds`) selects, in the order they were held.
+    /// Each one's decisions come as one JSON array, in the order made.
+    async fn named_held_jobs(
+        &self,
+        filter: &str,
+        binds: &[&str],
+    ) -> Result<Vec<NamedHeldJob>, StoreError> {
+        let sql = format!(
+            "SELECT r.*, j.user_id, j.manifest_json, j.manifest_digest, {} AS submitted_by,
+               (SELECT json_group_array(json_object(
+                  'reviewer_id', d.reviewer_id, 'reviewer_name', {}, 'decision', d.decision,
+                  'reason', d.reason, 'manifest_digest', d.manifest_digest, 'at', d.created_at)
+                  ORDER BY d.rowid)
+                FROM review_decisions d WHERE d.job_id = r.job_id) AS decisions_json,
+               (SELECT json_array(p.manifest_json, p.manifest_digest) {}) AS previous_json
+             FROM job_reviews r JOIN jobs j ON j.id = r.job_id
+             WHERE {filter} ORDER BY r.rowid",
+            user_name("j.user_id"),
+            user_name("d.reviewer_id"),
+            last_approved("j.user_id", "j.id"),
+        );
+        let mut q = sqlx::query(&sql);
+        for b in binds {
+            q = q.bind(*b);
         }
-        Ok(out)
+        q.fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(named_held_from_row)
+            .collect()
     }
 
     /// The manifest (canonical JSON) and digest of `user_id`'s most recent
@@ -195,15 +212,15 @@ impl Store {
         user_id: &str,
         except: &str,
     ) -> Result<Option<(String, String)>, StoreError> {
-        let row = sqlx::query(
-            "SELECT j.manifest_json, j.manifest_digest FROM jobs j JOIN job_reviews r ON r.job_id = j.id
-             WHERE j.user_id = ? AND j.id != ? AND r.outcome = 'approved'
-             ORDER BY j.rowid DESC LIMIT 1",
-        )
-        .bind(user_id)
-        .bind(except)
-        .fetch_optional(&self.pool)
-        .await?;
+        let sql = format!(
+            "SELECT p.manifest_json, p.manifest_digest {}",
+            last_approved("?1", "?2")
+        );
+        let row = sqlx::query(&sql)
+            .bind(user_id)
+            .bind(except)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row.map(|r| (r.get("manifest_json"), r.get("manifest_digest"))))
     }
 
@@ -315,4 +332,66 @@ impl Store {
         commit(tx).await?;
         Ok(result)
     }
+}
+
+/// The FROM … LIMIT 1 of a query for the job `p` that was last approved for
+/// the user in `user` other than the job in `except` (SQL expressions).
+fn last_approved(user: &str, except: &str) -> String {
+    format!(
+        "FROM jobs p JOIN job_reviews pr ON pr.job_id = p.id
+         WHERE p.user_id = {user} AND p.id != {except} AND pr.outcome = 'approved'
+         ORDER BY p.rowid DESC LIMIT 1"
+    )
+}
+
+/// A decision as the held-job query aggregates it.
+#[derive(Deserialize)]
+struct DecisionRow {
+    reviewer_id: String,
+    reviewer_name: String,
+    decision: String,
+    reason: String,
+    manifest_digest: String,
+    at: String,
+}
+
+fn named_held_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<NamedHeldJob, StoreError> {
+    let rows: Vec<DecisionRow> =
+        serde_json::from_str(row.get::<&str, _>("decisions_json")).map_err(corrupt)?;
+    let (decisions, reviewer_names) = rows
+        .into_iter()
+        .map(|d| {
+            let name = d.reviewer_name;
+            let decision = Decision {
+                reviewer_id: d.reviewer_id,
+                decision: d.decision,
+                reason: d.reason,
+                manifest_digest: d.manifest_digest,
+                at: d.at,
+            };
+            (decision, name)
+        })
+        .unzip();
+    let previous_approved = row
+        .get::<Option<&str>, _>("previous_json")
+        .map(|p| serde_json::from_str(p).map_err(corrupt))
+        .transpose()?;
+    Ok(NamedHeldJob {
+        held: HeldJob {
+            job_id: row.get("job_id"),
+            user_id: row.get("user_id"),
+            required: u8::try_from(row.get::<i64, _>("required")).unwrap_or(2),
+            plan: row.get("plan"),
+            estimate_json: row.get("estimate_json"),
+            task_json: row.get("task_json"),
+            datasets_json: row.get("datasets_json"),
+            outcome: row.get("outcome"),
+            decisions,
+        },
+        submitted_by: row.get("submitted_by"),
+        reviewer_names,
+        manifest_json: row.get("manifest_json"),
+        manifest_digest: row.get("manifest_digest"),
+        previous_approved,
+    })
 }

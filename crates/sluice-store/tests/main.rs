@@ -1,5 +1,8 @@
 //! Store: single-server lock, hashed tokens, ledger exactness under
-//! concurrency, refund rules, atomic releases, and audit-chain tampering.
+//! concurrency, refund rules, atomic releases, and audit-chain tampering;
+//! `named`: lists with the names of users and datasets joined.
+
+mod named;
 
 use std::sync::Arc;
 
