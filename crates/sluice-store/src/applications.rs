@@ -122,15 +122,14 @@ impl Store {
     ) -> Result<Application, StoreError> {
         let id = sluice_crypto::random_id("app");
         let now = now_unix();
-        let mut tx = self.write().await?;
-        audit::append(
-            &mut tx,
-            applicant_id,
-            "application.submit",
-            &id,
-            &serde_json::json!({"provider": provider_id}),
-        )
-        .await?;
+        let mut tx = self
+            .write_audited(
+                applicant_id,
+                "application.submit",
+                &id,
+                &serde_json::json!({"provider": provider_id}),
+            )
+            .await?;
         sqlx::query(
             "INSERT INTO applications (id, applicant_id, provider_id, body_json, state, created_at, due_at)
              VALUES (?, ?, ?, ?, 'submitted', ?, ?)",

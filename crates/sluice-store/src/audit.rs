@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
-use crate::{Store, StoreError, commit};
+use crate::{Store, StoreError, Tx, commit};
 
 /// The previous hash of the first entry.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -63,6 +63,17 @@ pub fn entry_hash(
     sluice_crypto::sha256_hex(&bytes)
 }
 
+/// The last entry's sequence number and hash; `(0, GENESIS)` for an empty log.
+async fn head<'e>(
+    conn: impl sqlx::Executor<'e, Database = sqlx::Sqlite>,
+) -> Result<(i64, String), StoreError> {
+    let last: Option<(i64, String)> =
+        sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(conn)
+            .await?;
+    Ok(last.unwrap_or_else(|| (0, GENESIS.to_owned())))
+}
+
 pub(crate) async fn append(
     tx: &mut SqliteConnection,
     actor: &str,
@@ -70,14 +81,8 @@ pub(crate) async fn append(
     object: &str,
     details: &serde_json::Value,
 ) -> Result<(), StoreError> {
-    let last: Option<(i64, String)> =
-        sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *tx)
-            .await?;
-    let (seq, prev_hash) = match last {
-        Some((s, h)) => (s + 1, h),
-        None => (1, GENESIS.to_owned()),
-    };
+    let (last, prev_hash) = head(&mut *tx).await?;
+    let seq = last + 1;
     let at = sluice_types::time::now_rfc3339();
     let details = sluice_crypto::canonical_json_string(details);
     let hash = entry_hash(&prev_hash, seq, &at, actor, action, object, &details);
@@ -258,10 +263,22 @@ impl Store {
         object: &str,
         details: &serde_json::Value,
     ) -> Result<(), StoreError> {
+        let tx = self.write_audited(actor, action, object, details).await?;
+        commit(tx).await
+    }
+
+    /// A write transaction whose first write is the audit entry of the
+    /// change the caller then makes in it: if either fails, neither stays.
+    pub(crate) async fn write_audited(
+        &self,
+        actor: &str,
+        action: &str,
+        object: &str,
+        details: &serde_json::Value,
+    ) -> Result<Tx, StoreError> {
         let mut tx = self.write().await?;
         append(&mut tx, actor, action, object, details).await?;
-        commit(tx).await?;
-        Ok(())
+        Ok(tx)
     }
 
     pub async fn audit_entries(&self) -> Result<Vec<AuditEntry>, StoreError> {
@@ -270,14 +287,8 @@ impl Store {
 
     /// Length and head hash of the audit log, for a signed checkpoint.
     pub async fn audit_head(&self) -> Result<(u64, String), StoreError> {
-        let last: Option<(i64, String)> =
-            sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(match last {
-            Some((seq, hash)) => (seq as u64, hash),
-            None => (0, GENESIS.to_owned()),
-        })
+        let (seq, hash) = head(&self.pool).await?;
+        Ok((seq as u64, hash))
     }
 
     /// Appends denial entries (see [`DenialWindow`]) in one transaction:

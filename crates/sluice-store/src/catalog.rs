@@ -225,18 +225,28 @@ impl Store {
         }
     }
 
+    /// A column of a dataset's version row.
+    async fn version_column(
+        &self,
+        column: &str,
+        dataset_id: &str,
+        version: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let sql =
+            format!("SELECT {column} FROM dataset_versions WHERE dataset_id = ? AND version = ?");
+        Ok(sqlx::query_scalar(&sql)
+            .bind(dataset_id)
+            .bind(version)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
     pub async fn version_file(
         &self,
         dataset_id: &str,
         version: &str,
     ) -> Result<Option<String>, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT file_name FROM dataset_versions WHERE dataset_id = ? AND version = ?",
-        )
-        .bind(dataset_id)
-        .bind(version)
-        .fetch_optional(&self.pool)
-        .await?)
+        self.version_column("file_name", dataset_id, version).await
     }
 
     pub async fn quality_report(
@@ -244,14 +254,9 @@ impl Store {
         dataset_id: &str,
         version: &str,
     ) -> Result<Option<QualityReport>, StoreError> {
-        let json: Option<String> = sqlx::query_scalar(
-            "SELECT quality_json FROM dataset_versions WHERE dataset_id = ? AND version = ?",
-        )
-        .bind(dataset_id)
-        .bind(version)
-        .fetch_optional(&self.pool)
-        .await?;
-        json.map(|j| serde_json::from_str(&j).map_err(corrupt))
+        self.version_column("quality_json", dataset_id, version)
+            .await?
+            .map(|j| serde_json::from_str(&j).map_err(corrupt))
             .transpose()
     }
 

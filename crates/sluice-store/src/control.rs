@@ -131,15 +131,14 @@ impl Store {
         reason: &str,
     ) -> Result<String, StoreError> {
         let id = sluice_crypto::random_id("rev");
-        let mut tx = self.write().await?;
-        audit::append(
-            &mut tx,
-            actor,
-            "user.revoke",
-            user_id,
-            &serde_json::json!({"dataset": dataset_id, "reason": reason, "revocation": id}),
-        )
-        .await?;
+        let mut tx = self
+            .write_audited(
+                actor,
+                "user.revoke",
+                user_id,
+                &serde_json::json!({"dataset": dataset_id, "reason": reason, "revocation": id}),
+            )
+            .await?;
         sqlx::query(
             "INSERT INTO revocations (id, user_id, dataset_id, decided_by, reason, created_at) VALUES (?, ?, ?, ?, ?, ?)",
         )

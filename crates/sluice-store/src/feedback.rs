@@ -8,7 +8,7 @@ use sluice_types::time::{add_working_days, now_rfc3339, now_unix, rfc3339};
 use sqlx::Row;
 
 use crate::db::{PartyScope, dataset_name, list_rows, user_name};
-use crate::{Store, StoreError, audit, commit, corrupt};
+use crate::{Store, StoreError, commit, corrupt};
 
 /// Working days a provider has to answer feedback, and at most with an
 /// extension; a rectification task's.
@@ -97,15 +97,14 @@ impl Store {
         } else {
             FEEDBACK_DAYS
         };
-        let mut tx = self.write().await?;
-        audit::append(
-            &mut tx,
-            reporter_id,
-            "feedback.create",
-            &id,
-            &serde_json::json!({"dataset": dataset_id, "kind": kind}),
-        )
-        .await?;
+        let mut tx = self
+            .write_audited(
+                reporter_id,
+                "feedback.create",
+                &id,
+                &serde_json::json!({"dataset": dataset_id, "kind": kind}),
+            )
+            .await?;
         sqlx::query(
             "INSERT INTO feedback (id, dataset_id, reporter_id, kind, description, state, created_at, due_at)
              VALUES (?, ?, ?, ?, ?, 'open', ?, ?)",
@@ -193,15 +192,9 @@ impl Store {
         id: &str,
         answer: &str,
     ) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
-        audit::append(
-            &mut tx,
-            actor,
-            "feedback.answer",
-            id,
-            &serde_json::json!({}),
-        )
-        .await?;
+        let mut tx = self
+            .write_audited(actor, "feedback.answer", id, &serde_json::json!({}))
+            .await?;
         let done = sqlx::query(
             "UPDATE feedback SET state = 'answered', answer = ?, answered_at = ? WHERE id = ? AND state = 'open'",
         )
@@ -227,15 +220,14 @@ impl Store {
         days: u32,
         reason: &str,
     ) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
-        audit::append(
-            &mut tx,
-            actor,
-            "feedback.extension_request",
-            id,
-            &serde_json::json!({"working_days": days, "reason": reason}),
-        )
-        .await?;
+        let mut tx = self
+            .write_audited(
+                actor,
+                "feedback.extension_request",
+                id,
+                &serde_json::json!({"working_days": days, "reason": reason}),
+            )
+            .await?;
         let done = sqlx::query(
             "UPDATE feedback SET extension_days = ?, extension_reason = ?, extension_state = 'requested'
              WHERE id = ? AND state = 'open' AND kind != 'rectification' AND extension_state IS NULL",
@@ -273,15 +265,14 @@ impl Store {
         let created =
             parse_rfc3339(&item.created_at).ok_or_else(|| corrupt("feedback created_at"))?;
         let days = item.extension_days.unwrap_or(FEEDBACK_DAYS);
-        let mut tx = self.write().await?;
-        audit::append(
-            &mut tx,
-            actor,
-            "feedback.extension_decision",
-            id,
-            &serde_json::json!({"approved": approve, "working_days": days}),
-        )
-        .await?;
+        let mut tx = self
+            .write_audited(
+                actor,
+                "feedback.extension_decision",
+                id,
+                &serde_json::json!({"approved": approve, "working_days": days}),
+            )
+            .await?;
         let (state, due) = if approve {
             ("approved", rfc3339(add_working_days(created, days)))
         } else {

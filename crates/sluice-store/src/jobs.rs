@@ -81,18 +81,6 @@ pub struct JobRecord {
 /// Selects a job row with whether it awaits review.
 const JOB_COLUMNS: &str = "jobs.*, (jobs.state = 'queued' AND EXISTS (SELECT 1 FROM job_reviews r WHERE r.job_id = jobs.id AND r.outcome IS NULL)) AS awaiting_review";
 
-/// The state of a job that may still change: final states are refused.
-async fn open_job_state(tx: &mut Tx, job_id: &str) -> Result<JobState, StoreError> {
-    let current = job_state(tx, job_id).await?;
-    if current.is_final() {
-        return Err(StoreError::Invalid(format!(
-            "job {job_id} is already {}",
-            current.as_str()
-        )));
-    }
-    Ok(current)
-}
-
 /// A job's current state, read inside a write transaction.
 pub(crate) async fn job_state(tx: &mut Tx, job_id: &str) -> Result<JobState, StoreError> {
     let state: Option<String> = sqlx::query_scalar("SELECT state FROM jobs WHERE id = ?")
@@ -124,23 +112,61 @@ fn job_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<JobRecord, StoreError> 
     })
 }
 
+/// The level reached by `user_id`'s predictions under `principal`, if any
+/// misprediction raised it.
+async fn stored_level<'e>(
+    conn: impl sqlx::Executor<'e, Database = sqlx::Sqlite>,
+    user_id: &str,
+    principal: &str,
+) -> Result<u32, StoreError> {
+    let level: Option<i64> =
+        sqlx::query_scalar("SELECT level FROM timing_levels WHERE user_id = ? AND principal = ?")
+            .bind(user_id)
+            .bind(principal)
+            .fetch_optional(conn)
+            .await?;
+    Ok(level.map_or(0, |l| u32::try_from(l).unwrap_or(u32::MAX)))
+}
+
 impl Store {
+    /// Starts a change to a job that has not ended: takes the write lock,
+    /// refuses a job in a final state, and appends the change's audit entry
+    /// (`details` sees the state it leaves). The caller writes the change
+    /// and commits.
+    async fn change_open_job(
+        &self,
+        actor: &str,
+        job_id: &str,
+        action: &str,
+        details: impl FnOnce(JobState) -> serde_json::Value,
+    ) -> Result<Tx, StoreError> {
+        let mut tx = self.write().await?;
+        let current = job_state(&mut tx, job_id).await?;
+        if current.is_final() {
+            return Err(StoreError::Invalid(format!(
+                "job {job_id} is already {}",
+                current.as_str()
+            )));
+        }
+        audit::append(&mut tx, actor, action, job_id, &details(current)).await?;
+        Ok(tx)
+    }
+
     pub async fn create_job(&self, actor: &str, job: NewJob) -> Result<String, StoreError> {
         let id = sluice_crypto::random_id("job");
         let now = now_rfc3339();
-        let mut tx = self.write().await?;
-        audit::append(
-            &mut tx,
-            actor,
-            "job.create",
-            &id,
-            &serde_json::json!({
-                "manifest_digest": job.manifest_digest,
-                "datasets": job.dataset_versions,
-                "epsilon_units": job.epsilon.units(),
-            }),
-        )
-        .await?;
+        let mut tx = self
+            .write_audited(
+                actor,
+                "job.create",
+                &id,
+                &serde_json::json!({
+                    "manifest_digest": job.manifest_digest,
+                    "datasets": job.dataset_versions,
+                    "epsilon_units": job.epsilon.units(),
+                }),
+            )
+            .await?;
         sqlx::query(
             "INSERT INTO jobs (id, user_id, manifest_json, manifest_digest, dataset_versions_json, epsilon_units,
              delta_units, state, message, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', NULL, ?, ?)",
@@ -186,16 +212,14 @@ impl Store {
                 "a job becomes released only through release_job".into(),
             ));
         }
-        let mut tx = self.write().await?;
-        let current = open_job_state(&mut tx, job_id).await?;
-        audit::append(
-            &mut tx,
-            actor,
-            "job.state",
-            job_id,
-            &serde_json::json!({"from": current.as_str(), "state": state.as_str()}),
-        )
-        .await?;
+        let mut tx = self
+            .change_open_job(
+                actor,
+                job_id,
+                "job.state",
+                |current| serde_json::json!({"from": current.as_str(), "state": state.as_str()}),
+            )
+            .await?;
         sqlx::query("UPDATE jobs SET state = ?, message = ?, updated_at = ? WHERE id = ?")
             .bind(state.as_str())
             .bind(message)
@@ -252,16 +276,14 @@ impl Store {
     ) -> Result<(), StoreError> {
         let digest = sluice_crypto::sha256_hex(release_json.as_bytes());
         let now = at.to_owned();
-        let mut tx = self.write().await?;
-        open_job_state(&mut tx, job_id).await?;
-        audit::append(
-            &mut tx,
-            actor,
-            "job.release",
-            job_id,
-            &serde_json::json!({"release_sha256": digest}),
-        )
-        .await?;
+        let mut tx = self
+            .change_open_job(
+                actor,
+                job_id,
+                "job.release",
+                |_| serde_json::json!({"release_sha256": digest}),
+            )
+            .await?;
         ledger::move_spend(&mut tx, job_id, "reserved", "committed").await?;
         sqlx::query("INSERT INTO releases (job_id, release_json, created_at) VALUES (?, ?, ?)")
             .bind(job_id)
@@ -289,16 +311,14 @@ impl Store {
         due_at: &str,
         at: &str,
     ) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
-        open_job_state(&mut tx, job_id).await?;
-        audit::append(
-            &mut tx,
-            actor,
-            "job.schedule",
-            job_id,
-            &serde_json::json!({"due_at": due_at}),
-        )
-        .await?;
+        let mut tx = self
+            .change_open_job(
+                actor,
+                job_id,
+                "job.schedule",
+                |_| serde_json::json!({"due_at": due_at}),
+            )
+            .await?;
         sqlx::query("UPDATE jobs SET due_at = ?, updated_at = ? WHERE id = ?")
             .bind(due_at)
             .bind(at)
@@ -312,14 +332,7 @@ impl Store {
     /// The level `user_id`'s predictions under `principal` have reached
     /// (0 until a first misprediction).
     pub async fn timing_level(&self, user_id: &str, principal: &str) -> Result<u32, StoreError> {
-        let level: Option<i64> = sqlx::query_scalar(
-            "SELECT level FROM timing_levels WHERE user_id = ? AND principal = ?",
-        )
-        .bind(user_id)
-        .bind(principal)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(level.map_or(0, |l| u32::try_from(l).unwrap_or(u32::MAX)))
+        stored_level(&self.pool, user_id, principal).await
     }
 
     /// Records a misprediction of `job_id`: the principal's level rises to
@@ -332,15 +345,14 @@ impl Store {
         job_id: &str,
         level: u32,
     ) -> Result<u32, StoreError> {
-        let mut tx = self.write().await?;
-        audit::append(
-            &mut tx,
-            actor,
-            "timing.misprediction",
-            job_id,
-            &serde_json::json!({"user": user_id, "principal": principal, "level": level}),
-        )
-        .await?;
+        let mut tx = self
+            .write_audited(
+                actor,
+                "timing.misprediction",
+                job_id,
+                &serde_json::json!({"user": user_id, "principal": principal, "level": level}),
+            )
+            .await?;
         sqlx::query(
             "INSERT INTO timing_levels (user_id, principal, level, mispredictions, updated_at)
              VALUES (?, ?, ?, 1, ?)
@@ -355,15 +367,9 @@ impl Store {
         .bind(now_rfc3339())
         .execute(&mut *tx)
         .await?;
-        let now: i64 = sqlx::query_scalar(
-            "SELECT level FROM timing_levels WHERE user_id = ? AND principal = ?",
-        )
-        .bind(user_id)
-        .bind(principal)
-        .fetch_one(&mut *tx)
-        .await?;
+        let now = stored_level(&mut *tx, user_id, principal).await?;
         commit(tx).await?;
-        Ok(u32::try_from(now).unwrap_or(u32::MAX))
+        Ok(now)
     }
 
     /// A released job of this user with the same manifest digest on the same
@@ -398,8 +404,9 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         for id in &ids {
-            let mut tx = self.write().await?;
-            audit::append(&mut tx, actor, "job.recover", id, &serde_json::json!({})).await?;
+            let mut tx = self
+                .write_audited(actor, "job.recover", id, &serde_json::json!({}))
+                .await?;
             ledger::set_spend_state(&mut tx, id, "reserved", "committed").await?;
             sqlx::query(
                 "UPDATE jobs SET state = 'failed', message = 'interrupted by a server restart; nothing was released and its budget stays spent', updated_at = ? WHERE id = ?",

@@ -20,7 +20,7 @@
 // `use crate::` lines say which. This file uses `ledger` only to start its
 // writer.
 //   db            unit conversions, party scopes, the list query, names in SQL
-//   audit         the hash-chained log, written with each change
+//   audit         the hash-chained log, each change's entry (`write_audited`)
 //   ledger        reserve, commit, refund (group commit), budgets  (db, audit)
 //   jobs          jobs, releases, schedules, crash recovery        (db, audit, ledger)
 //   users         users and hashed tokens                          (audit)

@@ -83,15 +83,14 @@ impl Store {
         if reviewers > 2 {
             return Err(StoreError::Invalid("at most two reviewers".into()));
         }
-        let mut tx = self.write().await?;
-        audit::append(
-            &mut tx,
-            actor,
-            "dataset.review_policy",
-            dataset_id,
-            &serde_json::json!({"reviewers_required": reviewers}),
-        )
-        .await?;
+        let mut tx = self
+            .write_audited(
+                actor,
+                "dataset.review_policy",
+                dataset_id,
+                &serde_json::json!({"reviewers_required": reviewers}),
+            )
+            .await?;
         let done = sqlx::query("UPDATE datasets SET reviewers_required = ? WHERE id = ?")
             .bind(i64::from(reviewers))
             .bind(dataset_id)
@@ -110,15 +109,14 @@ impl Store {
         job_id: &str,
         hold: HoldForReview<'_>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
-        audit::append(
-            &mut tx,
-            actor,
-            "job.hold_for_review",
-            job_id,
-            &serde_json::json!({"reviewers_required": hold.required}),
-        )
-        .await?;
+        let mut tx = self
+            .write_audited(
+                actor,
+                "job.hold_for_review",
+                job_id,
+                &serde_json::json!({"reviewers_required": hold.required}),
+            )
+            .await?;
         sqlx::query(
             "INSERT INTO job_reviews (job_id, required, plan, estimate_json, task_json, datasets_json, outcome, created_at)
              VALUES (?, ?, ?, ?, ?, ?, NULL, ?)",

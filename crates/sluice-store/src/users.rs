@@ -82,27 +82,30 @@ impl Store {
         ))
     }
 
-    pub async fn user_by_token(&self, token: &str) -> Result<Option<UserRecord>, StoreError> {
-        let row = sqlx::query("SELECT id, name, role, created_at FROM users WHERE token_hash = ?")
-            .bind(sluice_crypto::token_hash(token))
+    /// The user whose `column` (a unique one) holds `value`.
+    async fn user_where(
+        &self,
+        column: &str,
+        value: &str,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        let sql = format!("SELECT id, name, role, created_at FROM users WHERE {column} = ?");
+        let row = sqlx::query(&sql)
+            .bind(value)
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(user_from_row).transpose()
+    }
+
+    pub async fn user_by_token(&self, token: &str) -> Result<Option<UserRecord>, StoreError> {
+        self.user_where("token_hash", &sluice_crypto::token_hash(token))
+            .await
     }
 
     pub async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
-        let row = sqlx::query("SELECT id, name, role, created_at FROM users WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(user_from_row).transpose()
+        self.user_where("id", id).await
     }
 
     pub async fn user_by_name(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
-        let row = sqlx::query("SELECT id, name, role, created_at FROM users WHERE name = ?")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(user_from_row).transpose()
+        self.user_where("name", name).await
     }
 }
