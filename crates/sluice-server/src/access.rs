@@ -233,21 +233,3 @@ pub(crate) fn required_text<'a>(
     }
     Ok(v)
 }
-
-/// A user's name for display; its id if the account is gone.
-pub(crate) async fn user_name(state: &AppState, id: &str) -> Result<String, ApiError> {
-    Ok(state
-        .store
-        .user_by_id(id)
-        .await?
-        .map_or_else(|| id.to_owned(), |u| u.name))
-}
-
-/// A dataset's name for display; its id if it is gone.
-pub(crate) async fn dataset_name(state: &AppState, id: &str) -> Result<String, ApiError> {
-    Ok(state
-        .store
-        .dataset(id)
-        .await?
-        .map_or_else(|| id.to_owned(), |d| d.entry.name))
-}

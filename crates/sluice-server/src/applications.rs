@@ -8,7 +8,7 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use sluice_store::{Agreement, Application, NewAgreement, UserRecord};
+use sluice_store::{Agreement, NamedAgreement, NamedApplication, NewAgreement, UserRecord};
 use sluice_types::api::{
     AgreementTerms, AgreementView, ApplicationDecision, ApplicationRequest, ApplicationView,
 };
@@ -19,7 +19,7 @@ use sluice_types::{OpenCategory, Role};
 
 use crate::SharedState;
 use crate::error::{ApiError, ApiJson};
-use crate::access::{Caller, OverdueQuery, dataset_name, party_scope, user_name};
+use crate::access::{Caller, OverdueQuery, party_scope};
 
 /// Longest free-text field of an application or agreement.
 const MAX_TEXT: usize = 8192;
@@ -125,14 +125,16 @@ pub async fn apply(
         .store
         .create_application(&caller.id, &provider.expect("checked above"), &body)
         .await?;
-    Ok((StatusCode::CREATED, Json(view(&state, app).await?)))
+    let app = visible(&state, &caller, &app.id).await?;
+    Ok((StatusCode::CREATED, Json(view(app)?)))
 }
 
-async fn view(state: &SharedState, a: Application) -> Result<ApplicationView, ApiError> {
+fn view(named: NamedApplication) -> Result<ApplicationView, ApiError> {
+    let a = named.application;
     let overdue = a.state == "submitted" && a.due_at < now_rfc3339();
     Ok(ApplicationView {
-        applicant: user_name(state, &a.applicant_id).await?,
-        provider: user_name(state, &a.provider_id).await?,
+        applicant: named.applicant_name,
+        provider: named.provider_name,
         application: serde_json::from_str(&a.body_json).map_err(|_| ApiError::internal())?,
         state: a.state,
         created_at: a.created_at,
@@ -155,13 +157,9 @@ pub async fn list(
     let now = now_rfc3339();
     let apps = state
         .store
-        .applications(party_scope(&caller), q.overdue.then_some(now.as_str()))
+        .named_applications(party_scope(&caller), q.overdue.then_some(now.as_str()))
         .await?;
-    let mut out = Vec::with_capacity(apps.len());
-    for a in apps {
-        out.push(view(&state, a).await?);
-    }
-    Ok(Json(out))
+    Ok(Json(apps.into_iter().map(view).collect::<Result<_, _>>()?))
 }
 
 /// An application the caller is a party to (or any, for the authority);
@@ -170,12 +168,13 @@ async fn visible(
     state: &SharedState,
     caller: &UserRecord,
     id: &str,
-) -> Result<Application, ApiError> {
+) -> Result<NamedApplication, ApiError> {
     state
         .store
-        .application(id)
+        .named_application(id)
         .await?
-        .filter(|a| {
+        .filter(|n| {
+            let a = &n.application;
             caller.role == Role::Admin || a.applicant_id == caller.id || a.provider_id == caller.id
         })
         .ok_or_else(|| ApiError::not_found(&format!("application {id}")))
@@ -187,7 +186,7 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<ApplicationView>, ApiError> {
     let a = visible(&state, &caller, &id).await?;
-    Ok(Json(view(&state, a).await?))
+    Ok(Json(view(a)?))
 }
 
 fn terms_problems(t: &AgreementTerms) -> Vec<String> {
@@ -219,7 +218,7 @@ pub async fn decide(
     Path(id): Path<String>,
     ApiJson(d): ApiJson<ApplicationDecision>,
 ) -> Result<Json<ApplicationView>, ApiError> {
-    let app = visible(&state, &caller, &id).await?;
+    let app = visible(&state, &caller, &id).await?.application;
     // The provider decides, or the authority; never the applicant.
     if app.applicant_id == caller.id
         || !(app.provider_id == caller.id || caller.role == Role::Admin)
@@ -321,14 +320,11 @@ pub async fn decide(
         )
         .await?;
     let a = visible(&state, &caller, &id).await?;
-    Ok(Json(view(&state, a).await?))
+    Ok(Json(view(a)?))
 }
 
-async fn agreement_view(state: &SharedState, a: Agreement) -> Result<AgreementView, ApiError> {
-    let mut datasets = Vec::new();
-    for id in &a.dataset_ids {
-        datasets.push(dataset_name(state, id).await?);
-    }
+fn agreement_view(named: NamedAgreement) -> Result<AgreementView, ApiError> {
+    let a = named.agreement;
     Ok(AgreementView {
         active: in_period(&a),
         min_epsilon_per_job: a.min_epsilon.to_string(),
@@ -339,9 +335,9 @@ async fn agreement_view(state: &SharedState, a: Agreement) -> Result<AgreementVi
         )
         .to_string(),
         content: serde_json::from_str(&a.terms_json).map_err(|_| ApiError::internal())?,
-        user: user_name(state, &a.user_id).await?,
-        provider: user_name(state, &a.provider_id).await?,
-        datasets,
+        user: named.user_name,
+        provider: named.provider_name,
+        datasets: named.dataset_names,
         period_start: a.period_start,
         period_end: a.period_end,
         content_hash: a.content_hash,
@@ -353,11 +349,8 @@ pub async fn agreements(
     State(state): State<SharedState>,
     Caller(caller): Caller,
 ) -> Result<Json<Vec<AgreementView>>, ApiError> {
-    let mut out = Vec::new();
-    for a in state.store.agreements(party_scope(&caller)).await? {
-        out.push(agreement_view(&state, a).await?);
-    }
-    Ok(Json(out))
+    let all = state.store.named_agreements(party_scope(&caller)).await?;
+    Ok(Json(all.into_iter().map(agreement_view).collect::<Result<_, _>>()?))
 }
 
 pub async fn agreement(
@@ -367,13 +360,14 @@ pub async fn agreement(
 ) -> Result<Json<AgreementView>, ApiError> {
     let a = state
         .store
-        .agreement(&id)
+        .named_agreement(&id)
         .await?
-        .filter(|a| {
+        .filter(|n| {
+            let a = &n.agreement;
             caller.role == Role::Admin || a.user_id == caller.id || a.provider_id == caller.id
         })
         .ok_or_else(|| ApiError::not_found(&format!("agreement {id}")))?;
-    Ok(Json(agreement_view(&state, a).await?))
+    Ok(Json(agreement_view(a)?))
 }
 
 /// Whether today falls within an agreement's period.

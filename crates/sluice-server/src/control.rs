@@ -12,7 +12,7 @@ use sluice_types::api::{ControlResult, Reason, RevocationView, RevokeRequest};
 use crate::SharedState;
 use crate::error::{ApiError, ApiJson};
 use crate::jobs::cancel_jobs;
-use crate::access::{Caller, dataset_name, find_dataset, owns, required_text, user_name};
+use crate::access::{Caller, find_dataset, owns, required_text};
 
 async fn set_status(
     state: SharedState,
@@ -142,21 +142,18 @@ pub async fn revocations(
     State(state): State<SharedState>,
     Caller(_): Caller,
 ) -> Result<Json<Vec<RevocationView>>, ApiError> {
-    let mut out = Vec::new();
-    for r in state.store.revocations().await? {
-        let dataset = match &r.dataset_id {
-            Some(d) => Some(dataset_name(&state, d).await?),
-            None => None,
-        };
-        out.push(RevocationView {
-            user: user_name(&state, &r.user_id).await?,
-            dataset,
-            decided_by: user_name(&state, &r.decided_by).await?,
-            reason: r.reason,
-            at: r.created_at,
-        });
-    }
-    Ok(Json(out))
+    let all = state.store.named_revocations().await?;
+    Ok(Json(
+        all.into_iter()
+            .map(|r| RevocationView {
+                user: r.user_name,
+                dataset: r.dataset_name,
+                decided_by: r.decided_by_name,
+                reason: r.revocation.reason,
+                at: r.revocation.created_at,
+            })
+            .collect(),
+    ))
 }
 
 /// Usage statistics (art. 9), for any authenticated user: counts and

@@ -5,7 +5,7 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use sluice_store::{FEEDBACK_DAYS, FEEDBACK_MAX_DAYS, Feedback, UserRecord};
+use sluice_store::{FEEDBACK_DAYS, FEEDBACK_MAX_DAYS, Feedback, NamedFeedback, UserRecord};
 use sluice_types::Role;
 use sluice_types::api::{
     ExtensionDecision, ExtensionRequest, FeedbackAnswer, FeedbackRequest, FeedbackView,
@@ -14,16 +14,12 @@ use sluice_types::time::now_rfc3339;
 
 use crate::SharedState;
 use crate::error::{ApiError, ApiJson};
-use crate::access::{
-    Caller, OverdueQuery, dataset_name, find_dataset, owns, party_scope, require, required_text,
-    user_name,
-};
+use crate::access::{Caller, OverdueQuery, find_dataset, owns, party_scope, require, required_text};
 
-async fn view(state: &SharedState, f: Feedback) -> Result<FeedbackView, ApiError> {
-    let dataset = dataset_name(state, &f.dataset_id).await?;
-    let reported_by = user_name(state, &f.reporter_id).await?;
+fn view(named: NamedFeedback) -> FeedbackView {
+    let (f, dataset, reported_by) = (named.feedback, named.dataset_name, named.reporter_name);
     let overdue = f.state == "open" && f.due_at < now_rfc3339();
-    Ok(FeedbackView {
+    FeedbackView {
         id: f.id,
         dataset,
         reported_by,
@@ -37,7 +33,7 @@ async fn view(state: &SharedState, f: Feedback) -> Result<FeedbackView, ApiError
         extension: f
             .extension_state
             .map(|s| format!("{s} ({} working days)", f.extension_days.unwrap_or(0))),
-    })
+    }
 }
 
 pub async fn report(
@@ -61,7 +57,8 @@ pub async fn report(
         .store
         .create_feedback(&caller.id, &record.entry.id, &req.kind, description)
         .await?;
-    Ok((StatusCode::CREATED, Json(view(&state, f).await?)))
+    let f = visible(&state, &caller, &f.id).await?;
+    Ok((StatusCode::CREATED, Json(view(f))))
 }
 
 pub async fn list(
@@ -73,21 +70,21 @@ pub async fn list(
     let now = now_rfc3339();
     let items = state
         .store
-        .feedback_list(scope, q.overdue.then_some(now.as_str()))
+        .named_feedback_list(scope, q.overdue.then_some(now.as_str()))
         .await?;
-    let mut out = Vec::with_capacity(items.len());
-    for f in items {
-        out.push(view(&state, f).await?);
-    }
-    Ok(Json(out))
+    Ok(Json(items.into_iter().map(view).collect()))
 }
 
 /// An item the caller may see: reported by them, on their dataset, or any
 /// for the authority. Anything else is "not found".
-async fn visible(state: &SharedState, caller: &UserRecord, id: &str) -> Result<Feedback, ApiError> {
-    let f = state.store.feedback(id).await?;
+async fn visible(
+    state: &SharedState,
+    caller: &UserRecord,
+    id: &str,
+) -> Result<NamedFeedback, ApiError> {
+    let f = state.store.named_feedback(id).await?;
     let mut ok = false;
-    if let Some(f) = &f {
+    if let Some(NamedFeedback { feedback: f, .. }) = &f {
         ok = caller.role == Role::Admin || f.reporter_id == caller.id;
         if !ok && let Some(d) = state.store.dataset(&f.dataset_id).await? {
             ok = owns(caller, &d);
@@ -122,7 +119,7 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<FeedbackView>, ApiError> {
     let f = visible(&state, &caller, &id).await?;
-    Ok(Json(view(&state, f).await?))
+    Ok(Json(view(f)))
 }
 
 pub async fn answer(
@@ -132,11 +129,11 @@ pub async fn answer(
     ApiJson(req): ApiJson<FeedbackAnswer>,
 ) -> Result<Json<FeedbackView>, ApiError> {
     let f = visible(&state, &caller, &id).await?;
-    provider_of(&state, &caller, &f).await?;
+    provider_of(&state, &caller, &f.feedback).await?;
     let answer = required_text("answer", &req.answer, 8192)?;
     state.store.answer_feedback(&caller.id, &id, answer).await?;
     let f = visible(&state, &caller, &id).await?;
-    Ok(Json(view(&state, f).await?))
+    Ok(Json(view(f)))
 }
 
 pub async fn request_extension(
@@ -146,7 +143,7 @@ pub async fn request_extension(
     ApiJson(req): ApiJson<ExtensionRequest>,
 ) -> Result<Json<FeedbackView>, ApiError> {
     let f = visible(&state, &caller, &id).await?;
-    provider_of(&state, &caller, &f).await?;
+    provider_of(&state, &caller, &f.feedback).await?;
     if !(FEEDBACK_DAYS + 1..=FEEDBACK_MAX_DAYS).contains(&req.working_days) {
         return Err(ApiError::bad_request(format!(
             "working_days is the new deadline in all: more than {FEEDBACK_DAYS}, at most {FEEDBACK_MAX_DAYS}"
@@ -158,7 +155,7 @@ pub async fn request_extension(
         .request_extension(&caller.id, &id, req.working_days, reason)
         .await?;
     let f = visible(&state, &caller, &id).await?;
-    Ok(Json(view(&state, f).await?))
+    Ok(Json(view(f)))
 }
 
 pub async fn decide_extension(
@@ -173,5 +170,5 @@ pub async fn decide_extension(
         .decide_extension(&caller.id, &id, req.approve)
         .await?;
     let f = visible(&state, &caller, &id).await?;
-    Ok(Json(view(&state, f).await?))
+    Ok(Json(view(f)))
 }

@@ -7,7 +7,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use sluice_store::{HeldJob, ReviewOutcome, UserRecord};
+use sluice_store::{NamedHeldJob, ReviewOutcome, UserRecord};
 use sluice_types::api::{
     ReviewDecisionView, ReviewPolicy, ReviewRequest, ReviewResult, ReviewView,
 };
@@ -15,7 +15,7 @@ use sluice_types::manifest::Manifest;
 
 use crate::SharedState;
 use crate::error::{ApiError, ApiJson};
-use crate::access::{Caller, find_dataset, owns, user_name};
+use crate::access::{Caller, find_dataset, owns};
 
 /// Most lines of a manifest diffed line by line (a manifest is small; the
 /// bound keeps the quadratic diff cheap whatever is submitted).
@@ -85,41 +85,40 @@ pub fn line_diff(old: &str, new: &str) -> Vec<String> {
     out
 }
 
-async fn view(state: &SharedState, held: HeldJob) -> Result<ReviewView, ApiError> {
-    let job = state
-        .store
-        .job(&held.job_id)
-        .await?
-        .ok_or_else(ApiError::internal)?;
+fn view(named: NamedHeldJob) -> Result<ReviewView, ApiError> {
+    let NamedHeldJob {
+        held,
+        submitted_by,
+        reviewer_names,
+        manifest_json,
+        manifest_digest,
+        previous_approved,
+    } = named;
     let manifest: Manifest =
-        serde_json::from_str(&job.manifest_json).map_err(|_| ApiError::internal())?;
-    let submitted_by = user_name(state, &job.user_id).await?;
-    let current = pretty(&job.manifest_json);
-    let previous = state
-        .store
-        .last_approved_manifest(&job.user_id, &job.id)
-        .await?;
-    let (previous_approved_digest, diff) = match previous {
+        serde_json::from_str(&manifest_json).map_err(|_| ApiError::internal())?;
+    let current = pretty(&manifest_json);
+    let (previous_approved_digest, diff) = match previous_approved {
         Some((json, digest)) => (Some(digest), line_diff(&pretty(&json), &current)),
         None => (None, Vec::new()),
     };
-    let mut decisions = Vec::new();
-    for d in held.decisions {
-        let reviewer = user_name(state, &d.reviewer_id).await?;
-        decisions.push(ReviewDecisionView {
+    let decisions = held
+        .decisions
+        .into_iter()
+        .zip(reviewer_names)
+        .map(|(d, reviewer)| ReviewDecisionView {
             reviewer,
             decision: d.decision,
             reason: d.reason,
             manifest_digest: d.manifest_digest,
             at: d.at,
-        });
-    }
+        })
+        .collect();
     Ok(ReviewView {
-        job_id: job.id,
+        job_id: held.job_id,
         submitted_by,
         title: manifest.title,
         datasets: manifest.datasets,
-        manifest_digest: job.manifest_digest,
+        manifest_digest,
         manifest: current,
         plan: held.plan,
         estimate: serde_json::from_str(&held.estimate_json).map_err(|_| ApiError::internal())?,
@@ -130,16 +129,12 @@ async fn view(state: &SharedState, held: HeldJob) -> Result<ReviewView, ApiError
     })
 }
 
-
 pub async fn list(
     State(state): State<SharedState>,
     Caller(caller): Caller,
 ) -> Result<Json<Vec<ReviewView>>, ApiError> {
-    let mut out = Vec::new();
-    for held in state.store.reviews_for(&caller.id).await? {
-        out.push(view(&state, held).await?);
-    }
-    Ok(Json(out))
+    let held = state.store.named_reviews_for(&caller.id).await?;
+    Ok(Json(held.into_iter().map(view).collect::<Result<_, _>>()?))
 }
 
 /// A reviewer's own job, or a job that was never held, is "not found":
@@ -148,12 +143,12 @@ async fn held_for(
     state: &SharedState,
     caller: &UserRecord,
     job_id: &str,
-) -> Result<HeldJob, ApiError> {
+) -> Result<NamedHeldJob, ApiError> {
     state
         .store
-        .held_job(job_id)
+        .named_held_job(job_id)
         .await?
-        .filter(|h| h.user_id != caller.id)
+        .filter(|h| h.held.user_id != caller.id)
         .ok_or_else(|| ApiError::not_found(&format!("review of job {job_id}")))
 }
 
@@ -163,7 +158,7 @@ pub async fn show(
     Path(job_id): Path<String>,
 ) -> Result<Json<ReviewView>, ApiError> {
     let held = held_for(&state, &caller, &job_id).await?;
-    Ok(Json(view(&state, held).await?))
+    Ok(Json(view(held)?))
 }
 
 pub async fn decide(
@@ -195,31 +190,35 @@ pub async fn decide(
         .store
         .decide_review(&caller.id, &job_id, approve, reason, &req.manifest_digest)
         .await?;
-    let held = held_for(&state, &caller, &job_id).await?;
+    let held = held_for(&state, &caller, &job_id).await?.held;
     let approvals = held
         .decisions
         .iter()
         .filter(|d| d.decision == "approve")
         .count() as u8;
+    let mut note = None;
     let outcome = match outcome {
         ReviewOutcome::Pending { .. } => "pending",
         ReviewOutcome::Rejected => "rejected",
         ReviewOutcome::Approved => {
             // The budget is reserved now, before any data is read; a refusal
             // (budget spent meanwhile) rejects the job with its reason.
-            match crate::jobs::start_approved(state.clone(), &job_id).await {
-                Ok(()) => "approved",
-                Err(e) => {
-                    tracing::info!(job = %job_id, error = %e.message, "approved job could not start");
-                    "approved"
-                }
+            if let Err(e) = crate::jobs::start_approved(state.clone(), &job_id).await {
+                tracing::info!(job = %job_id, "an approved job could not start");
+                note = Some(format!(
+                    "approved, but the job could not start and was rejected: {}",
+                    e.message
+                ));
             }
+            "approved"
         }
     };
+    state.notify(&job_id);
     Ok(Json(ReviewResult {
         outcome: outcome.into(),
         approvals,
         required: held.required,
+        note,
     }))
 }
 

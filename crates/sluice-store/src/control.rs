@@ -235,7 +235,8 @@ impl Store {
     /// Jobs not yet ended (queued, awaiting review, or running).
     pub async fn active_jobs(&self) -> Result<Vec<ActiveJob>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, user_id, dataset_versions_json, state FROM jobs WHERE state IN ('queued', 'running') ORDER BY id",
+            "SELECT id, user_id, dataset_versions_json, state FROM jobs
+             WHERE state IN ('queued', 'awaiting_review', 'running') ORDER BY id",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -248,7 +249,8 @@ impl Store {
                     id: r.get("id"),
                     user_id: r.get("user_id"),
                     dataset_ids: versions.into_iter().map(|(d, _)| d).collect(),
-                    state: JobState::parse(r.get::<&str, _>("state"))?,
+                    state: JobState::parse(r.get::<&str, _>("state"))
+                        .ok_or_else(|| crate::corrupt("a job state"))?,
                 })
             })
             .collect()

@@ -1,7 +1,7 @@
 //! Jobs and their states, releases (stored with their committed spend),
 //! schedules and timing levels, and recovery after a crash.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sluice_types::privacy::{Delta, Epsilon};
 use sluice_types::time::now_rfc3339;
 use sqlx::Row;
@@ -9,43 +9,10 @@ use sqlx::Row;
 use crate::db::{from_units, units};
 use crate::{Store, StoreError, Tx, audit, commit, corrupt, ledger};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobState {
-    Queued,
-    Running,
-    Released,
-    Rejected,
-    Failed,
-}
+pub use sluice_types::JobState;
 
-impl JobState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobState::Queued => "queued",
-            JobState::Running => "running",
-            JobState::Released => "released",
-            JobState::Rejected => "rejected",
-            JobState::Failed => "failed",
-        }
-    }
-    /// Released, rejected and failed jobs never change state again.
-    pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            JobState::Released | JobState::Rejected | JobState::Failed
-        )
-    }
-    pub(crate) fn parse(s: &str) -> Result<Self, StoreError> {
-        Ok(match s {
-            "queued" => JobState::Queued,
-            "running" => JobState::Running,
-            "released" => JobState::Released,
-            "rejected" => JobState::Rejected,
-            "failed" => JobState::Failed,
-            other => return Err(corrupt(format!("job state {other}"))),
-        })
-    }
+fn parse_state(s: &str) -> Result<JobState, StoreError> {
+    JobState::parse(s).ok_or_else(|| corrupt(format!("job state {s}")))
 }
 
 #[derive(Debug, Clone)]
@@ -69,8 +36,6 @@ pub struct JobRecord {
     pub epsilon: Epsilon,
     pub delta: Delta,
     pub state: JobState,
-    /// Held for human review, no decision yet (the state is then `queued`).
-    pub awaiting_review: bool,
     pub message: Option<String>,
     pub created_at: String,
     pub updated_at: String,
@@ -78,8 +43,8 @@ pub struct JobRecord {
     pub due_at: Option<String>,
 }
 
-/// Selects a job row with whether it awaits review.
-const JOB_COLUMNS: &str = "jobs.*, (jobs.state = 'queued' AND EXISTS (SELECT 1 FROM job_reviews r WHERE r.job_id = jobs.id AND r.outcome IS NULL)) AS awaiting_review";
+/// Selects a job row.
+const JOB_COLUMNS: &str = "jobs.*";
 
 /// A job's current state, read inside a write transaction.
 pub(crate) async fn job_state(tx: &mut Tx, job_id: &str) -> Result<JobState, StoreError> {
@@ -88,7 +53,7 @@ pub(crate) async fn job_state(tx: &mut Tx, job_id: &str) -> Result<JobState, Sto
         .fetch_optional(&mut **tx)
         .await?;
     match state {
-        Some(s) => JobState::parse(&s),
+        Some(s) => parse_state(&s),
         None => Err(StoreError::NotFound(format!("job {job_id}"))),
     }
 }
@@ -103,8 +68,7 @@ fn job_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<JobRecord, StoreError> 
             .map_err(corrupt)?,
         epsilon: Epsilon::from_units(from_units(row.get("epsilon_units"))?),
         delta: Delta::from_units(from_units(row.get("delta_units"))?),
-        state: JobState::parse(row.get::<&str, _>("state"))?,
-        awaiting_review: row.get::<bool, _>("awaiting_review"),
+        state: parse_state(row.get::<&str, _>("state"))?,
         message: row.get("message"),
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
@@ -394,12 +358,15 @@ impl Store {
 
     /// After a crash or restart: jobs left queued or running may have read
     /// data, so their reservations are committed (never refunded) and they
-    /// are marked failed. Jobs still awaiting review have reserved and read
+    /// are marked failed; so are jobs approved in review that had not
+    /// started. Jobs still awaiting a decision have reserved and read
     /// nothing: they keep waiting. Returns how many jobs were recovered.
     pub async fn recover_interrupted_jobs(&self, actor: &str) -> Result<u64, StoreError> {
         let ids: Vec<String> = sqlx::query_scalar(
             "SELECT id FROM jobs WHERE state IN ('queued', 'running')
-             AND id NOT IN (SELECT job_id FROM job_reviews WHERE outcome IS NULL) ORDER BY id",
+             OR (state = 'awaiting_review'
+                 AND id NOT IN (SELECT job_id FROM job_reviews WHERE outcome IS NULL))
+             ORDER BY id",
         )
         .fetch_all(&self.pool)
         .await?;

@@ -1,6 +1,6 @@
 //! Human review of jobs: which datasets require it, the jobs held for it,
 //! and reviewers' decisions, each bound to the manifest digest reviewed.
-//! A held job stays `queued` with nothing reserved; the server reserves and
+//! A held job is `awaiting_review` with nothing reserved; the server reserves and
 //! runs it once enough distinct reviewers approved.
 
 use serde::{Deserialize, Serialize};
@@ -130,6 +130,13 @@ impl Store {
         .bind(now_rfc3339())
         .execute(&mut *tx)
         .await?;
+        sqlx::query(
+            "UPDATE jobs SET state = 'awaiting_review', updated_at = ? WHERE id = ? AND state = 'queued'",
+        )
+        .bind(now_rfc3339())
+        .bind(job_id)
+        .execute(&mut *tx)
+        .await?;
         commit(tx).await
     }
 
@@ -163,7 +170,7 @@ impl Store {
         reviewer_id: &str,
     ) -> Result<Vec<NamedHeldJob>, StoreError> {
         self.named_held_jobs(
-            "r.outcome IS NULL AND j.state = 'queued' AND j.user_id != ?1
+            "r.outcome IS NULL AND j.state = 'awaiting_review' AND j.user_id != ?1
              AND NOT EXISTS (SELECT 1 FROM review_decisions d WHERE d.job_id = r.job_id AND d.reviewer_id = ?1)",
             &[reviewer_id],
         )
@@ -247,7 +254,7 @@ impl Store {
         let required = u8::try_from(row.get::<i64, _>("required")).map_err(corrupt)?;
         let outcome: Option<String> = row.get("outcome");
         let state = job_state(&mut tx, job_id).await?;
-        if outcome.is_some() || state != JobState::Queued {
+        if outcome.is_some() || state != JobState::AwaitingReview {
             return Err(StoreError::Refused(format!(
                 "job {job_id} is no longer awaiting review"
             )));

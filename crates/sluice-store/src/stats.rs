@@ -83,7 +83,8 @@ impl Store {
             }
             let bump = |g: &mut UsageGroup| match state.as_str() {
                 "released" => g.jobs_released += 1,
-                "failed" => g.jobs_failed += 1,
+                // Counted with failures: nothing was released.
+                "failed" | "cancelled" => g.jobs_failed += 1,
                 "rejected" => g.jobs_rejected += 1,
                 _ => g.jobs_pending += 1,
             };

@@ -1080,3 +1080,86 @@ async fn agreement_budgets_never_overspend_under_concurrency() {
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err}");
 }
+
+/// Job states moved into their own column (migration 0009): a store made
+/// before it keeps every job, with held jobs now `awaiting_review`, jobs a
+/// suspension stopped `cancelled`, and the tables that point at jobs intact.
+#[tokio::test]
+async fn job_states_survive_the_upgrade_to_their_own_column() {
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let options = SqliteConnectOptions::new()
+        .filename(dir.path().join("sluice.db"))
+        .create_if_missing(true)
+        .foreign_keys(true);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await
+        .unwrap();
+    let mut before = sqlx::migrate!("./migrations");
+    before.migrations = before
+        .migrations
+        .iter()
+        .filter(|m| m.version < 9)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    before.run(&pool).await.unwrap();
+    let insert_job = |id: &'static str, state: &'static str, message: Option<&'static str>| {
+        sqlx::query(
+            "INSERT INTO jobs (id, user_id, manifest_json, manifest_digest, dataset_versions_json,
+             epsilon_units, delta_units, state, message, created_at, updated_at)
+             VALUES (?, 'u1', '{}', 'd', '[]', 1000000, 0, ?, ?, 't', 't')",
+        )
+        .bind(id)
+        .bind(state)
+        .bind(message)
+    };
+    sqlx::query("INSERT INTO users VALUES ('u1', 'alice', 'user', 'h', 't')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    for (id, state, message) in [
+        ("held", "queued", None),
+        ("stopped", "failed", Some("cancelled: dataset suspended")),
+        ("broken", "failed", Some("the job failed while running")),
+        ("done", "released", None),
+    ] {
+        insert_job(id, state, message).execute(&pool).await.unwrap();
+    }
+    sqlx::query(
+        "INSERT INTO job_reviews (job_id, required, plan, estimate_json, task_json, datasets_json, outcome, created_at)
+         VALUES ('held', 1, 'p', '{}', '{}', '[]', NULL, 't')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+
+    let store = Store::open(dir.path()).await.unwrap();
+    let state = |id: &'static str| {
+        let store = &store;
+        async move { store.job(id).await.unwrap().unwrap().state }
+    };
+    assert_eq!(state("held").await, sluice_store::JobState::AwaitingReview);
+    assert_eq!(state("stopped").await, sluice_store::JobState::Cancelled);
+    assert_eq!(state("broken").await, sluice_store::JobState::Failed);
+    assert_eq!(state("done").await, sluice_store::JobState::Released);
+    // The review row still points at its job, and keys are enforced again.
+    assert!(store.held_job("held").await.unwrap().is_some());
+    let orphan = store
+        .hold_for_review(
+            "system",
+            "no-such-job",
+            sluice_store::HoldForReview {
+                required: 1,
+                plan: "p",
+                estimate_json: "{}",
+                task_json: "{}",
+                datasets_json: "[]",
+            },
+        )
+        .await;
+    assert!(orphan.is_err(), "a review of a job that does not exist");
+}

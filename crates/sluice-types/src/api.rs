@@ -85,7 +85,7 @@ pub struct PublicKey {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct JobView {
     pub id: String,
-    pub state: String,
+    pub state: crate::JobState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     pub manifest_digest: String,
@@ -193,11 +193,15 @@ pub struct ReviewRequest {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReviewResult {
-    /// "pending" (more approvals needed), "approved" (the job now runs) or
-    /// "rejected".
+    /// "pending" (more approvals needed), "approved" (the job now runs,
+    /// unless `note` says why it could not start) or "rejected".
     pub outcome: String,
     pub approvals: u8,
     pub required: u8,
+    /// Why an approved job could not start (its agreement no longer covers
+    /// it, its budget is spent): the job is rejected with that reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// `POST /v1/datasets/{name}/suspend|withdraw|resume` and
@@ -245,6 +249,7 @@ pub struct UsageRow {
     pub versions: u64,
     /// Jobs that read a dataset of the group, by outcome.
     pub jobs_released: u64,
+    /// Failed or cancelled: nothing released.
     pub jobs_failed: u64,
     pub jobs_rejected: u64,
     pub jobs_pending: u64,

@@ -11,6 +11,7 @@ pub mod api;
 pub mod audit;
 pub mod catalog;
 pub mod error;
+pub mod job;
 pub mod manifest;
 pub mod privacy;
 pub mod quality;
@@ -23,6 +24,7 @@ pub mod time;
 
 pub use catalog::{CatalogEntry, DataFormat, DatasetVersion, OpenCategory, Role};
 pub use error::ErrorCode;
+pub use job::JobState;
 pub use manifest::{JobKind, Manifest};
 pub use privacy::{Delta, Epsilon, PrivacyError};
 pub use quality::QualityReport;

@@ -40,14 +40,7 @@ pub(crate) async fn estimate_job(
 pub(crate) fn job_view(j: &sluice_store::JobRecord) -> JobView {
     JobView {
         id: j.id.clone(),
-        state: if j.awaiting_review {
-            "awaiting_review".to_owned()
-        } else {
-            serde_json::to_value(j.state)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default()
-        },
+        state: j.state,
         message: j.message.clone(),
         manifest_digest: j.manifest_digest.clone(),
         epsilon: j.epsilon.to_string(),
@@ -161,7 +154,7 @@ pub(crate) async fn job_events(
                 }
             };
             if w.last.as_ref() != Some(&view) {
-                w.finished = matches!(view.state.as_str(), "released" | "rejected" | "failed");
+                w.finished = view.state.is_final();
                 let event = Event::default()
                     .event("job")
                     .json_data(&view)

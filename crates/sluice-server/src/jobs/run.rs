@@ -800,7 +800,7 @@ pub async fn cancel_jobs(
                 .set_job_state(
                     "system",
                     &job.id,
-                    JobState::Failed,
+                    JobState::Cancelled,
                     Some(&format!(
                         "cancelled before it ran: {reason}; nothing was spent"
                     )),
@@ -984,7 +984,7 @@ async fn execute(
                 .set_job_state(
                     "system",
                     job_id,
-                    JobState::Failed,
+                    JobState::Cancelled,
                     Some(&format!(
                         "cancelled: {reason}; nothing was released and its budget stays spent"
                     )),
