@@ -19,6 +19,7 @@ mod feedback;
 mod jobs;
 mod openapi;
 mod reviews;
+mod route_spec;
 mod sandbox;
 pub mod schedule;
 mod synthetic;
@@ -32,9 +33,10 @@ use std::time::Duration;
 use sluice_crypto::PlatformKeys;
 use sluice_store::Store;
 
-pub use error::ApiError;
 pub use access::Access;
-pub use api::{RouteSpec, route_specs, router};
+pub use api::{route_specs, router};
+pub use error::ApiError;
+pub use route_spec::{Body, RouteSpec};
 pub use schedule::{Calibration, TimingConfig};
 
 /// Largest upload accepted (bytes): the platform's one limit.
@@ -189,7 +191,7 @@ pub enum StartError {
 /// Opens the store and keys, creates the first admin if there is none,
 /// and serves until the returned task is dropped or fails.
 pub async fn start(config: Config) -> Result<Started, StartError> {
-    openapi::cached();
+    api::openapi_document();
     std::fs::create_dir_all(config.data_dir.join("datasets")).map_err(|e| StartError::Bind {
         addr: config.bind,
         source: e,

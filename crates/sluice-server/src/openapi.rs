@@ -1,5 +1,5 @@
-//! The OpenAPI document, derived from the route declaration
-//! (`crate::api::routes`) and served at `/openapi.json`: every route, who
+//! The OpenAPI document of the declared routes (`crate::api::routes`,
+//! served at `/openapi.json`): every route, who
 //! may call it, and its bodies' JSON Schemas generated from the types
 //! themselves (schemars, OpenAPI 3.0 dialect), so that the document cannot
 //! drift from what the server sends and accepts. Responses are described as
@@ -10,7 +10,7 @@
 use serde_json::{Value, json};
 
 use crate::access::Access;
-use crate::api::{Body, RouteSpec, route_specs};
+use crate::route_spec::{Body, RouteSpec};
 
 /// (components, request name → component name) for `routes`' bodies.
 fn components(
@@ -114,7 +114,8 @@ fn merge(
 /// A body's media type and schema: a JSON type refers to its component
 /// (`component` maps a type's name to the component that describes it).
 fn media(body: &Body, component: impl Fn(&str) -> String) -> (&'static str, Value) {
-    let reference = |name: String| json!({"$ref": format!("#/components/schemas/{}", component(&name))});
+    let reference =
+        |name: String| json!({"$ref": format!("#/components/schemas/{}", component(&name))});
     match body {
         Body::Json(t) => ("application/json", reference((t.name)())),
         Body::JsonList(t) => (
@@ -132,9 +133,8 @@ fn media(body: &Body, component: impl Fn(&str) -> String) -> (&'static str, Valu
 
 /// The document: OpenAPI 3.0.3, bearer-token security on every route but
 /// the public ones, the error body on every error status.
-pub fn document() -> Value {
-    let routes = route_specs();
-    let (mut schemas, request_names) = components(&routes);
+pub fn document(routes: &[RouteSpec]) -> Value {
+    let (mut schemas, request_names) = components(routes);
     let response = |name: &str| name.to_owned();
     let request = |name: &str| {
         request_names
@@ -143,7 +143,7 @@ pub fn document() -> Value {
             .unwrap_or_else(|| panic!("a route takes {name}, which has no request schema"))
     };
     let mut paths = serde_json::Map::new();
-    for route in &routes {
+    for route in routes {
         let method = route.method.as_str().to_ascii_lowercase();
         let params: Vec<Value> = route
             .path
@@ -216,17 +216,6 @@ pub fn document() -> Value {
     })
 }
 
-/// The document, built once; [`crate::start`] builds it before serving so
-/// that a route table naming a type without a schema fails at boot.
-pub fn cached() -> &'static Value {
-    static DOCUMENT: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
-    DOCUMENT.get_or_init(document)
-}
-
-pub async fn serve() -> axum::Json<Value> {
-    axum::Json(cached().clone())
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -248,7 +237,7 @@ mod tests {
     /// Bodies are described field by field, and every reference resolves.
     #[test]
     fn every_body_has_a_field_level_schema_and_every_reference_resolves() {
-        let doc = super::document();
+        let doc = super::document(&crate::api::route_specs());
         let schemas = doc["components"]["schemas"].as_object().unwrap();
         let mut all = BTreeSet::new();
         refs(&doc, &mut all);
@@ -286,7 +275,7 @@ mod tests {
 
     #[test]
     fn the_document_has_one_operation_per_declared_route() {
-        let doc = super::document();
+        let doc = super::document(&crate::api::route_specs());
         let operations: usize = doc["paths"]
             .as_object()
             .unwrap()
@@ -295,6 +284,10 @@ mod tests {
             .sum();
         let declared = crate::api::route_specs();
         assert!(declared.len() > 40);
-        assert_eq!(operations, declared.len(), "a (method, path) is declared twice");
+        assert_eq!(
+            operations,
+            declared.len(),
+            "a (method, path) is declared twice"
+        );
     }
 }
