@@ -186,6 +186,14 @@ pub(crate) fn visible(caller: &UserRecord, record: &DatasetRecord) -> bool {
     record.entry.open_category != OpenCategory::NotOpen || owns(caller, record)
 }
 
+/// Whether `caller` is one of an object's parties (its user ids), or the
+/// authority, who sees everything: the rule for applications, agreements
+/// and feedback.
+pub(crate) fn party_to(caller: &UserRecord, parties: &[&str]) -> bool {
+    caller.role == Role::Admin || parties.contains(&caller.id.as_str())
+}
+
+/// Whether `caller` provides `record` (or is the authority).
 pub(crate) fn owns(caller: &UserRecord, record: &DatasetRecord) -> bool {
     record.owner_id == caller.id || caller.role == Role::Admin
 }

@@ -9,17 +9,17 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use sluice_store::{Agreement, NamedAgreement, NamedApplication, NewAgreement, UserRecord};
+use sluice_types::OpenCategory;
 use sluice_types::api::{
     AgreementTerms, AgreementView, ApplicationDecision, ApplicationRequest, ApplicationView,
 };
 use sluice_types::manifest::Manifest;
 use sluice_types::privacy::Epsilon;
 use sluice_types::time::now_rfc3339;
-use sluice_types::{OpenCategory, Role};
 
 use crate::SharedState;
+use crate::access::{Caller, OverdueQuery, party_scope, party_to};
 use crate::error::{ApiError, ApiJson};
-use crate::access::{Caller, OverdueQuery, party_scope};
 
 /// Longest free-text field of an application or agreement.
 const MAX_TEXT: usize = 8192;
@@ -175,7 +175,7 @@ async fn visible(
         .await?
         .filter(|n| {
             let a = &n.application;
-            caller.role == Role::Admin || a.applicant_id == caller.id || a.provider_id == caller.id
+            party_to(caller, &[&a.applicant_id, &a.provider_id])
         })
         .ok_or_else(|| ApiError::not_found(&format!("application {id}")))
 }
@@ -220,9 +220,7 @@ pub async fn decide(
 ) -> Result<Json<ApplicationView>, ApiError> {
     let app = visible(&state, &caller, &id).await?.application;
     // The provider decides, or the authority; never the applicant.
-    if app.applicant_id == caller.id
-        || !(app.provider_id == caller.id || caller.role == Role::Admin)
-    {
+    if app.applicant_id == caller.id || !party_to(&caller, &[&app.provider_id]) {
         return Err(ApiError::forbidden(
             "only the dataset's provider (or the authority) decides an application, never its applicant",
         ));
@@ -350,7 +348,11 @@ pub async fn agreements(
     Caller(caller): Caller,
 ) -> Result<Json<Vec<AgreementView>>, ApiError> {
     let all = state.store.named_agreements(party_scope(&caller)).await?;
-    Ok(Json(all.into_iter().map(agreement_view).collect::<Result<_, _>>()?))
+    Ok(Json(
+        all.into_iter()
+            .map(agreement_view)
+            .collect::<Result<_, _>>()?,
+    ))
 }
 
 pub async fn agreement(
@@ -364,7 +366,7 @@ pub async fn agreement(
         .await?
         .filter(|n| {
             let a = &n.agreement;
-            caller.role == Role::Admin || a.user_id == caller.id || a.provider_id == caller.id
+            party_to(&caller, &[&a.user_id, &a.provider_id])
         })
         .ok_or_else(|| ApiError::not_found(&format!("agreement {id}")))?;
     Ok(Json(agreement_view(a)?))

@@ -10,9 +10,9 @@ use sluice_types::Role;
 use sluice_types::api::{ControlResult, Reason, RevocationView, RevokeRequest};
 
 use crate::SharedState;
+use crate::access::{Caller, find_dataset, owns, required_text};
 use crate::error::{ApiError, ApiJson};
 use crate::jobs::cancel_jobs;
-use crate::access::{Caller, find_dataset, owns, required_text};
 
 async fn set_status(
     state: SharedState,

@@ -16,7 +16,7 @@ use sluice_types::privacy::Epsilon;
 use sluice_types::sandbox::{IngestTask, PreviewTask, SandboxResponse, SandboxTask};
 use sluice_types::{CatalogEntry, DataFormat, DatasetVersion, OpenCategory, Role};
 
-use crate::access::{Caller, find_dataset, owns};
+use crate::access::{Caller, find_dataset, owns, visible};
 use crate::error::{ApiError, ApiJson};
 use crate::{AppState, SharedState, sandbox, synthetic};
 
@@ -127,10 +127,11 @@ pub(crate) async fn search(
     };
     let mut out = Vec::new();
     for entry in state.store.search(&q).await? {
+        // Not-open entries only for their provider and the authority.
         if entry.open_category != OpenCategory::NotOpen || caller.role == Role::Admin {
             out.push(entry);
         } else if let Some(rec) = state.store.dataset(&entry.id).await?
-            && owns(&caller, &rec)
+            && visible(&caller, &rec)
         {
             out.push(entry);
         }

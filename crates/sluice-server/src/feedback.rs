@@ -13,8 +13,10 @@ use sluice_types::api::{
 use sluice_types::time::now_rfc3339;
 
 use crate::SharedState;
+use crate::access::{
+    Caller, OverdueQuery, find_dataset, owns, party_scope, party_to, require, required_text,
+};
 use crate::error::{ApiError, ApiJson};
-use crate::access::{Caller, OverdueQuery, find_dataset, owns, party_scope, require, required_text};
 
 fn view(named: NamedFeedback) -> FeedbackView {
     let (f, dataset, reported_by) = (named.feedback, named.dataset_name, named.reporter_name);
@@ -85,7 +87,7 @@ async fn visible(
     let f = state.store.named_feedback(id).await?;
     let mut ok = false;
     if let Some(NamedFeedback { feedback: f, .. }) = &f {
-        ok = caller.role == Role::Admin || f.reporter_id == caller.id;
+        ok = party_to(caller, &[&f.reporter_id]);
         if !ok && let Some(d) = state.store.dataset(&f.dataset_id).await? {
             ok = owns(caller, &d);
         }

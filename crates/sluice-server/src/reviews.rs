@@ -14,8 +14,8 @@ use sluice_types::api::{
 use sluice_types::manifest::Manifest;
 
 use crate::SharedState;
-use crate::error::{ApiError, ApiJson};
 use crate::access::{Caller, find_dataset, owns};
+use crate::error::{ApiError, ApiJson};
 
 /// Most lines of a manifest diffed line by line (a manifest is small; the
 /// bound keeps the quadratic diff cheap whatever is submitted).

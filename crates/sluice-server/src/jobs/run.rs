@@ -13,6 +13,7 @@ use std::sync::Arc;
 use sluice_store::{
     ActiveJob, DatasetRecord, DatasetStatus, HoldForReview, JobState, NewJob, Shortfall, UserRecord,
 };
+use sluice_types::OpenCategory;
 use sluice_types::api::EstimateView;
 use sluice_types::error::ErrorCode;
 use sluice_types::manifest::{JobKind, Manifest, split_dataset_ref};
@@ -21,7 +22,6 @@ use sluice_types::release::{ReleaseBody, ReleasedDataset};
 use sluice_types::sandbox::{
     QueryTask, SandboxResponse, SandboxTable, SandboxTask, TrainTask, WasmTask,
 };
-use sluice_types::{OpenCategory, Role};
 
 use crate::error::ApiError;
 use crate::sandbox::{self, SpawnError};
@@ -96,7 +96,7 @@ pub async fn check_job_access(
     if let Some(why) = barred(state, &caller.id, record).await? {
         return Err(ApiError::forbidden(why));
     }
-    let owns = record.owner_id == caller.id || caller.role == Role::Admin;
+    let owns = crate::access::owns(caller, record);
     match record.entry.open_category {
         OpenCategory::NotOpen => Err(ApiError::new(
             ErrorCode::DatasetNotOpen,
@@ -188,11 +188,7 @@ pub async fn prepare(
             .store
             .dataset(name)
             .await?
-            .filter(|d| {
-                d.entry.open_category != OpenCategory::NotOpen
-                    || d.owner_id == caller.id
-                    || caller.role == Role::Admin
-            })
+            .filter(|d| crate::access::visible(caller, d))
             .ok_or_else(|| ApiError::not_found(&format!("dataset {name}")))?;
         check_job_access(state, caller, &record).await?;
         let version = match version {
