@@ -6,29 +6,26 @@
 //! `cargo bench -p sluice-learn --bench learn` (SLUICE_BENCH_ROWS,
 //! SLUICE_BENCH_RUNS to change 1,000,000 rows and 11 runs).
 
-#[path = "learn_data.rs"]
-mod learn_data;
-
 use std::time::{Duration, Instant};
 
-use learn_data::{FEATURES, Truth, accuracy, bounds};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use sluice_learn::{Hyper, ModelKind, TrainSpec, train};
+use sluice_learn::{Hyper, ModelKind, TrainSpec, Trained, predict_original, train};
+use sluice_testkit::bench::{env_or, ms, percentile};
+use sluice_testkit::learn::{FEATURES, Truth, bounds};
 use sluice_types::rows::UnitRows;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// The `p` quantile (nearest rank) of the timings, in milliseconds.
 fn ms_at(v: &[Duration], p: f64) -> f64 {
     let mut v = v.to_vec();
     v.sort();
-    v[((v.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e3
+    ms(percentile(&v, p))
+}
+
+fn accuracy(model: &Trained, test: &UnitRows) -> f64 {
+    sluice_testkit::learn::accuracy(test, |x| {
+        predict_original(ModelKind::Logistic, model.intercept, &model.coefficients, x)
+    })
 }
 
 fn write_csv(rows: &UnitRows, path: &std::path::Path) {
@@ -41,8 +38,8 @@ fn write_csv(rows: &UnitRows, path: &std::path::Path) {
 }
 
 fn main() {
-    let n = env_usize("SLUICE_BENCH_ROWS", 1_000_000);
-    let runs = env_usize("SLUICE_BENCH_RUNS", 11);
+    let n: usize = env_or("SLUICE_BENCH_ROWS", 1_000_000);
+    let runs: usize = env_or("SLUICE_BENCH_RUNS", 11);
     let mut rng = StdRng::seed_from_u64(42);
     let truth = Truth::new(&mut rng);
     let rows = truth.sample(n, 1, &mut rng);
@@ -87,8 +84,7 @@ fn main() {
         d50 / p50,
         d90 / p90
     );
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../benches/learn_diffprivlib.py");
+    let script = sluice_testkit::repo_file("benches/learn_diffprivlib.py");
     let has_diffprivlib = std::process::Command::new("python3")
         .args(["-c", "import diffprivlib"])
         .status()

@@ -10,61 +10,38 @@
 //! Each job is a distinct manifest (an identical one returns its stored
 //! release at once).
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use sluice_client::Client;
+use sluice_testkit::bench::{env_or, ms, percentile};
+use sluice_testkit::{platform, repo_file};
 use sluice_types::Role;
 
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn repo_file(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(rel)
-}
-
 struct Service {
-    _dir: tempfile::TempDir,
+    _server: platform::Server,
     alice: Client,
     header: String,
-    _server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 async fn service(mitigate: bool) -> Service {
-    let dir = tempfile::tempdir().unwrap();
-    let config = sluice_server::Config {
-        data_dir: dir.path().join("data"),
-        key_dir: dir.path().join("keys"),
-        bind: "127.0.0.1:0".parse().unwrap(),
-        sandbox_exe: PathBuf::from(env!("CARGO_BIN_EXE_sluice")),
-        sandbox_timeout: Duration::from_secs(120),
-        rate_limit: sluice_server::RateLimit {
+    let server = platform::start(
+        Path::new(env!("CARGO_BIN_EXE_sluice")),
+        Duration::from_secs(120),
+        sluice_server::RateLimit {
             per_second: 1e6,
             burst: 1e6,
         },
-        timing: sluice_server::TimingConfig {
+        sluice_server::TimingConfig {
             mitigate,
             ..Default::default()
         },
-    };
-    let started = sluice_server::start(config).await.unwrap();
-    let admin = Client::new(format!("http://{}", started.addr), started.admin_token);
-    let provider = admin.with_token(
-        admin
-            .create_user("provider", Role::Provider)
-            .await
-            .unwrap()
-            .token,
-    );
-    let alice = admin.with_token(admin.create_user("alice", Role::User).await.unwrap().token);
+    )
+    .await;
+    let provider = platform::user(&server.admin, "provider", Role::Provider).await;
+    let alice = platform::user(&server.admin, "alice", Role::User).await;
     let text = std::fs::read_to_string(repo_file("examples/data/pums.toml")).unwrap();
     let mut d: sluice_types::api::DatasetDescriptor = toml::from_str(&text).unwrap();
     d.dataset.epsilon_cap = 1000.0;
@@ -77,52 +54,21 @@ async fn service(mitigate: bool) -> Service {
         )
         .await
         .unwrap();
-    let app = alice
-        .apply(&sluice_types::api::ApplicationRequest {
-            title: Some("bench".into()),
-            reason: Some("bench".into()),
-            kind: Some("dataset".into()),
-            datasets: vec!["pums".into()],
-            period_start: Some("2020-01-01".into()),
-            period_end: Some("2999-12-31".into()),
-            result_form: Some("DP aggregates".into()),
-            scenario: Some("bench".into()),
-            pledge: true,
-        })
-        .await
-        .unwrap();
-    let all = "bench".to_owned();
-    let agreement = provider
-        .decide_application(
-            &app.id,
-            &sluice_types::api::ApplicationDecision {
-                approve: true,
-                terms: Some(sluice_types::api::AgreementTerms {
-                    purpose: "bench".into(),
-                    scope: all.clone(),
-                    manner: all.clone(),
-                    prohibitions: all.clone(),
-                    credit_commitment: all.clone(),
-                    liability: all.clone(),
-                    dispute_resolution: all,
-                    epsilon: 1000.0,
-                    min_epsilon_per_job: None,
-                }),
-                reasons: None,
-                legal_basis: None,
-            },
-        )
-        .await
-        .unwrap()
-        .agreement
-        .unwrap();
+    let agreement = platform::agreement(
+        &alice,
+        &provider,
+        &["pums"],
+        1000.0,
+        ("2020-01-01", "2999-12-31"),
+        "bench",
+    )
+    .await;
     // Let the start-up calibration finish before timing anything.
     tokio::time::sleep(Duration::from_secs(5)).await;
     Service {
-        _dir: dir,
+        _server: server,
         alice,
         header: format!("purpose = \"bench\"\nagreement = [\"{agreement}\"]"),
-        _server: started.handle,
     }
 }
 
@@ -149,10 +95,6 @@ async fn one_job(s: &Service, n: usize) -> Duration {
     }
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e3
-}
-
 async fn throughput(s: Arc<Service>, clients: usize, seconds: u64, offset: usize) -> f64 {
     let done = Arc::new(AtomicUsize::new(0));
     let next = Arc::new(AtomicUsize::new(offset));
@@ -177,9 +119,9 @@ async fn throughput(s: Arc<Service>, clients: usize, seconds: u64, offset: usize
 
 #[tokio::main]
 async fn main() {
-    let jobs = env_or("SLUICE_BENCH_JOBS", 60) as usize;
-    let clients = env_or("SLUICE_BENCH_CLIENTS", 32) as usize;
-    let seconds = env_or("SLUICE_BENCH_SECONDS", 20);
+    let jobs: usize = env_or("SLUICE_BENCH_JOBS", 60);
+    let clients: usize = env_or("SLUICE_BENCH_CLIENTS", 32);
+    let seconds: u64 = env_or("SLUICE_BENCH_SECONDS", 20);
     let mitigated = Arc::new(service(true).await);
     let unmitigated = Arc::new(service(false).await);
     let (mut with, mut without) = (Vec::new(), Vec::new());
@@ -198,12 +140,12 @@ async fn main() {
     println!("|---|---|---|---|");
     println!(
         "| no timing schedule | {:.1} ms | {:.1} ms | {tput_without:.1} |",
-        percentile(&without, 0.5),
-        percentile(&without, 0.99)
+        ms(percentile(&without, 0.5)),
+        ms(percentile(&without, 0.99))
     );
     println!(
         "| timing schedule (default) | {:.1} ms | {:.1} ms | {tput_with:.1} |",
-        percentile(&with, 0.5),
-        percentile(&with, 0.99)
+        ms(percentile(&with, 0.5)),
+        ms(percentile(&with, 0.99))
     );
 }

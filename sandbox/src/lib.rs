@@ -13,6 +13,7 @@
 //! [`isolation`]).
 
 mod isolation;
+mod module;
 mod train;
 mod wasm;
 

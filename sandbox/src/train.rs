@@ -7,6 +7,8 @@ use sluice_types::manifest::TrainModel;
 use sluice_types::release::{Cell, ColumnKind, OutputColumn, ReleasedOutputs};
 use sluice_types::sandbox::{ColumnEstimate, Estimate, SandboxResponse, TrainTask};
 
+use crate::module::{self, Module};
+
 fn spec(t: &TrainTask, columns: &sluice_sql::TrainingColumns) -> sluice_learn::TrainSpec {
     sluice_learn::TrainSpec {
         model: t.model,
@@ -31,12 +33,7 @@ struct Budget {
 
 fn budget(t: &TrainTask, dim: usize) -> Result<Budget, String> {
     let rho = sluice_dp::zcdp_budget(t.epsilon, t.delta).map_err(|e| e.to_string())?;
-    let step = sluice_dp::Gaussian::calibrate(
-        t.hyper.clip_norm,
-        rho * sluice_learn::STEPS_SHARE / f64::from(t.hyper.epochs),
-        dim,
-    )
-    .map_err(|e| e.to_string())?;
+    let step = sluice_learn::step_noise(&t.hyper, rho, dim).map_err(|e| e.to_string())?;
     Ok(Budget {
         rho,
         step_sd: step.scale(),
@@ -44,41 +41,28 @@ fn budget(t: &TrainTask, dim: usize) -> Result<Budget, String> {
 }
 
 /// The optional `gradient` module, compiled here (never in the server).
-struct CustomGuest {
-    guest: sluice_wasm::Guest,
-    digest: String,
+fn compile_module(t: &TrainTask) -> Result<Option<Module>, String> {
+    t.module
+        .as_deref()
+        .map(|m| {
+            module::compile(
+                m,
+                sluice_wasm::Limits::default(),
+                sluice_wasm::Entry::Gradient,
+            )
+        })
+        .transpose()
 }
 
-fn compile_module(t: &TrainTask) -> Result<Option<CustomGuest>, String> {
-    let Some(module) = &t.module else {
-        return Ok(None);
-    };
-    let bytes = sluice_types::b64_decode(module).ok_or("the module is not base64")?;
-    let digest = sluice_crypto::sha256_hex(&bytes);
-    match sluice_wasm::Guest::compile_entry(
-        &bytes,
-        sluice_wasm::Limits::default(),
-        sluice_wasm::Entry::Gradient,
-    ) {
-        Ok(guest) => Ok(Some(CustomGuest { guest, digest })),
-        Err(sluice_wasm::WasmError::Rejected(r)) => Err(r),
-        Err(e) => Err(format!("the module could not be compiled: {e}")),
-    }
-}
-
-fn describe_gradient(custom: &Option<CustomGuest>) -> String {
+fn describe_gradient(custom: &Option<Module>) -> String {
     match custom {
         None => "the built-in gradient".into(),
-        Some(c) => {
-            let info = c.guest.info();
+        Some(m) => {
             let limits =
                 sluice_types::manifest::WasmLimits::defaults(sluice_types::manifest::WasmMode::Map);
             format!(
-                "a custom gradient from WASM module sha256 {}, {} bytes, imports [{}], exports [{}] (per unit and step at most fuel {}, memory {} pages, deadline {} ms; a failed unit counts as a zero gradient)",
-                c.digest,
-                info.size,
-                info.imports.join(", "),
-                info.exports.join(", "),
+                "a custom gradient from {} (per unit and step at most fuel {}, memory {} pages, deadline {} ms; a failed unit counts as a zero gradient)",
+                m.describe(),
                 limits.fuel,
                 limits.memory_pages,
                 limits.deadline().as_micros() as f64 / 1e3,
@@ -91,7 +75,7 @@ fn describe(
     t: &TrainTask,
     c: &sluice_sql::TrainingColumns,
     b: &Budget,
-    custom: &Option<CustomGuest>,
+    custom: &Option<Module>,
 ) -> String {
     format!(
         "train {:?} regression by DP gradient descent with {} on [{}] ({}) with label {} [{}, {}]; features clamped to their declared bounds and scaled to [-1, 1]; {} epochs, learning rate {}, momentum {}, L2 {}; each {} contributes the mean gradient of its rows (at most {}) clipped to norm {}; Gaussian noise sd {:.4} per step; zCDP rho {:.6} ({}% steps, {}% training-set size, {}% held-out evaluation on {}% of units) converted to epsilon {} at delta {}",

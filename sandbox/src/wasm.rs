@@ -6,12 +6,13 @@ use sluice_types::manifest::{WasmLimits, WasmMode};
 use sluice_types::privacy::Delta;
 use sluice_types::release::{Cell, ColumnKind, OutputColumn, ReleasedOutputs};
 use sluice_types::sandbox::{ColumnEstimate, Estimate, SandboxResponse, WasmTask};
-use sluice_wasm::{Guest, Limits, MapSpec, SampleAggregateSpec, WasmError};
+use sluice_wasm::{Entry, Limits, MapSpec, SampleAggregateSpec};
+
+use crate::module::{self, Module};
 
 struct Prepared {
-    guest: Guest,
+    module: Module,
     spec: MapSpec,
-    digest: String,
 }
 
 /// Everything that depends on the module, the schema and the manifest only:
@@ -30,35 +31,21 @@ fn prepare(t: &WasmTask) -> Result<Prepared, Vec<String>> {
     if let Err(e) = spec.validate() {
         problems.push(format!("outputs: {e}"));
     }
-    let bytes = match sluice_types::b64_decode(&t.module) {
-        Some(b) => b,
-        None => {
-            problems.push("the module is not base64".into());
-            return Err(problems);
-        }
-    };
-    let digest = sluice_crypto::sha256_hex(&bytes);
-    let guest = Guest::compile(&bytes, Limits::from(limits(t))).and_then(|g| {
+    let module = module::compile(&t.module, Limits::from(limits(t)), Entry::Map).and_then(|m| {
         // A map_value module's memory must hold the schema's largest unit:
         // known before any data, so found here, not after reading rows.
         if t.mode == WasmMode::Map {
-            g.mapper(t.table.schema.max_rows_per_unit as usize, t.columns.len())?;
+            m.guest
+                .mapper(t.table.schema.max_rows_per_unit as usize, t.columns.len())
+                .map_err(module::problem)?;
         }
-        Ok(g)
+        Ok(m)
     });
-    match guest {
-        Ok(guest) if problems.is_empty() => Ok(Prepared {
-            guest,
-            spec,
-            digest,
-        }),
+    match module {
+        Ok(module) if problems.is_empty() => Ok(Prepared { module, spec }),
         Ok(_) => Err(problems),
-        Err(WasmError::Rejected(r)) => {
-            problems.push(r);
-            Err(problems)
-        }
-        Err(e) => {
-            problems.push(format!("the module could not be compiled: {e}"));
+        Err(p) => {
+            problems.push(p);
             Err(problems)
         }
     }
@@ -130,13 +117,10 @@ pub fn analyze(t: &WasmTask) -> SandboxResponse {
             };
         }
     };
-    let info = p.guest.info();
+    let info = p.module.guest.info();
     let plan = format!(
-        "WASM module sha256 {}, {} bytes, imports [{}], exports [{}]; {}; {}; mode {}; dataset {} with at most {} row(s) per privacy unit; columns [{}]; each output clamped to its bounds, a failed unit gives the defaults; epsilon {} split equally over the outputs; L1 sensitivity per output [{}]",
-        p.digest,
-        info.size,
-        info.imports.join(", "),
-        info.exports.join(", "),
+        "{}; {}; {}; mode {}; dataset {} with at most {} row(s) per privacy unit; columns [{}]; each output clamped to its bounds, a failed unit gives the defaults; epsilon {} split equally over the outputs; L1 sensitivity per output [{}]",
+        p.module.describe(),
         match (
             info.exports.iter().any(|e| e == sluice_wasm::MAP_VALUE),
             t.mode,
@@ -209,20 +193,18 @@ pub async fn execute(t: &WasmTask) -> SandboxResponse {
     };
     let released = match blocks(t) {
         None => sluice_wasm::run_map(
-            &p.guest,
+            &p.module.guest,
             &p.spec,
             &units,
-            t.columns.len(),
             t.table.schema.max_rows_per_unit as usize,
         ),
         Some(blocks) => sluice_wasm::run_sample_aggregate(
-            &p.guest,
+            &p.module.guest,
             &SampleAggregateSpec {
                 bounds: p.spec.clone(),
                 blocks,
             },
             &units,
-            t.columns.len(),
         ),
     };
     let released = match released {
@@ -255,7 +237,7 @@ pub async fn execute(t: &WasmTask) -> SandboxResponse {
             ],
             mechanism: format!(
                 "WASM module sha256 {}; outputs clamped by the host; discrete Laplace noise from OpenDP's exact sampler per output, epsilon {} split equally, L1 sensitivities [{}]",
-                p.digest,
+                p.module.digest,
                 t.epsilon,
                 released
                     .l1_sensitivity

@@ -6,6 +6,7 @@
 //! 404, indistinguishable from ids that do not exist.
 
 use serde_json::{Value, json};
+use sluice_types::Role;
 use sluice_types::api::{AgreementTerms, ApplicationDecision, ApplicationRequest};
 
 use crate::with_pums;
@@ -112,56 +113,283 @@ async fn every_route_answers_every_caller_as_documented() {
         at("GET", "/v1/health", None, [200; 7]),
         at("GET", "/v1/public-key", None, [200; 7]),
         at("GET", "/v1/me", None, ALL),
-        at("POST", "/v1/users", Some(json!({"name": "", "role": "user"})), [401, 401, 400, 403, 403, 403, 403]),
-        row("POST", "/v1/users/{name}/close", "/v1/users/bob/close", Some(json!({"reason": " "})), [401, 401, 400, 403, 403, 403, 403]),
+        at(
+            "POST",
+            "/v1/users",
+            Some(json!({"name": "", "role": "user"})),
+            [401, 401, 400, 403, 403, 403, 403],
+        ),
+        row(
+            "POST",
+            "/v1/users/{name}/close",
+            "/v1/users/bob/close",
+            Some(json!({"reason": " "})),
+            [401, 401, 400, 403, 403, 403, 403],
+        ),
         // A descriptor that fails validation after the permission check.
-        at("POST", "/v1/datasets", Some(json!({})), [401, 401, 400, 400, 403, 403, 403]),
+        at(
+            "POST",
+            "/v1/datasets",
+            Some(json!({})),
+            [401, 401, 400, 400, 403, 403, 403],
+        ),
         at("GET", "/v1/datasets", None, ALL),
         row("GET", "/v1/datasets/{name}", "/v1/datasets/pums", None, ALL),
-        row("GET", "/v1/datasets/{name}", "/v1/datasets/nope", None, [401, 401, 404, 404, 404, 404, 404]),
+        row(
+            "GET",
+            "/v1/datasets/{name}",
+            "/v1/datasets/nope",
+            None,
+            [401, 401, 404, 404, 404, 404, 404],
+        ),
         // An empty upload: refused after the owner check, nothing stored.
-        row("POST", "/v1/datasets/{name}/versions", "/v1/datasets/pums/versions", None, [401, 401, 400, 400, 403, 403, 403]),
-        row("GET", "/v1/datasets/{name}/versions/{version}/quality", format!("/v1/datasets/pums/versions/{version}/quality"), None, [401, 401, 200, 200, 404, 404, 404]),
-        row("GET", "/v1/datasets/{name}/preview", "/v1/datasets/pums/preview", None, ALL),
-        row("GET", "/v1/datasets/{name}/download", "/v1/datasets/pums/download", None, [401, 401, 403, 403, 403, 403, 403]),
-        row("GET", "/v1/datasets/{name}/download", "/v1/datasets/pums/download?format=csv", None, [401, 401, 403, 403, 403, 403, 403]),
-        row("GET", "/v1/datasets/{name}/budget", "/v1/datasets/pums/budget", None, ALL),
-        row("PUT", "/v1/datasets/{name}/review-policy", "/v1/datasets/pums/review-policy", Some(json!({"reviewers": 9})), [401, 401, 400, 400, 403, 403, 403]),
-        row("POST", "/v1/datasets/{name}/suspend", "/v1/datasets/pums/suspend", Some(json!({"reason": " "})), [401, 401, 400, 400, 403, 403, 403]),
-        row("POST", "/v1/datasets/{name}/resume", "/v1/datasets/pums/resume", Some(json!({"reason": " "})), [401, 401, 400, 400, 403, 403, 403]),
-        row("POST", "/v1/datasets/{name}/withdraw", "/v1/datasets/pums/withdraw", Some(json!({"reason": " "})), [401, 401, 400, 400, 403, 403, 403]),
-        row("POST", "/v1/datasets/{name}/revoke", "/v1/datasets/pums/revoke", Some(json!({"user": "bob", "reason": " "})), [401, 401, 400, 400, 403, 403, 403]),
+        row(
+            "POST",
+            "/v1/datasets/{name}/versions",
+            "/v1/datasets/pums/versions",
+            None,
+            [401, 401, 400, 400, 403, 403, 403],
+        ),
+        row(
+            "GET",
+            "/v1/datasets/{name}/versions/{version}/quality",
+            format!("/v1/datasets/pums/versions/{version}/quality"),
+            None,
+            [401, 401, 200, 200, 404, 404, 404],
+        ),
+        row(
+            "GET",
+            "/v1/datasets/{name}/preview",
+            "/v1/datasets/pums/preview",
+            None,
+            ALL,
+        ),
+        row(
+            "GET",
+            "/v1/datasets/{name}/download",
+            "/v1/datasets/pums/download",
+            None,
+            [401, 401, 403, 403, 403, 403, 403],
+        ),
+        row(
+            "GET",
+            "/v1/datasets/{name}/download",
+            "/v1/datasets/pums/download?format=csv",
+            None,
+            [401, 401, 403, 403, 403, 403, 403],
+        ),
+        row(
+            "GET",
+            "/v1/datasets/{name}/budget",
+            "/v1/datasets/pums/budget",
+            None,
+            ALL,
+        ),
+        row(
+            "PUT",
+            "/v1/datasets/{name}/review-policy",
+            "/v1/datasets/pums/review-policy",
+            Some(json!({"reviewers": 9})),
+            [401, 401, 400, 400, 403, 403, 403],
+        ),
+        row(
+            "POST",
+            "/v1/datasets/{name}/suspend",
+            "/v1/datasets/pums/suspend",
+            Some(json!({"reason": " "})),
+            [401, 401, 400, 400, 403, 403, 403],
+        ),
+        row(
+            "POST",
+            "/v1/datasets/{name}/resume",
+            "/v1/datasets/pums/resume",
+            Some(json!({"reason": " "})),
+            [401, 401, 400, 400, 403, 403, 403],
+        ),
+        row(
+            "POST",
+            "/v1/datasets/{name}/withdraw",
+            "/v1/datasets/pums/withdraw",
+            Some(json!({"reason": " "})),
+            [401, 401, 400, 400, 403, 403, 403],
+        ),
+        row(
+            "POST",
+            "/v1/datasets/{name}/revoke",
+            "/v1/datasets/pums/revoke",
+            Some(json!({"user": "bob", "reason": " "})),
+            [401, 401, 400, 400, 403, 403, 403],
+        ),
         at("GET", "/v1/revocations", None, ALL),
         at("GET", "/v1/stats", None, ALL),
-        row("POST", "/v1/datasets/{name}/feedback", "/v1/datasets/pums/feedback", Some(json!({"kind": "bogus", "description": "x"})), [401, 401, 400, 400, 400, 400, 400]),
+        row(
+            "POST",
+            "/v1/datasets/{name}/feedback",
+            "/v1/datasets/pums/feedback",
+            Some(json!({"kind": "bogus", "description": "x"})),
+            [401, 401, 400, 400, 400, 400, 400],
+        ),
         at("GET", "/v1/feedback", None, ALL),
-        row("GET", "/v1/feedback/{id}", format!("/v1/feedback/{f}"), None, [401, 401, 200, 200, 200, 404, 404]),
-        row("GET", "/v1/feedback/{id}", "/v1/feedback/fb_nope", None, [401, 401, 404, 404, 404, 404, 404]),
-        row("POST", "/v1/feedback/{id}/answer", format!("/v1/feedback/{f}/answer"), Some(json!({"answer": " "})), [401, 401, 400, 400, 403, 404, 404]),
-        row("POST", "/v1/feedback/{id}/extension", format!("/v1/feedback/{f}/extension"), Some(json!({"working_days": 99, "reason": "x"})), [401, 401, 400, 400, 403, 404, 404]),
-        row("POST", "/v1/feedback/{id}/extension/decision", format!("/v1/feedback/{f}/extension/decision"), Some(json!({"approve": true})), [401, 401, 409, 403, 403, 403, 403]),
-        at("POST", "/v1/applications", Some(json!({})), [401, 401, 403, 403, 400, 400, 403]),
+        row(
+            "GET",
+            "/v1/feedback/{id}",
+            format!("/v1/feedback/{f}"),
+            None,
+            [401, 401, 200, 200, 200, 404, 404],
+        ),
+        row(
+            "GET",
+            "/v1/feedback/{id}",
+            "/v1/feedback/fb_nope",
+            None,
+            [401, 401, 404, 404, 404, 404, 404],
+        ),
+        row(
+            "POST",
+            "/v1/feedback/{id}/answer",
+            format!("/v1/feedback/{f}/answer"),
+            Some(json!({"answer": " "})),
+            [401, 401, 400, 400, 403, 404, 404],
+        ),
+        row(
+            "POST",
+            "/v1/feedback/{id}/extension",
+            format!("/v1/feedback/{f}/extension"),
+            Some(json!({"working_days": 99, "reason": "x"})),
+            [401, 401, 400, 400, 403, 404, 404],
+        ),
+        row(
+            "POST",
+            "/v1/feedback/{id}/extension/decision",
+            format!("/v1/feedback/{f}/extension/decision"),
+            Some(json!({"approve": true})),
+            [401, 401, 409, 403, 403, 403, 403],
+        ),
+        at(
+            "POST",
+            "/v1/applications",
+            Some(json!({})),
+            [401, 401, 403, 403, 400, 400, 403],
+        ),
         at("GET", "/v1/applications", None, ALL),
-        row("GET", "/v1/applications/{id}", format!("/v1/applications/{a}"), None, [401, 401, 200, 200, 200, 404, 404]),
-        row("GET", "/v1/applications/{id}", "/v1/applications/app_nope", None, [401, 401, 404, 404, 404, 404, 404]),
-        row("POST", "/v1/applications/{id}/decision", format!("/v1/applications/{a}/decision"), Some(json!({"approve": true})), [401, 401, 400, 400, 403, 404, 404]),
+        row(
+            "GET",
+            "/v1/applications/{id}",
+            format!("/v1/applications/{a}"),
+            None,
+            [401, 401, 200, 200, 200, 404, 404],
+        ),
+        row(
+            "GET",
+            "/v1/applications/{id}",
+            "/v1/applications/app_nope",
+            None,
+            [401, 401, 404, 404, 404, 404, 404],
+        ),
+        row(
+            "POST",
+            "/v1/applications/{id}/decision",
+            format!("/v1/applications/{a}/decision"),
+            Some(json!({"approve": true})),
+            [401, 401, 400, 400, 403, 404, 404],
+        ),
         at("GET", "/v1/agreements", None, ALL),
-        row("GET", "/v1/agreements/{id}", format!("/v1/agreements/{agreement}"), None, [401, 401, 200, 200, 200, 404, 404]),
-        row("GET", "/v1/agreements/{id}", "/v1/agreements/agr_nope", None, [401, 401, 404, 404, 404, 404, 404]),
+        row(
+            "GET",
+            "/v1/agreements/{id}",
+            format!("/v1/agreements/{agreement}"),
+            None,
+            [401, 401, 200, 200, 200, 404, 404],
+        ),
+        row(
+            "GET",
+            "/v1/agreements/{id}",
+            "/v1/agreements/agr_nope",
+            None,
+            [401, 401, 404, 404, 404, 404, 404],
+        ),
         // A manifest that does not parse: refused after the role check.
-        at("POST", "/v1/jobs", None, [401, 401, 400, 400, 400, 400, 403]),
-        at("POST", "/v1/jobs/estimate", None, [401, 401, 400, 400, 400, 400, 403]),
+        at(
+            "POST",
+            "/v1/jobs",
+            None,
+            [401, 401, 400, 400, 400, 400, 403],
+        ),
+        at(
+            "POST",
+            "/v1/jobs/estimate",
+            None,
+            [401, 401, 400, 400, 400, 400, 403],
+        ),
         at("GET", "/v1/jobs", None, ALL),
-        row("GET", "/v1/jobs/{id}", format!("/v1/jobs/{j}"), None, [401, 401, 404, 404, 200, 404, 404]),
-        row("GET", "/v1/jobs/{id}", "/v1/jobs/job_nope", None, [401, 401, 404, 404, 404, 404, 404]),
-        row("GET", "/v1/jobs/{id}/events", format!("/v1/jobs/{j}/events"), None, [401, 401, 404, 404, 200, 404, 404]),
-        row("GET", "/v1/jobs/{id}/release", format!("/v1/jobs/{j}/release"), None, [401, 401, 404, 404, 200, 404, 404]),
-        row("GET", "/v1/jobs/{id}/release.csv", format!("/v1/jobs/{j}/release.csv"), None, [401, 401, 404, 404, 200, 404, 404]),
-        row("GET", "/v1/jobs/{id}/release.csv", "/v1/jobs/job_nope/release.csv", None, [401, 401, 404, 404, 404, 404, 404]),
-        at("GET", "/v1/reviews", None, [401, 401, 403, 403, 403, 403, 200]),
-        row("GET", "/v1/reviews/{id}", format!("/v1/reviews/{j}"), None, [401, 401, 403, 403, 403, 403, 404]),
-        row("POST", "/v1/reviews/{id}", format!("/v1/reviews/{j}"), Some(json!({"decision": "approve", "reason": "", "manifest_digest": "x"})), [401, 401, 403, 403, 403, 403, 404]),
-        at("GET", "/v1/audit", None, [401, 401, 200, 403, 403, 403, 403]),
+        row(
+            "GET",
+            "/v1/jobs/{id}",
+            format!("/v1/jobs/{j}"),
+            None,
+            [401, 401, 404, 404, 200, 404, 404],
+        ),
+        row(
+            "GET",
+            "/v1/jobs/{id}",
+            "/v1/jobs/job_nope",
+            None,
+            [401, 401, 404, 404, 404, 404, 404],
+        ),
+        row(
+            "GET",
+            "/v1/jobs/{id}/events",
+            format!("/v1/jobs/{j}/events"),
+            None,
+            [401, 401, 404, 404, 200, 404, 404],
+        ),
+        row(
+            "GET",
+            "/v1/jobs/{id}/release",
+            format!("/v1/jobs/{j}/release"),
+            None,
+            [401, 401, 404, 404, 200, 404, 404],
+        ),
+        row(
+            "GET",
+            "/v1/jobs/{id}/release.csv",
+            format!("/v1/jobs/{j}/release.csv"),
+            None,
+            [401, 401, 404, 404, 200, 404, 404],
+        ),
+        row(
+            "GET",
+            "/v1/jobs/{id}/release.csv",
+            "/v1/jobs/job_nope/release.csv",
+            None,
+            [401, 401, 404, 404, 404, 404, 404],
+        ),
+        at(
+            "GET",
+            "/v1/reviews",
+            None,
+            [401, 401, 403, 403, 403, 403, 200],
+        ),
+        row(
+            "GET",
+            "/v1/reviews/{id}",
+            format!("/v1/reviews/{j}"),
+            None,
+            [401, 401, 403, 403, 403, 403, 404],
+        ),
+        row(
+            "POST",
+            "/v1/reviews/{id}",
+            format!("/v1/reviews/{j}"),
+            Some(json!({"decision": "approve", "reason": "", "manifest_digest": "x"})),
+            [401, 401, 403, 403, 403, 403, 404],
+        ),
+        at(
+            "GET",
+            "/v1/audit",
+            None,
+            [401, 401, 200, 403, 403, 403, 403],
+        ),
         at("GET", "/v1/audit/checkpoint", None, ALL),
     ];
     // Unknown routes and methods, and bodies of the wrong shape, are JSON
@@ -169,7 +397,13 @@ async fn every_route_answers_every_caller_as_documented() {
     let extra = vec![
         at("GET", "/v1/nowhere", None, [404; 7]),
         at("DELETE", "/v1/datasets/pums", None, [400; 7]),
-        row("PUT", "/v1/datasets/{name}/review-policy", "/v1/datasets/pums/review-policy", Some(json!({"reviewers": "two"})), [401, 401, 400, 400, 400, 400, 400]),
+        row(
+            "PUT",
+            "/v1/datasets/{name}/review-policy",
+            "/v1/datasets/pums/review-policy",
+            Some(json!({"reviewers": "two"})),
+            [401, 401, 400, 400, 400, 400, 400],
+        ),
     ];
     // The matrix follows the declaration: every declared route is probed,
     // and each probe's 401s and 403s are what the route's access says.
@@ -507,6 +741,7 @@ async fn a_token_that_floods_is_rate_limited_alone() {
 #[tokio::test]
 async fn every_json_body_refuses_unknown_fields() {
     let p = with_pums().await;
+    let reviewer = p.reviewer("rev").await;
     let (_, text) = p.admin.raw("GET", "/openapi.json", None).await.unwrap();
     let doc: Value = serde_json::from_str(&text).unwrap();
     let mut checked = Vec::new();
@@ -519,8 +754,19 @@ async fn every_json_body_refuses_unknown_fields() {
                 .replace("{name}", "pums")
                 .replace("{version}", "v")
                 .replace("{id}", "x");
-            let (status, body) = p
-                .admin
+            // A caller the route admits, so the body is what is refused.
+            let spec = sluice_server::route_specs()
+                .into_iter()
+                .find(|r| r.path == path && r.method.as_str().eq_ignore_ascii_case(method))
+                .unwrap_or_else(|| panic!("{method} {path} is not declared"));
+            let caller = if spec.access.admits(Role::Admin) {
+                &p.admin
+            } else if spec.access.admits(Role::User) {
+                &p.alice
+            } else {
+                &reviewer
+            };
+            let (status, body) = caller
                 .raw(
                     &method.to_uppercase(),
                     &concrete,

@@ -5,11 +5,11 @@
 //! failing paths the suite exercises. The server is the real binary, run as
 //! an operator would, with its log at debug level and captured whole.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use sluice_client::Client;
+use sluice_testkit::platform::user;
+use sluice_testkit::process::Serve;
 use sluice_types::Role;
 
 use crate::{all_files, descriptor, under};
@@ -71,55 +71,15 @@ fn data_csv() -> String {
     csv
 }
 
-struct Server {
-    child: std::process::Child,
-    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `sluice serve` on a free port; returns it, its URL and the
-/// admin token. Every line it prints (stdout and stderr, which carries the
-/// sandbox's operator log) is kept.
-fn serve(data_dir: &std::path::Path) -> (Server, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .env("SLUICE_LOG", "debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let stderr = child.stderr.take().unwrap();
-    let err_log = log.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            err_log.lock().unwrap().push(line);
-        }
-    });
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let out_log = log.clone();
-    std::thread::spawn(move || {
-        let mut token = None;
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            out_log.lock().unwrap().push(line.clone());
-            if line.starts_with("slc_") {
-                token = Some(line.clone());
-            }
-            if let Some(url) = line.strip_prefix("listening on ") {
-                let _ = tx.send((url.to_owned(), token.clone().unwrap_or_default()));
-            }
-        }
-    });
-    let (url, token) = rx.recv_timeout(Duration::from_secs(60)).unwrap();
-    (Server { child, log }, url, token)
+/// Starts `sluice serve` on a free port with its log at debug level.
+/// Every line it prints (stdout and stderr, which carries the sandbox's
+/// operator log) is kept.
+fn serve(data_dir: &std::path::Path) -> Serve {
+    Serve::start(
+        std::path::Path::new(env!("CARGO_BIN_EXE_sluice")),
+        &[std::ffi::OsStr::new("--data-dir"), data_dir.as_os_str()],
+        "debug",
+    )
 }
 
 /// What the submitter or anyone else received, as text.
@@ -136,16 +96,10 @@ impl Seen {
 async fn canaries_appear_in_no_response_log_audit_entry_or_file() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
-    let (server, url, admin_token) = serve(&data_dir);
-    let admin = Client::new(url, Some(admin_token));
-    let provider = admin.with_token(
-        admin
-            .create_user("provider", Role::Provider)
-            .await
-            .unwrap()
-            .token,
-    );
-    let alice = admin.with_token(admin.create_user("alice", Role::User).await.unwrap().token);
+    let server = serve(&data_dir);
+    let admin = Client::new(&server.url, server.admin_token.clone());
+    let provider = user(&admin, "provider", Role::Provider).await;
+    let alice = user(&admin, "alice", Role::User).await;
     let mut seen = Seen::default();
 
     provider.create_dataset(&descriptor(SCHEMA)).await.unwrap();

@@ -37,7 +37,7 @@ async fn suspending_a_dataset_cancels_its_running_job_and_refuses_new_ones() {
         .await
         .unwrap();
     assert!(cancelled_at.elapsed() < Duration::from_secs(10));
-    assert_eq!(ended.state, "failed");
+    assert_eq!(ended.state, "cancelled");
     let message = ended.message.unwrap();
     assert!(
         message.contains("cancelled") && message.contains("suspended"),
@@ -108,7 +108,7 @@ async fn a_revoked_users_queued_and_running_jobs_never_release() {
         .wait_job(&running.id, Duration::from_secs(30))
         .await
         .unwrap();
-    assert_eq!(ended.state, "failed");
+    assert_eq!(ended.state, "cancelled");
     assert!(ended.message.unwrap().contains("revoked"));
     let err = p
         .alice
@@ -144,7 +144,7 @@ async fn a_revoked_users_queued_and_running_jobs_never_release() {
         .unwrap();
     assert_eq!(r.jobs_cancelled, 1);
     let job = p.bob.job(&queued.id).await.unwrap();
-    assert_eq!(job.state, "failed");
+    assert_eq!(job.state, "cancelled");
     assert!(job.message.unwrap().contains("nothing was spent"));
     // A reviewer can no longer approve it into running.
     assert!(reviewer.reviews().await.unwrap().is_empty());

@@ -1,80 +1,37 @@
 //! Crash safety: the server is killed with SIGKILL at random points while
 //! jobs run; after every restart no release exists without its committed
 //! spend, no committed spend is lost, and the audit log verifies.
+//!
+//! The kill points come from a seed the test prints (`crash test seed N`);
+//! `SLUICE_CRASH_SEED=N cargo test -p sluice-cli --test e2e crash` replays
+//! them. The server's own timing varies, so a replay lands each kill at
+//! the same delay, not always at the same line of code.
 
-use std::io::{BufRead, BufReader};
+use std::ffi::OsStr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use sluice_client::Client;
+use sluice_testkit::process::Serve;
+use sluice_testkit::{Lcg, seed_from_env};
 use sluice_types::Role;
 
 use crate::{pums_csv, pums_descriptor};
 
 const RUNS: usize = 100;
 
-struct Server {
-    child: Child,
-    url: String,
-    admin_token: Option<String>,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Starts `sluice serve` and waits for its "listening on" line.
-fn serve(data: &Path, keys: &Path) -> Server {
-    let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args([
-            "serve",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--key-dir",
-            keys.to_str().unwrap(),
-        ])
-        .args(["--bind", &format!("127.0.0.1:{port}")])
-        .env("SLUICE_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut admin_token = None;
-    loop {
-        let line = lines
-            .next()
-            .expect("server exited before listening")
-            .unwrap();
-        if line.starts_with("slc_") {
-            admin_token = Some(line.trim().to_owned());
-        }
-        if line.starts_with("listening on") {
-            break;
-        }
-    }
-    Server {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-        admin_token,
-    }
-}
-
-/// xorshift64*: the test needs varied kill points, not secure randomness.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
+/// Starts `sluice serve` on the test's data and key dirs.
+fn serve(data: &Path, keys: &Path) -> Serve {
+    Serve::start(
+        Path::new(env!("CARGO_BIN_EXE_sluice")),
+        &[
+            OsStr::new("--data-dir"),
+            data.as_os_str(),
+            OsStr::new("--key-dir"),
+            keys.as_os_str(),
+        ],
+        "warn",
+    )
 }
 
 async fn check_invariants(data: &Path, last_committed: &mut u64) {
@@ -98,13 +55,9 @@ async fn check_invariants(data: &Path, last_committed: &mut u64) {
 async fn sigkill_at_random_points_never_breaks_the_ledger() {
     let dir = tempfile::tempdir().unwrap();
     let (data, keys) = (dir.path().join("data"), dir.path().join("keys"));
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    println!("crash test seed {seed}");
-    let mut rng = Rng(seed);
+    let seed = seed_from_env("SLUICE_CRASH_SEED");
+    println!("crash test seed {seed} (replay: SLUICE_CRASH_SEED={seed})");
+    let mut rng = Lcg::new(seed);
 
     let server = serve(&data, &keys);
     let admin = Client::new(&server.url, server.admin_token.clone());
@@ -141,10 +94,9 @@ async fn sigkill_at_random_points_never_breaks_the_ledger() {
         // release, which its schedule places a second or two after
         // admission on a debug build: a square spreads the kills over the
         // whole span while keeping most runs short.
-        let u = (rng.next() % 1000) as f64 / 1000.0;
+        let u = rng.below(1000) as f64 / 1000.0;
         tokio::time::sleep(Duration::from_millis((3000.0 * u * u) as u64)).await;
-        server.child.kill().unwrap();
-        server.child.wait().unwrap();
+        server.kill();
         if let Ok(Ok(job)) = submit.await
             && job.state == "released"
         {
@@ -167,8 +119,7 @@ async fn sigkill_at_random_points_never_breaks_the_ledger() {
             alice.release(&job.id).await.unwrap();
         }
     }
-    server.child.kill().unwrap();
-    server.child.wait().unwrap();
+    server.kill();
     check_invariants(&data, &mut last_committed).await;
     assert!(
         released > 0,

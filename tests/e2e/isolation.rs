@@ -1,37 +1,17 @@
 //! The sandbox's isolation, checked from inside a real `sluice sandbox`
 //! process by the debug-only probe task instead of trusting the design.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::Path;
 
 /// Runs one probe task in a fresh sandbox process; returns its response and
 /// what it logged.
 fn probe(task: serde_json::Value) -> (serde_json::Value, String) {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .arg("sandbox")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    writeln!(stdin, "{task}").unwrap();
-    drop(stdin);
-    let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    child.wait().unwrap();
+    let run = sluice_testkit::process::sandbox(
+        Path::new(env!("CARGO_BIN_EXE_sluice")),
+        &task.to_string(),
+    );
+    let (out, err) = (run.stdout, run.stderr);
     // This machine supports every protection; a regression that loses one
     // must fail here rather than pass with a weaker sandbox.
     assert!(

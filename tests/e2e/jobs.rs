@@ -682,13 +682,13 @@ async fn job_events_stream_each_state_until_the_job_ends() {
     let last = p
         .alice
         .watch_job(&job.id, |v| {
-            seen.push(v.state.clone());
+            seen.push(v.state);
             true
         })
         .await
         .unwrap();
     assert_eq!(last.state, "released", "{seen:?}");
-    assert_eq!(seen.last().map(String::as_str), Some("released"));
+    assert_eq!(seen.last(), Some(&sluice_types::JobState::Released));
     // Each event is a change: no state repeats back to back.
     assert!(seen.windows(2).all(|w| w[0] != w[1]), "{seen:?}");
     let err = p.bob.watch_job(&job.id, |_| true).await.unwrap_err();

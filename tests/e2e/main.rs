@@ -13,6 +13,7 @@ mod ingest;
 mod isolation;
 mod jobs;
 mod ledger;
+mod modules;
 mod outcomes;
 mod review;
 mod timing;
@@ -24,6 +25,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sluice_client::Client;
+use sluice_testkit::platform;
 use sluice_types::Role;
 use sluice_types::api::DatasetDescriptor;
 
@@ -62,37 +64,26 @@ impl Platform {
         rate_limit: sluice_server::RateLimit,
         timing: sluice_server::TimingConfig,
     ) -> Platform {
-        let dir = tempfile::tempdir().unwrap();
-        let config = sluice_server::Config {
-            data_dir: dir.path().join("data"),
-            key_dir: dir.path().join("keys"),
-            bind: "127.0.0.1:0".parse().unwrap(),
-            sandbox_exe: PathBuf::from(env!("CARGO_BIN_EXE_sluice")),
-            sandbox_timeout: SANDBOX_TIMEOUT,
+        let server = platform::start(
+            Path::new(env!("CARGO_BIN_EXE_sluice")),
+            SANDBOX_TIMEOUT,
             rate_limit,
             timing,
-        };
-        let started = sluice_server::start(config).await.unwrap();
-        let url = format!("http://{}", started.addr);
-        let admin = Client::new(url.clone(), started.admin_token.clone());
-        let provider = admin.with_token(
-            admin
-                .create_user("provider", Role::Provider)
-                .await
-                .unwrap()
-                .token,
-        );
-        let alice = admin.with_token(admin.create_user("alice", Role::User).await.unwrap().token);
-        let bob = admin.with_token(admin.create_user("bob", Role::User).await.unwrap().token);
+        )
+        .await;
+        let admin = server.admin;
+        let provider = platform::user(&admin, "provider", Role::Provider).await;
+        let alice = platform::user(&admin, "alice", Role::User).await;
+        let bob = platform::user(&admin, "bob", Role::User).await;
         Platform {
-            dir,
-            url,
+            dir: server.dir,
+            url: server.url,
             admin,
             provider,
             alice,
             bob,
             agreements: Vec::new(),
-            _server: started.handle,
+            _server: server.handle,
         }
     }
 
@@ -115,11 +106,7 @@ pub fn descriptor(toml_text: &str) -> DatasetDescriptor {
     toml::from_str(toml_text).unwrap()
 }
 
-pub fn repo_file(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(rel)
-}
+pub use sluice_testkit::repo_file;
 
 pub fn pums_descriptor(name: &str, category: &str) -> DatasetDescriptor {
     let text = std::fs::read_to_string(repo_file("examples/data/pums.toml")).unwrap();
@@ -170,49 +157,9 @@ pub async fn agreement_for_period(
     provider: &Client,
     datasets: &[&str],
     epsilon: f64,
-    (start, end): (&str, &str),
+    period: (&str, &str),
 ) -> String {
-    use sluice_types::api::{AgreementTerms, ApplicationDecision, ApplicationRequest};
-    let text = |s: &str| Some(s.to_owned());
-    let filed = user
-        .apply(&ApplicationRequest {
-            title: text("tests"),
-            reason: text("tests"),
-            kind: text("dataset"),
-            datasets: datasets.iter().map(|d| d.to_string()).collect(),
-            period_start: text(start),
-            period_end: text(end),
-            result_form: text("DP aggregates"),
-            scenario: text("tests"),
-            pledge: true,
-        })
-        .await
-        .unwrap();
-    let all = "as the tests need".to_owned();
-    provider
-        .decide_application(
-            &filed.id,
-            &ApplicationDecision {
-                approve: true,
-                terms: Some(AgreementTerms {
-                    purpose: PURPOSE.into(),
-                    scope: all.clone(),
-                    manner: all.clone(),
-                    prohibitions: all.clone(),
-                    credit_commitment: all.clone(),
-                    liability: all.clone(),
-                    dispute_resolution: all,
-                    epsilon,
-                    min_epsilon_per_job: None,
-                }),
-                reasons: None,
-                legal_basis: None,
-            },
-        )
-        .await
-        .unwrap()
-        .agreement
-        .unwrap()
+    platform::agreement(user, provider, datasets, epsilon, period, PURPOSE).await
 }
 
 pub fn pums_csv() -> Vec<u8> {

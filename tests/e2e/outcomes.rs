@@ -4,56 +4,13 @@
 //! one person whose row triggers it. Everything the submitter sees must be
 //! the same on both: the job's state, its message, and what it was charged.
 
+use sluice_testkit::fixtures::people;
+
 use crate::{Platform, agreement, descriptor};
 
-/// The neighbouring datasets' schema: a person key, numbers with and
-/// without bounds, a text column and a bool.
-const SCHEMA: &str = r#"
-[dataset]
-name = "NAME"
-title = "Neighbour test data"
-description = "Synthetic people for the outcome tests"
-provider = "tests"
-open_category = "conditional"
-format = "csv"
-data_type = "table"
-update_frequency = "never"
-epsilon_cap = 1000.0
-user_epsilon = 1000.0
-
-[schema]
-max_rows_per_unit = 1
-id_space = "person"
-
-[[schema.columns]]
-name = "pid"
-role = "privacy_unit"
-type = "text"
-
-[[schema.columns]]
-name = "age"
-type = "int"
-lower = 0
-upper = 100
-
-[[schema.columns]]
-name = "income"
-type = "int"
-lower = 0
-upper = 1000000
-
-[[schema.columns]]
-name = "code"
-type = "text"
-
-[[schema.columns]]
-name = "sex"
-type = "int"
-domain = [0, 1]
-"#;
-
-/// D: 200 people; D′ adds one whose income (777777) and code ('x!y')
-/// trigger every shape below.
+/// D: 200 people (the `people` table: a person key, numbers with and
+/// without bounds, a text column and a bool); D′ adds one whose income
+/// (777777) and code ('x!y') trigger every shape below.
 fn rows(with_target: bool) -> Vec<u8> {
     let mut csv = String::from("pid,age,income,code,sex\n");
     for i in 0..200 {
@@ -160,7 +117,7 @@ async fn observe(p: &Platform, dataset: &str, manifest: &str) -> Observed {
                 .wait_job(&job.id, std::time::Duration::from_secs(120))
                 .await
                 .unwrap();
-            (done.state, done.message)
+            (done.state.to_string(), done.message)
         }
         Err(e) => ("refused at submission".to_owned(), Some(e.to_string())),
     };
@@ -181,7 +138,7 @@ async fn outcomes_are_the_same_on_neighbouring_datasets() {
     let mut p = Platform::start().await;
     for (name, target) in [("neighbour_a", false), ("neighbour_b", true)] {
         p.provider
-            .create_dataset(&descriptor(&SCHEMA.replace("NAME", name)))
+            .create_dataset(&descriptor(&people(name)))
             .await
             .unwrap();
         p.provider.upload_version(name, rows(target)).await.unwrap();

@@ -19,52 +19,9 @@
 use std::time::{Duration, Instant};
 
 use sluice_client::Client;
+use sluice_testkit::fixtures::people;
 
 use crate::{Platform, agreement, descriptor, under};
-
-const TABLE: &str = r#"
-[dataset]
-name = "NAME"
-title = "Timing test data"
-description = "Synthetic people for the timing tests"
-provider = "tests"
-open_category = "conditional"
-format = "csv"
-data_type = "table"
-update_frequency = "never"
-epsilon_cap = 1000.0
-user_epsilon = 1000.0
-
-[schema]
-max_rows_per_unit = 1
-id_space = "person"
-
-[[schema.columns]]
-name = "pid"
-role = "privacy_unit"
-type = "text"
-
-[[schema.columns]]
-name = "age"
-type = "int"
-lower = 0
-upper = 100
-
-[[schema.columns]]
-name = "income"
-type = "int"
-lower = 0
-upper = 1000000
-
-[[schema.columns]]
-name = "code"
-type = "text"
-
-[[schema.columns]]
-name = "sex"
-type = "int"
-domain = [0, 1]
-"#;
 
 /// The three neighbours: the target person absent, present with the value
 /// that triggers the costly path (777777), present with another value.
@@ -147,6 +104,27 @@ fn train_job(header: &str, d: &str, query: &str, module: Option<&str>) -> String
     )
 }
 
+/// A sample-aggregate guest whose block spins when it holds the target's
+/// value (777777) and emits 1 otherwise.
+fn spin_block() -> String {
+    b64_wat(
+        r#"(module
+         (import "sluice" "read_rows" (func $read (param i32 i32) (result i32)))
+         (import "sluice" "emit" (func $emit (param i32 i32) (result i32)))
+         (memory (export "memory") 4)
+         (func (export "map") (local $n i32) (local $i i32)
+           (local.set $n (call $read (i32.const 0) (i32.const 8192)))
+           (block $d (loop $l
+             (br_if $d (i32.ge_s (local.get $i) (local.get $n)))
+             (if (f64.eq (f64.load (i32.shl (local.get $i) (i32.const 3))) (f64.const 777777))
+               (then (loop $spin (br $spin))))
+             (local.set $i (i32.add (local.get $i) (i32.const 1)))
+             (br $l)))
+           (f64.store (i32.const 0) (f64.const 1))
+           (drop (call $emit (i32.const 0) (i32.const 1)))))"#,
+    )
+}
+
 /// The attack shapes: a name and the manifest on dataset `d`.
 type Shape = (&'static str, Box<dyn Fn(&str, &str) -> String>);
 
@@ -158,22 +136,7 @@ fn shapes() -> Vec<Shape> {
                (if (f64.eq (f64.load (local.get $a)) (f64.const 777777)) (then (loop $spin (br $spin))))
                (f64.const 1)))"#,
     );
-    let spin_block = b64_wat(
-        r#"(module
-             (import "sluice" "read_rows" (func $read (param i32 i32) (result i32)))
-             (import "sluice" "emit" (func $emit (param i32 i32) (result i32)))
-             (memory (export "memory") 4)
-             (func (export "map") (local $n i32) (local $i i32)
-               (local.set $n (call $read (i32.const 0) (i32.const 8192)))
-               (block $d (loop $l
-                 (br_if $d (i32.ge_s (local.get $i) (local.get $n)))
-                 (if (f64.eq (f64.load (i32.shl (local.get $i) (i32.const 3))) (f64.const 777777))
-                   (then (loop $spin (br $spin))))
-                 (local.set $i (i32.add (local.get $i) (i32.const 1)))
-                 (br $l)))
-               (f64.store (i32.const 0) (f64.const 1))
-               (drop (call $emit (i32.const 0) (i32.const 1)))))"#,
-    );
+    let spin_block = spin_block();
     let spin_gradient = b64_wat(
         r#"(module
              (import "sluice" "read_rows" (func $read (param i32 i32) (result i32)))
@@ -375,7 +338,7 @@ async fn observe(client: &Client, manifest: &str) -> Observation {
         ));
     }
     Observation {
-        state: done.state,
+        state: done.state.to_string(),
         values,
     }
 }
@@ -414,13 +377,13 @@ async fn platform(timing: sluice_server::TimingConfig) -> Platform {
     let mut p = Platform::start_with_timing(timing).await;
     for (name, target) in SIDES {
         p.provider
-            .create_dataset(&descriptor(&TABLE.replace("NAME", name)))
+            .create_dataset(&descriptor(&people(name)))
             .await
             .unwrap();
         p.provider.upload_version(name, rows(target)).await.unwrap();
     }
     p.provider
-        .create_dataset(&descriptor(&TABLE.replace("NAME", "extra")))
+        .create_dataset(&descriptor(&people("extra")))
         .await
         .unwrap();
     p.provider
@@ -579,19 +542,27 @@ async fn without_the_schedule_the_harness_tells_the_target_apart() {
         ..Default::default()
     })
     .await;
+    // The largest fuel a manifest may declare (a block's): seconds of spin,
+    // so that the signal stands out of a loaded machine's scatter.
+    let spin = spin_block();
     let heavy = |h: &str, d: &str| {
-        wasm_job(h, d, "map", &map_guest(SPIN)).replace(
-            "mode = \"map\"",
-            "mode = \"map\"\nfuel_per_unit = 100000000",
+        wasm_job(h, d, "sample-aggregate", &spin).replace(
+            "mode = \"sample-aggregate\"",
+            &format!(
+                "mode = \"sample-aggregate\"\nblocks = 10\nfuel_per_block = {}",
+                sluice_types::manifest::WasmLimits::MAX_FUEL_PER_BLOCK
+            ),
         )
     };
     let findings = run_shape(
         &p,
-        "wasm map: the target's unit spins through 1e8 fuel",
+        "wasm sample-aggregate: the target's block spins through the most fuel",
         &heavy,
-        8,
+        12,
     )
     .await;
+    // Well above chance (50 %) on every run, with room for a job or two
+    // slowed by a loaded machine (the tests run in parallel).
     let polled = findings
         .iter()
         .find(|f| f.versus == "absent" && f.observable.starts_with("final state"))
@@ -602,7 +573,7 @@ async fn without_the_schedule_the_harness_tells_the_target_apart() {
         polled.held_out
     );
     assert!(
-        polled.accuracy >= 0.9,
+        polled.accuracy >= 0.8,
         "unmitigated, the spin should show: {:.0} %",
         polled.accuracy * 100.0
     );

@@ -3,6 +3,7 @@
 //! DP model and its DP evaluation come back, signed and charged (ε and δ)
 //! exactly as estimated.
 
+use sluice_testkit::Lcg;
 use sluice_types::ErrorCode;
 use sluice_types::release::Cell;
 
@@ -71,19 +72,6 @@ type = "int"
 domain = [0, 1]
 "#;
 
-/// A deterministic pseudo-random stream (the test needs no crate for it).
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self) -> f64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 /// 4,000 people; claims follow a logistic model that rises with visits and
 /// falls with age. Every seventh person has a second visits row; every
 /// eleventh has no claims row (the join drops them).
@@ -101,16 +89,16 @@ async fn two_providers() -> Platform {
         .await
         .unwrap();
     agency.create_dataset(&descriptor(OUTCOMES)).await.unwrap();
-    let mut rng = Lcg(7);
+    let mut rng = Lcg::new(7);
     let (mut visits, mut claims) = (
         String::from("pid,age,visits,district\n"),
         String::from("pid,claimed\n"),
     );
     for pid in 1..=4000 {
-        let age = (18.0 + rng.next() * 70.0).floor();
-        let v = (rng.next() * 20.0).floor();
+        let age = (18.0 + rng.unit() * 70.0).floor();
+        let v = (rng.unit() * 20.0).floor();
         let logit = -1.0 + 0.25 * v - 0.04 * (age - 50.0);
-        let claimed = u8::from(rng.next() < 1.0 / (1.0 + (-logit).exp()));
+        let claimed = u8::from(rng.unit() < 1.0 / (1.0 + (-logit).exp()));
         visits.push_str(&format!("{pid},{age},{v},north\n"));
         if pid % 7 == 0 {
             visits.push_str(&format!("{pid},{age},{v},south\n"));
@@ -345,9 +333,6 @@ async fn a_custom_gradient_module_cannot_leak_rows_into_the_model() {
     assert_eq!(p.alice.budget("visits").await.unwrap().user_spent, "1");
 }
 
-#[path = "../../benches/learn_data.rs"]
-mod learn_data;
-
 /// The issue's acceptance, end to end: 100,000 people, 20 features held by
 /// one provider and the label by another, joined on the pseudonymised
 /// person inside the sandbox. The DP model's accuracy on fresh rows is
@@ -356,8 +341,8 @@ mod learn_data;
 /// (fresh noise and held-out split every time).
 #[tokio::test]
 async fn two_provider_dp_logistic_regression_matches_non_private_accuracy() {
-    use learn_data::{FEATURES, Truth, bounds};
     use rand::SeedableRng;
+    use sluice_testkit::learn::{FEATURES, Truth, bounds};
     let mut rng = rand::rngs::StdRng::seed_from_u64(2026);
     let truth = Truth::new(&mut rng);
     let rows = truth.sample(100_000, 1, &mut rng);
@@ -416,14 +401,14 @@ async fn two_provider_dp_logistic_regression_matches_non_private_accuracy() {
     ]);
 
     let accuracy = |intercept: f64, coefficients: &[f64]| {
-        let model = sluice_learn::Trained {
-            intercept,
-            coefficients: coefficients.to_vec(),
-            evaluation: 0.0,
-            step_noise_std: 0.0,
-            steps: 0,
-        };
-        learn_data::accuracy(&model, &fresh)
+        sluice_testkit::learn::accuracy(&fresh, |x| {
+            sluice_learn::predict_original(
+                sluice_learn::ModelKind::Logistic,
+                intercept,
+                coefficients,
+                x,
+            )
+        })
     };
     let spec = sluice_learn::TrainSpec {
         model: sluice_learn::ModelKind::Logistic,

@@ -210,7 +210,7 @@ async fn every_role_plays_its_part_over_http() {
         .wait_job(&running.id, Duration::from_secs(30))
         .await
         .unwrap();
-    assert_eq!(ended.state, "failed");
+    assert_eq!(ended.state, "cancelled");
     let err = p
         .alice
         .submit_job(&job(q, &agreement.id, PURPOSE))
@@ -246,7 +246,7 @@ async fn every_role_plays_its_part_over_http() {
         .unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::Conflict), "{err}");
     let never = p.alice.job(&queued.id).await.unwrap();
-    assert_eq!(never.state, "failed");
+    assert_eq!(never.state, "cancelled");
     let err = p.alice.release(&queued.id).await.unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::NotFound), "{err}");
     let listed = p.bob.revocations().await.unwrap();

@@ -502,16 +502,9 @@ mod errors {
 
     #[test]
     fn garbage_bytes_are_refused_by_every_format() {
-        // Deterministic pseudo-random bytes (xorshift), not valid in any format.
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        let garbage: Vec<u8> = (0..4096)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 24) as u8
-            })
-            .collect();
+        // Deterministic pseudo-random bytes, not valid in any format.
+        let mut rng = sluice_testkit::Lcg::new(0x9e37_79b9_7f4a_7c15);
+        let garbage: Vec<u8> = (0..4096).map(|_| rng.byte()).collect();
         for format in [
             DataFormat::Csv,
             DataFormat::Json,
@@ -660,9 +653,7 @@ mod quality {
     /// The PUMS variants, copied from the shared data into examples/data so
     /// that a clone tests without the shared folder beside it.
     fn shared_data(name: &str) -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../examples/data")
-            .join(name)
+        sluice_testkit::repo_file("examples/data").join(name)
     }
 
     const PUMS: &str = r#"

@@ -318,6 +318,14 @@ fn evaluation_sum(data: &Scaled, model: ModelKind, w: &[f64], units: &[u32]) -> 
         .sum()
 }
 
+/// The Gaussian mechanism of one gradient step of a model with `dim`
+/// parameters, under the zCDP budget `rho`: sensitivity the clip norm, the
+/// steps' share of `rho` split evenly over the epochs. Also what the
+/// sandbox states in a training job's plan, before any data.
+pub fn step_noise(h: &Hyper, rho: f64, dim: usize) -> Result<Gaussian, DpError> {
+    Gaussian::calibrate(h.clip_norm, rho * STEPS_SHARE / f64::from(h.epochs), dim)
+}
+
 /// Trains on `rows` (features then label per row, grouped by unit). With
 /// `rho`, under that zCDP budget; without, the same loop without clipping
 /// or noise. The held-out units are drawn with `rng`.
@@ -352,8 +360,7 @@ pub fn train_with(
     let dim = data.dim;
     let mechanisms = match rho {
         Some(rho) => {
-            let step =
-                Gaussian::calibrate(h.clip_norm, rho * STEPS_SHARE / f64::from(h.epochs), dim)?;
+            let step = step_noise(h, rho, dim)?;
             let count = Gaussian::calibrate(1.0, rho * COUNT_SHARE, 1)?;
             // Adding a unit moves the metric sum and the count by ≤ 1 each.
             let eval = Gaussian::calibrate(std::f64::consts::SQRT_2, rho * EVAL_SHARE, 2)?;

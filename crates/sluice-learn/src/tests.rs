@@ -3,9 +3,28 @@ use rand::{Rng, SeedableRng};
 
 use super::*;
 
-#[path = "../../../benches/learn_data.rs"]
-mod learn_data;
-use learn_data::{Truth, accuracy, bounds, normal, unit_effects};
+use sluice_testkit::learn::{Truth, bounds, normal};
+
+/// Share of `test`'s rows that `model` classifies right.
+fn accuracy(model: &Trained, test: &UnitRows) -> f64 {
+    sluice_testkit::learn::accuracy(test, |x| {
+        predict_original(ModelKind::Logistic, model.intercept, &model.coefficients, x)
+    })
+}
+
+/// How far removing each of `units` moves a logistic step's gradient sum
+/// over every unit (clipped when `clip` is given).
+fn unit_effects(
+    data: &Scaled,
+    w: &[f64],
+    clip: Option<f64>,
+    custom: Option<&CustomGradient<'_>>,
+    units: impl IntoIterator<Item = u32>,
+) -> Vec<(u32, f64)> {
+    sluice_testkit::learn::unit_effects(data.units() as u32, units, |some| {
+        gradient_sum(data, ModelKind::Logistic, w, some, clip, custom)
+    })
+}
 
 fn spec(model: ModelKind) -> TrainSpec {
     TrainSpec {

@@ -2,11 +2,18 @@
 //! interval arithmetic. A derived bound is what the executed plan clamps the
 //! expression to, so the sensitivity holds whatever the stored values are.
 
+use datafusion::common::Column;
 use datafusion::logical_expr::{BinaryExpr, Case, Cast, Expr, Operator, TryCast};
-use datafusion::scalar::ScalarValue;
-use sluice_types::schema::ColumnType;
+use sluice_types::schema::{ColumnSpec, ColumnType};
 
-use crate::rows::RowScope;
+use crate::rowexpr::literal_f64;
+
+/// The declared column behind a column reference of a plan: what bounds
+/// are derived from. The row scope (`crate::rows`) is the one implementation;
+/// the trait keeps this module below it.
+pub trait DeclaredColumns {
+    fn column(&self, c: &Column) -> Result<&ColumnSpec, String>;
+}
 
 /// Largest magnitude a bound may have; beyond it, sums lose exactness.
 const MAX_MAGNITUDE: f64 = 1e15;
@@ -14,7 +21,7 @@ const MAX_MAGNITUDE: f64 = 1e15;
 /// Whether every column `e` reads holds only values within its declared
 /// bounds and domain (verified at ingest): then `e` lies within its derived
 /// bounds and clamping it changes nothing.
-pub fn within_bounds_verified(e: &Expr, scope: &RowScope) -> bool {
+pub fn within_bounds_verified(e: &Expr, scope: &dyn DeclaredColumns) -> bool {
     use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
     let mut verified = true;
     let _ = e.apply(|node| {
@@ -29,7 +36,7 @@ pub fn within_bounds_verified(e: &Expr, scope: &RowScope) -> bool {
     verified
 }
 
-pub fn bounds_of(e: &Expr, scope: &RowScope) -> Result<(f64, f64), String> {
+pub fn bounds_of(e: &Expr, scope: &dyn DeclaredColumns) -> Result<(f64, f64), String> {
     let (lo, hi) = derive(e, scope)?;
     if !lo.is_finite() || !hi.is_finite() || lo.abs().max(hi.abs()) > MAX_MAGNITUDE {
         return Err(format!("the bounds of {e} are too wide to sum exactly"));
@@ -37,27 +44,11 @@ pub fn bounds_of(e: &Expr, scope: &RowScope) -> Result<(f64, f64), String> {
     Ok((lo, hi))
 }
 
-pub(crate) fn literal_f64(v: &ScalarValue) -> Option<f64> {
-    match v {
-        ScalarValue::Int8(Some(x)) => Some(f64::from(*x)),
-        ScalarValue::Int16(Some(x)) => Some(f64::from(*x)),
-        ScalarValue::Int32(Some(x)) => Some(f64::from(*x)),
-        ScalarValue::Int64(Some(x)) => Some(*x as f64),
-        ScalarValue::UInt8(Some(x)) => Some(f64::from(*x)),
-        ScalarValue::UInt16(Some(x)) => Some(f64::from(*x)),
-        ScalarValue::UInt32(Some(x)) => Some(f64::from(*x)),
-        ScalarValue::UInt64(Some(x)) => Some(*x as f64),
-        ScalarValue::Float32(Some(x)) => Some(f64::from(*x)),
-        ScalarValue::Float64(Some(x)) => Some(*x),
-        _ => None,
-    }
-}
-
 fn hull(a: (f64, f64), b: (f64, f64)) -> (f64, f64) {
     (a.0.min(b.0), a.1.max(b.1))
 }
 
-fn derive(e: &Expr, scope: &RowScope) -> Result<(f64, f64), String> {
+fn derive(e: &Expr, scope: &dyn DeclaredColumns) -> Result<(f64, f64), String> {
     match e {
         Expr::Alias(a) => derive(&a.expr, scope),
         Expr::Column(c) => {
@@ -175,7 +166,7 @@ fn derive(e: &Expr, scope: &RowScope) -> Result<(f64, f64), String> {
 }
 
 /// Whether an expression is a plain reference to an integer column (summed exactly).
-pub fn is_int_column(e: &Expr, scope: &RowScope) -> bool {
+pub fn is_int_column(e: &Expr, scope: &dyn DeclaredColumns) -> bool {
     match e {
         Expr::Alias(a) => is_int_column(&a.expr, scope),
         Expr::Column(c) => scope.column(c).is_ok_and(|s| s.ty == ColumnType::Int),

@@ -5,30 +5,25 @@
 //! exact aggregates never leave this module: they go straight to the
 //! OpenDP mechanism, and only noised values and their intervals come out.
 
-use std::collections::HashMap;
-
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
-use datafusion::catalog::TableProvider;
 use datafusion::common::ScalarValue;
-use datafusion::functions::math::expr_fn::{random, round};
+use datafusion::functions::math::expr_fn::round;
 use datafusion::functions_aggregate::expr_fn::{array_agg, count, count_distinct, sum};
-use datafusion::functions_window::expr_fn::row_number;
-use datafusion::logical_expr::LogicalPlan;
-use datafusion::logical_expr::{ExprFunctionExt, LogicalPlanBuilder, cast, col, lit, when};
-use datafusion::prelude::{Expr, ParquetReadOptions};
-use sluice_dp::{CONFIDENCE, discrete_laplace_halfwidth};
-use sluice_types::release::{Cell, ColumnKind, OutputColumn, ReleasedOutputs};
+use datafusion::logical_expr::{cast, col, lit, when};
+use datafusion::prelude::{Expr, SessionContext};
+use sluice_dp::discrete_laplace_halfwidth;
+use sluice_types::release::{CONFIDENCE_LEVEL, Cell, ColumnKind, OutputColumn, ReleasedOutputs};
 use sluice_types::sandbox::QueryTask;
-use sluice_types::schema::{DomainValue, UNIT_ROW_COLUMN};
+use sluice_types::schema::DomainValue;
 
-use crate::ExecError;
 use crate::analyze::{
-    Aggregate, Analysis, MeasurementKind, Mechanism, Output, analyze_plan, plan_query,
+    Aggregate, Analysis, MeasurementKind, Mechanism, Output, analyze_plan, check_row_expressions,
 };
-use crate::session::{arrow_schema, locked_context};
-
-const ROW_NUMBER: &str = "__sluice_rn";
+use crate::error::{ExecError, Rejection};
+use crate::rowexpr::collect;
+use crate::session::{locked_context, plan_query};
+use crate::tables::{IndexedTables, bounded_rows, register_tables};
 
 /// Runs a query on the job's stored Parquet files and returns noised outputs.
 pub async fn execute(task: &QueryTask) -> Result<ReleasedOutputs, ExecError> {
@@ -39,157 +34,16 @@ pub async fn execute(task: &QueryTask) -> Result<ReleasedOutputs, ExecError> {
         .map_err(ExecError::Rejected)?;
     let analysis = analyze_plan(&plan, &task.tables, task.epsilon, task.delta, &task.split)
         .map_err(ExecError::Rejected)?;
-    crate::analyze::check_row_expressions(&ctx, &analysis).map_err(ExecError::Rejected)?;
+    check_row_expressions(&ctx, &analysis).map_err(ExecError::Rejected)?;
     check_public_keys_unique(&ctx, &analysis).await?;
     let (keys, exact) = exact_aggregates(&ctx, &analysis, indexed.as_ref()).await?;
     release(&analysis, &keys, exact)
 }
 
-/// The stored tables that carry `UNIT_ROW_COLUMN`: their full providers and
-/// row bounds, so that bounding is a filter at each scan.
-pub(crate) type IndexedTables = HashMap<String, (std::sync::Arc<dyn TableProvider>, u64)>;
-
-/// Registers every table under its name with exactly its declared columns,
-/// after checking the stored file matches them (plus, optionally, the
-/// unit-row index at the end). Returns the indexed tables when every private
-/// table with a privacy unit has the index, else None (then bounding is a
-/// window over the rows).
-pub(crate) async fn register_tables(
-    ctx: &datafusion::prelude::SessionContext,
-    tables: &[sluice_types::sandbox::SandboxTable],
-) -> Result<Option<IndexedTables>, ExecError> {
-    let mut indexed = HashMap::new();
-    let mut all_indexed = true;
-    for t in tables {
-        let internal = format!("__sluice_rows_{}", t.name);
-        ctx.register_parquet(internal.as_str(), &t.path, ParquetReadOptions::default())
-            .await?;
-        let full = ctx.table_provider(internal.as_str()).await?;
-        let stored = full.schema();
-        let declared = arrow_schema(&t.schema);
-        let n = declared.fields().len();
-        let has_index = stored.fields().len() == n + 1
-            && stored.field(n).name() == UNIT_ROW_COLUMN
-            && stored.field(n).data_type() == &DataType::Int64;
-        let same = (stored.fields().len() == n || has_index)
-            && stored
-                .fields()
-                .iter()
-                .zip(declared.fields())
-                .all(|(a, b)| a.name() == b.name() && a.data_type() == b.data_type());
-        if !same {
-            return Err(ExecError::SchemaMismatch(t.name.clone()));
-        }
-        // The query sees the declared columns only, never the index.
-        ctx.register_parquet(
-            t.name.as_str(),
-            &t.path,
-            ParquetReadOptions {
-                schema: Some(&declared),
-                ..Default::default()
-            },
-        )
-        .await?;
-        let needs_bounding = !t.public && t.schema.privacy_unit().is_some();
-        if has_index {
-            indexed.insert(
-                t.name.clone(),
-                (full, u64::from(t.schema.max_rows_per_unit)),
-            );
-        } else if needs_bounding {
-            all_indexed = false;
-        }
-    }
-    Ok(all_indexed.then_some(indexed))
-}
-
-/// The rows of `plan` with each privacy unit's contribution bounded, the one
-/// mechanism shared by SQL and WASM jobs:
-/// - ingest verified every table read (no unit over its bound, no row
-///   without a unit): nothing to do;
-/// - every table carries the stored unit-row index: each is bounded where it
-///   is read (a join multiplies the bounds and a union adds them, as the
-///   analysis assumed), a streaming filter;
-/// - otherwise rows without a unit are dropped (they cannot be attributed)
-///   and a window keeps each unit's first `k` rows in a random order.
-///
-/// Without a unit column each row is its own unit and nothing is done.
-pub(crate) fn bounded_rows(
-    plan: LogicalPlan,
-    unit: Option<&Expr>,
-    k: u64,
-    bound_verified: bool,
-    indexed: Option<&IndexedTables>,
-) -> Result<LogicalPlanBuilder, ExecError> {
-    let Some(unit) = unit.filter(|_| !bound_verified) else {
-        return Ok(LogicalPlanBuilder::from(plan));
-    };
-    if let Some(indexed) = indexed {
-        return Ok(LogicalPlanBuilder::from(bound_at_scans(plan, indexed)?));
-    }
-    let rn = row_number()
-        .partition_by(vec![unit.clone()])
-        .order_by(vec![random().sort(true, true)])
-        .build()?
-        .alias(ROW_NUMBER);
-    Ok(LogicalPlanBuilder::from(plan)
-        .filter(unit.clone().is_not_null())?
-        .window(vec![rn])?
-        .filter(col(ROW_NUMBER).lt_eq(lit(k)))?)
-}
-
-/// Replaces each scan of an indexed table by a scan of the stored file that
-/// keeps the first `k` rows of every unit (by the secret order fixed at
-/// ingest) and drops rows without a unit: a streaming filter. Subqueries in
-/// WHERE keep reading whole tables: they only decide membership.
-fn bound_at_scans(plan: LogicalPlan, indexed: &IndexedTables) -> Result<LogicalPlan, ExecError> {
-    use datafusion::common::tree_node::{Transformed, TreeNode};
-    let out = plan.transform_up(|node| {
-        let LogicalPlan::TableScan(scan) = &node else {
-            return Ok(Transformed::no(node));
-        };
-        let Some((full, k)) = indexed.get(scan.table_name.table()) else {
-            return Ok(Transformed::no(node));
-        };
-        let qualifier = scan.table_name.clone();
-        let mut b = LogicalPlanBuilder::scan(
-            qualifier.clone(),
-            datafusion::datasource::provider_as_source(full.clone()),
-            None,
-        )?
-        .filter(
-            Expr::Column(datafusion::common::Column::new(
-                Some(qualifier.clone()),
-                UNIT_ROW_COLUMN,
-            ))
-            .lt_eq(lit(*k as i64)),
-        )?;
-        for f in &scan.filters {
-            b = b.filter(f.clone())?;
-        }
-        let columns: Vec<Expr> = scan
-            .projected_schema
-            .fields()
-            .iter()
-            .map(|f| {
-                Expr::Column(datafusion::common::Column::new(
-                    Some(qualifier.clone()),
-                    f.name(),
-                ))
-            })
-            .collect();
-        Ok(Transformed::yes(b.project(columns)?.build()?))
-    })?;
-    Ok(out.data)
-}
-
 /// A public table joined on a key must have each key once, or a private row
 /// could match several public rows. The table is public, so saying which
 /// table and column failed reveals nothing private.
-async fn check_public_keys_unique(
-    ctx: &datafusion::prelude::SessionContext,
-    a: &Analysis,
-) -> Result<(), ExecError> {
+async fn check_public_keys_unique(ctx: &SessionContext, a: &Analysis) -> Result<(), ExecError> {
     for (table, column) in &a.public_keys {
         let key = Expr::Column(datafusion::common::Column::new_unqualified(column));
         let repeated = ctx
@@ -201,7 +55,7 @@ async fn check_public_keys_unique(
             .count()
             .await?;
         if repeated > 0 {
-            return Err(ExecError::Rejected(crate::Rejection(vec![format!(
+            return Err(ExecError::Rejected(Rejection(vec![format!(
                 "public table {table}: its key column {column} is declared unique but has repeated values, so a join on it could multiply a person's rows"
             )])));
         }
@@ -231,7 +85,7 @@ pub(crate) enum Exact {
 /// keys; with key selection, the key combinations found in the data (the
 /// caller releases only those whose noisy count passes the threshold).
 pub(crate) async fn exact_aggregates(
-    ctx: &datafusion::prelude::SessionContext,
+    ctx: &SessionContext,
     a: &Analysis,
     indexed: Option<&IndexedTables>,
 ) -> Result<(Vec<Vec<DomainValue>>, Vec<Exact>), ExecError> {
@@ -317,38 +171,68 @@ pub(crate) async fn exact_aggregates(
         .project(projection)?
         .aggregate(keys, aggregates)?
         .build()?;
-    let batches = crate::rowexpr::collect(ctx, plan).await?;
+    let batches = collect(ctx, plan).await?;
 
     let n_keys = a.group_keys.len();
-    let mut found = Vec::new();
-    for (b, batch) in batches.iter().enumerate() {
-        'rows: for row in 0..batch.num_rows() {
-            let mut key = Vec::with_capacity(n_keys);
-            for (k, g) in a.group_keys.iter().enumerate() {
-                match domain_value(batch.column(k).as_ref(), row)? {
-                    Some(v)
-                        if g.domain
-                            .as_ref()
-                            .is_none_or(|d| d.binary_search(&v).is_ok()) =>
-                    {
-                        key.push(v)
+    // Each group read back goes to its cell: with public domains by a
+    // mixed-radix index (the key's position in each sorted domain, the first
+    // key most significant, as `cells` orders them), with no key vectors
+    // built or hashed; with key selection, by the sorted keys found.
+    let (keys, found) = if a.key_selection.is_none() {
+        let domains: Vec<&[DomainValue]> = a
+            .group_keys
+            .iter()
+            .map(|g| g.domain.as_deref().unwrap_or_default())
+            .collect();
+        let mut found = Vec::new();
+        for (b, batch) in batches.iter().enumerate() {
+            'rows: for row in 0..batch.num_rows() {
+                let mut cell = 0usize;
+                for (k, domain) in domains.iter().enumerate() {
+                    match domain_position(batch.column(k).as_ref(), row, domain)? {
+                        Some(position) => cell = cell * domain.len() + position,
+                        None => continue 'rows,
                     }
-                    _ => continue 'rows,
                 }
+                found.push((cell, b, row));
             }
-            found.push((key, b, row));
         }
-    }
-    let keys = if a.key_selection.is_some() {
-        let mut keys: Vec<Vec<DomainValue>> = found.iter().map(|f| f.0.clone()).collect();
+        (cells(a), found)
+    } else {
+        let mut found_keys = Vec::new();
+        for (b, batch) in batches.iter().enumerate() {
+            'rows: for row in 0..batch.num_rows() {
+                let mut key = Vec::with_capacity(n_keys);
+                for (k, g) in a.group_keys.iter().enumerate() {
+                    match domain_value(batch.column(k).as_ref(), row)? {
+                        // A key with a public domain keeps only its values.
+                        Some(v)
+                            if g.domain
+                                .as_ref()
+                                .is_none_or(|d| d.binary_search(&v).is_ok()) =>
+                        {
+                            key.push(v)
+                        }
+                        _ => continue 'rows,
+                    }
+                }
+                found_keys.push((key, b, row));
+            }
+        }
+        let mut keys: Vec<Vec<DomainValue>> = found_keys.iter().map(|f| f.0.clone()).collect();
         keys.sort();
         keys.dedup();
-        keys
-    } else {
-        cells(a)
+        let found = found_keys
+            .into_iter()
+            .map(|(key, b, row)| {
+                let cell = keys
+                    .binary_search(&key)
+                    .expect("every key found is among the keys");
+                (cell, b, row)
+            })
+            .collect::<Vec<_>>();
+        (keys, found)
     };
-    let index: HashMap<&Vec<DomainValue>, usize> =
-        keys.iter().enumerate().map(|(i, k)| (k, i)).collect();
     let mut vectors: Vec<Exact> = a
         .measurements
         .iter()
@@ -357,13 +241,9 @@ pub(crate) async fn exact_aggregates(
             _ => Exact::Totals(vec![0; keys.len()]),
         })
         .collect();
-    for (key, b, row) in &found {
-        let (batch, row) = (&batches[*b], *row);
+    for &(cell, b, row) in &found {
+        let batch = &batches[b];
         {
-            let Some(&cell) = index.get(key) else {
-                // Unreachable: keys are filtered to the domain above.
-                return Err(ExecError::Engine("group key outside its domain".into()));
-            };
             for (j, v) in vectors.iter_mut().enumerate() {
                 let col = batch.column(n_keys + j);
                 let wrong_type =
@@ -390,6 +270,43 @@ pub(crate) async fn exact_aggregates(
         }
     }
     Ok((keys, vectors))
+}
+
+/// The position of a group's key in its sorted public domain; None for
+/// NULL and for values outside the domain (groups never released). Reads
+/// the typed array, so no key value is allocated per group.
+fn domain_position(
+    array: &dyn Array,
+    row: usize,
+    domain: &[DomainValue],
+) -> Result<Option<usize>, ExecError> {
+    use std::cmp::Ordering;
+    if array.is_null(row) {
+        return Ok(None);
+    }
+    let text = |s: &str| {
+        domain.binary_search_by(|d| match d {
+            DomainValue::Text(t) => t.as_str().cmp(s),
+            _ => Ordering::Less,
+        })
+    };
+    let found = if let Some(a) = array.as_primitive_opt::<Int64Type>() {
+        domain.binary_search(&DomainValue::Int(a.value(row)))
+    } else if let Some(a) = array.as_string_opt::<i32>() {
+        text(a.value(row))
+    } else if let Some(a) = array.as_string_view_opt() {
+        text(a.value(row))
+    } else if let Some(a) = array.as_string_opt::<i64>() {
+        text(a.value(row))
+    } else if let Some(a) = array.as_boolean_opt() {
+        domain.binary_search(&DomainValue::Bool(a.value(row)))
+    } else {
+        match domain_value(array, row)? {
+            Some(v) => domain.binary_search(&v),
+            None => return Ok(None),
+        }
+    };
+    Ok(found.ok())
 }
 
 /// A group's key value; None for NULL.
@@ -476,8 +393,14 @@ pub(crate) fn release(
                     quantiles: Vec::new(),
                     rank_error95: f64::NAN,
                     half95: mech.ci_halfwidth(),
-                    half975: discrete_laplace_halfwidth(mech.scale(), (1.0 - CONFIDENCE) / 2.0),
-                    half_third: discrete_laplace_halfwidth(mech.scale(), (1.0 - CONFIDENCE) / 3.0),
+                    half975: discrete_laplace_halfwidth(
+                        mech.scale(),
+                        (1.0 - CONFIDENCE_LEVEL) / 2.0,
+                    ),
+                    half_third: discrete_laplace_halfwidth(
+                        mech.scale(),
+                        (1.0 - CONFIDENCE_LEVEL) / 3.0,
+                    ),
                 });
             }
             (Mechanism::Quantile(mech), Exact::Values(cells)) => {
@@ -536,17 +459,10 @@ pub(crate) fn release(
             value: noised[*quantile].quantiles[cell],
             rank_error95: noised[*quantile].rank_error95,
         },
-        Aggregate::Count { count } => {
-            let n = &noised[*count];
-            let v = n.values[cell] as f64;
-            Cell::Noisy {
-                value: v,
-                ci95: [v - n.half95, v + n.half95],
-            }
-        }
-        Aggregate::Sum { sum } => {
-            let n = &noised[*sum];
-            let s = scale_of(*sum);
+        // A count's scale is 1: its cell is a sum's.
+        Aggregate::Count { count: i } | Aggregate::Sum { sum: i } => {
+            let n = &noised[*i];
+            let s = scale_of(*i);
             let v = n.values[cell] as f64 / s;
             Cell::Noisy {
                 value: v,
@@ -678,7 +594,7 @@ fn having_mask(
             other => Ok(Transformed::no(other)),
         })?
         .data;
-    let ctx = datafusion::prelude::SessionContext::new();
+    let ctx = SessionContext::new();
     let physical = ctx.create_physical_expr(predicate, &df_schema)?;
     let batch = datafusion::arrow::record_batch::RecordBatch::try_new(schema, columns)
         .map_err(|e| ExecError::Engine(e.to_string()))?;
@@ -852,36 +768,4 @@ fn var_cell(m: &Moments, lo: f64, hi: f64, sample: bool, root: bool) -> Cell {
     } else {
         Cell::Noisy { value, ci95: ci }
     }
-}
-
-/// Each privacy unit's rows of `table`, for a WASM job: the listed numeric
-/// columns as f64 (NULL as NaN), row-major, one vector per unit, each unit
-/// bounded exactly as for SQL jobs. Without a unit column each row is a
-/// unit.
-pub async fn unit_rows(
-    table: &sluice_types::sandbox::SandboxTable,
-    columns: &[String],
-) -> Result<Vec<Vec<f64>>, ExecError> {
-    let problems = table.schema.guest_column_problems(&table.name, columns);
-    if !problems.is_empty() {
-        return Err(ExecError::Rejected(crate::Rejection(problems)));
-    }
-    let ctx = locked_context()?;
-    let indexed = register_tables(&ctx, std::slice::from_ref(table)).await?;
-    let unit = table.schema.privacy_unit().map(|u| col(u.name.as_str()));
-    let scan = ctx
-        .table(table.name.as_str())
-        .await?
-        .into_unoptimized_plan();
-    let bounded = bounded_rows(
-        scan,
-        unit.as_ref(),
-        u64::from(table.schema.max_rows_per_unit),
-        table.bound_verified,
-        indexed.as_ref(),
-    )?;
-    let values = columns.iter().map(|c| col(c.as_str())).collect();
-    let rows = crate::train::read_unit_rows(&ctx, bounded, unit, values).await?;
-    let units = (0..rows.units()).map(|i| rows.unit(i).to_vec()).collect();
-    Ok(units)
 }

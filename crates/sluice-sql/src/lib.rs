@@ -10,50 +10,35 @@
 //! the user. The crate runs inside the sandbox process only; errors that
 //! arise after data is read are reported to the caller as generic failures.
 
+// Modules import one way only, each from those listed before it (tests
+// aside); `use crate::` lines say which:
+//   error     Rejection, ExecError
+//   rowexpr   what a row expression may compute              (error)
+//   session   locked-down context, planning                  (error, rowexpr)
+//   bounds    interval bounds of row expressions             (rowexpr)
+//   rows      the row scope: datasets, unit, bound k         (bounds, rowexpr)
+//   tables    registration, per-unit bounding                (error, session)
+//   units     rows grouped by unit, for WASM and training    (error, session, tables)
+//   analyze   the analysis steps, in analyze/                (error, rowexpr, rows, bounds, session, tables)
+//   train     the rows of a training job                     (error, rowexpr, rows, bounds, session, tables, units)
+//   execute   exact aggregates, noise, release               (error, rowexpr, session, tables, analyze)
 mod analyze;
 mod bounds;
+mod error;
 mod execute;
 mod rowexpr;
 mod rows;
 mod session;
+mod tables;
 mod train;
+mod units;
 
 pub use analyze::{Aggregate, Analysis, GroupKey, Measurement, MeasurementKind, analyze};
-pub use execute::{execute, unit_rows};
+pub use error::{ExecError, Rejection};
+pub use execute::execute;
 pub use rowexpr::{MAX_IN_LIST, MAX_PAD, MAX_REPEAT, MAX_ROW_WORK_BYTES, MAX_TEXT_BYTES};
 pub use train::{MAX_FEATURES, TrainingColumns, analyze_training, training_rows};
-
-/// A rejection: every reason at once, derived from the query and the
-/// schemas only (never from data), so it is safe to show the user.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rejection(pub Vec<String>);
-
-impl std::fmt::Display for Rejection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "query rejected: {}", self.0.join("; "))
-    }
-}
-
-impl std::error::Error for Rejection {}
-
-/// A failure while executing: the detail is for the operator log only.
-#[derive(Debug, thiserror::Error)]
-pub enum ExecError {
-    #[error("query rejected")]
-    Rejected(Rejection),
-    #[error("stored data does not match its declared schema: {0}")]
-    SchemaMismatch(String),
-    #[error("execution failed: {0}")]
-    Engine(String),
-    #[error("noise failed: {0}")]
-    Noise(#[from] sluice_dp::DpError),
-}
-
-impl From<datafusion::error::DataFusionError> for ExecError {
-    fn from(e: datafusion::error::DataFusionError) -> Self {
-        ExecError::Engine(e.to_string())
-    }
-}
+pub use units::unit_rows;
 
 #[cfg(test)]
 mod corpus_tests;

@@ -10,7 +10,8 @@ use datafusion::logical_expr::{BinaryExpr, Expr, LogicalPlan, Operator};
 use sluice_types::sandbox::SandboxTable;
 use sluice_types::schema::{ColumnSpec, DatasetSchema, MAX_ROWS_PER_UNIT_LIMIT};
 
-use crate::analyze::{check_row_expr, node_name};
+use crate::bounds::{DeclaredColumns, bounds_of};
+use crate::rowexpr::{check_shape, check_shape_node};
 
 #[derive(Debug, Clone)]
 pub struct RowScope {
@@ -64,6 +65,28 @@ impl RowScope {
     }
 }
 
+impl DeclaredColumns for RowScope {
+    fn column(&self, c: &Column) -> Result<&ColumnSpec, String> {
+        RowScope::column(self, c)
+    }
+}
+
+/// How a plan node is named in a reason to reject it.
+pub(crate) fn node_name(plan: &LogicalPlan) -> String {
+    match plan {
+        LogicalPlan::Join(_) => "JOIN".into(),
+        LogicalPlan::Union(_) => "UNION".into(),
+        LogicalPlan::Window(_) => "a window function".into(),
+        LogicalPlan::Subquery(_) => "a subquery".into(),
+        LogicalPlan::Values(_) => "VALUES".into(),
+        LogicalPlan::EmptyRelation(_) => "a query without FROM".into(),
+        LogicalPlan::Distinct(_) => "DISTINCT".into(),
+        LogicalPlan::Aggregate(_) => "a nested aggregate".into(),
+        LogicalPlan::Projection(_) => "a derived table (subquery in FROM)".into(),
+        other => format!("plan node {}", other.display()),
+    }
+}
+
 fn same_column(e: &Expr, c: &Column) -> bool {
     matches!(e, Expr::Column(x) if x.name == c.name
         && x.relation.as_ref().map(|r| r.table()) == c.relation.as_ref().map(|r| r.table()))
@@ -96,7 +119,7 @@ pub fn scope_of(
         }
         LogicalPlan::TableScan(scan) => {
             for e in &scan.filters {
-                check_row_expr(e, reasons);
+                check_shape(e, reasons);
             }
             if scan.fetch.is_some() {
                 reasons.push("a row limit on a scan is not supported".into());
@@ -178,19 +201,8 @@ pub fn scope_of(
             }
             let mut read = left.read.clone();
             read.extend(right.read.iter().cloned());
-            let mut all = left.tables.clone();
-            for t in right.tables {
-                if all.iter().any(|(q, _, _)| *q == t.0) {
-                    reasons.push(format!(
-                        "table {} appears twice; give each occurrence an alias",
-                        t.0
-                    ));
-                    return None;
-                }
-                all.push(t);
-            }
             Some(RowScope {
-                tables: all,
+                tables: joined_tables(left.tables, right.tables, reasons)?,
                 read,
                 unit: left.unit,
                 id_space: left.id_space,
@@ -252,7 +264,7 @@ fn check_filter(
                 return Ok(TreeNodeRecursion::Jump);
             }
             let mut node_reasons = Vec::new();
-            crate::analyze::check_row_node(node, &mut node_reasons);
+            check_shape_node(node, &mut node_reasons);
             let stop = !node_reasons.is_empty();
             reasons.extend(node_reasons);
             return Ok(if stop {
@@ -266,7 +278,7 @@ fn check_filter(
             reasons.push("WHERE: correlated subqueries are not supported".into());
             return Ok(TreeNodeRecursion::Jump);
         }
-        check_row_expr(&in_subquery.expr, reasons);
+        check_shape(&in_subquery.expr, reasons);
         let mut sub_reasons = Vec::new();
         let inner = match sub.subquery.as_ref() {
             LogicalPlan::Projection(p) if p.expr.len() == 1 => {
@@ -318,6 +330,26 @@ fn check_filter(
     });
 }
 
+/// The tables of both sides of a join: each qualifier may appear once, or
+/// a column reference could not tell them apart.
+fn joined_tables(
+    mut left: Vec<(String, String, DatasetSchema)>,
+    right: Vec<(String, String, DatasetSchema)>,
+    reasons: &mut Vec<String>,
+) -> Option<Vec<(String, String, DatasetSchema)>> {
+    for t in right {
+        if left.iter().any(|(q, _, _)| *q == t.0) {
+            reasons.push(format!(
+                "table {} appears twice; give each occurrence an alias",
+                t.0
+            ));
+            return None;
+        }
+        left.push(t);
+    }
+    Some(left)
+}
+
 /// The column equalities of a join's condition (its `on` keys and the
 /// column = column conjuncts of its filter); every other conjunct must be a
 /// deterministic row predicate.
@@ -333,7 +365,7 @@ fn join_pairs(j: &datafusion::logical_expr::Join, reasons: &mut Vec<String>) -> 
                 }) if matches!(**left, Expr::Column(_)) && matches!(**right, Expr::Column(_)) => {
                     pairs.push(((**left).clone(), (**right).clone()))
                 }
-                other => check_row_expr(other, reasons),
+                other => check_shape(other, reasons),
             }
         }
     }
@@ -400,17 +432,7 @@ fn public_join(
         reasons.push("JOIN with a public table: join one public table at a time".into());
         return None;
     }
-    let mut tables = private.tables.clone();
-    for t in public.tables {
-        if tables.iter().any(|(q, _, _)| *q == t.0) {
-            reasons.push(format!(
-                "table {} appears twice; give each occurrence an alias",
-                t.0
-            ));
-            return None;
-        }
-        tables.push(t);
-    }
+    let tables = joined_tables(private.tables, public.tables, reasons)?;
     let mut read = private.read.clone();
     read.extend(public.read);
     let mut public_keys = private.public_keys;
@@ -441,7 +463,7 @@ fn derived_table(
     let mut columns = Vec::with_capacity(p.expr.len());
     let mut unit_name = None;
     for (i, e) in p.expr.iter().enumerate() {
-        check_row_expr(e, reasons);
+        check_shape(e, reasons);
         let name = p.schema.field(i).name().clone();
         let mut base = match e {
             Expr::Alias(a) => a.expr.as_ref(),
@@ -489,7 +511,7 @@ fn derived_table(
                 .unwrap_or_else(|_| blank(&name, ty)),
             other => {
                 let mut spec = blank(&name, ty);
-                if let Ok((lo, hi)) = crate::bounds::bounds_of(other, &inner)
+                if let Ok((lo, hi)) = bounds_of(other, &inner)
                     && ty.is_numeric()
                 {
                     spec.lower = Some(lo);

@@ -1,15 +1,19 @@
 //! A locked-down DataFusion session. DataFusion is not an authorization
 //! boundary, so the session can do nothing but plan SELECTs over the job's
 //! own tables: no DDL, DML or statements, no URL tables, no information
-//! schema, a memory cap and no spilling to disk.
+//! schema, a memory cap and no spilling to disk. User SQL is planned here,
+//! under those options.
 
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 use sluice_types::schema::{ColumnType, DatasetSchema};
+
+use crate::error::Rejection;
 
 /// Memory a query may use inside the sandbox.
 pub const MEMORY_LIMIT: usize = 2 * 1024 * 1024 * 1024;
@@ -46,6 +50,15 @@ pub fn sql_options() -> SQLOptions {
         .with_allow_ddl(false)
         .with_allow_dml(false)
         .with_allow_statements(false)
+}
+
+/// Plans SQL under the locked-down options; errors name only SQL and schema.
+pub async fn plan_query(ctx: &SessionContext, sql: &str) -> Result<LogicalPlan, Rejection> {
+    let df = ctx
+        .sql_with_options(sql, sql_options())
+        .await
+        .map_err(|e| Rejection::planning(&e))?;
+    Ok(df.logical_plan().clone())
 }
 
 pub fn arrow_type(ty: ColumnType) -> DataType {

@@ -85,11 +85,9 @@ impl ErrorCode {
                 422,
                 "the query is outside what can be released with DP (all reasons listed)",
             ),
-            ErrorCode::Unauthenticated => (
-                "unauthenticated",
-                401,
-                "missing or unknown token (audited)",
-            ),
+            ErrorCode::Unauthenticated => {
+                ("unauthenticated", 401, "missing or unknown token (audited)")
+            }
             ErrorCode::Forbidden => (
                 "forbidden",
                 403,
@@ -110,11 +108,7 @@ impl ErrorCode {
                 409,
                 "the name or version exists; a review decision on another digest, a second decision, or a job no longer awaiting review",
             ),
-            ErrorCode::PayloadTooLarge => (
-                "payload_too_large",
-                413,
-                "body over the limit",
-            ),
+            ErrorCode::PayloadTooLarge => ("payload_too_large", 413, "body over the limit"),
             ErrorCode::RateLimited => (
                 "rate_limited",
                 429,
@@ -125,11 +119,7 @@ impl ErrorCode {
                 402,
                 "the job's ε exceeds what remains on a dataset (the user's grant or its cap) or of an agreement's budget; the message names which (audited)",
             ),
-            ErrorCode::Internal => (
-                "internal",
-                500,
-                "the operator log has the detail",
-            ),
+            ErrorCode::Internal => ("internal", 500, "the operator log has the detail"),
         }
     }
 }

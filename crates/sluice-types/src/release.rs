@@ -8,6 +8,11 @@ use crate::privacy::{Delta, Epsilon};
 
 pub const RELEASE_PAYLOAD_TYPE: &str = "application/vnd.sluice.release+json; version=1";
 
+/// Confidence level of every interval a release states (`ci95`,
+/// `rank_error95`): the noise code calibrates its intervals to it and the
+/// release writer records it.
+pub const CONFIDENCE_LEVEL: f64 = 0.95;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ColumnKind {

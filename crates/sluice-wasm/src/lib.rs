@@ -34,6 +34,7 @@ use std::time::Duration;
 
 use sluice_types::manifest::{WasmLimits, WasmMode};
 use sluice_types::privacy::Epsilon;
+use sluice_types::rows::UnitRows;
 use wasmtime::{
     Caller, Config, Engine, Extern, ExternType, Instance, InstanceAllocationStrategy, InstancePre,
     Linker, Memory, Module, PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder,
@@ -735,12 +736,7 @@ fn output_noise(magnitudes: &[f64], epsilon: Epsilon) -> Result<Vec<OutputNoise>
         .iter()
         .zip(shares)
         .map(|(m, e)| {
-            let scale = if *m == 0.0 {
-                1.0
-            } else {
-                2f64.powi((30 - m.log2().ceil() as i32).clamp(-60, 60))
-            };
-            let l1 = ((m * scale).ceil() as u64).max(1);
+            let (scale, l1) = sluice_dp::fixed_point(*m, false);
             Ok(OutputNoise {
                 scale,
                 l1,
@@ -811,22 +807,21 @@ fn release(
 }
 
 /// Runs `guest` on every unit and releases the noised sum of the clamped
-/// outputs. `units` holds each unit's rows, row-major with `columns` values
-/// per row, at most `max_rows_per_unit` of them (the schema's bound; a
-/// `map_value` guest's input region is sized by it, never by the data).
+/// outputs. Each unit of `units` has at most `max_rows_per_unit` rows (the
+/// schema's bound; a `map_value` guest's input region is sized by it, never
+/// by the data).
 pub fn run_map(
     guest: &Guest,
     spec: &MapSpec,
-    units: &[Vec<f64>],
-    columns: usize,
+    units: &UnitRows,
     max_rows_per_unit: usize,
 ) -> Result<MapRelease, WasmError> {
     spec.validate().map_err(WasmError::Rejected)?;
     let d = spec.lower.len();
     let noise = output_noise(&magnitudes(spec, None), spec.epsilon)?;
     let mut totals = vec![0i64; d];
-    let mut mapper = guest.mapper(max_rows_per_unit, columns)?;
-    for rows in units {
+    let mut mapper = guest.mapper(max_rows_per_unit, units.width)?;
+    for rows in (0..units.units()).map(|i| units.unit(i)) {
         let out = mapper.map(rows, d).unwrap_or_else(|| spec.default.clone());
         for i in 0..d {
             let v = out[i].clamp(spec.lower[i], spec.upper[i]);
@@ -854,12 +849,11 @@ pub struct SampleAggregateSpec {
 pub const MAX_BLOCKS: usize = 100_000;
 
 /// Runs `guest` on every block and releases the noised average of the
-/// clamped block outputs. `units` holds each unit's rows, row-major.
+/// clamped block outputs.
 pub fn run_sample_aggregate(
     guest: &Guest,
     spec: &SampleAggregateSpec,
-    units: &[Vec<f64>],
-    columns: usize,
+    units: &UnitRows,
 ) -> Result<MapRelease, WasmError> {
     use std::hash::BuildHasher;
     let b = &spec.bounds;
@@ -874,15 +868,15 @@ pub fn run_sample_aggregate(
     // predict it.
     let secret = std::collections::hash_map::RandomState::new();
     let mut block_rows: Vec<Vec<f64>> = vec![Vec::new(); spec.blocks];
-    for (i, rows) in units.iter().enumerate() {
+    for i in 0..units.units() {
         let block = (secret.hash_one(i) % spec.blocks as u64) as usize;
-        block_rows[block].extend_from_slice(rows);
+        block_rows[block].extend_from_slice(units.unit(i));
     }
     let noise = output_noise(&magnitudes(b, Some(spec.blocks)), b.epsilon)?;
     let mut totals = vec![0i64; d];
     for rows in &block_rows {
         let out = guest
-            .map_unit(rows, columns, d)
+            .map_unit(rows, units.width, d)
             .unwrap_or_else(|| b.default.clone());
         for i in 0..d {
             // Shifted by the lower bound so each block adds within [0, width].

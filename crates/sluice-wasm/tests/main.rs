@@ -10,6 +10,7 @@ mod pure;
 
 use sluice_types::manifest::WasmLimits;
 use sluice_types::privacy::Epsilon;
+use sluice_types::rows::UnitRows;
 use sluice_wasm::{Entry, Guest, Limits, MapSpec, WasmError, run_map};
 
 fn module(wat_text: &str) -> Vec<u8> {
@@ -102,7 +103,7 @@ fn a_per_unit_sum_is_released_within_its_interval_of_the_native_truth() {
     let s = spec(0.0, 20.0, 0.0);
     let mut inside = 0;
     for _ in 0..40 {
-        let r = run_map(&g, &s, &data, 2, 1000).unwrap();
+        let r = run_map(&g, &s, &UnitRows::from_units(2, &data), 1000).unwrap();
         assert_eq!(r.l1_sensitivity, vec![20.0]);
         inside += usize::from((r.sums[0] - truth).abs() <= r.ci95_halfwidth[0]);
     }
@@ -120,7 +121,7 @@ fn a_guest_that_copies_a_raw_row_comes_out_clamped_and_noised() {
     let data = vec![vec![90_000.0, 1.0]];
     let mut seen = std::collections::HashSet::new();
     for _ in 0..50 {
-        let r = run_map(&g, &s, &data, 2, 1000).unwrap();
+        let r = run_map(&g, &s, &UnitRows::from_units(2, &data), 1000).unwrap();
         assert!(
             r.sums[0] < 10.0 + 6.0 * r.ci95_halfwidth[0],
             "{}",
@@ -179,7 +180,13 @@ fn runaway_guests_default_their_unit_and_the_job_completes() {
         for rows in &data {
             assert_eq!(g.map_unit(rows, 2, 1), None, "{name}");
         }
-        let r = run_map(&g, &spec(0.0, 3.0, 3.0), &data, 2, 1000).unwrap();
+        let r = run_map(
+            &g,
+            &spec(0.0, 3.0, 3.0),
+            &UnitRows::from_units(2, &data),
+            1000,
+        )
+        .unwrap();
         assert!(
             (r.sums[0] - 15.0).abs() <= 4.0 * r.ci95_halfwidth[0],
             "{name}: {}",
@@ -291,7 +298,8 @@ fn a_unit_that_exhausts_its_declared_fuel_defaults_alone() {
             },
             blocks: 1,
         };
-        let r = sluice_wasm::run_sample_aggregate(&g, &s, &units, 1).unwrap();
+        let r =
+            sluice_wasm::run_sample_aggregate(&g, &s, &UnitRows::from_units(1, &units)).unwrap();
         assert!(r.ci95_halfwidth[0] < total / 100.0);
         r.sums[0]
     };
@@ -420,7 +428,7 @@ fn a_bad_spec_is_refused() {
         spec(f64::NEG_INFINITY, 1.0, 0.0),
     ] {
         assert!(matches!(
-            run_map(&g, &s, &units(2), 2, 1000),
+            run_map(&g, &s, &UnitRows::from_units(2, &units(2)), 1000),
             Err(WasmError::Rejected(_))
         ));
     }
@@ -460,7 +468,7 @@ fn sample_aggregate_averages_block_answers_with_noise_scaled_to_one_block() {
     };
     let mut inside = 0;
     for _ in 0..40 {
-        let r = sluice_wasm::run_sample_aggregate(&g, &s, &data, 2).unwrap();
+        let r = sluice_wasm::run_sample_aggregate(&g, &s, &UnitRows::from_units(2, &data)).unwrap();
         // One unit moves one block's answer by at most 10, the average by 10/50.
         assert!((r.l1_sensitivity[0] - 0.2).abs() < 1e-9);
         // Block means scatter around 4.5; the noise interval is about the
@@ -470,7 +478,9 @@ fn sample_aggregate_averages_block_answers_with_noise_scaled_to_one_block() {
     assert!(inside >= 34, "{inside}/40");
     // A guest that copies a raw value is clamped like any other.
     let copier = compile(&sum_guest()).unwrap();
-    let r = sluice_wasm::run_sample_aggregate(&copier, &s, &[vec![1e9, 1.0]], 2).unwrap();
+    let r =
+        sluice_wasm::run_sample_aggregate(&copier, &s, &UnitRows::from_units(2, &[vec![1e9, 1.0]]))
+            .unwrap();
     assert!(
         r.sums[0] <= 10.0 + 6.0 * r.ci95_halfwidth[0],
         "{}",
@@ -480,7 +490,7 @@ fn sample_aggregate_averages_block_answers_with_noise_scaled_to_one_block() {
         bounds: spec(0.0, 10.0, 5.0),
         blocks: 0,
     };
-    assert!(sluice_wasm::run_sample_aggregate(&g, &bad, &data, 2).is_err());
+    assert!(sluice_wasm::run_sample_aggregate(&g, &bad, &UnitRows::from_units(2, &data)).is_err());
 }
 
 /// The example guests of examples/wasm, written in Rust with the guest SDK
@@ -564,7 +574,7 @@ fn the_rust_example_guests_answer_within_their_intervals_of_the_native_truth() {
     assert_covers(
         "person_stats",
         || {
-            let r = run_map(&g, &s, &persons, 2, 1000).unwrap();
+            let r = run_map(&g, &s, &UnitRows::from_units(2, &persons), 1000).unwrap();
             (r.sums, r.ci95_halfwidth)
         },
         &truth,
@@ -585,7 +595,7 @@ fn the_rust_example_guests_answer_within_their_intervals_of_the_native_truth() {
     assert_covers(
         "person_range",
         || {
-            let r = run_map(&g, &s, &persons, 2, 1000).unwrap();
+            let r = run_map(&g, &s, &UnitRows::from_units(2, &persons), 1000).unwrap();
             (r.sums, r.ci95_halfwidth)
         },
         &[truth],
@@ -614,7 +624,8 @@ fn the_rust_example_guests_answer_within_their_intervals_of_the_native_truth() {
     assert_covers(
         "block_trimmed_mean",
         || {
-            let r = sluice_wasm::run_sample_aggregate(&g, &s, &people, 2).unwrap();
+            let r = sluice_wasm::run_sample_aggregate(&g, &s, &UnitRows::from_units(2, &people))
+                .unwrap();
             (r.sums, r.ci95_halfwidth)
         },
         &[4.5],

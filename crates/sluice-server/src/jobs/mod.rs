@@ -167,17 +167,23 @@ pub(crate) async fn job_events(
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
+/// The stored release of the caller's own job (404 for others' and for
+/// jobs with none).
+async fn own_release(state: &AppState, caller: &UserRecord, id: &str) -> Result<String, ApiError> {
+    own_job(state, caller, id).await?;
+    state
+        .store
+        .release(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(&format!("release of job {id}")))
+}
+
 pub(crate) async fn job_release(
     State(state): State<SharedState>,
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    own_job(&state, &caller, &id).await?;
-    let json = state
-        .store
-        .release(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(&format!("release of job {id}")))?;
+    let json = own_release(&state, &caller, &id).await?;
     Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
 }
 
@@ -191,12 +197,7 @@ pub(crate) async fn job_release_csv(
     Caller(caller): Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    own_job(&state, &caller, &id).await?;
-    let json = state
-        .store
-        .release(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(&format!("release of job {id}")))?;
+    let json = own_release(&state, &caller, &id).await?;
     let release: sluice_types::Release = serde_json::from_str(&json).map_err(|e| {
         tracing::error!(job = %id, error = %e, "stored release does not parse");
         ApiError::internal()

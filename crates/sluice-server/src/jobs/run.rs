@@ -999,7 +999,7 @@ async fn execute(
                 outputs,
                 epsilon_spent: epsilon,
                 delta_spent: delta,
-                confidence_level: sluice_types_confidence(),
+                confidence_level: sluice_types::release::CONFIDENCE_LEVEL,
                 created_at: at.clone(),
             };
             let envelope = sluice_crypto::sign_release(&state.keys, &body);
@@ -1067,8 +1067,4 @@ async fn execute(
         }
     }
     Ok(())
-}
-
-fn sluice_types_confidence() -> f64 {
-    0.95
 }

@@ -246,7 +246,7 @@ pub(crate) fn describe(rule: Lit) -> String {
 
 /// Why `value` does not satisfy `rule`, if it does not.
 pub(crate) fn check_literal(rule: Lit, value: &ScalarValue) -> Option<String> {
-    let int = crate::bounds::literal_f64(value)
+    let int = super::literal_f64(value)
         .filter(|v| v.fract() == 0.0)
         .map(|v| v as i64);
     let text = match value {
@@ -293,7 +293,7 @@ pub(crate) fn output_size(
             .get(i)
             .copied()
             .flatten()
-            .and_then(crate::bounds::literal_f64)
+            .and_then(super::literal_f64)
             .map_or(0, |v| v.max(0.0) as u64)
     };
     let lit_len = |i: usize| match literals.get(i).copied().flatten() {

@@ -15,9 +15,15 @@
 //!   stored cell, literal counts), so that one person's rows can move a
 //!   job's duration only a little (docs/threat-model.md).
 //!
-//! [`verify`] checks a plan (after DataFusion's type coercion, which adds
+//! Two passes decide what a row expression may compute. [`check_shape`]
+//! runs on the plan as written, while the row scope is built: it refuses
+//! what is no row expression at all (a subquery outside the supported IN
+//! forms, a parameter, an aggregate) with the reason users see. [`verify`]
+//! then checks the whole plan (after DataFusion's type coercion, which adds
 //! implicit casts, and after [`totalize`]) against the rules; [`collect`]
 //! runs a plan with the same rewrites applied after optimisation.
+//!
+//! This module imports only `crate::error`: every other module may use it.
 
 mod functions;
 mod udf;
@@ -37,7 +43,7 @@ use datafusion::scalar::ScalarValue;
 pub use functions::{MAX_PAD, MAX_REPEAT};
 pub(crate) use udf::replacements;
 
-use crate::Rejection;
+use crate::error::Rejection;
 
 /// Longest text cell a stored version holds (ingest refuses longer ones).
 pub const MAX_CELL_BYTES: u64 = sluice_types::schema::MAX_CELL_BYTES as u64;
@@ -176,9 +182,7 @@ pub(crate) fn coerce(ctx: &SessionContext, plan: LogicalPlan) -> Result<LogicalP
 /// `plan`, coerced and made total, or every reason some row expression in
 /// it is refused. Reads no data.
 pub(crate) fn checked(ctx: &SessionContext, plan: LogicalPlan) -> Result<LogicalPlan, Rejection> {
-    let internal = |e: datafusion::error::DataFusionError| {
-        Rejection(vec![crate::analyze::planning_message(&e.to_string())])
-    };
+    let internal = |e: datafusion::error::DataFusionError| Rejection::planning(&e);
     let plan = totalize(coerce(ctx, plan).map_err(internal)?).map_err(internal)?;
     let reasons = verify(&plan);
     if !reasons.is_empty() {
@@ -187,6 +191,50 @@ pub(crate) fn checked(ctx: &SessionContext, plan: LogicalPlan) -> Result<Logical
     // What the optimiser folds (constants) fails now, not while data is read.
     ctx.state().optimize(&plan).map_err(internal)?;
     Ok(plan)
+}
+
+/// The first pass, on an expression as written: pushes onto `reasons` why
+/// it is no row expression at all, if it is not (a row's value must be
+/// deterministic and depend on the row alone). Stops at the first node
+/// refused.
+pub(crate) fn check_shape(e: &Expr, reasons: &mut Vec<String>) {
+    let _ = e.apply(|node| {
+        let before = reasons.len();
+        check_shape_node(node, reasons);
+        Ok(if reasons.len() > before {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    });
+}
+
+/// [`check_shape`] of one node (not its children), for walks that treat
+/// some nodes (IN subqueries) themselves.
+pub(crate) fn check_shape_node(node: &Expr, reasons: &mut Vec<String>) {
+    let bad = match node {
+        Expr::ScalarFunction(f) if node.is_volatile_node() => {
+            Some(format!("{}() is not deterministic", f.func.name()))
+        }
+        Expr::Exists(_)
+        | Expr::InSubquery(_)
+        | Expr::ScalarSubquery(_)
+        | Expr::SetComparison(_) => Some(
+            "subqueries are supported only as unit IN (SELECT unit ...) or over public tables, in WHERE".into(),
+        ),
+        Expr::Placeholder(_) => Some("query parameters are not supported".into()),
+        Expr::ScalarVariable(..) => Some("variables are not supported".into()),
+        Expr::AggregateFunction(_) | Expr::WindowFunction(_) => {
+            Some("aggregates and window functions are not allowed in WHERE".into())
+        }
+        Expr::OuterReferenceColumn(..) | Expr::Unnest(_) | Expr::GroupingSet(_) => {
+            Some(format!("{node} is not supported in WHERE"))
+        }
+        _ => None,
+    };
+    if let Some(r) = bad {
+        reasons.push(format!("WHERE: {r}"));
+    }
 }
 
 /// Checks the row-level plan `rows` and the expressions `exprs` computed
@@ -207,7 +255,7 @@ pub(crate) fn check_rows(
     let plan = datafusion::logical_expr::LogicalPlanBuilder::from(rows.clone())
         .project(projection)
         .and_then(|b| b.build())
-        .map_err(|e| Rejection(vec![crate::analyze::planning_message(&e.to_string())]))?;
+        .map_err(|e| Rejection::planning(&e))?;
     checked(ctx, plan).map(|_| ())
 }
 
@@ -332,6 +380,31 @@ fn literal_text(v: &ScalarValue) -> Option<&str> {
     }
 }
 
+/// `e` without the aliases around it.
+pub(crate) fn strip_alias(e: &Expr) -> &Expr {
+    match e {
+        Expr::Alias(a) => strip_alias(&a.expr),
+        other => other,
+    }
+}
+
+/// A numeric literal as f64.
+pub(crate) fn literal_f64(v: &ScalarValue) -> Option<f64> {
+    match v {
+        ScalarValue::Int8(Some(x)) => Some(f64::from(*x)),
+        ScalarValue::Int16(Some(x)) => Some(f64::from(*x)),
+        ScalarValue::Int32(Some(x)) => Some(f64::from(*x)),
+        ScalarValue::Int64(Some(x)) => Some(*x as f64),
+        ScalarValue::UInt8(Some(x)) => Some(f64::from(*x)),
+        ScalarValue::UInt16(Some(x)) => Some(f64::from(*x)),
+        ScalarValue::UInt32(Some(x)) => Some(f64::from(*x)),
+        ScalarValue::UInt64(Some(x)) => Some(*x as f64),
+        ScalarValue::Float32(Some(x)) => Some(f64::from(*x)),
+        ScalarValue::Float64(Some(x)) => Some(*x),
+        _ => None,
+    }
+}
+
 /// The literal behind `e` (through casts and a sign), if it is one.
 fn literal_of(e: &Expr) -> Option<ScalarValue> {
     match e {
@@ -341,10 +414,7 @@ fn literal_of(e: &Expr) -> Option<ScalarValue> {
         Expr::Negative(inner) => literal_of(inner)?.arithmetic_negate().ok(),
         // A negative integer literal, as totalize writes it.
         Expr::ScalarFunction(f) if f.func.name() == "sluice_sub" => match f.args.as_slice() {
-            [zero, x]
-                if literal_of(zero)
-                    .is_some_and(|z| crate::bounds::literal_f64(&z) == Some(0.0)) =>
-            {
+            [zero, x] if literal_of(zero).is_some_and(|z| literal_f64(&z) == Some(0.0)) => {
                 literal_of(x)?.arithmetic_negate().ok()
             }
             _ => None,

@@ -17,6 +17,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sluice_types::manifest::WasmLimits;
 use sluice_types::privacy::Epsilon;
+use sluice_types::rows::UnitRows;
 use sluice_wasm::{Entry, Guest, Limits, MapSpec, SampleAggregateSpec, WasmError};
 use wasm_encoder::reencode::Reencode;
 use wasm_smith::{Config, InstructionKind, InstructionKinds, Module};
@@ -368,8 +369,13 @@ fn run_case(kind: Kind, seed: u64, tally: &mut Tally) {
                 tally.unit(&case, out, DIMS, took, &l);
             }
             for d in neighbours(&data) {
-                let r = sluice_wasm::run_map(&guest, &spec(), &d, COLUMNS, MAX_ROWS)
-                    .unwrap_or_else(|e| panic!("{case}: no release: {e}"));
+                let r = sluice_wasm::run_map(
+                    &guest,
+                    &spec(),
+                    &UnitRows::from_units(COLUMNS, &d),
+                    MAX_ROWS,
+                )
+                .unwrap_or_else(|e| panic!("{case}: no release: {e}"));
                 assert!(r.sums.iter().all(|s| s.is_finite()), "{case}: {r:?}");
             }
         }
@@ -383,8 +389,8 @@ fn run_case(kind: Kind, seed: u64, tally: &mut Tally) {
                 blocks: BLOCKS,
             };
             for d in neighbours(&data) {
-                let (r, took) =
-                    timed(|| sluice_wasm::run_sample_aggregate(&guest, &s, &d, COLUMNS));
+                let units = UnitRows::from_units(COLUMNS, &d);
+                let (r, took) = timed(|| sluice_wasm::run_sample_aggregate(&guest, &s, &units));
                 let r = r.unwrap_or_else(|e| panic!("{case}: no release: {e}"));
                 assert!(r.sums.iter().all(|s| s.is_finite()), "{case}: {r:?}");
                 assert!(

@@ -4,13 +4,10 @@
 //! the same logic in native code, and a guest that writes raw rows into its
 //! gradient is cut to the clip norm per unit.
 
-#[path = "../../../../benches/learn_data.rs"]
-mod learn_data;
-
-use learn_data::{Truth, bounds, unit_effects};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use sluice_learn::{ModelKind, Scaled, TrainSpec, train_with};
+use sluice_learn::{ModelKind, Scaled, TrainSpec, gradient_sum, train_with};
+use sluice_testkit::learn::{Truth, bounds, unit_effects};
 use sluice_wasm::{Entry, Guest, Limits, WasmError};
 
 fn spec() -> TrainSpec {
@@ -96,7 +93,18 @@ fn a_gradient_guest_that_copies_raw_rows_is_clipped_and_noised() {
     let w = vec![0.2; data.dim];
     let clip = s.hyper.clip_norm;
     let mut clipped = 0;
-    for (u, moved) in unit_effects(&data, &w, Some(clip), Some(&leak), 0..data.units() as u32) {
+    let units = data.units() as u32;
+    let effects = unit_effects(units, 0..units, |some| {
+        gradient_sum(
+            &data,
+            ModelKind::Logistic,
+            &w,
+            some,
+            Some(clip),
+            Some(&leak),
+        )
+    });
+    for (u, moved) in effects {
         assert!(moved <= clip + 1e-6, "unit {u} moved the sum by {moved}");
         clipped += usize::from(moved > 0.999 * clip);
     }

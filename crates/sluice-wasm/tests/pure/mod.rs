@@ -1,6 +1,7 @@
 //! The `map_value` ABI: one instance for every unit, allowed only for code
 //! that cannot change its own state; each unit still sees only its values.
 
+use sluice_types::rows::UnitRows;
 use sluice_wasm::{Guest, Limits, WasmError};
 
 use crate::{compile, module, units};
@@ -232,7 +233,7 @@ fn the_rust_map_value_example_is_pure_and_exact() {
     };
     let mut within = 0;
     for _ in 0..40 {
-        let r = sluice_wasm::run_map(&g, &s, &persons, 2, 3).unwrap();
+        let r = sluice_wasm::run_map(&g, &s, &UnitRows::from_units(2, &persons), 3).unwrap();
         within += usize::from(
             r.sums
                 .iter()

@@ -5,6 +5,7 @@
 //! job and a model trained across two providers through the job sandbox,
 //! and verifies the signed releases offline.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -15,24 +16,26 @@ use sluice_types::api::{
     AgreementTerms, ApplicationDecision, ApplicationRequest, DatasetDescriptor,
 };
 
+use crate::files::{embed_module, name_agreements, verify_release_text};
 use crate::print;
 
-const PUMS_CSV: &[u8] = include_bytes!("../../../examples/data/PUMS_pid.csv");
-const PUMS_DESCRIPTOR: &str = include_str!("../../../examples/data/pums.toml");
+const PUMS_CSV: &[u8] = include_bytes!("../../../../examples/data/PUMS_pid.csv");
+const PUMS_DESCRIPTOR: &str = include_str!("../../../../examples/data/pums.toml");
 const JOBS: [&str; 2] = [
-    include_str!("../../../examples/jobs/income_by_sex.toml"),
-    include_str!("../../../examples/jobs/income_by_educ.toml"),
+    include_str!("../../../../examples/jobs/income_by_sex.toml"),
+    include_str!("../../../../examples/jobs/income_by_educ.toml"),
 ];
-/// A WASM job: its manifest names the module file, embedded here.
-const WASM_JOB: &str = include_str!("../../../examples/jobs/older_share.toml");
-const WASM_MODULE: &[u8] = include_bytes!("../../../examples/jobs/older_share.wasm");
+/// A WASM job: its manifest names the module file, embedded here and put
+/// into the manifest as `sluice job submit` does.
+const WASM_JOB: &str = include_str!("../../../../examples/jobs/older_share.toml");
+const WASM_MODULE: &[u8] = include_bytes!("../../../../examples/jobs/older_share.wasm");
 /// A second provider's dataset and a model trained across both.
-const HOUSEHOLD_CSV: &[u8] = include_bytes!("../../../examples/data/household.csv");
-const HOUSEHOLD_DESCRIPTOR: &str = include_str!("../../../examples/data/household.toml");
-const TRAIN_JOB: &str = include_str!("../../../examples/jobs/married_model.toml");
+const HOUSEHOLD_CSV: &[u8] = include_bytes!("../../../../examples/data/household.csv");
+const HOUSEHOLD_DESCRIPTOR: &str = include_str!("../../../../examples/data/household.toml");
+const TRAIN_JOB: &str = include_str!("../../../../examples/jobs/married_model.toml");
 /// The application alice files and the terms the providers approve with.
-const APPLICATION: &str = include_str!("../../../examples/access/application.toml");
-const TERMS: &str = include_str!("../../../examples/access/terms.toml");
+const APPLICATION: &str = include_str!("../../../../examples/access/application.toml");
+const TERMS: &str = include_str!("../../../../examples/access/terms.toml");
 
 /// `user` applies for `dataset` with the example application; `provider`
 /// approves with the example terms. Returns the agreement's id.
@@ -59,14 +62,22 @@ async fn agreement_for(user: &Client, provider: &Client, dataset: &str) -> Resul
         .context("an approval returns the agreement it created")
 }
 
-pub async fn run(data_dir: Option<PathBuf>) -> Result<()> {
+/// Where `--serve` listens unless `--bind` says otherwise: the URL the
+/// README's tour and the Python example use.
+const SERVE_BIND: &str = "127.0.0.1:7878";
+
+pub async fn run(data_dir: Option<PathBuf>, serve: bool, bind: Option<SocketAddr>) -> Result<()> {
     let temp = tempfile::tempdir().context("creating a temporary directory")?;
     let data_dir = data_dir.unwrap_or_else(|| temp.path().join("data"));
     let key_dir = sluice_server::Config::default_key_dir(&data_dir);
     let config = sluice_server::Config {
         data_dir: data_dir.clone(),
         key_dir,
-        bind: "127.0.0.1:0".parse().expect("loopback address"),
+        bind: bind.unwrap_or_else(|| {
+            if serve { SERVE_BIND } else { "127.0.0.1:0" }
+                .parse()
+                .expect("loopback address")
+        }),
         sandbox_exe: std::env::current_exe().context("locating the sluice executable")?,
         sandbox_timeout: Duration::from_secs(300),
         rate_limit: Default::default(),
@@ -87,6 +98,7 @@ pub async fn run(data_dir: Option<PathBuf>) -> Result<()> {
     println!("\n== admin creates a data provider and a researcher");
     let provider = admin.create_user("census-bureau", Role::Provider).await?;
     let researcher = admin.create_user("alice", Role::User).await?;
+    let provider_token = provider.token.clone();
     let provider = admin.with_token(provider.token);
     let alice = admin.with_token(researcher.token);
     println!("provider census-bureau, researcher alice");
@@ -123,7 +135,7 @@ pub async fn run(data_dir: Option<PathBuf>) -> Result<()> {
     println!("\n== alice applies (art. 20); the provider approves with an agreement (art. 21)");
     let pums_agreement = agreement_for(&alice, &provider, "pums").await?;
     println!("agreement {pums_agreement} covers pums; alice's jobs name it");
-    let under_pums = |m: &str| crate::name_agreements(m, std::slice::from_ref(&pums_agreement));
+    let under_pums = |m: &str| name_agreements(m, std::slice::from_ref(&pums_agreement));
 
     println!("\n== a query that would release rows is rejected before any data is read");
     let bad = JOBS[0].replace(
@@ -151,15 +163,15 @@ pub async fn run(data_dir: Option<PathBuf>) -> Result<()> {
     println!("agreement {household_agreement} with civil-registry covers household");
 
     let key = alice.public_key().await?;
-    let wasm_job = WASM_JOB.replace(
-        "file:older_share.wasm",
-        &sluice_types::b64_encode(WASM_MODULE),
-    );
+    let wasm_job = embed_module(WASM_JOB, |file| match file {
+        "older_share.wasm" => Ok(WASM_MODULE.to_vec()),
+        other => bail!("the demo embeds no module {other}"),
+    })?;
     let mut jobs = Vec::new();
     for m in JOBS.iter().copied().chain([wasm_job.as_str()]) {
         jobs.push(under_pums(m)?);
     }
-    jobs.push(crate::name_agreements(
+    jobs.push(name_agreements(
         TRAIN_JOB,
         &[pums_agreement.clone(), household_agreement.clone()],
     )?);
@@ -195,7 +207,7 @@ pub async fn run(data_dir: Option<PathBuf>) -> Result<()> {
         let release = alice.release(&job.id).await?;
         print::release(&release.body);
         let text = serde_json::to_string(&release)?;
-        let verified = crate::verify_release_text(&text, &key.public_key_hex)?;
+        let verified = verify_release_text(&text, &key.public_key_hex)?;
         println!("  signature verified offline with key {}", key.key_id);
         if verified != release.body {
             bail!("verified body differs from the returned body");
@@ -219,7 +231,29 @@ pub async fn run(data_dir: Option<PathBuf>) -> Result<()> {
             a.epsilon_remaining
         );
     }
-    started.handle.abort();
-    println!("\ndemo finished");
+    if !serve {
+        started.handle.abort();
+        println!("\ndemo finished");
+        return Ok(());
+    }
+    // A researcher with no agreement yet, so that a client can walk the
+    // whole path (apply, the provider approves, submit) on this server.
+    let bob = admin.create_user("bob", Role::User).await?;
+    let key_file = sluice_server::Config::default_key_dir(&data_dir).join("signing.ed25519.pub");
+    println!(
+        "\n== demo finished; the server keeps running until Ctrl-C. To try the CLI or the Python client on it \
+         (examples/python/researcher.py), as researcher bob with census-bureau as the provider:"
+    );
+    println!("export SLUICE_URL={url}");
+    println!("export SLUICE_TOKEN={}", bob.token);
+    println!("export SLUICE_PROVIDER_TOKEN={provider_token}");
+    println!("export SLUICE_KEY_FILE={}", key_file.display());
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        served = started.handle => {
+            served.context("the server task")?.context("serving")?;
+        }
+    }
+    println!("stopped");
     Ok(())
 }

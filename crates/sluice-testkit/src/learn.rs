@@ -1,10 +1,11 @@
 //! Synthetic data with a known logistic model, shared by sluice-learn's
-//! tests and the training benchmark: 20 features uniform within declared
-//! bounds of different widths and offsets, labels drawn from the model.
+//! tests, sluice-wasm's gradient tests, the training benchmark and the
+//! end-to-end training test: 20 features uniform within declared bounds of
+//! different widths and offsets, labels drawn from the model. What needs
+//! sluice-learn (predicting, gradient sums) comes in as a closure.
 
 use rand::Rng;
 use rand::rngs::StdRng;
-use sluice_learn::{CustomGradient, ModelKind, Scaled, Trained, gradient_sum, predict_original};
 use sluice_types::rows::UnitRows;
 
 pub const FEATURES: usize = 20;
@@ -79,27 +80,18 @@ impl Truth {
     }
 }
 
-/// Share of `test`'s rows that `model` classifies right.
-#[allow(dead_code)]
-pub fn accuracy(model: &Trained, test: &UnitRows) -> f64 {
+/// Share of `test`'s rows that a model classifies right, given its
+/// probability of label 1 for a row's features (`predict`).
+pub fn accuracy(test: &UnitRows, predict: impl Fn(&[f64]) -> f64) -> f64 {
     let right = test
         .values
         .chunks_exact(test.width)
-        .filter(|row| {
-            let p = predict_original(
-                ModelKind::Logistic,
-                model.intercept,
-                &model.coefficients,
-                &row[..FEATURES],
-            );
-            (p >= 0.5) == (row[FEATURES] >= 0.5)
-        })
+        .filter(|row| (predict(&row[..FEATURES]) >= 0.5) == (row[FEATURES] >= 0.5))
         .count();
     right as f64 / test.rows() as f64
 }
 
 /// Euclidean distance: how far one unit moved a gradient sum.
-#[allow(dead_code)]
 pub fn l2_distance(a: &[f64], b: &[f64]) -> f64 {
     a.iter()
         .zip(b)
@@ -108,25 +100,21 @@ pub fn l2_distance(a: &[f64], b: &[f64]) -> f64 {
         .sqrt()
 }
 
-/// How far removing each of `units` moves a logistic step's gradient sum
-/// over every unit (clipped when `clip` is given): the per-unit sensitivity
-/// the clipping tests bound.
-#[allow(dead_code)]
+/// How far removing each of `units` moves a gradient sum over all `total`
+/// units (`gradient_sum` of the units it is given): the per-unit
+/// sensitivity the clipping tests bound.
 pub fn unit_effects(
-    data: &Scaled,
-    w: &[f64],
-    clip: Option<f64>,
-    custom: Option<&CustomGradient<'_>>,
+    total: u32,
     units: impl IntoIterator<Item = u32>,
+    gradient_sum: impl Fn(&[u32]) -> Vec<f64>,
 ) -> Vec<(u32, f64)> {
-    let all: Vec<u32> = (0..data.units() as u32).collect();
-    let full = gradient_sum(data, ModelKind::Logistic, w, &all, clip, custom);
+    let all: Vec<u32> = (0..total).collect();
+    let full = gradient_sum(&all);
     units
         .into_iter()
         .map(|u| {
             let without: Vec<u32> = all.iter().copied().filter(|x| *x != u).collect();
-            let rest = gradient_sum(data, ModelKind::Logistic, w, &without, clip, custom);
-            (u, l2_distance(&full, &rest))
+            (u, l2_distance(&full, &gradient_sum(&without)))
         })
         .collect()
 }

@@ -1,0 +1,105 @@
+//! The group keys: columns with a declared public domain, or keys selected
+//! from the data by DP thresholding (which costs δ), and the number of
+//! cells they give.
+
+use datafusion::logical_expr::{Aggregate, Expr};
+use sluice_types::privacy::Delta;
+use sluice_types::schema::ColumnType;
+
+use super::analysis::{GroupKey, MAX_CELLS, MAX_KEY_DELTA};
+use crate::rowexpr::strip_alias;
+use crate::rows::RowScope;
+
+/// The keys of `aggregate`'s GROUP BY, pushing every reason to reject onto
+/// `reasons`.
+pub(super) fn group_keys(
+    aggregate: &Aggregate,
+    scope: &RowScope,
+    delta: Delta,
+    reasons: &mut Vec<String>,
+) -> Vec<GroupKey> {
+    let mut group_keys = Vec::new();
+    for g in &aggregate.group_expr {
+        match strip_alias(g) {
+            Expr::Column(c) => match scope.column(c) {
+                Ok(spec) if spec.role.is_pseudonymised() => reasons.push(format!(
+                    "GROUP BY {}: the column is an identifier; its pseudonyms are never released",
+                    c.name
+                )),
+                Ok(spec) => match &spec.domain {
+                    Some(domain) => {
+                        let mut domain = domain.clone();
+                        domain.sort();
+                        group_keys.push(GroupKey {
+                            expr: Expr::Column(c.clone()),
+                            column: spec.clone(),
+                            domain: Some(domain),
+                        });
+                    }
+                    None if spec.ty == ColumnType::Float => {
+                        reasons.push(format!(
+                            "GROUP BY {}: a float column without a declared domain cannot be a key; bucket it with CASE in a subquery",
+                            c.name
+                        ))
+                    }
+                    None if delta == Delta::ZERO => reasons.push(format!(
+                        "GROUP BY {}: the column has no declared public domain, so its keys must be selected by DP thresholding, which needs privacy.delta > 0 (at most {MAX_KEY_DELTA})",
+                        c.name
+                    )),
+                    None => group_keys.push(GroupKey {
+                        expr: Expr::Column(c.clone()),
+                        column: spec.clone(),
+                        domain: None,
+                    }),
+                },
+                Err(e) => reasons.push(format!("GROUP BY: {e}")),
+            },
+            Expr::GroupingSet(_) => reasons.push("GROUPING SETS, ROLLUP and CUBE are not supported yet".into()),
+            other => reasons.push(format!(
+                "GROUP BY {other}: only plain columns with a declared public domain can be group keys"
+            )),
+        }
+    }
+    group_keys
+}
+
+/// Whether some key is selected from the data (it has no public domain).
+pub(super) fn selects_keys(keys: &[GroupKey]) -> bool {
+    keys.iter().any(|g| g.domain.is_none())
+}
+
+/// δ is spent on key selection only: it must be zero when every key is
+/// public (it would be charged for nothing), and within the per-job limit.
+pub(super) fn check_delta(keys: &[GroupKey], delta: Delta, reasons: &mut Vec<String>) {
+    if delta != Delta::ZERO && !selects_keys(keys) {
+        reasons.push(
+            "privacy.delta is set, but every group key of this query is public, so the query is pure epsilon-DP: remove privacy.delta (it would be charged as asked)"
+                .into(),
+        );
+    }
+    if delta.as_f64() > MAX_KEY_DELTA {
+        reasons.push(format!(
+            "privacy.delta {delta} is above the limit of {MAX_KEY_DELTA} per job"
+        ));
+    }
+}
+
+/// Cells released before HAVING and LIMIT: the product of the public
+/// domains' sizes, within `MAX_CELLS`; 0 when keys are selected from the
+/// data (their number depends on it).
+pub(super) fn cell_count(keys: &[GroupKey], reasons: &mut Vec<String>) -> usize {
+    let cells = if selects_keys(keys) {
+        0
+    } else {
+        keys.iter()
+            .filter_map(|g| g.domain.as_ref())
+            .try_fold(1usize, |acc, d| acc.checked_mul(d.len()))
+            .unwrap_or(usize::MAX)
+    };
+    if cells > MAX_CELLS {
+        reasons.push(format!(
+            "the group keys' domains give {cells} cells, more than the limit of {MAX_CELLS}"
+        ));
+    }
+    cells
+}
