@@ -12,7 +12,9 @@ use opendp::measures::ZeroConcentratedDivergence;
 use opendp::metrics::L2Distance;
 use sluice_types::privacy::{Delta, Epsilon};
 
-use crate::{DpError, opendp_err};
+use sluice_types::release::CONFIDENCE_LEVEL;
+
+use crate::{DpError, calibrate_scale, opendp_err};
 
 type GaussianMeasurement = Measurement<
     VectorDomain<AtomDomain<f64>>,
@@ -45,16 +47,12 @@ impl Gaussian {
             return Err(DpError::Calibration);
         }
         // ρ = Δ² / (2σ²).
-        let mut scale = l2_sensitivity / (2.0 * rho).sqrt();
-        for _ in 0..64 {
+        let (meas, scale) = calibrate_scale(l2_sensitivity / (2.0 * rho).sqrt(), |scale| {
             let meas = gaussian_of_scale(scale, dim)?;
             let loss: f64 = meas.map(&l2_sensitivity).map_err(opendp_err)?;
-            if loss <= rho {
-                return Ok(Gaussian { meas, scale, dim });
-            }
-            scale = f64::from_bits(scale.to_bits() + 1 + (scale.to_bits() >> 40));
-        }
-        Err(DpError::Calibration)
+            Ok((loss <= rho).then_some(meas))
+        })?;
+        Ok(Gaussian { meas, scale, dim })
     }
 
     /// Standard deviation of the noise on every coordinate.
@@ -79,9 +77,11 @@ impl Gaussian {
         self.meas.invoke(&values.to_vec()).map_err(opendp_err)
     }
 
-    /// Half-width of every coordinate's 95% interval.
+    /// Half-width of every coordinate's interval at `CONFIDENCE_LEVEL`, by
+    /// OpenDP's accuracy function.
     pub fn ci_halfwidth(&self) -> f64 {
-        1.959_963_984_540_054 * self.scale
+        opendp::accuracy::gaussian_scale_to_accuracy(self.scale, 1.0 - CONFIDENCE_LEVEL)
+            .unwrap_or(f64::INFINITY)
     }
 }
 

@@ -1,8 +1,12 @@
 //! Differential privacy for Sluice: noise, budget splitting and accuracy.
 //!
-//! This is the only crate that names OpenDP. Every noise sample comes from
-//! OpenDP's exact discrete samplers (built with `use-openssl`, so randomness
-//! comes from OpenSSL's CSPRNG); no floating-point sampling is written here.
+//! This is the only crate that names OpenDP. OpenDP calibrates every
+//! mechanism and states its privacy loss. Discrete Laplace noise is drawn by
+//! `sample.rs`, the same exact algorithm as OpenDP's on machine integers
+//! (checked against a big-integer reference and OpenDP's own sampler),
+//! falling back to OpenDP's sampler for scales it does not cover; every
+//! other sample comes from OpenDP. Randomness is OpenSSL's CSPRNG (OpenDP
+//! is built with `use-openssl`); no floating-point sampling is written here.
 //! The crate never sees rows: it receives exact integer aggregates whose
 //! sensitivity the caller computed from declared bounds, and it must not be
 //! handed anything else.
@@ -13,12 +17,12 @@ use opendp::measurements::{make_laplace, make_private_quantile};
 use opendp::measures::MaxDivergence;
 use opendp::metrics::{L1Distance, SymmetricDistance};
 use sluice_types::privacy::{Delta, Epsilon};
+use sluice_types::release::CONFIDENCE_LEVEL;
 
 mod gaussian;
+mod sample;
 pub use gaussian::{Gaussian, zcdp_budget, zcdp_epsilon};
-
-/// Confidence level of every interval Sluice reports.
-pub const CONFIDENCE: f64 = 0.95;
+use sample::{ExactScale, OsRandom};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DpError {
@@ -32,6 +36,39 @@ pub enum DpError {
 
 fn opendp_err(e: opendp::error::Error) -> DpError {
     DpError::Mechanism(e.to_string())
+}
+
+/// The mechanism `fitting(scale)` builds at the smallest scale, from
+/// `start` upwards, at which it returns one: OpenDP rounds its privacy maps
+/// up, so the scale a closed formula gives may be a hair too small. Each
+/// step raises the scale by about 2^-40 of itself, 64 steps at most.
+fn calibrate_scale<M>(
+    start: f64,
+    mut fitting: impl FnMut(f64) -> Result<Option<M>, DpError>,
+) -> Result<(M, f64), DpError> {
+    let mut scale = start;
+    for _ in 0..64 {
+        if let Some(meas) = fitting(scale)? {
+            return Ok((meas, scale));
+        }
+        scale = f64::from_bits(scale.to_bits() + 1 + (scale.to_bits() >> 40));
+    }
+    Err(DpError::Calibration)
+}
+
+/// Fixed point for summing reals with integer noise: the scale (1 for
+/// integers up to 2^30, else a power of two that puts `magnitude` at most
+/// 2^30 units) and `magnitude` in units, at least 1. A sum of up to 2^33
+/// such values stays exact in i64.
+pub fn fixed_point(magnitude: f64, integers: bool) -> (f64, u64) {
+    let limit = (1u64 << 30) as f64;
+    let scale = if (integers && magnitude <= limit) || magnitude == 0.0 {
+        1.0
+    } else {
+        let exp = 30 - magnitude.log2().ceil() as i32;
+        2f64.powi(exp.clamp(-60, 60))
+    };
+    (scale, ((magnitude * scale).ceil() as u64).max(1))
 }
 
 /// Splits `total` into `parts` shares that add up to it exactly (to the
@@ -104,8 +141,9 @@ const PARALLEL_NOISE_MIN: usize = 1 << 14;
 
 /// A calibrated discrete Laplace mechanism over integer vectors.
 pub struct DiscreteLaplace {
-    meas: LaplaceMeasurement,
     scale: f64,
+    /// The scale as an exact fraction, when the fast sampler covers it.
+    exact: Option<ExactScale>,
 }
 
 impl DiscreteLaplace {
@@ -118,45 +156,37 @@ impl DiscreteLaplace {
         }
         let budget = epsilon.as_f64();
         let d_in = i64::try_from(l1_sensitivity).map_err(|_| DpError::Calibration)?;
-        let mut scale = l1_sensitivity as f64 / budget;
-        // OpenDP rounds its privacy map up; nudge the scale until the loss fits.
-        for _ in 0..64 {
-            let meas = laplace_of_scale(scale)?;
-            let loss: f64 = meas.map(&d_in).map_err(opendp_err)?;
-            if loss <= budget {
-                return Ok(DiscreteLaplace { meas, scale });
-            }
-            scale = f64::from_bits(scale.to_bits() + 1 + (scale.to_bits() >> 40));
-        }
-        Err(DpError::Calibration)
+        let ((), scale) = calibrate_scale(l1_sensitivity as f64 / budget, |scale| {
+            let loss: f64 = laplace_of_scale(scale)?.map(&d_in).map_err(opendp_err)?;
+            Ok((loss <= budget).then_some(()))
+        })?;
+        Ok(DiscreteLaplace {
+            scale,
+            exact: ExactScale::of(scale),
+        })
     }
 
     pub fn scale(&self) -> f64 {
         self.scale
     }
 
-    /// Adds independent discrete Laplace noise to every element. Long
-    /// vectors are noised in chunks on all cores: each thread builds the
-    /// same OpenDP mechanism (same scale; OpenDP's measurements are not
-    /// `Send`) and noises its chunk, which is the same distribution as
-    /// noising the whole vector at once.
+    /// Adds independent discrete Laplace noise of exactly this scale to
+    /// every element (saturating at the i64 range, as OpenDP does). Long
+    /// vectors are noised in chunks on all cores, each thread with its own
+    /// random stream: the same distribution as noising the whole vector.
     pub fn release(&self, values: Vec<i64>) -> Result<Vec<i64>, DpError> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         if values.len() < PARALLEL_NOISE_MIN || threads < 2 {
-            return self.meas.invoke(&values).map_err(opendp_err);
+            let mut values = values;
+            self.noise_in_place(&mut values)?;
+            return Ok(values);
         }
         let chunk = values.len().div_ceil(threads);
-        let scale = self.scale;
-        let parts: Vec<Result<Vec<i64>, DpError>> = std::thread::scope(|s| {
+        let mut values = values;
+        let parts: Vec<Result<(), DpError>> = std::thread::scope(|s| {
             let handles: Vec<_> = values
-                .chunks(chunk)
-                .map(|part| {
-                    s.spawn(move || {
-                        laplace_of_scale(scale)?
-                            .invoke(&part.to_vec())
-                            .map_err(opendp_err)
-                    })
-                })
+                .chunks_mut(chunk)
+                .map(|part| s.spawn(move || self.noise_in_place(part)))
                 .collect();
             handles
                 .into_iter()
@@ -166,17 +196,36 @@ impl DiscreteLaplace {
                 })
                 .collect()
         });
-        let mut out = Vec::with_capacity(values.len());
         for part in parts {
-            out.extend(part?);
+            part?;
         }
-        Ok(out)
+        Ok(values)
+    }
+
+    fn noise_in_place(&self, values: &mut [i64]) -> Result<(), DpError> {
+        match self.exact {
+            Some(exact) => {
+                let mut rng = OsRandom::new();
+                for v in values.iter_mut() {
+                    *v = sample::add_saturating(*v, sample::discrete_laplace(&mut rng, exact)?);
+                }
+            }
+            // OpenDP's measurements are not `Send`: each thread builds its
+            // own at the same scale.
+            None => {
+                let noised = laplace_of_scale(self.scale)?
+                    .invoke(&values.to_vec())
+                    .map_err(opendp_err)?;
+                values.copy_from_slice(&noised);
+            }
+        }
+        Ok(())
     }
 
     /// Half-width `t` (integer units) such that the noise lies in `[-t, t]`
-    /// with probability at least `CONFIDENCE`.
+    /// with probability at least `CONFIDENCE_LEVEL`.
     pub fn ci_halfwidth(&self) -> f64 {
-        discrete_laplace_halfwidth(self.scale, 1.0 - CONFIDENCE)
+        discrete_laplace_halfwidth(self.scale, 1.0 - CONFIDENCE_LEVEL)
     }
 
     /// Standard deviation of the noise, in integer units.
@@ -191,7 +240,7 @@ impl DiscreteLaplace {
 /// mechanism (permute-and-flip) over a public grid of candidates: Smith's
 /// score `|(1-α)·#(x<c) - α·#(x>c)|`, in row units. The release is always a
 /// candidate. Its error is stated in rank: with probability at least
-/// `CONFIDENCE`, the released candidate's score is within `rank_error95` of
+/// `CONFIDENCE_LEVEL`, the released candidate's score is within `rank_error95` of
 /// the best candidate's score.
 pub struct Quantile {
     meas: Measurement<VectorDomain<AtomDomain<f64>>, SymmetricDistance, MaxDivergence, f64>,
@@ -221,9 +270,9 @@ impl Quantile {
         }
         let budget = epsilon.as_f64();
         let n_candidates = candidates.len();
-        let mut scale = 2.0 * max_rows as f64 * alpha.max(1.0 - alpha) / budget;
+        let start = 2.0 * max_rows as f64 * alpha.max(1.0 - alpha) / budget;
         let domain = VectorDomain::new(AtomDomain::<f64>::new_non_nan());
-        for _ in 0..64 {
+        let (meas, scale) = calibrate_scale(start, |scale| {
             let meas = make_private_quantile(
                 domain.clone(),
                 SymmetricDistance,
@@ -237,16 +286,13 @@ impl Quantile {
             let loss: f64 = meas.map(&d_in).map_err(opendp_err)?;
             let one: f64 = meas.map(&1).map_err(opendp_err)?;
             // Both the whole bound in one cell and row by row across cells.
-            if loss <= budget && one * max_rows as f64 <= budget {
-                return Ok(Quantile {
-                    meas,
-                    scale,
-                    candidates: n_candidates,
-                });
-            }
-            scale = f64::from_bits(scale.to_bits() + 1 + (scale.to_bits() >> 40));
-        }
-        Err(DpError::Calibration)
+            Ok((loss <= budget && one * max_rows as f64 <= budget).then_some(meas))
+        })?;
+        Ok(Quantile {
+            meas,
+            scale,
+            candidates: n_candidates,
+        })
     }
 
     /// The scale of the selection noise, in rows.
@@ -259,12 +305,12 @@ impl Quantile {
         self.meas.invoke(&values.to_vec()).map_err(opendp_err)
     }
 
-    /// With probability at least `CONFIDENCE`, the released candidate's
+    /// With probability at least `CONFIDENCE_LEVEL`, the released candidate's
     /// score exceeds the best candidate's by at most this many rows:
     /// permute-and-flip picks a candidate whose score is worse by `g` with
     /// probability at most `exp(-g/scale)`; a union bound over candidates.
     pub fn rank_error95(&self) -> f64 {
-        (self.scale * (self.candidates as f64 / (1.0 - CONFIDENCE)).ln()).ceil()
+        (self.scale * (self.candidates as f64 / (1.0 - CONFIDENCE_LEVEL)).ln()).ceil()
     }
 }
 
@@ -331,5 +377,7 @@ pub fn discrete_laplace_halfwidth(scale: f64, alpha: f64) -> f64 {
         .unwrap_or(f64::INFINITY)
 }
 
+#[cfg(test)]
+mod sample_tests;
 #[cfg(test)]
 mod tests;
