@@ -15,6 +15,7 @@ mod jobs;
 mod ledger;
 mod modules;
 mod outcomes;
+mod python;
 mod review;
 mod timing;
 mod train;
