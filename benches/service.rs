@@ -8,7 +8,9 @@
 //! configurations alternating; then SLUICE_BENCH_CLIENTS (default 32, enough to keep every sandbox slot busy in both configurations)
 //! clients submit for SLUICE_BENCH_SECONDS (default 20) per configuration.
 //! Each job is a distinct manifest (an identical one returns its stored
-//! release at once).
+//! release at once). Baselines in the same run: an authenticated HTTP round
+//! trip to the same server (`GET /v1/me`), and a bare sandbox process
+//! (spawn, confinement, a task that reads nothing, exit).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -131,6 +133,26 @@ async fn main() {
     }
     with.sort();
     without.sort();
+    // Baselines: what every job pays at least, HTTP and one process.
+    let (mut http, mut spawn) = (Vec::new(), Vec::new());
+    let exe = Path::new(env!("CARGO_BIN_EXE_sluice"));
+    let probe = serde_json::json!({
+        "task": "preview",
+        "path": "/nonexistent/sluice-bench.parquet",
+        "limit": 1,
+    })
+    .to_string();
+    for _ in 0..jobs {
+        let t = Instant::now();
+        unmitigated.alice.me().await.unwrap();
+        http.push(t.elapsed());
+        let t = Instant::now();
+        let out = sluice_testkit::process::sandbox(exe, &probe).stdout;
+        spawn.push(t.elapsed());
+        assert!(out.contains("\"status\":\"failed\""), "{out}");
+    }
+    http.sort();
+    spawn.sort();
     let tput_without = throughput(unmitigated.clone(), clients, seconds, jobs).await;
     let tput_with = throughput(mitigated.clone(), clients, seconds, jobs).await;
     println!(
@@ -147,5 +169,15 @@ async fn main() {
         "| timing schedule (default) | {:.1} ms | {:.1} ms | {tput_with:.1} |",
         ms(percentile(&with, 0.5)),
         ms(percentile(&with, 0.99))
+    );
+    println!(
+        "| baseline: authenticated GET /v1/me | {:.2} ms | {:.2} ms | |",
+        ms(percentile(&http, 0.5)),
+        ms(percentile(&http, 0.99))
+    );
+    println!(
+        "| baseline: bare sandbox process | {:.1} ms | {:.1} ms | |",
+        ms(percentile(&spawn, 0.5)),
+        ms(percentile(&spawn, 0.99))
     );
 }
