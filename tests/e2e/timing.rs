@@ -199,7 +199,7 @@ fn shapes() -> Vec<Shape> {
                 sql_job(
                     h,
                     d,
-                    "SELECT CASE WHEN income = 777777 THEN 'target' ELSE code END AS k, COUNT(*) FROM {d} GROUP BY CASE WHEN income = 777777 THEN 'target' ELSE code END",
+                    "WITH t AS (SELECT pid, CASE WHEN income = 777777 THEN 'target' ELSE code END AS k FROM {d}) SELECT k, COUNT(*) FROM t GROUP BY k",
                     "epsilon = 0.01\ndelta = 1e-6",
                 )
             }),
