@@ -4,8 +4,10 @@
 //! without it, in the same run, on the same data.
 //!
 //! Run: `cargo bench -p sluice-cli --bench service`. SLUICE_BENCH_JOBS
-//! (default 60) jobs are timed one after another per configuration, the two
-//! configurations alternating; then SLUICE_BENCH_CLIENTS (default 32, enough to keep every sandbox slot busy in both configurations)
+//! (default 60) jobs are timed one after another per configuration (polled
+//! every 2 ms), the two configurations alternating; then SLUICE_BENCH_CLIENTS
+//! (default 64: with the schedule a job is in flight for its due time, so it
+//! takes more clients than without to keep every sandbox slot busy)
 //! clients submit for SLUICE_BENCH_SECONDS (default 20) per configuration.
 //! Each job is a distinct manifest (an identical one returns its stored
 //! release at once). Baselines in the same run: an authenticated HTTP round
@@ -107,7 +109,12 @@ async fn throughput(s: Arc<Service>, clients: usize, seconds: u64, offset: usize
             let (s, done, next) = (s.clone(), done.clone(), next.clone());
             tokio::spawn(async move {
                 while Instant::now() < until {
-                    one_job(&s, next.fetch_add(1, Ordering::Relaxed)).await;
+                    // Followed on its event stream: polling from every
+                    // client would load the server it measures.
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    let job = s.alice.submit_job(&manifest(&s.header, n)).await.unwrap();
+                    let end = s.alice.watch_job(&job.id, |_| true).await.unwrap();
+                    assert_eq!(end.state, "released", "{end:?}");
                     done.fetch_add(1, Ordering::Relaxed);
                 }
             })
@@ -122,7 +129,7 @@ async fn throughput(s: Arc<Service>, clients: usize, seconds: u64, offset: usize
 #[tokio::main]
 async fn main() {
     let jobs: usize = env_or("SLUICE_BENCH_JOBS", 60);
-    let clients: usize = env_or("SLUICE_BENCH_CLIENTS", 32);
+    let clients: usize = env_or("SLUICE_BENCH_CLIENTS", 64);
     let seconds: u64 = env_or("SLUICE_BENCH_SECONDS", 20);
     let mitigated = Arc::new(service(true).await);
     let unmitigated = Arc::new(service(false).await);
