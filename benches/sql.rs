@@ -7,7 +7,7 @@
 //!
 //! The DP side is `sluice_sql::execute`, end to end: planning and analysis,
 //! registration, contribution bounding, clamping, aggregation, noise from
-//! OpenDP and the released cells. The raw side is `SessionContext::sql` on
+//! sluice-dp (calibrated by OpenDP) and the released cells. The raw side is `SessionContext::sql` on
 //! a default DataFusion context, collecting the result batches.
 
 use std::path::{Path, PathBuf};
@@ -226,7 +226,7 @@ fn main() {
     }
     noise_t.sort();
     println!(
-        "noise: 1M cells through OpenDP's discrete Laplace (all cores): median {:.0} ms, {:.2} us per cell",
+        "noise: 1M cells of sluice-dp's exact discrete Laplace (all cores): median {:.0} ms, {:.2} us per cell",
         ms(percentile(&noise_t, 0.5)),
         percentile(&noise_t, 0.5).as_secs_f64() * 1e6 / 1e6
     );
