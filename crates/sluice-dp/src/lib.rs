@@ -174,15 +174,13 @@ impl DiscreteLaplace {
     /// every element (saturating at the i64 range, as OpenDP does). Long
     /// vectors are noised in chunks on all cores, each thread with its own
     /// random stream: the same distribution as noising the whole vector.
-    pub fn release(&self, values: Vec<i64>) -> Result<Vec<i64>, DpError> {
+    pub fn release(&self, mut values: Vec<i64>) -> Result<Vec<i64>, DpError> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         if values.len() < PARALLEL_NOISE_MIN || threads < 2 {
-            let mut values = values;
             self.noise_in_place(&mut values)?;
             return Ok(values);
         }
         let chunk = values.len().div_ceil(threads);
-        let mut values = values;
         let parts: Vec<Result<(), DpError>> = std::thread::scope(|s| {
             let handles: Vec<_> = values
                 .chunks_mut(chunk)

@@ -53,7 +53,8 @@ impl RandomWords for OsRandom {
             self.used = 0;
         }
         let word = u64::from_le_bytes(self.block[self.used..self.used + 8].try_into().unwrap());
-        // Each byte is used once.
+        // Each byte is used once and then cleared: a used word kept in
+        // memory would let anyone who read it undo the noise it made.
         self.block[self.used..self.used + 8].fill(0);
         self.used += 8;
         Ok(word)
