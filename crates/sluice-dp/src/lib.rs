@@ -175,8 +175,13 @@ impl DiscreteLaplace {
     /// vectors are noised in chunks on all cores, each thread with its own
     /// random stream: the same distribution as noising the whole vector.
     pub fn release(&self, mut values: Vec<i64>) -> Result<Vec<i64>, DpError> {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        if values.len() < PARALLEL_NOISE_MIN || threads < 2 {
+        // Asking for the core count reads cgroup files: only for long vectors.
+        let threads = if values.len() < PARALLEL_NOISE_MIN {
+            1
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        };
+        if threads < 2 {
             self.noise_in_place(&mut values)?;
             return Ok(values);
         }

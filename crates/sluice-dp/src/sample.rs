@@ -21,20 +21,22 @@ pub trait RandomWords {
 }
 
 /// Random words from OpenSSL's private RNG (`RAND_priv_bytes`, through
-/// OpenDP), fetched in blocks: one call per 8,192 words instead of
-/// several per sample.
+/// OpenDP), fetched in blocks: one call per up to 8,192 words instead of
+/// several per sample. Blocks start small and double, so that noising a
+/// few cells does not fetch (and clear) 64 KiB.
 pub struct OsRandom {
     block: Vec<u8>,
     used: usize,
 }
 
+const FIRST_BLOCK_BYTES: usize = 256;
 const BLOCK_BYTES: usize = 64 * 1024;
 
 impl OsRandom {
     pub fn new() -> OsRandom {
         OsRandom {
-            block: vec![0; BLOCK_BYTES],
-            used: BLOCK_BYTES,
+            block: Vec::new(),
+            used: 0,
         }
     }
 }
@@ -48,6 +50,8 @@ impl Default for OsRandom {
 impl RandomWords for OsRandom {
     fn next_u64(&mut self) -> Result<u64, DpError> {
         if self.used + 8 > self.block.len() {
+            let size = (self.block.len() * 2).clamp(FIRST_BLOCK_BYTES, BLOCK_BYTES);
+            self.block.resize(size, 0);
             opendp::traits::samplers::fill_bytes(&mut self.block)
                 .map_err(|e| DpError::Mechanism(format!("no system entropy: {e}")))?;
             self.used = 0;
