@@ -153,7 +153,8 @@ pub fn release(body: &ReleaseBody) {
         .iter()
         .zip(&widths)
         .map(|(c, w)| match c.kind {
-            sluice_types::release::ColumnKind::GroupKey => {
+            sluice_types::release::ColumnKind::GroupKey
+            | sluice_types::release::ColumnKind::Constant => {
                 format!("{:>w$}", safe(&c.name), w = *w)
             }
             _ => format!("{:>30}", safe(&c.name)),

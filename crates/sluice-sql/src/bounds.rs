@@ -1,10 +1,12 @@
 //! Bounds of numeric row expressions, derived from declared column bounds by
-//! interval arithmetic. A derived bound is what the executed plan clamps the
-//! expression to, so the sensitivity holds whatever the stored values are.
+//! interval arithmetic, and public domains of key expressions, derived from
+//! declared domains and bounds. A derived bound is what the executed plan
+//! clamps the expression to, so the sensitivity holds whatever the stored
+//! values are; a value outside a derived domain is never a released key.
 
 use datafusion::common::Column;
 use datafusion::logical_expr::{BinaryExpr, Case, Cast, Expr, Operator, TryCast};
-use sluice_types::schema::{ColumnSpec, ColumnType};
+use sluice_types::schema::{ColumnSpec, ColumnType, DomainValue};
 
 use crate::rowexpr::literal_f64;
 
@@ -100,10 +102,16 @@ fn derive(e: &Expr, scope: &dyn DeclaredColumns) -> Result<(f64, f64), String> {
                 }
                 Operator::Divide if b.0 > 0.0 || b.1 < 0.0 => {
                     let p = [a.0 / b.0, a.0 / b.1, a.1 / b.0, a.1 / b.1];
-                    Ok((
+                    let (lo, hi) = (
                         p.iter().copied().fold(f64::INFINITY, f64::min),
                         p.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-                    ))
+                    );
+                    // Integer division truncates toward zero, which is monotone.
+                    if is_integer_valued(left, scope) && is_integer_valued(right, scope) {
+                        Ok((lo.trunc(), hi.trunc()))
+                    } else {
+                        Ok((lo, hi))
+                    }
                 }
                 Operator::Divide => Err(format!("{e}: the divisor's bounds include 0")),
                 other => Err(format!("{e}: operator {other} has no derived bounds")),
@@ -165,11 +173,156 @@ fn derive(e: &Expr, scope: &dyn DeclaredColumns) -> Result<(f64, f64), String> {
     }
 }
 
-/// Whether an expression is a plain reference to an integer column (summed exactly).
-pub fn is_int_column(e: &Expr, scope: &dyn DeclaredColumns) -> bool {
+/// Whether `e` takes only integer values: integer columns and literals
+/// combined by `+ - * /` (integer division truncates), casts to an integer
+/// type, and CASE, COALESCE, LEAST, GREATEST and ABS of such values. The
+/// rules are DataFusion's typing of these expressions; integer-valued
+/// expressions are summed exactly, with integer sensitivity and noise.
+pub fn is_integer_valued(e: &Expr, scope: &dyn DeclaredColumns) -> bool {
+    use datafusion::common::ScalarValue;
+    let int = |e: &Expr| is_integer_valued(e, scope);
     match e {
-        Expr::Alias(a) => is_int_column(&a.expr, scope),
+        Expr::Alias(a) => int(&a.expr),
         Expr::Column(c) => scope.column(c).is_ok_and(|s| s.ty == ColumnType::Int),
+        Expr::Literal(v, _) => matches!(
+            v,
+            ScalarValue::Int8(Some(_))
+                | ScalarValue::Int16(Some(_))
+                | ScalarValue::Int32(Some(_))
+                | ScalarValue::Int64(Some(_))
+                | ScalarValue::UInt8(Some(_))
+                | ScalarValue::UInt16(Some(_))
+                | ScalarValue::UInt32(Some(_))
+                | ScalarValue::UInt64(Some(_))
+        ),
+        Expr::Negative(inner) => int(inner),
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+            matches!(
+                op,
+                Operator::Plus | Operator::Minus | Operator::Multiply | Operator::Divide
+            ) && int(left)
+                && int(right)
+        }
+        Expr::Cast(Cast { field, .. }) | Expr::TryCast(TryCast { field, .. }) => {
+            field.data_type().is_integer()
+        }
+        Expr::Case(Case {
+            when_then_expr,
+            else_expr,
+            ..
+        }) => {
+            when_then_expr.iter().all(|(_, then)| int(then))
+                && else_expr
+                    .as_deref()
+                    .is_none_or(|e| int(e) || matches!(e, Expr::Literal(v, _) if v.is_null()))
+        }
+        Expr::ScalarFunction(f)
+            if matches!(
+                f.func.name(),
+                "coalesce" | "least" | "greatest" | "abs" | "sluice_abs"
+            ) =>
+        {
+            f.args.iter().all(int)
+        }
         _ => false,
+    }
+}
+
+/// Most values a derived domain may have (an integer range); the product
+/// of a query's domains is limited separately (`MAX_CELLS`).
+pub const MAX_DERIVED_DOMAIN: usize = 10_000;
+
+/// The public domain of a row expression of type `ty`, when one follows
+/// from the schema: a literal; a column with a declared domain; CASE and
+/// COALESCE over such expressions (the union of their results'; a NULL
+/// result is never a key); any boolean expression ({false, true}); an
+/// integer-valued expression with derived bounds (every integer between
+/// them). Ok(None): no domain follows; Err: the derived domain is larger
+/// than `MAX_DERIVED_DOMAIN`.
+pub fn domain_of(
+    e: &Expr,
+    scope: &dyn DeclaredColumns,
+    ty: ColumnType,
+) -> Result<Option<Vec<DomainValue>>, String> {
+    if ty == ColumnType::Bool {
+        return Ok(Some(vec![
+            DomainValue::Bool(false),
+            DomainValue::Bool(true),
+        ]));
+    }
+    if let Some(mut domain) = finite_domain(e, scope, ty) {
+        domain.sort();
+        domain.dedup();
+        return Ok(Some(domain));
+    }
+    if ty != ColumnType::Int || !is_integer_valued(e, scope) {
+        return Ok(None);
+    }
+    let Ok((lo, hi)) = bounds_of(e, scope) else {
+        return Ok(None);
+    };
+    let (lo, hi) = (lo.ceil() as i64, hi.floor() as i64);
+    let size = (hi as i128 - lo as i128 + 1).max(0);
+    if size > MAX_DERIVED_DOMAIN as i128 {
+        return Err(format!(
+            "its derived domain is every integer from {lo} to {hi}, {size} values, more than the limit of {MAX_DERIVED_DOMAIN}; divide it into wider bins"
+        ));
+    }
+    Ok(Some((lo..=hi).map(DomainValue::Int).collect()))
+}
+
+/// The values `e` can take, when they are finitely many literals and
+/// declared domain values of type `ty`.
+fn finite_domain(
+    e: &Expr,
+    scope: &dyn DeclaredColumns,
+    ty: ColumnType,
+) -> Option<Vec<DomainValue>> {
+    use datafusion::common::ScalarValue;
+    let of_type = |v: &DomainValue| {
+        matches!(
+            (v, ty),
+            (DomainValue::Int(_), ColumnType::Int)
+                | (DomainValue::Text(_), ColumnType::Text)
+                | (DomainValue::Bool(_), ColumnType::Bool)
+        )
+    };
+    let union = |parts: Vec<&Expr>| {
+        let mut out = Vec::new();
+        for p in parts {
+            out.extend(finite_domain(p, scope, ty)?);
+        }
+        Some(out)
+    };
+    match e {
+        Expr::Alias(a) => finite_domain(&a.expr, scope, ty),
+        Expr::Literal(v, _) if v.is_null() => Some(Vec::new()),
+        Expr::Literal(v, _) => {
+            let value = match v {
+                ScalarValue::Utf8(Some(s))
+                | ScalarValue::LargeUtf8(Some(s))
+                | ScalarValue::Utf8View(Some(s)) => DomainValue::Text(s.clone()),
+                ScalarValue::Boolean(Some(b)) => DomainValue::Bool(*b),
+                other => DomainValue::Int(i64::try_from(other.clone()).ok()?),
+            };
+            of_type(&value).then(|| vec![value])
+        }
+        Expr::Column(c) => {
+            let domain = scope.column(c).ok()?.domain.clone()?;
+            domain.iter().all(of_type).then_some(domain)
+        }
+        Expr::Case(Case {
+            when_then_expr,
+            else_expr,
+            ..
+        }) => union(
+            when_then_expr
+                .iter()
+                .map(|(_, t)| t.as_ref())
+                .chain(else_expr.as_deref())
+                .collect(),
+        ),
+        Expr::ScalarFunction(f) if f.func.name() == "coalesce" => union(f.args.iter().collect()),
+        _ => None,
     }
 }

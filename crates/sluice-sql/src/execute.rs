@@ -21,6 +21,7 @@ use crate::analyze::{
     Aggregate, Analysis, MeasurementKind, Mechanism, Output, analyze_plan, check_row_expressions,
 };
 use crate::error::{ExecError, Rejection};
+use crate::released::ReleasedBatch;
 use crate::rowexpr::collect;
 use crate::session::{locked_context, plan_query};
 use crate::tables::{IndexedTables, bounded_rows, register_tables};
@@ -101,7 +102,13 @@ pub(crate) async fn exact_aggregates(
     // is cheaper than filtering every row.
     let mut projection: Vec<Expr> = Vec::new();
     for (i, g) in a.group_keys.iter().enumerate() {
-        projection.push(g.expr.clone().alias(format!("__k{i}")));
+        // Integer keys are read back as Int64 (a CAST AS INT key is Int32).
+        let key = if g.column.ty == sluice_types::schema::ColumnType::Int {
+            cast(g.expr.clone(), DataType::Int64)
+        } else {
+            g.expr.clone()
+        };
+        projection.push(key.alias(format!("__k{i}")));
     }
     let mut aggregates: Vec<Expr> = Vec::new();
     for (j, m) in a.measurements.iter().enumerate() {
@@ -316,6 +323,9 @@ fn domain_value(array: &dyn Array, row: usize) -> Result<Option<DomainValue>, Ex
     }
     match ScalarValue::try_from_array(array, row)? {
         ScalarValue::Int64(Some(i)) => Ok(Some(DomainValue::Int(i))),
+        ScalarValue::Int32(Some(i)) => Ok(Some(DomainValue::Int(i.into()))),
+        ScalarValue::Int16(Some(i)) => Ok(Some(DomainValue::Int(i.into()))),
+        ScalarValue::Int8(Some(i)) => Ok(Some(DomainValue::Int(i.into()))),
         ScalarValue::Utf8(Some(s))
         | ScalarValue::Utf8View(Some(s))
         | ScalarValue::LargeUtf8(Some(s)) => Ok(Some(DomainValue::Text(s))),
@@ -452,6 +462,22 @@ pub(crate) fn release(
                 aggregate: Some(func.clone()),
                 epsilon: Some(a.output_epsilon(agg)),
             },
+            Output::Computed {
+                name,
+                aggregates,
+                reads_key,
+                funcs,
+                ..
+            } => OutputColumn {
+                name: name.clone(),
+                kind: match (aggregates.is_empty(), reads_key) {
+                    (false, _) => ColumnKind::Aggregate,
+                    (true, true) => ColumnKind::GroupKey,
+                    (true, false) => ColumnKind::Constant,
+                },
+                aggregate: (!funcs.is_empty()).then(|| crate::analyze::computed_label(funcs)),
+                epsilon: (!aggregates.is_empty()).then(|| a.computed_epsilon(aggregates)),
+            },
         })
         .collect();
     let noisy_cell = |agg: &Aggregate, cell: usize| match agg {
@@ -518,18 +544,44 @@ pub(crate) fn release(
             a.delta
         ));
     }
-    if let Some(having) = &a.post.having {
-        let mask = having_mask(a, having, keys, &aggregate_cells)?;
+    let needs_batch = a.post.having.is_some()
+        || a.outputs
+            .iter()
+            .any(|o| matches!(o, Output::Computed { .. }));
+    let batch = needs_batch
+        .then(|| ReleasedBatch::new(a, keys, &aggregate_cells))
+        .transpose()?;
+    if let (Some(having), Some(batch)) = (&a.post.having, &batch) {
+        let mask = batch.having_mask(having)?;
         kept.retain(|&cell| mask[cell]);
     }
+    let computed: Vec<Option<Vec<Cell>>> = a
+        .outputs
+        .iter()
+        .map(|o| match (o, &batch) {
+            (
+                Output::Computed {
+                    expr, aggregates, ..
+                },
+                Some(batch),
+            ) => batch
+                .computed(a, expr, aggregates, &aggregate_cells)
+                .map(Some),
+            _ => Ok(None),
+        })
+        .collect::<Result<_, _>>()?;
     let mut rows: Vec<Vec<Cell>> = kept
         .into_iter()
         .map(|cell| {
             a.outputs
                 .iter()
-                .map(|o| match o {
+                .zip(&computed)
+                .map(|(o, computed)| match o {
                     Output::Key { key: k, .. } => Cell::Key(domain_json(&keys[cell][*k])),
                     Output::Aggregate { agg, .. } => noisy_cell(agg, cell),
+                    Output::Computed { .. } => computed
+                        .as_ref()
+                        .map_or(Cell::Key(serde_json::Value::Null), |c| c[cell].clone()),
                 })
                 .collect()
         })
@@ -544,85 +596,9 @@ pub(crate) fn release(
     })
 }
 
-/// Evaluates HAVING on released values: a batch with the aggregate node's
-/// columns (keys as declared, aggregates as Float64 noisy values).
-fn having_mask(
-    a: &Analysis,
-    having: &Expr,
-    keys: &[Vec<DomainValue>],
-    aggregate_cells: &[Vec<Cell>],
-) -> Result<Vec<bool>, ExecError> {
-    use datafusion::arrow::array::{ArrayRef, BooleanArray, Float64Array};
-    use datafusion::arrow::datatypes::{Field, Schema};
-    use datafusion::common::DFSchema;
-    use datafusion::common::tree_node::{Transformed, TreeNode};
-
-    let n_keys = a.group_keys.len();
-    let mut fields = Vec::new();
-    let mut columns: Vec<ArrayRef> = Vec::new();
-    for (i, (qualifier, field)) in a.aggregate_schema.iter().enumerate() {
-        let _ = qualifier;
-        if i < n_keys {
-            let values: Vec<ScalarValue> = keys.iter().map(|k| key_scalar(&k[i])).collect();
-            let array = ScalarValue::iter_to_array(values)?;
-            fields.push(Field::new(field.name(), array.data_type().clone(), true));
-            columns.push(array);
-        } else {
-            let values: Vec<f64> = aggregate_cells[i - n_keys]
-                .iter()
-                .map(|c| match c {
-                    Cell::Noisy { value, .. }
-                    | Cell::Quantile { value, .. }
-                    | Cell::Derived { value } => *value,
-                    Cell::Key(_) => f64::NAN,
-                })
-                .collect();
-            fields.push(Field::new(field.name(), DataType::Float64, true));
-            columns.push(std::sync::Arc::new(Float64Array::from(values)));
-        }
-    }
-    let qualifiers: Vec<_> = a.aggregate_schema.iter().map(|(q, _)| q.cloned()).collect();
-    let schema = std::sync::Arc::new(Schema::new(fields));
-    let df_schema = DFSchema::from_field_specific_qualified_schema(qualifiers, &schema)?;
-    // Aggregate calls in HAVING stand for the aggregate node's outputs.
-    let predicate = having
-        .clone()
-        .transform(|e| match e {
-            Expr::AggregateFunction(_) => Ok(Transformed::yes(col(
-                datafusion::common::Column::from_name(e.schema_name().to_string()),
-            ))),
-            other => Ok(Transformed::no(other)),
-        })?
-        .data;
-    let ctx = SessionContext::new();
-    let physical = ctx.create_physical_expr(predicate, &df_schema)?;
-    let batch = datafusion::arrow::record_batch::RecordBatch::try_new(schema, columns)
-        .map_err(|e| ExecError::Engine(e.to_string()))?;
-    let result = physical.evaluate(&batch)?.into_array(batch.num_rows())?;
-    let mask = result
-        .as_any()
-        .downcast_ref::<BooleanArray>()
-        .ok_or_else(|| ExecError::Engine("HAVING is not a boolean condition".into()))?;
-    Ok((0..mask.len())
-        .map(|i| mask.is_valid(i) && mask.value(i))
-        .collect())
-}
-
-fn key_scalar(v: &DomainValue) -> ScalarValue {
-    match v {
-        DomainValue::Bool(b) => ScalarValue::Boolean(Some(*b)),
-        DomainValue::Int(i) => ScalarValue::Int64(Some(*i)),
-        DomainValue::Text(s) => ScalarValue::Utf8(Some(s.clone())),
-    }
-}
-
 /// ORDER BY output columns, then OFFSET/LIMIT, on released rows.
 fn order_and_limit(a: &Analysis, rows: &mut Vec<Vec<Cell>>) {
-    let index = |name: &str| {
-        a.outputs.iter().position(|o| match o {
-            Output::Key { name: n, .. } | Output::Aggregate { name: n, .. } => n == name,
-        })
-    };
+    let index = |name: &str| a.outputs.iter().position(|o| o.name() == name);
     let order: Vec<(usize, bool)> = a
         .post
         .order
@@ -651,8 +627,12 @@ fn order_and_limit(a: &Analysis, rows: &mut Vec<Vec<Cell>>) {
 fn compare_cells(x: &Cell, y: &Cell) -> std::cmp::Ordering {
     match (x, y) {
         (
-            Cell::Noisy { value: a, .. } | Cell::Quantile { value: a, .. },
-            Cell::Noisy { value: b, .. } | Cell::Quantile { value: b, .. },
+            Cell::Noisy { value: a, .. }
+            | Cell::Quantile { value: a, .. }
+            | Cell::Derived { value: a },
+            Cell::Noisy { value: b, .. }
+            | Cell::Quantile { value: b, .. }
+            | Cell::Derived { value: b },
         ) => a.total_cmp(b),
         (Cell::Key(a), Cell::Key(b)) => match (a.as_f64(), b.as_f64()) {
             (Some(p), Some(q)) => p.total_cmp(&q),

@@ -21,11 +21,13 @@
 //   units     rows grouped by unit, for WASM and training    (error, session, tables)
 //   analyze   the analysis steps, in analyze/                (error, rowexpr, rows, bounds, session, tables)
 //   train     the rows of a training job                     (error, rowexpr, rows, bounds, session, tables, units)
-//   execute   exact aggregates, noise, release               (error, rowexpr, session, tables, analyze)
+//   released  post-processing of released values             (error, rowexpr, analyze)
+//   execute   exact aggregates, noise, release               (error, rowexpr, session, tables, analyze, released)
 mod analyze;
 mod bounds;
 mod error;
 mod execute;
+mod released;
 mod rowexpr;
 mod rows;
 mod session;

@@ -10,7 +10,7 @@ use datafusion::logical_expr::{BinaryExpr, Expr, LogicalPlan, Operator};
 use sluice_types::sandbox::SandboxTable;
 use sluice_types::schema::{ColumnSpec, DatasetSchema, MAX_ROWS_PER_UNIT_LIMIT};
 
-use crate::bounds::{DeclaredColumns, bounds_of};
+use crate::bounds::{DeclaredColumns, bounds_of, domain_of};
 use crate::rowexpr::{check_shape, check_shape_node};
 
 #[derive(Debug, Clone)]
@@ -432,7 +432,16 @@ fn public_join(
         reasons.push("JOIN with a public table: join one public table at a time".into());
         return None;
     }
-    let tables = joined_tables(private.tables, public.tables, reasons)?;
+    let mut public_tables = public.tables;
+    if j.join_type == JoinType::Left {
+        // Private rows with no match get NULL in every public column.
+        for (_, _, schema) in &mut public_tables {
+            for c in &mut schema.columns {
+                c.nullable = true;
+            }
+        }
+    }
+    let tables = joined_tables(private.tables, public_tables, reasons)?;
     let mut read = private.read.clone();
     read.extend(public.read);
     let mut public_keys = private.public_keys;
@@ -517,7 +526,7 @@ fn derived_table(
                     spec.lower = Some(lo);
                     spec.upper = Some(hi);
                 }
-                spec.domain = literal_domain(other, ty);
+                spec.domain = domain_of(other, &inner, ty).ok().flatten();
                 spec
             }
         };
@@ -555,52 +564,6 @@ fn derived_table(
 
 fn blank(name: &str, ty: sluice_types::schema::ColumnType) -> ColumnSpec {
     ColumnSpec::new(name, sluice_types::schema::ColumnRole::Attribute, ty)
-}
-
-/// The domain of a literal, or of a CASE whose every result is a literal of
-/// the column's type.
-fn literal_domain(
-    e: &Expr,
-    ty: sluice_types::schema::ColumnType,
-) -> Option<Vec<sluice_types::schema::DomainValue>> {
-    use datafusion::scalar::ScalarValue;
-    use sluice_types::schema::{ColumnType, DomainValue};
-    let results: Vec<&Expr> = match e {
-        // A constant column: its one value is public.
-        Expr::Literal(..) => vec![e],
-        Expr::Case(case) => {
-            let mut r: Vec<&Expr> = case
-                .when_then_expr
-                .iter()
-                .map(|(_, t)| t.as_ref())
-                .collect();
-            if let Some(e) = &case.else_expr {
-                r.push(e);
-            }
-            r
-        }
-        _ => return None,
-    };
-    let mut domain = Vec::new();
-    for r in results {
-        let value = match (r, ty) {
-            (Expr::Literal(v, _), _) if v.is_null() => continue,
-            (Expr::Literal(ScalarValue::Utf8(Some(s)), _), ColumnType::Text) => {
-                DomainValue::Text(s.clone())
-            }
-            (Expr::Literal(ScalarValue::Boolean(Some(b)), _), ColumnType::Bool) => {
-                DomainValue::Bool(*b)
-            }
-            (Expr::Literal(v, _), ColumnType::Int) => {
-                DomainValue::Int(i64::try_from(v.clone()).ok()?)
-            }
-            _ => return None,
-        };
-        if !domain.contains(&value) {
-            domain.push(value);
-        }
-    }
-    Some(domain)
 }
 
 /// UNION ALL of row-level sets: one person contributes at most the sum of

@@ -18,8 +18,10 @@ pub const CONFIDENCE_LEVEL: f64 = 0.95;
 pub enum ColumnKind {
     /// A group key: a value of a declared public domain (not private).
     GroupKey,
-    /// A DP aggregate.
+    /// A DP aggregate, or a value computed from released aggregates.
     Aggregate,
+    /// A public constant: a literal or a function of literals (no data).
+    Constant,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]

@@ -20,6 +20,9 @@ from .errors import VerificationError
 from .manifest import Manifest, ManifestLike
 from .verify import verify_release
 
+# Column kinds whose cells are public values (no noise, no interval).
+_PUBLIC_KINDS = ("group_key", "constant")
+
 __all__ = ["Release"]
 
 
@@ -154,7 +157,8 @@ class Release:
 
     @property
     def columns(self) -> list[dict[str, Any]]:
-        """Output columns: name, kind (``group_key`` or ``aggregate``), the
+        """Output columns: name, kind (``group_key``, ``aggregate`` or
+        ``constant``), the
         aggregate function and the ε share of each aggregate."""
         return list(self.body["outputs"]["columns"])
 
@@ -176,7 +180,7 @@ class Release:
         for i, col in enumerate(columns):
             name = col["name"]
             parts = [_cell_parts(r[i]) if i < len(r) else (None, None, None, None) for r in rows]
-            if col.get("kind") == "group_key":
+            if col.get("kind") in _PUBLIC_KINDS:
                 names.append(name)
                 data[name] = [p[0] for p in parts]
                 continue
@@ -250,7 +254,7 @@ class Release:
         e = html.escape
         level = f"{self.confidence_level:.0%}"
         head = "".join(
-            f"<th>{e(c['name'])}" + (f" <small>({level} interval)</small>" if c.get("kind") != "group_key" else "")
+            f"<th>{e(c['name'])}" + (f" <small>({level} interval)</small>" if c.get("kind") not in _PUBLIC_KINDS else "")
             + "</th>"
             for c in self.columns
         )
@@ -259,7 +263,7 @@ class Release:
             cells = []
             for i, col in enumerate(self.columns):
                 value, lo, hi, rank = _cell_parts(row[i] if i < len(row) else None)
-                if col.get("kind") == "group_key" or not isinstance(value, (int, float)):
+                if col.get("kind") in _PUBLIC_KINDS or not isinstance(value, (int, float)):
                     cells.append(f"<td>{e(_text(value))}</td>")
                     continue
                 extra = ""

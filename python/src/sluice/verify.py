@@ -191,7 +191,7 @@ def _release_body_problem(body: Any) -> str | None:
         return problem
     for c in outputs["columns"]:
         problem = fields(
-            c, "column", {"name": is_str, "kind": lambda v: v in ("group_key", "aggregate")}
+            c, "column", {"name": is_str, "kind": lambda v: v in ("group_key", "aggregate", "constant")}
         )
         if problem:
             return problem

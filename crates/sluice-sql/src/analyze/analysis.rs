@@ -139,6 +139,45 @@ pub enum Output {
         func: String,
         name: String,
     },
+    /// An expression over released values, computed after noise: `expr`
+    /// reads the aggregate node's columns (`aggregates` are the indices of
+    /// the ones it uses in `Analysis::aggregates`, `funcs` their names).
+    /// With no aggregate it is public: a constant, or a function of keys.
+    Computed {
+        expr: Expr,
+        name: String,
+        aggregates: Vec<usize>,
+        reads_key: bool,
+        funcs: Vec<String>,
+    },
+}
+
+impl Output {
+    pub fn name(&self) -> &str {
+        match self {
+            Output::Key { name, .. }
+            | Output::Aggregate { name, .. }
+            | Output::Computed { name, .. } => name,
+        }
+    }
+}
+
+impl Aggregate {
+    /// The measurements this aggregate is computed from.
+    pub fn measurements(&self) -> Vec<usize> {
+        match self {
+            Aggregate::Count { count: i }
+            | Aggregate::Sum { sum: i }
+            | Aggregate::Quantile { quantile: i } => vec![*i],
+            Aggregate::Avg { sum, count } => vec![*sum, *count],
+            Aggregate::Var {
+                sum,
+                squares,
+                count,
+                ..
+            } => vec![*sum, *squares, *count],
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -189,25 +228,29 @@ pub struct PostProcess {
 impl Analysis {
     /// The ε an output column consumes: the sum of its measurements' shares.
     pub fn output_epsilon(&self, agg: &Aggregate) -> Epsilon {
-        let units = match agg {
-            Aggregate::Count { count: i }
-            | Aggregate::Sum { sum: i }
-            | Aggregate::Quantile { quantile: i } => self.measurements[*i].epsilon.units(),
-            Aggregate::Avg { sum, count } => {
-                self.measurements[*sum].epsilon.units() + self.measurements[*count].epsilon.units()
-            }
-            Aggregate::Var {
-                sum,
-                squares,
-                count,
-                ..
-            } => {
-                self.measurements[*sum].epsilon.units()
-                    + self.measurements[*squares].epsilon.units()
-                    + self.measurements[*count].epsilon.units()
-            }
-        };
-        Epsilon::from_units(units)
+        self.epsilon_of(agg.measurements())
+    }
+
+    /// The ε of a set of measurements, each counted once.
+    fn epsilon_of(&self, mut measurements: Vec<usize>) -> Epsilon {
+        measurements.sort_unstable();
+        measurements.dedup();
+        Epsilon::from_units(
+            measurements
+                .iter()
+                .map(|i| self.measurements[*i].epsilon.units())
+                .sum(),
+        )
+    }
+
+    /// The ε a computed output consumes: its aggregates' measurements, once each.
+    pub fn computed_epsilon(&self, aggregates: &[usize]) -> Epsilon {
+        self.epsilon_of(
+            aggregates
+                .iter()
+                .flat_map(|a| self.aggregates[*a].measurements())
+                .collect(),
+        )
     }
 
     /// Exact cost and expected error of every output column, from the
@@ -232,6 +275,20 @@ impl Analysis {
                     ci95_halfwidth: None,
                     rank_error95: None,
                     note: None,
+                },
+                Output::Computed {
+                    name,
+                    aggregates,
+                    funcs,
+                    ..
+                } => ColumnEstimate {
+                    name: name.clone(),
+                    aggregate: (!funcs.is_empty()).then(|| computed_label(funcs)),
+                    epsilon: (!aggregates.is_empty()).then(|| self.computed_epsilon(aggregates)),
+                    std_dev: None,
+                    ci95_halfwidth: None,
+                    rank_error95: None,
+                    note: Some(computed_note(aggregates.len())),
                 },
                 Output::Aggregate { agg, func, name } => {
                     let mut rank_error95 = None;
@@ -267,9 +324,12 @@ impl Analysis {
                             None,
                             None,
                             Some(format!(
-                                "ratio of a sum with noise sd {:.4} and a count with noise sd {:.4}; its error shrinks with the group's size",
+                                "ratio of {} (noise sd {:.4}) and {} (noise sd {:.4}){}; its error shrinks with the group's size",
+                                self.measurements[*sum].describe(),
                                 mechanisms[*sum].std_dev() / scale_of(*sum),
-                                mechanisms[*count].std_dev()
+                                self.measurements[*count].describe(),
+                                mechanisms[*count].std_dev(),
+                                self.shared_note(*count),
                             )),
                         ),
                     };
@@ -292,6 +352,19 @@ impl Analysis {
             key_threshold: self.key_selection.as_ref().map(|k| k.threshold),
             columns,
         })
+    }
+
+    /// Says so when measurement `i` is the row count that a COUNT(*) output
+    /// releases too (an AVG of a never-null column): measured and charged once.
+    fn shared_note(&self, i: usize) -> &'static str {
+        let counted = self.outputs.iter().any(|o| {
+            matches!(o, Output::Aggregate { agg: Aggregate::Count { count }, .. } if *count == i)
+        });
+        if counted && self.measurements[i].kind == MeasurementKind::CountRows {
+            " (the count is the query's COUNT(*), measured once: the column is never null)"
+        } else {
+            ""
+        }
     }
 
     fn candidates_of(&self, i: usize) -> usize {
@@ -379,5 +452,19 @@ impl Mechanism {
             Mechanism::Quantile(q) => q.rank_error95(),
             Mechanism::Laplace(_) => f64::NAN,
         }
+    }
+}
+
+/// The `aggregate` label of a computed output column.
+pub(crate) fn computed_label(funcs: &[String]) -> String {
+    format!("expression of {}", funcs.join(", "))
+}
+
+/// What the estimate says of a computed output using `n` aggregates.
+fn computed_note(n: usize) -> String {
+    match n {
+        0 => "public: computed from literals and group keys, no noise and no privacy cost".into(),
+        1 => "computed from a released aggregate after noise (no further privacy cost); its interval is the image of the aggregate's 95% interval, when the expression's operations bound it".into(),
+        _ => "computed from several released aggregates after noise (no further privacy cost); no interval is stated".into(),
     }
 }

@@ -1,13 +1,15 @@
-//! The group keys: columns with a declared public domain, or keys selected
-//! from the data by DP thresholding (which costs δ), and the number of
-//! cells they give.
+//! The group keys: columns with a declared public domain, expressions whose
+//! domain follows from the schema, or keys selected from the data by DP
+//! thresholding (which costs δ), and the number of cells they give.
 
-use datafusion::logical_expr::{Aggregate, Expr};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::logical_expr::{Aggregate, Expr, ExprSchemable};
 use sluice_types::privacy::Delta;
-use sluice_types::schema::ColumnType;
+use sluice_types::schema::{ColumnRole, ColumnSpec, ColumnType};
 
 use super::analysis::{GroupKey, MAX_CELLS, MAX_KEY_DELTA};
-use crate::rowexpr::strip_alias;
+use crate::bounds::domain_of;
+use crate::rowexpr::{check_shape, strip_alias};
 use crate::rows::RowScope;
 
 /// The keys of `aggregate`'s GROUP BY, pushing every reason to reject onto
@@ -55,12 +57,81 @@ pub(super) fn group_keys(
                 Err(e) => reasons.push(format!("GROUP BY: {e}")),
             },
             Expr::GroupingSet(_) => reasons.push("GROUPING SETS, ROLLUP and CUBE are not supported yet".into()),
-            other => reasons.push(format!(
-                "GROUP BY {other}: only plain columns with a declared public domain can be group keys"
-            )),
+            other => match expression_key(other, aggregate, scope, delta) {
+                Ok(key) => group_keys.push(key),
+                Err(r) => reasons.push(format!("GROUP BY {other}: {r}")),
+            },
         }
     }
     group_keys
+}
+
+/// A group key that is an expression: its domain derived from the schema
+/// (`crate::bounds::domain_of`), or, with δ, keys selected from the data.
+fn expression_key(
+    e: &Expr,
+    aggregate: &Aggregate,
+    scope: &RowScope,
+    delta: Delta,
+) -> Result<GroupKey, String> {
+    let mut shape = Vec::new();
+    check_shape(e, &mut shape);
+    if let Some(r) = shape.into_iter().next() {
+        return Err(r.trim_start_matches("WHERE: ").to_owned());
+    }
+    if reads_identifier(e, scope) {
+        return Err(
+            "the expression reads an identifier; pseudonyms are never released, nor anything computed from them"
+                .into(),
+        );
+    }
+    let ty = match e.get_type(aggregate.input.schema()) {
+        Ok(t) if t.is_integer() => ColumnType::Int,
+        Ok(t) if t.is_floating() => ColumnType::Float,
+        Ok(DataType::Boolean) => ColumnType::Bool,
+        Ok(DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) => ColumnType::Text,
+        Ok(other) => return Err(format!("a key of type {other} is not supported")),
+        Err(err) => return Err(format!("its type cannot be derived: {err}")),
+    };
+    let domain = domain_of(e, scope, ty)?;
+    let mut column = ColumnSpec::new(&e.schema_name().to_string(), ColumnRole::Attribute, ty);
+    column.domain = domain.clone();
+    match &domain {
+        Some(_) => {}
+        None if ty == ColumnType::Float => {
+            return Err(
+                "a float expression has no public domain; make it an integer bin, e.g. CAST(x / 10 AS INT), or bucket it with CASE"
+                    .into(),
+            );
+        }
+        None if delta == Delta::ZERO => {
+            return Err(format!(
+                "no public domain follows from the schema (one does for CASE or COALESCE over literals and domain columns, boolean conditions, and integer expressions of bounded columns), so its keys must be selected by DP thresholding, which needs privacy.delta > 0 (at most {MAX_KEY_DELTA})"
+            ));
+        }
+        None => {}
+    }
+    Ok(GroupKey {
+        expr: e.clone(),
+        column,
+        domain,
+    })
+}
+
+/// Whether `e` reads a pseudonymised column.
+fn reads_identifier(e: &Expr, scope: &RowScope) -> bool {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    let mut found = false;
+    let _ = e.apply(|node| {
+        if let Expr::Column(c) = node
+            && scope.column(c).is_ok_and(|s| s.role.is_pseudonymised())
+        {
+            found = true;
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    found
 }
 
 /// Whether some key is selected from the data (it has no public domain).

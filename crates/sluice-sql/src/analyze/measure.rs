@@ -9,7 +9,7 @@ use datafusion::logical_expr::{Aggregate as AggregateNode, Expr};
 use sluice_types::privacy::Epsilon;
 
 use super::analysis::{Aggregate, Measurement, MeasurementKind, QUANTILE_GRID};
-use crate::bounds::{bounds_of, is_int_column, within_bounds_verified};
+use crate::bounds::{bounds_of, is_integer_valued, within_bounds_verified};
 use crate::rowexpr::{check_shape, literal_f64, strip_alias};
 use crate::rows::RowScope;
 
@@ -44,9 +44,12 @@ pub(super) fn measurements(
             }
         }
     }
-    if aggregate.aggr_expr.is_empty() {
+    // Keys alone: keys selected from the data are released by the noisy
+    // row count that selects them (measured below); public keys are the
+    // schema's own domains, which need no job.
+    if aggregate.aggr_expr.is_empty() && !selects_keys {
         reasons.push(
-            "the query has no aggregate: GROUP BY alone would release the keys present in the data"
+            "the query has no aggregate and every group key has a public domain (declared, or derived from the schema): its answer is that domain, which the dataset's schema already lists, so no job and no epsilon are needed; select COUNT(*) to count each key's rows"
                 .into(),
         );
     }
@@ -77,12 +80,27 @@ impl Measurements {
     }
 
     /// COUNT(arg): the non-null values of `arg` per cell; each of a unit's
-    /// k rows adds at most one.
-    fn count_non_null(&mut self, arg: &Expr, k: u64) -> usize {
+    /// k rows adds at most one. A column that ingest proved never null
+    /// (declared `nullable = false`) counts every row: its count is the
+    /// query's COUNT(*), measured once.
+    fn count_non_null(&mut self, arg: &Expr, scope: &RowScope, k: u64) -> usize {
+        if never_null(arg, scope) {
+            return self.find_or_add(MeasurementKind::CountRows, None, k);
+        }
         let kind = MeasurementKind::CountNonNull {
             column: arg.to_string(),
         };
         self.find_or_add(kind, Some(arg.clone()), k)
+    }
+}
+
+/// Whether `e` is a column declared not nullable, which ingest enforces
+/// (an upload with an empty value there is refused). Outer joins make the
+/// public side's columns nullable in the row scope.
+fn never_null(e: &Expr, scope: &RowScope) -> bool {
+    match strip_alias(e) {
+        Expr::Column(c) => scope.column(c).is_ok_and(|s| !s.nullable),
+        _ => false,
     }
 }
 
@@ -121,7 +139,7 @@ fn aggregate_of(
         ));
     }
     let agg = match func.as_str() {
-        "count" => count_of(arg, p.distinct, k, m),
+        "count" => count_of(arg, p.distinct, scope, k, m),
         "var" | "var_pop" | "stddev" | "stddev_pop" => variance_of(&func, arg, scope, k, m)?,
         "sum" | "avg" => sum_or_avg_of(&func, arg, scope, k, m)?,
         other => {
@@ -163,7 +181,7 @@ fn quantile_of(
     }
     let arg = row_argument(func, p)?;
     let (lower, upper) = bounds_of(arg, scope).map_err(|e| format!("{func}({arg}): {e}"))?;
-    let candidates = quantile_candidates(lower, upper, is_int_column(arg, scope));
+    let candidates = quantile_candidates(lower, upper, is_integer_valued(arg, scope));
     let kind = MeasurementKind::Quantile {
         column: arg.to_string(),
         alpha,
@@ -179,7 +197,13 @@ fn quantile_of(
 /// COUNT(*), COUNT(expr) or COUNT(DISTINCT expr). Each of a unit's k rows
 /// adds at most one value to its group's count, distinct or not: the L1
 /// sensitivity is k either way.
-fn count_of(arg: &Expr, distinct: bool, k: u64, m: &mut Measurements) -> Aggregate {
+fn count_of(
+    arg: &Expr,
+    distinct: bool,
+    scope: &RowScope,
+    k: u64,
+    m: &mut Measurements,
+) -> Aggregate {
     let count = match arg {
         Expr::Literal(v, _) if !v.is_null() && !distinct => {
             m.find_or_add(MeasurementKind::CountRows, None, k)
@@ -190,7 +214,7 @@ fn count_of(arg: &Expr, distinct: bool, k: u64, m: &mut Measurements) -> Aggrega
             };
             m.find_or_add(kind, Some(arg.clone()), k)
         }
-        _ => m.count_non_null(arg, k),
+        _ => m.count_non_null(arg, scope, k),
     };
     Aggregate::Count { count }
 }
@@ -205,7 +229,7 @@ fn variance_of(
     m: &mut Measurements,
 ) -> Result<Aggregate, String> {
     let (lower, upper) = bounds_of(arg, scope).map_err(|e| format!("{func}({arg}): {e}"))?;
-    let int = is_int_column(arg, scope);
+    let int = is_integer_valued(arg, scope);
     let clamp = !within_bounds_verified(arg, scope);
     let (kind, sens) = sum_measurement(arg.to_string(), (lower, upper), int, clamp, k);
     let sum = m.find_or_add(kind, Some(arg.clone()), sens);
@@ -223,7 +247,7 @@ fn variance_of(
     }
     let (kind, sens) = sum_measurement(format!("({arg})^2"), (sq_lo, sq_hi), int, clamp, k);
     let squares = m.find_or_add(kind, Some(arg.clone() * arg.clone()), sens);
-    let count = m.count_non_null(arg, k);
+    let count = m.count_non_null(arg, scope, k);
     Ok(Aggregate::Var {
         sum,
         squares,
@@ -255,7 +279,7 @@ fn sum_or_avg_of(
     let (kind, sens) = sum_measurement(
         arg.to_string(),
         (lower, upper),
-        is_int_column(arg, scope),
+        is_integer_valued(arg, scope),
         !within_bounds_verified(arg, scope),
         k,
     );
@@ -265,7 +289,7 @@ fn sum_or_avg_of(
     } else {
         Aggregate::Avg {
             sum,
-            count: m.count_non_null(arg, k),
+            count: m.count_non_null(arg, scope, k),
         }
     })
 }

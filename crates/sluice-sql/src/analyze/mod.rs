@@ -25,7 +25,7 @@ use sluice_types::privacy::{Delta, Epsilon};
 use sluice_types::sandbox::{QueryTask, SandboxTable};
 
 pub use analysis::{Aggregate, Analysis, GroupKey, Measurement, MeasurementKind};
-pub(crate) use analysis::{Mechanism, Output};
+pub(crate) use analysis::{Mechanism, Output, computed_label};
 
 use crate::error::Rejection;
 use crate::rowexpr::check_rows;

@@ -1,6 +1,11 @@
-//! The outputs: each column of the SELECT is a group key or an aggregate.
+//! The outputs: each column of the SELECT is a group key, an aggregate, or
+//! an expression computed from released values (aggregates, keys, literals
+//! and deterministic functions) after noise, which costs no privacy.
 
-use datafusion::logical_expr::{Aggregate as AggregateNode, Expr, Projection};
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::logical_expr::{
+    Aggregate as AggregateNode, Expr, ExprSchemable, Projection, Volatility,
+};
 
 use super::analysis::{Aggregate, Output};
 use crate::rowexpr::strip_alias;
@@ -34,10 +39,154 @@ pub(super) fn outputs(
                 }
                 Err(_) => reasons.push(format!("output {name} is not a group key or an aggregate")),
             },
-            other => reasons.push(format!(
-                "output {other}: expressions over aggregates are not supported yet; select the aggregate itself"
-            )),
+            other => {
+                if let Some(o) = computed(other, name, aggregate, n_keys, aggregates, reasons) {
+                    outputs.push(o);
+                }
+            }
         }
     }
     outputs
+}
+
+/// The functions an output may apply to released values: numeric, cheap
+/// and deterministic (`sluice_*` are Sluice's total versions of builtins).
+const OUTPUT_FUNCTIONS: &[&str] = &[
+    "abs",
+    "sluice_abs",
+    "sqrt",
+    "sluice_sqrt",
+    "power",
+    "pow",
+    "sluice_power",
+    "cbrt",
+    "exp",
+    "ln",
+    "log",
+    "log10",
+    "log2",
+    "floor",
+    "ceil",
+    "trunc",
+    "round",
+    "signum",
+    "sin",
+    "cos",
+    "tan",
+    "atan",
+    "degrees",
+    "radians",
+    "pi",
+    "greatest",
+    "least",
+    "coalesce",
+    "nullif",
+];
+
+/// An output computed from released values: every column it reads is a
+/// group key or an aggregate, every function is deterministic, and over
+/// aggregates its value is a number.
+fn computed(
+    e: &Expr,
+    name: String,
+    aggregate: &AggregateNode,
+    n_keys: usize,
+    aggregates: &[Option<(Aggregate, String)>],
+    reasons: &mut Vec<String>,
+) -> Option<Output> {
+    let mut used = Vec::new();
+    let mut reads_key = false;
+    let mut refused = None;
+    let _ = e.apply(|node| {
+        let reason = match node {
+            Expr::Column(c) => match aggregate.schema.index_of_column(c) {
+                Ok(idx) if idx < n_keys => {
+                    reads_key = true;
+                    None
+                }
+                Ok(idx) => match aggregates.get(idx - n_keys) {
+                    Some(Some(_)) => {
+                        if !used.contains(&(idx - n_keys)) {
+                            used.push(idx - n_keys);
+                        }
+                        None
+                    }
+                    // The aggregate's own reason is already given.
+                    _ => Some(String::new()),
+                },
+                Err(_) => Some(format!("{c} is not a group key or an aggregate")),
+            },
+            Expr::ScalarFunction(f) if f.func.signature().volatility != Volatility::Immutable => {
+                Some(format!(
+                    "{}() is not deterministic: outputs are computed from the release and must be reproducible from it",
+                    f.func.name()
+                ))
+            }
+            Expr::ScalarFunction(f) if !OUTPUT_FUNCTIONS.contains(&f.func.name()) => Some(format!(
+                "{}() is not supported in an output (supported: {})",
+                f.func.name(),
+                OUTPUT_FUNCTIONS
+                    .iter()
+                    .filter(|n| !n.starts_with("sluice_"))
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            Expr::Alias(_)
+            | Expr::Literal(..)
+            | Expr::BinaryExpr(_)
+            | Expr::Negative(_)
+            | Expr::Not(_)
+            | Expr::IsNull(_)
+            | Expr::IsNotNull(_)
+            | Expr::Cast(_)
+            | Expr::TryCast(_)
+            | Expr::Case(_)
+            | Expr::Between(_)
+            | Expr::ScalarFunction(_) => None,
+            Expr::InList(l) if l.list.iter().all(|x| matches!(x, Expr::Literal(..))) => None,
+            Expr::ScalarSubquery(_) | Expr::Exists(_) | Expr::InSubquery(_) => Some(
+                "a subquery in the output would read rows outside the DP aggregate".to_owned(),
+            ),
+            other => Some(format!(
+                "{} is not supported in an output expression",
+                other.variant_name()
+            )),
+        };
+        match reason {
+            Some(r) => {
+                refused = Some(r);
+                Ok(TreeNodeRecursion::Stop)
+            }
+            None => Ok(TreeNodeRecursion::Continue),
+        }
+    });
+    if let Some(r) = refused {
+        if !r.is_empty() {
+            reasons.push(format!("output {name}: {r}"));
+        }
+        return None;
+    }
+    if !used.is_empty() {
+        let numeric = e
+            .get_type(aggregate.schema.as_ref())
+            .is_ok_and(|t| t.is_numeric());
+        if !numeric {
+            reasons.push(format!(
+                "output {name}: an expression over aggregates must compute a number (released values carry a number and its interval)"
+            ));
+            return None;
+        }
+    }
+    let funcs: Vec<String> = used
+        .iter()
+        .filter_map(|i| aggregates[*i].as_ref().map(|(_, f)| f.clone()))
+        .collect();
+    Some(Output::Computed {
+        expr: e.clone(),
+        name,
+        aggregates: used,
+        reads_key,
+        funcs,
+    })
 }
