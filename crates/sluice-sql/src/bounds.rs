@@ -156,6 +156,20 @@ fn derive(e: &Expr, scope: &dyn DeclaredColumns) -> Result<(f64, f64), String> {
             acc.ok_or_else(|| format!("{e} has no arguments"))
         }
         Expr::ScalarFunction(f)
+            if matches!(f.func.name(), "floor" | "ceil" | "round" | "trunc")
+                && f.args.len() == 1 =>
+        {
+            // Monotone: the rounded bounds bound the rounded values.
+            let (l, h) = derive(&f.args[0], scope)?;
+            let g = match f.func.name() {
+                "floor" => f64::floor,
+                "ceil" => f64::ceil,
+                "round" => f64::round,
+                _ => f64::trunc,
+            };
+            Ok((g(l), g(h)))
+        }
+        Expr::ScalarFunction(f)
             if matches!(f.func.name(), "abs" | "sluice_abs") && f.args.len() == 1 =>
         {
             let (l, h) = derive(&f.args[0], scope)?;
@@ -175,7 +189,8 @@ fn derive(e: &Expr, scope: &dyn DeclaredColumns) -> Result<(f64, f64), String> {
 
 /// Whether `e` takes only integer values: integer columns and literals
 /// combined by `+ - * /` (integer division truncates), casts to an integer
-/// type, and CASE, COALESCE, LEAST, GREATEST and ABS of such values. The
+/// type, FLOOR, CEIL, ROUND and TRUNC of anything, and CASE, COALESCE,
+/// LEAST, GREATEST and ABS of such values. The
 /// rules are DataFusion's typing of these expressions; integer-valued
 /// expressions are summed exactly, with integer sensitivity and noise.
 pub fn is_integer_valued(e: &Expr, scope: &dyn DeclaredColumns) -> bool {
@@ -223,6 +238,13 @@ pub fn is_integer_valued(e: &Expr, scope: &dyn DeclaredColumns) -> bool {
             ) =>
         {
             f.args.iter().all(int)
+        }
+        // Typed as floats, but whole numbers of any argument.
+        Expr::ScalarFunction(f)
+            if matches!(f.func.name(), "floor" | "ceil" | "round" | "trunc")
+                && f.args.len() == 1 =>
+        {
+            true
         }
         _ => false,
     }

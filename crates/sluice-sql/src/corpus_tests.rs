@@ -26,6 +26,10 @@ use sluice_types::schema::DatasetSchema;
 
 const REPETITIONS: usize = 400;
 
+/// Draws for sourced entries (there are many, mostly simple): the binomial
+/// bound below adapts to the number of draws.
+const SOURCED_REPETITIONS: usize = 100;
+
 /// The chance that correct 95% intervals fail one query's check: over the
 /// whole corpus, a false alarm about once in ten million runs.
 const FALSE_ALARM: f64 = 1e-9;
@@ -65,6 +69,81 @@ struct Entry {
     epsilon: f64,
     #[serde(default)]
     delta: Option<f64>,
+    /// Where the query comes from: "<label>: <file> (<url>)".
+    #[serde(default)]
+    source: Option<String>,
+}
+
+impl Entry {
+    /// The source's label: its text before ": ".
+    fn source_label(&self) -> Option<&str> {
+        self.source
+            .as_deref()
+            .map(|s| s.split(": ").next().unwrap_or(s).trim())
+    }
+}
+
+/// Accepted and refused sourced queries per source label, and the SQL of
+/// every refused one: docs/dp-sql.md lists both, and must match.
+#[derive(Default)]
+struct Sourced {
+    counts: std::collections::BTreeMap<String, (usize, usize)>,
+    refused: Vec<String>,
+}
+
+impl Sourced {
+    fn record(&mut self, entry: &Entry) {
+        if let Some(label) = entry.source_label() {
+            let c = self.counts.entry(label.to_owned()).or_default();
+            if entry.reject.is_some() {
+                c.1 += 1;
+                self.refused.push(entry.sql.clone());
+            } else {
+                c.0 += 1;
+            }
+        }
+    }
+
+    /// The table docs/dp-sql.md holds between its corpus-sources markers.
+    fn table(&self) -> String {
+        let mut t = String::from("| source | accepted | refused |\n|---|---|---|\n");
+        for (label, (a, r)) in &self.counts {
+            t.push_str(&format!("| {label} | {a} | {r} |\n"));
+        }
+        t
+    }
+
+    fn check_docs(&self) {
+        let docs = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/dp-sql.md"),
+        )
+        .unwrap();
+        let between = |start: &str, end: &str| -> String {
+            let from = docs.find(start).map(|i| i + start.len());
+            let to = docs.find(end);
+            match (from, to) {
+                (Some(a), Some(b)) if a <= b => docs[a..b].trim().to_owned(),
+                _ => String::new(),
+            }
+        };
+        let table = between("<!-- corpus-sources -->", "<!-- /corpus-sources -->");
+        assert_eq!(
+            table,
+            self.table().trim(),
+            "docs/dp-sql.md's table of sourced corpus queries is not the corpus's; it should read:\n{}",
+            self.table()
+        );
+        let refusals = between("<!-- sourced-refusals -->", "<!-- /sourced-refusals -->");
+        let missing: Vec<&String> = self
+            .refused
+            .iter()
+            .filter(|q| !refusals.contains(q.as_str()))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "docs/dp-sql.md must list every refused sourced query with its reason; missing: {missing:#?}"
+        );
+    }
 }
 
 fn default_epsilon() -> f64 {
@@ -223,6 +302,8 @@ fn json_of(v: &ScalarValue) -> Option<serde_json::Value> {
     match v {
         ScalarValue::Int64(Some(i)) => Some(serde_json::json!(i)),
         ScalarValue::Int32(Some(i)) => Some(serde_json::json!(i)),
+        // FLOOR/CEIL keys: whole floats, released as integers.
+        ScalarValue::Float64(Some(f)) if f.fract() == 0.0 => Some(serde_json::json!(*f as i64)),
         ScalarValue::Utf8(Some(s))
         | ScalarValue::Utf8View(Some(s))
         | ScalarValue::LargeUtf8(Some(s)) => Some(serde_json::json!(s)),
@@ -247,6 +328,7 @@ async fn truth(
     keys: &[usize],
 ) -> HashMap<Vec<serde_json::Value>, Vec<Option<f64>>> {
     let ctx = SessionContext::new();
+    crate::session::register_aggregate_aliases(&ctx);
     for t in tables {
         ctx.register_parquet(t.name.as_str(), &t.path, ParquetReadOptions::default())
             .await
@@ -311,7 +393,9 @@ async fn corpus_queries_are_accepted_with_covering_intervals_or_rejected_with_th
     ];
     let (mut accepted, mut rejected) = (0, 0);
     let mut wrong = Vec::new();
+    let mut sourced = Sourced::default();
     for entry in &corpus.query {
+        sourced.record(entry);
         let task = QueryTask {
             query: entry.sql.clone(),
             tables: tables.clone(),
@@ -379,6 +463,16 @@ async fn corpus_queries_are_accepted_with_covering_intervals_or_rejected_with_th
             .filter(|(_, c)| c.kind == ColumnKind::GroupKey)
             .map(|(i, _)| i)
             .collect();
+        let selected_keys = a
+            .outputs
+            .iter()
+            .filter(|o| matches!(o, crate::analyze::Output::Key { .. }))
+            .count();
+        if selected_keys < a.group_keys.len() {
+            // Rows whose keys are not all selected cannot be matched to the
+            // raw answer's rows: acceptance and charge only, as with `post`.
+            continue;
+        }
         let truth = truth(&entry.sql, &tables, &keys).await;
         // With key selection, released rows are a data-dependent subset of
         // the cells: find each row's cell by its keys (all selected).
@@ -401,7 +495,12 @@ async fn corpus_queries_are_accepted_with_covering_intervals_or_rejected_with_th
             .collect();
         let mut per_cell: HashMap<(usize, usize), (usize, usize)> = HashMap::new();
         let mut gaps: HashMap<(usize, usize), QuantileGap> = HashMap::new();
-        for _ in 0..REPETITIONS {
+        let repetitions = if entry.source.is_some() {
+            SOURCED_REPETITIONS
+        } else {
+            REPETITIONS
+        };
+        for _ in 0..repetitions {
             let out = crate::execute::release(&a, &cells, exact.clone()).unwrap();
             for (r, row) in out.rows.iter().enumerate() {
                 let key: Vec<serde_json::Value> = keys
@@ -438,7 +537,8 @@ async fn corpus_queries_are_accepted_with_covering_intervals_or_rejected_with_th
                     };
                     let agg = out.columns[c].aggregate.as_deref().unwrap_or_default();
                     let t = match true_row {
-                        Some(values) => values[c],
+                        // SQL's SUM of no rows is NULL; the DP sum of no rows is 0 plus noise.
+                        Some(values) => values[c].or(matches!(agg, "sum").then_some(0.0)),
                         // Empty groups: counts and sums are 0; ratios are undefined.
                         None if matches!(agg, "count" | "sum") => Some(0.0),
                         None => None,
@@ -459,7 +559,7 @@ async fn corpus_queries_are_accepted_with_covering_intervals_or_rejected_with_th
             // so its interval is checked unconditionally: a draw that does
             // not release it is not a miss, a released miss is.
             for e in per_cell.values_mut() {
-                *e = (REPETITIONS - (e.1 - e.0), REPETITIONS);
+                *e = (repetitions - (e.1 - e.0), repetitions);
             }
         }
         let inside: usize = per_cell.values().map(|e| e.0).sum();
@@ -500,6 +600,7 @@ async fn corpus_queries_are_accepted_with_covering_intervals_or_rejected_with_th
         accepted + rejected >= 150 && accepted >= 70 && rejected >= 70,
         "{accepted} accepted, {rejected} rejected"
     );
+    sourced.check_docs();
 }
 
 /// A quantile output's exact inputs in cell `cell`: the clamped values the

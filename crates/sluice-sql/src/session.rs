@@ -41,7 +41,21 @@ pub fn locked_context() -> Result<SessionContext, datafusion::error::DataFusionE
     for udf in crate::rowexpr::replacements() {
         ctx.register_udf(udf);
     }
+    register_aggregate_aliases(&ctx);
     Ok(ctx)
+}
+
+/// Other engines' names for the sample variance and deviation
+/// (`VARIANCE`, `STD`, `STDEV`), which DataFusion does not know.
+pub(crate) fn register_aggregate_aliases(ctx: &SessionContext) {
+    use datafusion::functions_aggregate::{stddev::stddev_udaf, variance::var_samp_udaf};
+    ctx.register_udaf(var_samp_udaf().as_ref().clone().with_aliases(["variance"]));
+    ctx.register_udaf(
+        stddev_udaf()
+            .as_ref()
+            .clone()
+            .with_aliases(["std", "stdev"]),
+    );
 }
 
 /// Only SELECT queries: no DDL, DML or SET/other statements.

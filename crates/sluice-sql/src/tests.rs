@@ -266,6 +266,10 @@ async fn rejections_name_their_reason() {
             "every group key has a public domain (declared, or derived from the schema): its answer is that domain",
         ),
         (
+            "SELECT DISTINCT SUM(income) FROM people",
+            "SELECT DISTINCT over aggregates is not supported: released rows are already distinct",
+        ),
+        (
             "SELECT COUNT(*) * random() FROM people",
             "output count(*) * random(): random() is not deterministic",
         ),
@@ -1472,6 +1476,21 @@ async fn expression_keys_get_their_derived_domain_or_a_reason() {
         domain("SELECT CASE WHEN income > 500 THEN sex ELSE 7 END AS k, COUNT(*) FROM people GROUP BY 1").await,
         vec![vec![DomainValue::Int(0), DomainValue::Int(1), DomainValue::Int(7)]]
     );
+    // CEIL of an integer division: whole numbers, read back as integers.
+    assert_eq!(
+        domain("SELECT CEIL(income / 100), COUNT(*) FROM people GROUP BY 1").await,
+        vec![bands.clone()]
+    );
+    // An integer column with bounds and no declared domain: its range.
+    let mut bounded = task(
+        "SELECT income, COUNT(*) FROM people GROUP BY income",
+        &path,
+        5,
+        1.0,
+    );
+    bounded.tables[0].schema.columns[2].upper = Some(50.0);
+    let a = analyze(&bounded).await.unwrap();
+    assert_eq!(a.group_keys[0].domain.as_ref().map(Vec::len), Some(51));
     // Every band is released, empty ones included, in order; stored values
     // outside the derived domain (a's 2000) are never a key.
     let out = execute(&task(

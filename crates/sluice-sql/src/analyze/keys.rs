@@ -8,7 +8,7 @@ use sluice_types::privacy::Delta;
 use sluice_types::schema::{ColumnRole, ColumnSpec, ColumnType};
 
 use super::analysis::{GroupKey, MAX_CELLS, MAX_KEY_DELTA};
-use crate::bounds::domain_of;
+use crate::bounds::{domain_of, is_integer_valued};
 use crate::rowexpr::{check_shape, strip_alias};
 use crate::rows::RowScope;
 
@@ -38,6 +38,18 @@ pub(super) fn group_keys(
                             domain: Some(domain),
                         });
                     }
+                    // An integer column's bounds give it a public domain.
+                    None if let Ok(Some(domain)) =
+                        domain_of(&Expr::Column(c.clone()), scope, spec.ty) =>
+                    {
+                        let mut column = spec.clone();
+                        column.domain = Some(domain.clone());
+                        group_keys.push(GroupKey {
+                            expr: Expr::Column(c.clone()),
+                            column,
+                            domain: Some(domain),
+                        });
+                    }
                     None if spec.ty == ColumnType::Float => {
                         reasons.push(format!(
                             "GROUP BY {}: a float column without a declared domain cannot be a key; bucket it with CASE in a subquery",
@@ -45,8 +57,12 @@ pub(super) fn group_keys(
                         ))
                     }
                     None if delta == Delta::ZERO => reasons.push(format!(
-                        "GROUP BY {}: the column has no declared public domain, so its keys must be selected by DP thresholding, which needs privacy.delta > 0 (at most {MAX_KEY_DELTA})",
-                        c.name
+                        "GROUP BY {}: the column has no declared public domain{}, so its keys must be selected by DP thresholding, which needs privacy.delta > 0 (at most {MAX_KEY_DELTA})",
+                        c.name,
+                        match domain_of(&Expr::Column(c.clone()), scope, spec.ty) {
+                            Err(too_large) => format!(" ({too_large})"),
+                            _ => String::new(),
+                        }
                     )),
                     None => group_keys.push(GroupKey {
                         expr: Expr::Column(c.clone()),
@@ -86,7 +102,8 @@ fn expression_key(
         );
     }
     let ty = match e.get_type(aggregate.input.schema()) {
-        Ok(t) if t.is_integer() => ColumnType::Int,
+        // FLOOR, CEIL, ROUND, TRUNC: whole numbers typed as floats, read as integers.
+        Ok(t) if t.is_integer() || is_integer_valued(e, scope) => ColumnType::Int,
         Ok(t) if t.is_floating() => ColumnType::Float,
         Ok(DataType::Boolean) => ColumnType::Bool,
         Ok(DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) => ColumnType::Text,

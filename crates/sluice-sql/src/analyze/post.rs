@@ -73,6 +73,11 @@ pub(super) fn post_processing<'a>(
                 return Err(Rejection(std::mem::take(reasons)));
             }
         },
+        LogicalPlan::Distinct(d) if reads_aggregate(d.input()) => {
+            return Err(Rejection(vec![
+                "SELECT DISTINCT over aggregates is not supported: released rows are already distinct by their group keys; remove DISTINCT".into(),
+            ]));
+        }
         LogicalPlan::Distinct(_) => {
             return Err(Rejection(vec![
                 "SELECT DISTINCT would release raw values: only aggregates are released".into(),
@@ -107,3 +112,8 @@ pub(super) fn post_processing<'a>(
 }
 
 const NO_AGGREGATE: &str = "the query selects rows, not aggregates: rows are never released (SELECT * and row-level selects are rejected); select COUNT, SUM or AVG, optionally GROUP BY columns with a declared domain";
+
+/// Whether `plan` is the projection of an aggregate.
+fn reads_aggregate(plan: &LogicalPlan) -> bool {
+    matches!(plan, LogicalPlan::Projection(p) if matches!(p.input.as_ref(), LogicalPlan::Aggregate(_)))
+}
