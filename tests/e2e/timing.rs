@@ -346,8 +346,12 @@ async fn observe(client: &Client, manifest: &str) -> Observation {
 /// The accuracy, on `test`, of the best single threshold on `train`.
 fn held_out_accuracy(train: &[(f64, bool)], test: &[(f64, bool)]) -> f64 {
     let mut best = (0.0, f64::NEG_INFINITY, false);
-    let mut thresholds: Vec<f64> = train.iter().map(|(v, _)| *v).collect();
-    thresholds.push(f64::NEG_INFINITY);
+    // Midway between neighbouring training values: a threshold on a
+    // training value itself misclassifies a test value just past it.
+    let mut values: Vec<f64> = train.iter().map(|(v, _)| *v).collect();
+    values.sort_by(f64::total_cmp);
+    let mut thresholds = vec![f64::NEG_INFINITY];
+    thresholds.extend(values.windows(2).map(|w| (w[0] + w[1]) / 2.0));
     for t in thresholds {
         for above_means_true in [false, true] {
             let right = train
@@ -365,6 +369,27 @@ fn held_out_accuracy(train: &[(f64, bool)], test: &[(f64, bool)]) -> f64 {
         .filter(|(v, label)| (*v > t) == (*label == above_means_true))
         .count() as f64
         / test.len() as f64
+}
+
+#[test]
+fn the_classifier_puts_its_threshold_between_the_classes() {
+    let train = [
+        (100.0, false),
+        (120.0, false),
+        (2000.0, true),
+        (3000.0, true),
+    ];
+    // Just past either class's training edge: still classified right.
+    let test = [
+        (125.0, false),
+        (90.0, false),
+        (1900.0, true),
+        (3100.0, true),
+    ];
+    assert_eq!(held_out_accuracy(&train, &test), 1.0);
+    // Reversed labels are learnt too.
+    let flip = |v: &[(f64, bool)]| v.iter().map(|(x, l)| (*x, !l)).collect::<Vec<_>>();
+    assert_eq!(held_out_accuracy(&flip(&train), &flip(&test)), 1.0);
 }
 
 fn env_or(name: &str, default: &str) -> String {
@@ -416,10 +441,16 @@ async fn run_shape(
 ) -> Vec<Finding> {
     let header = under(&p.agreements);
     let mut runs: Vec<(usize, Observation)> = Vec::new();
+    let mut rng = rand::rng();
     for r in 0..rounds {
-        for k in 0..3 {
-            // Rotated so that no side always goes first.
-            let side = (r + k) % 3;
+        // A fresh random order each round. A fixed rotation ties each side
+        // to a phase of the wall clock (each job's visible end is on the
+        // schedule, so the loop's period is nearly constant), and
+        // second-precision `created_at` turns that phase into a difference
+        // a threshold can learn, with no data in it.
+        let mut order = [0, 1, 2];
+        rand::seq::SliceRandom::shuffle(&mut order[..], &mut rng);
+        for side in order {
             let manifest = make(&header, SIDES[side].0).replacen(
                 "title = \"t\"",
                 &format!("title = \"run {r}\""),
@@ -427,6 +458,10 @@ async fn run_shape(
             );
             runs.push((side, observe(&p.alice, &manifest).await));
         }
+    }
+    // Every run's values, in order: shown when a test fails.
+    for (side, o) in &runs {
+        println!("{name} | {} | {:?}", SIDES[*side].0, o.values);
     }
     let states: Vec<&str> = runs.iter().map(|(_, o)| o.state.as_str()).collect();
     assert!(
@@ -473,8 +508,13 @@ fn allowed(n: usize) -> f64 {
     (0.5 + 3.5 * 0.5 / (n as f64).sqrt()).max(0.60)
 }
 
+/// The timing tests run one at a time: each one's spinning jobs would be
+/// the other's background load (the rest of the suite still runs beside).
+static TIMING_TESTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test]
 async fn job_timing_tells_nothing_about_one_person() {
+    let _alone = TIMING_TESTS.lock().await;
     let rounds: usize = env_or("SLUICE_TIMING_ROUNDS", "16").parse().unwrap();
     let which = env_or("SLUICE_TIMING_SHAPES", "short");
     let p = platform(Default::default()).await;
@@ -537,6 +577,7 @@ async fn job_timing_tells_nothing_about_one_person() {
 /// large declared fuel shows in every observable of time.
 #[tokio::test]
 async fn without_the_schedule_the_harness_tells_the_target_apart() {
+    let _alone = TIMING_TESTS.lock().await;
     let p = platform(sluice_server::TimingConfig {
         mitigate: false,
         ..Default::default()
