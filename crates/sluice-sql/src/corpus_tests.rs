@@ -65,6 +65,11 @@ struct Entry {
     reject: Option<String>,
     #[serde(default)]
     post: bool,
+    /// The same answer, without noise, in SQL DataFusion can run (e.g. a
+    /// VARIANCE(DISTINCT x), which it does not implement, over a SELECT
+    /// DISTINCT subquery); the query itself when absent.
+    #[serde(default)]
+    truth_sql: Option<String>,
     #[serde(default = "default_epsilon")]
     epsilon: f64,
     #[serde(default)]
@@ -473,7 +478,12 @@ async fn corpus_queries_are_accepted_with_covering_intervals_or_rejected_with_th
             // raw answer's rows: acceptance and charge only, as with `post`.
             continue;
         }
-        let truth = truth(&entry.sql, &tables, &keys).await;
+        let truth = truth(
+            entry.truth_sql.as_deref().unwrap_or(&entry.sql),
+            &tables,
+            &keys,
+        )
+        .await;
         // With key selection, released rows are a data-dependent subset of
         // the cells: find each row's cell by its keys (all selected).
         let cell_by_key: HashMap<Vec<serde_json::Value>, usize> = cells

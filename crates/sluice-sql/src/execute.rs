@@ -9,7 +9,9 @@ use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
 use datafusion::common::ScalarValue;
 use datafusion::functions::math::expr_fn::round;
-use datafusion::functions_aggregate::expr_fn::{array_agg, count, count_distinct, sum};
+use datafusion::functions_aggregate::expr_fn::{
+    array_agg, count, count_distinct, sum, sum_distinct,
+};
 use datafusion::logical_expr::{cast, col, lit, when};
 use datafusion::prelude::{Expr, SessionContext};
 use sluice_dp::discrete_laplace_halfwidth;
@@ -132,6 +134,7 @@ pub(crate) async fn exact_aggregates(
                 upper,
                 scale,
                 clamp,
+                distinct,
                 ..
             } => {
                 let input = m.input.clone().expect("sum has an input");
@@ -156,7 +159,8 @@ pub(crate) async fn exact_aggregates(
                     cast(round(vec![value * lit(*scale)]), DataType::Int64)
                 };
                 projection.push(fixed.alias(&name));
-                aggregates.push(sum(col(&name)).alias(format!("__a{j}")));
+                let total = if *distinct { sum_distinct } else { sum };
+                aggregates.push(total(col(&name)).alias(format!("__a{j}")));
             }
             MeasurementKind::Quantile { lower, upper, .. } => {
                 let input = cast(

@@ -237,7 +237,6 @@ async fn rejections_name_their_reason() {
             "SELECT SUM(pid) FROM people",
             "failed to match any signature",
         ),
-        ("SELECT SUM(DISTINCT income) FROM people", "sum(DISTINCT"),
         (
             "SELECT bit_and(income) FROM people",
             "aggregate bit_and is not supported yet",
@@ -429,6 +428,15 @@ async fn expressions_get_derived_bounds_or_a_reason() {
         vec![3]
     );
     assert_eq!(sens("SELECT COUNT(city) FROM people").await, vec![3]);
+    // A unit's k rows add or remove at most k distinct values.
+    assert_eq!(
+        sens("SELECT SUM(DISTINCT income) FROM people").await,
+        vec![3000]
+    );
+    assert_eq!(
+        sens("SELECT AVG(DISTINCT income), VARIANCE(DISTINCT income) FROM people").await,
+        vec![3000, 3, 3 * 1_000_000]
+    );
     for q in [
         "SELECT SUM(CASE WHEN sex = 1 THEN income ELSE 0 END) FROM people",
         "SELECT AVG(income / 10.0) FROM people",
@@ -457,7 +465,10 @@ async fn expressions_get_derived_bounds_or_a_reason() {
             "SELECT SUM(length(city)) FROM people",
             "no bounds can be derived",
         ),
-        ("SELECT AVG(DISTINCT income) FROM people", "DISTINCT"),
+        (
+            "SELECT VARIANCE(DISTINCT income - 500) FROM people",
+            "its bounds [-500, 500] span zero, where x and -x have one square",
+        ),
     ] {
         assert_rejected(&task(q, "/nonexistent", 1, 1.0), reason).await;
     }
@@ -481,6 +492,20 @@ async fn derived_expressions_and_distinct_counts_execute_with_clamping() {
     // sex 1: units a (2 rows kept, 2000*2 clamped to the derived bound 2000) and d (30*2).
     assert_eq!(noisy(&out.rows[1][1]).0, 2.0);
     near(&out.rows[1][2], 4060.0);
+
+    // Distinct values after clamping to [0, 1000]: a's 2000s are one 1000.
+    let out = execute(&task(
+        "SELECT sex, SUM(DISTINCT income), AVG(DISTINCT income) FROM people GROUP BY sex",
+        &path,
+        2,
+        1000.0,
+    ))
+    .await
+    .unwrap();
+    near(&out.rows[0][1], 70.0);
+    near(&out.rows[0][2], 70.0 / 3.0);
+    near(&out.rows[1][1], 1030.0);
+    near(&out.rows[1][2], 515.0);
 }
 
 /// Deterministic pseudo-random numbers for generated data.
@@ -663,6 +688,10 @@ async fn removing_any_one_unit_moves_each_aggregate_by_at_most_its_sensitivity()
         ),
         (
             "SELECT sex, MEDIAN(income), MAX(income), percentile_cont(income, 0.9) FROM people GROUP BY sex",
+            false,
+        ),
+        (
+            "SELECT sex, COUNT(*), SUM(DISTINCT income), AVG(DISTINCT income), VARIANCE(DISTINCT income) FROM people GROUP BY sex",
             false,
         ),
         // Keys selected from the data (costs delta).

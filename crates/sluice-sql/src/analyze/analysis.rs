@@ -51,6 +51,8 @@ pub enum MeasurementKind {
         scale: f64,
         /// False when ingest verified the inputs within bounds.
         clamp: bool,
+        /// SUM(DISTINCT ...): each distinct fixed-point value once per cell.
+        distinct: bool,
     },
     /// The `alpha`-quantile of the column clamped to `[lower, upper]`, by the
     /// exponential mechanism over `candidates` (a public grid of the bounds).
@@ -93,7 +95,16 @@ impl Measurement {
             MeasurementKind::CountRows => "count(*)".to_owned(),
             MeasurementKind::CountNonNull { column } => format!("count({column})"),
             MeasurementKind::CountDistinct { expr } => format!("count(distinct {expr})"),
-            MeasurementKind::Sum { column, .. } => format!("sum({column})"),
+            MeasurementKind::Sum {
+                column,
+                distinct: false,
+                ..
+            } => format!("sum({column})"),
+            MeasurementKind::Sum {
+                column,
+                distinct: true,
+                ..
+            } => format!("sum(distinct {column})"),
             MeasurementKind::Quantile { column, alpha, .. } => {
                 format!("quantile({column}, {alpha})")
             }

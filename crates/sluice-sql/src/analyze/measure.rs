@@ -83,6 +83,18 @@ impl Measurements {
     /// k rows adds at most one. A column that ingest proved never null
     /// (declared `nullable = false`) counts every row: its count is the
     /// query's COUNT(*), measured once.
+    /// The count an AVG or VARIANCE divides by: of the distinct values
+    /// when the aggregate is DISTINCT.
+    fn count_values(&mut self, arg: &Expr, distinct: bool, scope: &RowScope, k: u64) -> usize {
+        if distinct {
+            let kind = MeasurementKind::CountDistinct {
+                expr: arg.to_string(),
+            };
+            return self.find_or_add(kind, Some(arg.clone()), k);
+        }
+        self.count_non_null(arg, scope, k)
+    }
+
     fn count_non_null(&mut self, arg: &Expr, scope: &RowScope, k: u64) -> usize {
         if never_null(arg, scope) {
             return self.find_or_add(MeasurementKind::CountRows, None, k);
@@ -133,15 +145,12 @@ fn aggregate_of(
         ));
     }
     let arg = row_argument(&func, p)?;
-    if p.distinct && func != "count" {
-        return Err(format!(
-            "{func}(DISTINCT ...) is not supported: a distinct sum or average has no useful bound"
-        ));
-    }
     let agg = match func.as_str() {
         "count" => count_of(arg, p.distinct, scope, k, m),
-        "var" | "var_pop" | "stddev" | "stddev_pop" => variance_of(&func, arg, scope, k, m)?,
-        "sum" | "avg" => sum_or_avg_of(&func, arg, scope, k, m)?,
+        "var" | "var_pop" | "stddev" | "stddev_pop" => {
+            variance_of(&func, arg, p.distinct, scope, k, m)?
+        }
+        "sum" | "avg" => sum_or_avg_of(&func, arg, p.distinct, scope, k, m)?,
         other => {
             return Err(format!(
                 "aggregate {other} is not supported yet (supported: COUNT, COUNT(DISTINCT), SUM, AVG, VAR, VAR_POP, STDDEV, STDDEV_POP, MIN, MAX, MEDIAN, PERCENTILE_CONT, APPROX_PERCENTILE_CONT, APPROX_MEDIAN)"
@@ -208,30 +217,31 @@ fn count_of(
         Expr::Literal(v, _) if !v.is_null() && !distinct => {
             m.find_or_add(MeasurementKind::CountRows, None, k)
         }
-        _ if distinct => {
-            let kind = MeasurementKind::CountDistinct {
-                expr: arg.to_string(),
-            };
-            m.find_or_add(kind, Some(arg.clone()), k)
-        }
-        _ => m.count_non_null(arg, scope, k),
+        _ => m.count_values(arg, distinct, scope, k),
     };
     Aggregate::Count { count }
 }
 
 /// VARIANCE or STDDEV (sample or population): from the sum, the sum of
-/// squares and the count.
+/// squares and the count (of the distinct values, with DISTINCT).
 fn variance_of(
     func: &str,
     arg: &Expr,
+    distinct: bool,
     scope: &RowScope,
     k: u64,
     m: &mut Measurements,
 ) -> Result<Aggregate, String> {
     let (lower, upper) = bounds_of(arg, scope).map_err(|e| format!("{func}({arg}): {e}"))?;
+    if distinct && lower < 0.0 && upper > 0.0 {
+        // The squares are summed DISTINCT too, and x and -x share one.
+        return Err(format!(
+            "{func}(DISTINCT {arg}): its bounds [{lower}, {upper}] span zero, where x and -x have one square, so the distinct squares do not give the distinct values' variance; shift the values, e.g. {func}(DISTINCT {arg} - ({lower}))"
+        ));
+    }
     let int = is_integer_valued(arg, scope);
     let clamp = !within_bounds_verified(arg, scope);
-    let (kind, sens) = sum_measurement(arg.to_string(), (lower, upper), int, clamp, k);
+    let (kind, sens) = sum_measurement(arg.to_string(), (lower, upper), int, clamp, distinct, k);
     let sum = m.find_or_add(kind, Some(arg.clone()), sens);
     let (sq_lo, sq_hi) = if lower >= 0.0 {
         (lower * lower, upper * upper)
@@ -245,9 +255,16 @@ fn variance_of(
             "{func}({arg}): the squares' bounds are too wide to sum exactly"
         ));
     }
-    let (kind, sens) = sum_measurement(format!("({arg})^2"), (sq_lo, sq_hi), int, clamp, k);
+    let (kind, sens) = sum_measurement(
+        format!("({arg})^2"),
+        (sq_lo, sq_hi),
+        int,
+        clamp,
+        distinct,
+        k,
+    );
     let squares = m.find_or_add(kind, Some(arg.clone() * arg.clone()), sens);
-    let count = m.count_non_null(arg, scope, k);
+    let count = m.count_values(arg, distinct, scope, k);
     Ok(Aggregate::Var {
         sum,
         squares,
@@ -257,10 +274,13 @@ fn variance_of(
     })
 }
 
-/// SUM, or AVG as a sum over a count.
+/// SUM, or AVG as a sum over a count. With DISTINCT: over the distinct
+/// values of each cell (after clamping), whose sum one unit's k rows still
+/// change by at most k values.
 fn sum_or_avg_of(
     func: &str,
     arg: &Expr,
+    distinct: bool,
     scope: &RowScope,
     k: u64,
     m: &mut Measurements,
@@ -281,6 +301,7 @@ fn sum_or_avg_of(
         (lower, upper),
         is_integer_valued(arg, scope),
         !within_bounds_verified(arg, scope),
+        distinct,
         k,
     );
     let sum = m.find_or_add(kind, Some(arg.clone()), sens);
@@ -289,7 +310,7 @@ fn sum_or_avg_of(
     } else {
         Aggregate::Avg {
             sum,
-            count: m.count_non_null(arg, scope, k),
+            count: m.count_values(arg, distinct, scope, k),
         }
     })
 }
@@ -375,6 +396,7 @@ fn sum_measurement(
     (lower, upper): (f64, f64),
     int_column: bool,
     clamp: bool,
+    distinct: bool,
     k: u64,
 ) -> (MeasurementKind, u64) {
     // Integer columns are summed exactly; other values in fixed point.
@@ -386,6 +408,7 @@ fn sum_measurement(
             upper,
             scale,
             clamp,
+            distinct,
         },
         k.saturating_mul(per_row),
     )
