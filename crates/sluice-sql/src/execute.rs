@@ -590,6 +590,11 @@ pub(crate) fn release(
                 .collect()
         })
         .collect();
+    if a.post.distinct {
+        // Equal released values carry equal intervals: the cells compare whole.
+        let mut seen = std::collections::HashSet::new();
+        rows.retain(|row| seen.insert(serde_json::to_string(row).expect("cells serialise")));
+    }
     order_and_limit(a, &mut rows);
     Ok(ReleasedOutputs {
         columns,

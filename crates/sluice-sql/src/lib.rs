@@ -28,6 +28,7 @@ mod bounds;
 mod error;
 mod execute;
 mod released;
+mod rewrite;
 mod rowexpr;
 mod rows;
 mod session;

@@ -67,12 +67,23 @@ pub fn sql_options() -> SQLOptions {
 }
 
 /// Plans SQL under the locked-down options; errors name only SQL and schema.
+/// The statement is rewritten first where DataFusion refuses SQL that other
+/// DP SQL engines accept (`rewrite`).
 pub async fn plan_query(ctx: &SessionContext, sql: &str) -> Result<LogicalPlan, Rejection> {
-    let df = ctx
-        .sql_with_options(sql, sql_options())
+    let state = ctx.state();
+    let dialect = state.config().options().sql_parser.dialect;
+    let mut statement = state
+        .sql_to_statement(sql, &dialect)
+        .map_err(|e| Rejection::planning(&e))?;
+    crate::rewrite::rewrite(&mut statement);
+    let plan = state
+        .statement_to_plan(statement)
         .await
         .map_err(|e| Rejection::planning(&e))?;
-    Ok(df.logical_plan().clone())
+    sql_options()
+        .verify_plan(&plan)
+        .map_err(|e| Rejection::planning(&e))?;
+    Ok(plan)
 }
 
 pub fn arrow_type(ty: ColumnType) -> DataType {

@@ -230,6 +230,8 @@ pub struct Analysis {
 #[derive(Debug, Clone, Default)]
 pub struct PostProcess {
     pub having: Option<Expr>,
+    /// SELECT DISTINCT: released rows that are equal, cell by cell, once.
+    pub distinct: bool,
     /// (output column name, ascending, nulls first)
     pub order: Vec<(String, bool, bool)>,
     pub skip: usize,

@@ -1,8 +1,8 @@
 //! The first step: the post-processing around the aggregate. LIMIT, ORDER
-//! BY and HAVING are peeled off the top of the plan and kept to apply to
+//! BY, DISTINCT and HAVING are peeled off the top of the plan and kept to apply to
 //! released rows; below them must stand the projection of an aggregate.
 
-use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, Projection};
+use datafusion::logical_expr::{Aggregate, Distinct, Expr, LogicalPlan, Projection};
 
 use super::analysis::PostProcess;
 use crate::error::Rejection;
@@ -52,6 +52,13 @@ pub(super) fn post_processing<'a>(
         }
         node = &sort.input;
     }
+    // SELECT DISTINCT over aggregates: on released rows too.
+    if let LogicalPlan::Distinct(Distinct::All(input)) = node
+        && reads_aggregate(input)
+    {
+        post.distinct = true;
+        node = input;
+    }
     let (projection, aggregate) = match node {
         LogicalPlan::Projection(p) => match p.input.as_ref() {
             LogicalPlan::Aggregate(a) => (p, a),
@@ -73,9 +80,10 @@ pub(super) fn post_processing<'a>(
                 return Err(Rejection(std::mem::take(reasons)));
             }
         },
-        LogicalPlan::Distinct(d) if reads_aggregate(d.input()) => {
+        LogicalPlan::Distinct(Distinct::On(_)) => {
             return Err(Rejection(vec![
-                "SELECT DISTINCT over aggregates is not supported: released rows are already distinct by their group keys; remove DISTINCT".into(),
+                "SELECT DISTINCT ON is not supported: select the rows' group keys with GROUP BY"
+                    .into(),
             ]));
         }
         LogicalPlan::Distinct(_) => {
@@ -113,7 +121,14 @@ pub(super) fn post_processing<'a>(
 
 const NO_AGGREGATE: &str = "the query selects rows, not aggregates: rows are never released (SELECT * and row-level selects are rejected); select COUNT, SUM or AVG, optionally GROUP BY columns with a declared domain";
 
-/// Whether `plan` is the projection of an aggregate.
+/// Whether `plan` is the projection of an aggregate (or of its HAVING).
 fn reads_aggregate(plan: &LogicalPlan) -> bool {
-    matches!(plan, LogicalPlan::Projection(p) if matches!(p.input.as_ref(), LogicalPlan::Aggregate(_)))
+    let LogicalPlan::Projection(p) = plan else {
+        return false;
+    };
+    match p.input.as_ref() {
+        LogicalPlan::Aggregate(_) => true,
+        LogicalPlan::Filter(f) => matches!(f.input.as_ref(), LogicalPlan::Aggregate(_)),
+        _ => false,
+    }
 }
