@@ -96,6 +96,20 @@ def test_a_grouped_query_becomes_a_frame_with_an_interval_per_cell(alice: Resear
     assert table.column("people").to_pylist() == frame.people.tolist()
 
 
+def test_a_label_computed_from_a_released_count_is_a_plain_column(alice: Researcher, server: Server) -> None:
+    release = alice.client.sql(
+        "SELECT sex, CASE WHEN COUNT(*) > -1000000 THEN 'some' ELSE 'none' END AS size FROM pums GROUP BY sex",
+        datasets=["pums"],
+        epsilon=0.1,
+        agreement=alice.agreement,
+        progress=False,
+    )
+    release.verify(server.public_key_hex)
+    frame = release.to_pandas()
+    assert list(frame.columns) == ["sex", "size"]
+    assert frame["size"].tolist() == ["some", "some"]
+
+
 def test_the_notebook_display_escapes_what_it_shows(alice: Researcher, server: Server) -> None:
     title = '<script>alert("x")</script> & co'
     release = alice.client.sql(

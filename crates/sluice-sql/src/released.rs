@@ -142,6 +142,10 @@ impl ReleasedBatch {
                 if used.is_empty() {
                     return Ok(Cell::Key(scalar_json(&value)));
                 }
+                if !value.data_type().is_numeric() {
+                    // A label or truth value from released values: no interval.
+                    return Ok(Cell::Key(scalar_json(&value)));
+                }
                 let Some(v) = scalar_f64(&value) else {
                     return Ok(Cell::Key(serde_json::Value::Null));
                 };
@@ -202,9 +206,9 @@ fn scalar_json(v: &ScalarValue) -> serde_json::Value {
     }
     match v {
         ScalarValue::Boolean(Some(b)) => serde_json::Value::Bool(*b),
-        ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) => {
-            serde_json::Value::String(s.clone())
-        }
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::LargeUtf8(Some(s))
+        | ScalarValue::Utf8View(Some(s)) => serde_json::Value::String(s.clone()),
         ScalarValue::Int64(Some(i)) => serde_json::Value::from(*i),
         ScalarValue::Int32(Some(i)) => serde_json::Value::from(*i),
         other => match literal_f64(other) {

@@ -51,7 +51,8 @@ pub enum Cell {
     /// form, such as a trained model's coefficient (docs/learn.md). It is
     /// as private as the measurements it comes from.
     Derived { value: f64 },
-    /// A public group key.
+    /// A public group key or constant; in an aggregate column, a text or
+    /// boolean value computed from released values (no interval), or null.
     Key(serde_json::Value),
 }
 

@@ -180,7 +180,9 @@ class Release:
         for i, col in enumerate(columns):
             name = col["name"]
             parts = [_cell_parts(r[i]) if i < len(r) else (None, None, None, None) for r in rows]
-            if col.get("kind") in _PUBLIC_KINDS:
+            # Public columns, and labels or truth values computed from
+            # released aggregates (no interval), are plain value columns.
+            if col.get("kind") in _PUBLIC_KINDS or any(isinstance(p[0], (str, bool)) for p in parts):
                 names.append(name)
                 data[name] = [p[0] for p in parts]
                 continue

@@ -2,6 +2,7 @@
 //! an expression computed from released values (aggregates, keys, literals
 //! and deterministic functions) after noise, which costs no privacy.
 
+use datafusion::arrow::datatypes::DataType;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::logical_expr::{
     Aggregate as AggregateNode, Expr, ExprSchemable, Projection, Volatility,
@@ -168,12 +169,18 @@ fn computed(
         return None;
     }
     if !used.is_empty() {
-        let numeric = e
-            .get_type(aggregate.schema.as_ref())
-            .is_ok_and(|t| t.is_numeric());
-        if !numeric {
+        // A number (with its interval when one follows), or a label or
+        // truth value such as CASE WHEN COUNT(*) > 10 THEN 'large' END.
+        let released_type = e.get_type(aggregate.schema.as_ref()).is_ok_and(|t| {
+            t.is_numeric()
+                || matches!(
+                    t,
+                    DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Boolean
+                )
+        });
+        if !released_type {
             reasons.push(format!(
-                "output {name}: an expression over aggregates must compute a number (released values carry a number and its interval)"
+                "output {name}: an expression over aggregates must compute a number, a text or a boolean"
             ));
             return None;
         }
