@@ -387,7 +387,7 @@ pub(crate) fn release(
 ) -> Result<ReleasedOutputs, ExecError> {
     let mut noised = Vec::with_capacity(exact.len());
     let mut mechanism = format!(
-        "discrete Laplace noise from OpenDP's exact sampler; epsilon {} split over {} measurement(s); each privacy unit bounded to {} row(s)",
+        "exact discrete Laplace noise (the scale and privacy loss from OpenDP, samples from sluice-dp's exact sampler); epsilon {} split over {} measurement(s); each privacy unit bounded to {} row(s)",
         a.epsilon,
         a.measurements.len(),
         a.max_rows_per_unit
@@ -531,12 +531,21 @@ pub(crate) fn release(
         }
     };
     let n_cells = keys.len();
-    // Released value of every aggregate in every cell (HAVING may use ones not selected).
-    let aggregate_cells: Vec<Vec<Cell>> = a
-        .aggregates
-        .iter()
-        .map(|agg| (0..n_cells).map(|cell| noisy_cell(agg, cell)).collect())
-        .collect();
+    let needs_batch = a.post.having.is_some()
+        || a.outputs
+            .iter()
+            .any(|o| matches!(o, Output::Computed { .. }));
+    // Released value of every aggregate in every cell, for HAVING (which
+    // may use ones not selected) and computed outputs; only when needed,
+    // since a release of many cells would build it for nothing.
+    let aggregate_cells: Vec<Vec<Cell>> = if needs_batch {
+        a.aggregates
+            .iter()
+            .map(|agg| (0..n_cells).map(|cell| noisy_cell(agg, cell)).collect())
+            .collect()
+    } else {
+        Vec::new()
+    };
     let mut kept: Vec<usize> = (0..n_cells).collect();
     if let Some(ks) = &a.key_selection {
         let counts = &noised[ks.count].values;
@@ -548,10 +557,6 @@ pub(crate) fn release(
             a.delta
         ));
     }
-    let needs_batch = a.post.having.is_some()
-        || a.outputs
-            .iter()
-            .any(|o| matches!(o, Output::Computed { .. }));
     let batch = needs_batch
         .then(|| ReleasedBatch::new(a, keys, &aggregate_cells))
         .transpose()?;
