@@ -73,15 +73,19 @@ def test_search_apply_estimate_submit_and_the_count_is_inside_its_interval(
     assert [r.job_id for r in client.releases()] == [release.job_id]
 
 
-def test_a_grouped_query_becomes_a_frame_with_an_interval_per_cell(alice: Researcher, server: Server) -> None:
+def _verified_release(alice: Researcher, server: Server, sql: str, epsilon: float) -> sluice.Release:
+    """Runs `sql` on the sample under alice's agreement; the release verifies."""
     release = alice.client.sql(
-        "SELECT sex, COUNT(*) AS people, SUM(income) AS total FROM pums GROUP BY sex",
-        datasets=["pums"],
-        epsilon=0.5,
-        agreement=alice.agreement,
-        progress=False,
+        sql, datasets=["pums"], epsilon=epsilon, agreement=alice.agreement, progress=False,
     )
     release.verify(server.public_key_hex)
+    return release
+
+
+def test_a_grouped_query_becomes_a_frame_with_an_interval_per_cell(alice: Researcher, server: Server) -> None:
+    release = _verified_release(
+        alice, server, "SELECT sex, COUNT(*) AS people, SUM(income) AS total FROM pums GROUP BY sex", 0.5,
+    )
     frame = release.to_pandas()
     assert list(frame.columns) == [
         "sex", "people", "people_lower", "people_upper", "total", "total_lower", "total_upper",
@@ -97,14 +101,11 @@ def test_a_grouped_query_becomes_a_frame_with_an_interval_per_cell(alice: Resear
 
 
 def test_a_label_computed_from_a_released_count_is_a_plain_column(alice: Researcher, server: Server) -> None:
-    release = alice.client.sql(
+    release = _verified_release(
+        alice, server,
         "SELECT sex, CASE WHEN COUNT(*) > -1000000 THEN 'some' ELSE 'none' END AS size FROM pums GROUP BY sex",
-        datasets=["pums"],
-        epsilon=0.1,
-        agreement=alice.agreement,
-        progress=False,
+        0.1,
     )
-    release.verify(server.public_key_hex)
     frame = release.to_pandas()
     assert list(frame.columns) == ["sex", "size"]
     assert frame["size"].tolist() == ["some", "some"]

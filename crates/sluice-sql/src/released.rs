@@ -139,11 +139,9 @@ impl ReleasedBatch {
         (0..values.len())
             .map(|row| {
                 let value = ScalarValue::try_from_array(&values, row)?;
-                if used.is_empty() {
-                    return Ok(Cell::Key(scalar_json(&value)));
-                }
-                if !value.data_type().is_numeric() {
-                    // A label or truth value from released values: no interval.
+                // Public values, and labels or truth values computed from
+                // released ones, carry no interval.
+                if used.is_empty() || !value.data_type().is_numeric() {
                     return Ok(Cell::Key(scalar_json(&value)));
                 }
                 let Some(v) = scalar_f64(&value) else {

@@ -20,34 +20,38 @@ use datafusion::sql::sqlparser::ast::{
     Expr, GroupByExpr, Ident, Query, Select, SelectItem, SetExpr, VisitMut, VisitorMut,
 };
 
+/// Which function names are aggregates: the session's own registry (with
+/// its aliases), so the rewrite knows every aggregate the planner does.
+pub(crate) type IsAggregate<'a> = &'a dyn Fn(&str) -> bool;
+
 /// Rewrites every SELECT of `statement`, including those in CTEs and
 /// subqueries.
-pub(crate) fn rewrite(statement: &mut Statement) {
+pub(crate) fn rewrite(statement: &mut Statement, is_aggregate: IsAggregate) {
     if let Statement::Statement(s) = statement {
-        let _ = s.visit(&mut EverySelect);
+        let _ = s.visit(&mut EverySelect(is_aggregate));
     }
 }
 
-struct EverySelect;
+struct EverySelect<'a>(IsAggregate<'a>);
 
-impl VisitorMut for EverySelect {
+impl VisitorMut for EverySelect<'_> {
     type Break = ();
 
     fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
-        rewrite_set_expr(&mut query.body);
+        rewrite_set_expr(&mut query.body, self.0);
         ControlFlow::Continue(())
     }
 }
 
-fn rewrite_set_expr(body: &mut SetExpr) {
+fn rewrite_set_expr(body: &mut SetExpr, is_aggregate: IsAggregate) {
     match body {
         SetExpr::Select(select) => {
             name_duplicate_outputs(select);
-            resolve_having_aliases(select);
+            resolve_having_aliases(select, is_aggregate);
         }
         SetExpr::SetOperation { left, right, .. } => {
-            rewrite_set_expr(left);
-            rewrite_set_expr(right);
+            rewrite_set_expr(left, is_aggregate);
+            rewrite_set_expr(right, is_aggregate);
         }
         // Nested queries are visited as queries of their own.
         _ => {}
@@ -81,7 +85,7 @@ fn name_duplicate_outputs(select: &mut Select) {
     }
 }
 
-fn resolve_having_aliases(select: &mut Select) {
+fn resolve_having_aliases(select: &mut Select, is_aggregate: IsAggregate) {
     let Some(having) = select.having.as_mut() else {
         return;
     };
@@ -114,6 +118,7 @@ fn resolve_having_aliases(select: &mut Select) {
     }
     let _ = having.visit(&mut HavingAliases {
         aliases: &aliases,
+        is_aggregate,
         opaque: 0,
     });
 }
@@ -122,66 +127,35 @@ fn resolve_having_aliases(select: &mut Select) {
 /// identifier names the input's columns.
 struct HavingAliases<'a> {
     aliases: &'a HashMap<String, Expr>,
+    is_aggregate: IsAggregate<'a>,
     opaque: usize,
 }
 
-fn is_opaque(e: &Expr) -> bool {
-    match e {
-        Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } => true,
-        // An aggregate's (or window function's) arguments name input columns.
-        Expr::Function(f) => {
-            f.over.is_some()
-                || AGGREGATES.contains(&f.name.to_string().to_ascii_lowercase().as_str())
+impl HavingAliases<'_> {
+    fn is_opaque(&self, e: &Expr) -> bool {
+        match e {
+            Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. } => true,
+            // An aggregate's (or window function's) arguments name input columns.
+            Expr::Function(f) => {
+                f.over.is_some() || (self.is_aggregate)(&f.name.to_string().to_ascii_lowercase())
+            }
+            _ => false,
         }
-        _ => false,
     }
 }
-
-/// Aggregate functions a query may call (the supported ones and their aliases).
-const AGGREGATES: &[&str] = &[
-    "count",
-    "sum",
-    "avg",
-    "mean",
-    "min",
-    "max",
-    "var",
-    "var_samp",
-    "var_pop",
-    "variance",
-    "stddev",
-    "stddev_samp",
-    "stddev_pop",
-    "stdev",
-    "std",
-    "median",
-    "approx_median",
-    "percentile_cont",
-    "quantile_cont",
-    "approx_percentile_cont",
-    "approx_distinct",
-    "array_agg",
-    "bit_and",
-    "bit_or",
-    "bool_and",
-    "bool_or",
-    "first_value",
-    "last_value",
-    "string_agg",
-];
 
 impl VisitorMut for HavingAliases<'_> {
     type Break = ();
 
     fn pre_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
-        if is_opaque(e) {
+        if self.is_opaque(e) {
             self.opaque += 1;
         }
         ControlFlow::Continue(())
     }
 
     fn post_visit_expr(&mut self, e: &mut Expr) -> ControlFlow<()> {
-        if is_opaque(e) {
+        if self.is_opaque(e) {
             self.opaque -= 1;
         } else if self.opaque == 0
             && let Expr::Identifier(i) = e
@@ -203,7 +177,11 @@ mod tests {
             .unwrap()
             .pop_front()
             .unwrap();
-        rewrite(&mut s);
+        let ctx = crate::session::locked_context().unwrap();
+        let state = ctx.state();
+        rewrite(&mut s, &|name| {
+            state.aggregate_functions().contains_key(name)
+        });
         s.to_string()
     }
 

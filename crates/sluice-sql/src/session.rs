@@ -75,7 +75,9 @@ pub async fn plan_query(ctx: &SessionContext, sql: &str) -> Result<LogicalPlan, 
     let mut statement = state
         .sql_to_statement(sql, &dialect)
         .map_err(|e| Rejection::planning(&e))?;
-    crate::rewrite::rewrite(&mut statement);
+    crate::rewrite::rewrite(&mut statement, &|name| {
+        state.aggregate_functions().contains_key(name)
+    });
     let plan = state
         .statement_to_plan(statement)
         .await
