@@ -100,6 +100,15 @@ pub fn routes() -> Vec<Route> {
             get(users::me),
         ),
         route(
+            M::GET,
+            "/v1/users",
+            Access::Roles(ADMIN_ONLY, "list users"),
+            "Every user: id, name, role",
+            Nothing,
+            (200, list::<body::UserView>()),
+            get(users::list_users),
+        ),
+        route(
             M::POST,
             "/v1/users",
             Access::Roles(ADMIN_ONLY, "create users"),

@@ -30,6 +30,14 @@ pub(crate) async fn me(Caller(caller): Caller) -> Json<UserView> {
     Json(user_view(&caller))
 }
 
+pub(crate) async fn list_users(
+    State(state): State<SharedState>,
+) -> Result<Json<Vec<UserView>>, ApiError> {
+    Ok(Json(
+        state.store.users().await?.iter().map(user_view).collect(),
+    ))
+}
+
 pub(crate) async fn create_user(
     State(state): State<SharedState>,
     Caller(caller): Caller,

@@ -24,6 +24,7 @@
 //   ledger        reserve, commit, refund (group commit), budgets  (db, audit)
 //   jobs          jobs, releases, schedules, crash recovery        (db, audit, ledger)
 //   users         users and hashed tokens                          (audit)
+//   sessions      console sessions (hashed cookies)                (audit, users)
 //   control       dataset status, revocations, access grants       (db, audit, jobs)
 //   catalog       datasets, versions, quality reports, search      (db, audit, control)
 //   reviews       jobs held for review, decisions                  (db, audit, jobs)
@@ -39,6 +40,7 @@ mod feedback;
 mod jobs;
 mod ledger;
 mod reviews;
+mod sessions;
 mod stats;
 mod users;
 
@@ -56,6 +58,7 @@ pub use feedback::{FEEDBACK_DAYS, FEEDBACK_MAX_DAYS, Feedback, NamedFeedback, RE
 pub use jobs::{JobRecord, JobState, NewJob};
 pub use ledger::{Budget, DEFAULT_MIN_EPSILON, Shortfall};
 pub use reviews::{Decision, HeldJob, HoldForReview, NamedHeldJob, ReviewOutcome};
+pub use sessions::Session;
 pub use stats::{Usage, UsageGroup};
 pub use users::UserRecord;
 

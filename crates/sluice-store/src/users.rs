@@ -15,7 +15,7 @@ pub struct UserRecord {
     pub created_at: String,
 }
 
-fn user_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<UserRecord, StoreError> {
+pub(crate) fn user_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<UserRecord, StoreError> {
     let role: String = row.get("role");
     Ok(UserRecord {
         id: row.get("id"),
@@ -80,6 +80,15 @@ impl Store {
             },
             token,
         ))
+    }
+
+    /// Every user, oldest first.
+    pub async fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        let rows =
+            sqlx::query("SELECT id, name, role, created_at FROM users ORDER BY created_at, id")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(user_from_row).collect()
     }
 
     /// The user whose `column` (a unique one) holds `value`.

@@ -53,8 +53,66 @@ pub fn add_working_days(unix_secs: i64, n: u32) -> i64 {
     t
 }
 
+/// Seconds since the Unix epoch of a `YYYY-MM-DDTHH:MM:SS` UTC timestamp
+/// (what [`rfc3339`] writes; fractional seconds and a `Z` are accepted).
+pub fn parse_rfc3339(text: &str) -> Option<i64> {
+    let (date, time) = text.split_once('T')?;
+    let mut d = date.splitn(3, '-').map(|x| x.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let time = time.trim_end_matches('Z');
+    let time = time.split('.').next()?;
+    let mut t = time.splitn(3, ':').map(|x| x.parse::<i64>().ok());
+    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    // Days-from-civil (Howard Hinnant's algorithm), the inverse of rfc3339's.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
+}
+
+/// Working days (Monday to Friday, UTC) from `from` until `to`: how many
+/// [`add_working_days`] steps stay at or before `to`; negative when `to`
+/// is already past, counting the working days since.
+pub fn working_days_until(from: i64, to: i64) -> i64 {
+    let (start, end, sign) = if to >= from {
+        (from, to, 1)
+    } else {
+        (to, from, -1)
+    };
+    let mut n = 0;
+    while add_working_days(start, n as u32 + 1) <= end {
+        n += 1;
+    }
+    sign * n
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn parses_what_it_writes_and_counts_working_days() {
+        for t in [0, 1_764_000_000, 1_798_761_599, -86_400] {
+            assert_eq!(super::parse_rfc3339(&super::rfc3339(t)), Some(t));
+        }
+        assert_eq!(
+            super::parse_rfc3339("2026-12-07T14:00:00.123Z"),
+            super::parse_rfc3339("2026-12-07T14:00:00Z")
+        );
+        assert_eq!(super::parse_rfc3339("2026-13-01T00:00:00Z"), None);
+        // Friday 2026-11-27 to Monday 2026-12-07: 6 working days.
+        let friday = super::parse_rfc3339("2026-11-27T12:00:00Z").unwrap();
+        let monday = super::parse_rfc3339("2026-12-07T12:00:00Z").unwrap();
+        assert_eq!(super::working_days_until(friday, monday), 6);
+        assert_eq!(super::working_days_until(monday, friday), -6);
+        assert_eq!(super::working_days_until(friday, friday + 3600), 0);
+    }
+
     #[test]
     fn formats_known_instants() {
         assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
