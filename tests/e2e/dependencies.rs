@@ -34,6 +34,19 @@ const HEAVY: &[&str] = &[
     "sluice-client",
 ];
 
+/// What the console's presentation crate must not reach: data access,
+/// keys, HTTP. Its pages get their values from the server's console
+/// routes, which ask the API (docs/console.md).
+const NO_ACCESS: &[&str] = &[
+    "sluice-store",
+    "sluice-server",
+    "sluice-crypto",
+    "sqlx",
+    "axum",
+    "tokio",
+    "reqwest",
+];
+
 /// Per workspace member, what must not appear among its normal and build
 /// dependencies, directly or transitively, with every feature on.
 const RULES: &[(&str, &[&[&str]])] = &[
@@ -45,6 +58,10 @@ const RULES: &[(&str, &[&[&str]])] = &[
     ("sluice-sql", &[WASMTIME]),
     ("sluice-wasm", &[DATAFUSION]),
     ("sluice-learn", &[DATAFUSION, WASMTIME]),
+    (
+        "sluice-console",
+        &[DATAFUSION, WASMTIME, OPENDP, ROWS, NO_ACCESS],
+    ),
     ("sluice-server", &[DATAFUSION, WASMTIME, OPENDP, ROWS]),
     ("sluice-client", &[DATAFUSION, WASMTIME, OPENDP, ROWS]),
     ("sluice-testkit", &[DATAFUSION, WASMTIME, OPENDP, ROWS]),

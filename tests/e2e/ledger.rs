@@ -118,6 +118,7 @@ async fn a_second_server_on_the_same_data_dir_refuses_to_start() {
         sandbox_timeout: Duration::from_secs(10),
         rate_limit: Default::default(),
         timing: Default::default(),
+        secure_cookies: false,
     };
     let err = sluice_server::start(config)
         .await

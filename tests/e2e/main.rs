@@ -5,6 +5,7 @@
 mod authz;
 mod canaries;
 mod catalog;
+mod console;
 mod control;
 mod crash;
 mod dependencies;

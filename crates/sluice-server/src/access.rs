@@ -53,6 +53,14 @@ impl Access {
 #[derive(Clone)]
 struct Authenticated(UserRecord);
 
+/// A caller the console authenticated from its session cookie, attached
+/// to the console's in-process request to the API (a request extension,
+/// which nothing from the network can set). The API's routes then apply
+/// their own role and object rules to this user exactly as to a bearer
+/// token: the console has no authorization path of its own.
+#[derive(Clone)]
+pub(crate) struct ConsoleCaller(pub UserRecord);
+
 /// Authenticates the caller (token, rate limit) and applies the route's
 /// role rule before its handler runs: declared once, enforced here.
 pub(crate) async fn gate(
@@ -63,7 +71,8 @@ pub(crate) async fn gate(
     if access == Access::Public {
         return next.run(request).await;
     }
-    let caller = match authenticate(&state, request.headers()).await {
+    let console = request.extensions().get::<ConsoleCaller>().cloned();
+    let caller = match authenticate_request(&state, console, request.headers()).await {
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
@@ -75,6 +84,33 @@ pub(crate) async fn gate(
     }
     request.extensions_mut().insert(Authenticated(caller));
     next.run(request).await
+}
+
+/// The caller of a request: the console's session user, or the bearer
+/// token's.
+async fn authenticate_request(
+    state: &AppState,
+    console: Option<ConsoleCaller>,
+    headers: &axum::http::HeaderMap,
+) -> Result<UserRecord, ApiError> {
+    match console {
+        Some(ConsoleCaller(user)) => admit(state, user),
+        None => authenticate(state, headers).await,
+    }
+}
+
+/// Applies the rate limit to an authenticated user.
+fn admit(state: &AppState, user: UserRecord) -> Result<UserRecord, ApiError> {
+    if state.allow(&user.id) {
+        Ok(user)
+    } else {
+        Err(
+            ApiError::new(ErrorCode::RateLimited, "too many requests for this user").hint(format!(
+                "at most {} requests per second on average",
+                state.config.rate_limit.per_second
+            )),
+        )
+    }
 }
 
 async fn authenticate(
@@ -90,15 +126,7 @@ async fn authenticate(
     };
     let token = bearer_token(headers).ok_or_else(unauthenticated)?;
     match state.store.user_by_token(token).await? {
-        Some(u) if !state.allow(&u.id) => Err(ApiError::new(
-            ErrorCode::RateLimited,
-            "too many requests for this token",
-        )
-        .hint(format!(
-            "at most {} requests per second on average",
-            state.config.rate_limit.per_second
-        ))),
-        Some(u) => Ok(u),
+        Some(u) => admit(state, u),
         None => Err(unauthenticated()),
     }
 }
@@ -109,11 +137,14 @@ pub struct Caller(pub UserRecord);
 impl FromRequestParts<SharedState> for Caller {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, ApiError> {
-        match parts.extensions.get::<Authenticated>() {
-            Some(Authenticated(user)) => Ok(Caller(user.clone())),
-            // A route declared public has no gate: authenticate here.
-            None => authenticate(state, &parts.headers).await.map(Caller),
+        if let Some(Authenticated(user)) = parts.extensions.get::<Authenticated>() {
+            return Ok(Caller(user.clone()));
         }
+        // A route declared public has no gate: authenticate here.
+        let console = parts.extensions.get::<ConsoleCaller>().cloned();
+        authenticate_request(state, console, &parts.headers)
+            .await
+            .map(Caller)
     }
 }
 
@@ -131,6 +162,10 @@ pub(crate) async fn audit_denials(
     next: axum::middleware::Next,
 ) -> Response {
     let route = format!("{} {}", request.method(), matched.as_str());
+    let console_user = request
+        .extensions()
+        .get::<ConsoleCaller>()
+        .map(|ConsoleCaller(u)| u.id.clone());
     let token = bearer_token(request.headers()).map(str::to_owned);
     let response = next.run(request).await;
     let status = response.status().as_u16();
@@ -141,9 +176,10 @@ pub(crate) async fn audit_denials(
         .extensions()
         .get::<ErrorCode>()
         .map_or("unknown", |c| c.as_str());
-    let actor = match token {
-        None => "anonymous".to_owned(),
-        Some(token) => match state.store.user_by_token(&token).await {
+    let actor = match (console_user, token) {
+        (Some(user), _) => user,
+        (None, None) => "anonymous".to_owned(),
+        (None, Some(token)) => match state.store.user_by_token(&token).await {
             Ok(Some(user)) => user.id,
             _ => sluice_crypto::token_hash(&token)[..12].to_owned(),
         },

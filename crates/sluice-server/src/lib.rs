@@ -12,6 +12,7 @@ mod access;
 pub mod api;
 mod applications;
 mod audit;
+mod console;
 mod control;
 mod datasets;
 mod error;
@@ -57,6 +58,9 @@ pub struct Config {
     pub rate_limit: RateLimit,
     /// When jobs' outcomes become visible (docs/threat-model.md, "Timing").
     pub timing: TimingConfig,
+    /// Browsers reach the server over HTTPS (through a proxy that
+    /// terminates TLS): console cookies are marked `Secure`.
+    pub secure_cookies: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -166,6 +170,13 @@ fn sandbox_slots() -> usize {
 
 pub type SharedState = Arc<AppState>;
 
+/// The whole HTTP surface: the API and the web console, which calls the
+/// API in process (`console`).
+pub fn app(state: SharedState) -> axum::Router {
+    let api = router(state.clone());
+    api.clone().merge(console::router(state, api))
+}
+
 /// A started server: its address, and the admin token when this start
 /// created the first admin (shown once, never stored).
 pub struct Started {
@@ -247,7 +258,7 @@ pub async fn start(config: Config) -> Result<Started, StartError> {
         }
     });
     tokio::spawn(schedule::calibrate(state.clone()));
-    let app = router(state);
+    let app = app(state);
     tracing::info!(%addr, "sluice server listening");
     let handle = tokio::spawn(async move { axum::serve(listener, app).await });
     Ok(Started {

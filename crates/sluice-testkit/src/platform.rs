@@ -36,6 +36,7 @@ pub async fn start(
         sandbox_timeout,
         rate_limit,
         timing,
+        secure_cookies: false,
     };
     let started = sluice_server::start(config)
         .await

@@ -82,6 +82,7 @@ pub async fn run(data_dir: Option<PathBuf>, serve: bool, bind: Option<SocketAddr
         sandbox_timeout: Duration::from_secs(300),
         rate_limit: Default::default(),
         timing: Default::default(),
+        secure_cookies: false,
     };
     let started = sluice_server::start(config).await?;
     let url = format!("http://{}", started.addr);
@@ -93,12 +94,13 @@ pub async fn run(data_dir: Option<PathBuf>, serve: bool, bind: Option<SocketAddr
         .admin_token
         .clone()
         .context("the demo needs a fresh data dir")?;
-    let admin = Client::new(&url, Some(admin_token));
+    let admin = Client::new(&url, Some(admin_token.clone()));
 
     println!("\n== admin creates a data provider and a researcher");
     let provider = admin.create_user("census-bureau", Role::Provider).await?;
     let researcher = admin.create_user("alice", Role::User).await?;
     let provider_token = provider.token.clone();
+    let alice_token = researcher.token.clone();
     let provider = admin.with_token(provider.token);
     let alice = admin.with_token(researcher.token);
     println!("provider census-bureau, researcher alice");
@@ -240,6 +242,14 @@ pub async fn run(data_dir: Option<PathBuf>, serve: bool, bind: Option<SocketAddr
     // whole path (apply, the provider approves, submit) on this server.
     let bob = admin.create_user("bob", Role::User).await?;
     let key_file = sluice_server::Config::default_key_dir(&data_dir).join("signing.ed25519.pub");
+    println!(
+        "\n== web console: {url}/console/ ; sign in with one of these tokens:\n\
+         researcher alice (the demo's jobs and releases): {alice_token}\n\
+         provider census-bureau: {provider_token}\n\
+         admin (users, audit log): {admin_token}"
+    );
+    // The export lines come last: scripts read up to SLUICE_KEY_FILE and
+    // may then close the pipe, after which nothing more can be printed.
     println!(
         "\n== demo finished; the server keeps running until Ctrl-C. To try the CLI or the Python client on it \
          (examples/python/researcher.py), as researcher bob with census-bureau as the provider:"

@@ -23,6 +23,10 @@ pub struct ServeArgs {
     /// to ten times that).
     #[arg(long, default_value_t = 100.0)]
     rate_limit: f64,
+    /// Browsers reach this server over HTTPS through a proxy that
+    /// terminates TLS: mark the console's session cookie Secure.
+    #[arg(long, env = "SLUICE_BEHIND_HTTPS")]
+    behind_https: bool,
 }
 
 pub async fn run(args: ServeArgs) -> Result<()> {
@@ -32,6 +36,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         bind,
         sandbox_timeout,
         rate_limit,
+        behind_https,
     } = args;
     let key_dir = key_dir.unwrap_or_else(|| sluice_server::Config::default_key_dir(&data_dir));
     let config = sluice_server::Config {
@@ -45,12 +50,14 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             burst: rate_limit * 10.0,
         },
         timing: Default::default(),
+        secure_cookies: behind_https,
     };
     let started = sluice_server::start(config).await?;
     if let Some(token) = &started.admin_token {
         println!("created the first admin; its token is shown once:\n{token}");
     }
     println!("listening on http://{}", started.addr);
+    println!("web console: http://{}/console/", started.addr);
     started.handle.await?.context("server failed")?;
     Ok(())
 }
