@@ -576,6 +576,26 @@ async fn the_admins_audit_page_verifies_the_log_against_a_signed_checkpoint() {
     let listing = text(&admin, "main").await;
     assert!(listing.contains("gina") && !listing.contains(&token));
     screenshot(&admin, "users").await;
+    // Closing gina's access: published among the revocations.
+    let gina_id = gina.me().await.unwrap().id;
+    admin
+        .find(Locator::Css(&format!("#close-{gina_id}")))
+        .await
+        .unwrap()
+        .send_keys("left the project")
+        .await
+        .unwrap();
+    admin
+        .find(Locator::Css(
+            "form[action='/console/users/gina/close'] button",
+        ))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let revoked = text_when(&admin, "main tbody", |t| t.contains("left the project")).await;
+    assert!(revoked.contains("gina"), "{revoked}");
 
     // Usage statistics and revocations render for the authority.
     admin
@@ -841,6 +861,34 @@ async fn a_provider_publishes_from_the_console_and_a_suspension_cancels_a_held_j
         .unwrap();
     let item = text_when(&console, "main tbody tr", |t| t.contains("top-coded")).await;
     assert!(item.contains("working days left"), "{item}");
+    // More time first (the authority decides), then the answer.
+    console
+        .find(Locator::Css("input[name=working_days]"))
+        .await
+        .unwrap()
+        .send_keys("20")
+        .await
+        .unwrap();
+    console
+        .find(Locator::Css(
+            "form[action$='/extension'] input[name=reason]",
+        ))
+        .await
+        .unwrap()
+        .send_keys("the source agency must confirm")
+        .await
+        .unwrap();
+    console
+        .find(Locator::Css("form[action$='/extension'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    text_when(&console, "main tbody tr", |t| {
+        t.contains("extension requested")
+    })
+    .await;
     console
         .find(Locator::Css("main tbody form input[name=answer]"))
         .await

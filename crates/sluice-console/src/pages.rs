@@ -1160,8 +1160,11 @@ impl FeedbackRow {
 pub struct FeedbackPage {
     pub layout: Layout,
     pub rows: Vec<FeedbackRow>,
-    /// The caller is a provider: open items get an answer form.
+    /// The caller is a provider: open items get an answer form and an
+    /// extension request.
     pub answers: bool,
+    /// The caller is the authority: requested extensions get a decision.
+    pub decides_extensions: bool,
 }
 
 /// The authority's list of users, with the form that creates one; a new

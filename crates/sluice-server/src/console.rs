@@ -72,7 +72,8 @@ pub(crate) fn router(state: SharedState, api: Router) -> Router {
         .route("/console/stats", get(stats))
         .route("/console/users", get(users).post(create_user))
         .route("/console/feedback", get(feedback))
-        .route("/console/feedback/{id}/answer", post(answer_feedback))
+        .route("/console/feedback/{id}/{action}", post(feedback_action))
+        .route("/console/users/{name}/close", post(close_user))
         .route("/console/revocations", get(revocations))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(console)
@@ -1443,28 +1444,50 @@ async fn feedback(State(c): State<Console>, headers: HeaderMap) -> Response {
             layout: layout(&session),
             rows: views.iter().map(|f| ui::FeedbackRow::new(f, now)).collect(),
             answers: session.user.role == sluice_types::Role::Provider,
+            decides_extensions: session.user.role == sluice_types::Role::Admin,
         },
     )
 }
 
-async fn answer_feedback(
+/// A provider's answer or extension request, or the authority's decision
+/// on an extension: each the API's own route, which decides who may.
+async fn feedback_action(
     State(c): State<Console>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    Path((id, action)): Path<(String, String)>,
     Form(fields): Form<Fields>,
 ) -> Response {
-    let route = "POST /console/feedback/{id}/answer";
-    let session = page!(form_session(&c, &headers, route, &field(&fields, "csrf")).await);
-    let request = serde_json::to_vec(&body::FeedbackAnswer {
-        answer: field(&fields, "answer"),
-    })
-    .expect("serialises");
+    let (api_path, request) = match action.as_str() {
+        "answer" => (
+            "answer",
+            serde_json::to_vec(&body::FeedbackAnswer {
+                answer: field(&fields, "answer"),
+            }),
+        ),
+        "extension" => (
+            "extension",
+            serde_json::to_vec(&body::ExtensionRequest {
+                // Not a number: the API refuses 0 working days with its reason.
+                working_days: field(&fields, "working_days").trim().parse().unwrap_or(0),
+                reason: field(&fields, "reason"),
+            }),
+        ),
+        "extension-decision" => (
+            "extension/decision",
+            serde_json::to_vec(&body::ExtensionDecision {
+                approve: field(&fields, "approve") == "true",
+            }),
+        ),
+        _ => return StatusCode::NOT_FOUND.into_response(),
+    };
+    let route = format!("POST /console/feedback/{{id}}/{action}");
+    let session = page!(form_session(&c, &headers, &route, &field(&fields, "csrf")).await);
     let answer = page!(
         c.ask(
             &session,
             Method::POST,
-            &format!("/v1/feedback/{}/answer", encode(&id)),
-            Some(("application/json", request)),
+            &format!("/v1/feedback/{}/{api_path}", encode(&id)),
+            Some(("application/json", request.expect("serialises"))),
         )
         .await
     );
@@ -1531,4 +1554,32 @@ async fn create_user(
         status,
         &ui::UsersPage::new(layout(&session), &users, created, error),
     )
+}
+
+/// The authority closes a user's access to every dataset (art. 34).
+async fn close_user(
+    State(c): State<Console>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Form(fields): Form<Fields>,
+) -> Response {
+    let route = "POST /console/users/{name}/close";
+    let session = page!(form_session(&c, &headers, route, &field(&fields, "csrf")).await);
+    let request = serde_json::to_vec(&body::Reason {
+        reason: field(&fields, "reason"),
+    })
+    .expect("serialises");
+    let answer = page!(
+        c.ask(
+            &session,
+            Method::POST,
+            &format!("/v1/users/{}/close", encode(&name)),
+            Some(("application/json", request)),
+        )
+        .await
+    );
+    if !answer.status.is_success() {
+        return answer.error(&session);
+    }
+    Redirect::to("/console/revocations").into_response()
 }
