@@ -125,15 +125,27 @@ async fn sign_in(b: &Browser, base: &str, token: &str) {
             .path()
             .ends_with("/console/sign-in")
     );
-    let field = b.find(Locator::Css("#token")).await.unwrap();
-    field.send_keys(token).await.unwrap();
-    b.find(Locator::Css("form button[type=submit]"))
+    type_into(b, "#token", token).await;
+    click(b, "form button[type=submit]").await;
+    text_when(b, "h1", |t| t == "Sluice console").await;
+}
+
+async fn click(b: &Browser, css: &str) {
+    b.find(Locator::Css(css))
         .await
         .unwrap()
         .click()
         .await
         .unwrap();
-    text_when(b, "h1", |t| t == "Sluice console").await;
+}
+
+async fn type_into(b: &Browser, css: &str, text: &str) {
+    b.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .send_keys(text)
+        .await
+        .unwrap();
 }
 
 async fn screenshot(b: &Browser, name: &str) {
@@ -221,13 +233,7 @@ async fn a_researcher_composes_a_job_a_reviewer_approves_it_and_the_release_veri
     let editor = researcher.find(Locator::Css("#manifest")).await.unwrap();
     editor.clear().await.unwrap();
     editor.send_keys(&manifest).await.unwrap();
-    researcher
-        .find(Locator::Css("#estimate-button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&researcher, "#estimate-button").await;
     let estimate = text_when(&researcher, "#estimate", |t| t.contains("Accepted")).await;
     assert!(estimate.contains("spend exactly ε 1"), "{estimate}");
     assert!(estimate.contains("mean_income"), "{estimate}");
@@ -241,13 +247,7 @@ async fn a_researcher_composes_a_job_a_reviewer_approves_it_and_the_release_veri
             .ends_with("/console/jobs/new")
     );
     screenshot(&researcher, "compose").await;
-    researcher
-        .find(Locator::Css("main form button:not(#estimate-button)"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&researcher, "main form button:not(#estimate-button)").await;
     text_when(&researcher, "#job-status .badge", |t| {
         t == "awaiting_review"
     })
@@ -272,20 +272,8 @@ async fn a_researcher_composes_a_job_a_reviewer_approves_it_and_the_release_veri
         .unwrap();
     text_when(&reviewer, "#manifest", |t| t.contains("AVG(income)")).await;
     screenshot(&reviewer, "review").await;
-    reviewer
-        .find(Locator::Css("#reason"))
-        .await
-        .unwrap()
-        .send_keys("aggregates only, bounded")
-        .await
-        .unwrap();
-    reviewer
-        .find(Locator::Css("button[value=approve]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_into(&reviewer, "#reason", "aggregates only, bounded").await;
+    click(&reviewer, "button[value=approve]").await;
     text_when(&reviewer, "main", |t| {
         t.contains("Nothing awaits your review")
     })
@@ -463,13 +451,7 @@ async fn a_researcher_composes_a_job_a_reviewer_approves_it_and_the_release_veri
 
     // Signing out ends the session: its cookie no longer works.
     researcher.goto(&format!("{base}/console/")).await.unwrap();
-    researcher
-        .find(Locator::Css("header form button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&researcher, "header form button").await;
     text_when(&researcher, "h1", |t| t == "Sign in").await;
     let r = http
         .get(format!("{base}/console/jobs"))
@@ -544,27 +526,9 @@ async fn the_admins_audit_page_verifies_the_log_against_a_signed_checkpoint() {
         .goto(&format!("{}/console/users", p.url))
         .await
         .unwrap();
-    admin
-        .find(Locator::Css("#name"))
-        .await
-        .unwrap()
-        .send_keys("gina")
-        .await
-        .unwrap();
-    admin
-        .find(Locator::Css("#role option[value='reviewer']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    admin
-        .find(Locator::Css("main form button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_into(&admin, "#name", "gina").await;
+    click(&admin, "#role option[value='reviewer']").await;
+    click(&admin, "main form button").await;
     let token = text(&admin, "#new-token").await;
     assert!(token.starts_with("slc_"), "{token}");
     let gina = p.admin.with_token(token.clone());
@@ -578,22 +542,8 @@ async fn the_admins_audit_page_verifies_the_log_against_a_signed_checkpoint() {
     screenshot(&admin, "users").await;
     // Closing gina's access: published among the revocations.
     let gina_id = gina.me().await.unwrap().id;
-    admin
-        .find(Locator::Css(&format!("#close-{gina_id}")))
-        .await
-        .unwrap()
-        .send_keys("left the project")
-        .await
-        .unwrap();
-    admin
-        .find(Locator::Css(
-            "form[action='/console/users/gina/close'] button",
-        ))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_into(&admin, &format!("#close-{gina_id}"), "left the project").await;
+    click(&admin, "form[action='/console/users/gina/close'] button").await;
     let revoked = text_when(&admin, "main tbody", |t| t.contains("left the project")).await;
     assert!(revoked.contains("gina"), "{revoked}");
 
@@ -633,13 +583,7 @@ async fn an_application_goes_from_the_form_to_an_agreement_with_its_budget() {
         .await
         .unwrap();
     // An empty form: every missing field is listed at once, nothing filed.
-    researcher
-        .find(Locator::Css("main form button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&researcher, "main form button").await;
     text(&researcher, "#problems").await;
     let problems = researcher
         .find_all(Locator::Css("#problems li"))
@@ -679,27 +623,9 @@ async fn an_application_goes_from_the_form_to_an_agreement_with_its_budget() {
         )
         .await
         .unwrap();
-    researcher
-        .find(Locator::Css("#ds-survey"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    researcher
-        .find(Locator::Css("#pledge"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    researcher
-        .find(Locator::Css("main form button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&researcher, "#ds-survey").await;
+    click(&researcher, "#pledge").await;
+    click(&researcher, "main form button").await;
     let status = text_when(&researcher, "main p", |t| t.contains("submitted")).await;
     assert!(status.contains("working days left"), "{status}");
     let app_url = researcher.current_url().await.unwrap();
@@ -728,22 +654,10 @@ async fn an_application_goes_from_the_form_to_an_agreement_with_its_budget() {
         ("#dispute_resolution", "city court"),
         ("#epsilon", "5"),
     ] {
-        decider
-            .find(Locator::Css(id))
-            .await
-            .unwrap()
-            .send_keys(value)
-            .await
-            .unwrap();
+        type_into(&decider, id, value).await;
     }
     screenshot(&decider, "application").await;
-    decider
-        .find(Locator::Css("main form button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&decider, "main form button").await;
     text_when(&decider, "main", |t| t.contains("approved")).await;
 
     // The researcher's agreements page shows the budget.
@@ -784,40 +698,16 @@ async fn a_provider_publishes_from_the_console_and_a_suspension_cancels_a_held_j
     let csv = crate::repo_file("examples/data/PUMS_pid.csv")
         .canonicalize()
         .unwrap();
-    console
-        .find(Locator::Css("#file"))
-        .await
-        .unwrap()
-        .send_keys(csv.to_str().unwrap())
-        .await
-        .unwrap();
-    console
-        .find(Locator::Css("#upload button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_into(&console, "#file", csv.to_str().unwrap()).await;
+    click(&console, "#upload button").await;
     let quality = text_when(&console, "#quality", |t| t.contains("rows")).await;
     assert!(quality.starts_with("1000 rows"), "{quality}");
     assert_eq!(provider.dataset("census").await.unwrap().versions.len(), 1);
     screenshot(&console, "dataset-provider").await;
 
     // The review policy from its form.
-    console
-        .find(Locator::Css("#reviewers option[value='1']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    console
-        .find(Locator::Css("form[action$='/review-policy'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&console, "#reviewers option[value='1']").await;
+    click(&console, "form[action$='/review-policy'] button").await;
     // The page came back (its selector shows the default again): the
     // policy is stored.
     let mut reloaded = false;
@@ -840,20 +730,13 @@ async fn a_provider_publishes_from_the_console_and_a_suspension_cancels_a_held_j
         .goto(&format!("{}/console/datasets/census", p.url))
         .await
         .unwrap();
-    researcher
-        .find(Locator::Css("#feedback-description"))
-        .await
-        .unwrap()
-        .send_keys("income is top-coded without a note")
-        .await
-        .unwrap();
-    researcher
-        .find(Locator::Css("form[action$='/feedback'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_into(
+        &researcher,
+        "#feedback-description",
+        "income is top-coded without a note",
+    )
+    .await;
+    click(&researcher, "form[action$='/feedback'] button").await;
     text_when(&researcher, "h1", |t| t == "PUMS census microdata sample").await;
     console
         .goto(&format!("{}/console/feedback", p.url))
@@ -862,47 +745,25 @@ async fn a_provider_publishes_from_the_console_and_a_suspension_cancels_a_held_j
     let item = text_when(&console, "main tbody tr", |t| t.contains("top-coded")).await;
     assert!(item.contains("working days left"), "{item}");
     // More time first (the authority decides), then the answer.
-    console
-        .find(Locator::Css("input[name=working_days]"))
-        .await
-        .unwrap()
-        .send_keys("20")
-        .await
-        .unwrap();
-    console
-        .find(Locator::Css(
-            "form[action$='/extension'] input[name=reason]",
-        ))
-        .await
-        .unwrap()
-        .send_keys("the source agency must confirm")
-        .await
-        .unwrap();
-    console
-        .find(Locator::Css("form[action$='/extension'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_into(&console, "input[name=working_days]", "20").await;
+    type_into(
+        &console,
+        "form[action$='/extension'] input[name=reason]",
+        "the source agency must confirm",
+    )
+    .await;
+    click(&console, "form[action$='/extension'] button").await;
     text_when(&console, "main tbody tr", |t| {
         t.contains("extension requested")
     })
     .await;
-    console
-        .find(Locator::Css("main tbody form input[name=answer]"))
-        .await
-        .unwrap()
-        .send_keys("noted in the description")
-        .await
-        .unwrap();
-    console
-        .find(Locator::Css("main tbody form button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_into(
+        &console,
+        "main tbody form input[name=answer]",
+        "noted in the description",
+    )
+    .await;
+    click(&console, "main tbody form button").await;
     text_when(&console, "main tbody tr", |t| {
         t.contains("noted in the description")
     })
@@ -933,20 +794,8 @@ async fn a_provider_publishes_from_the_console_and_a_suspension_cancels_a_held_j
         .goto(&format!("{}/console/datasets/census", p.url))
         .await
         .unwrap();
-    console
-        .find(Locator::Css("#suspend-reason"))
-        .await
-        .unwrap()
-        .send_keys("a column is mislabelled")
-        .await
-        .unwrap();
-    console
-        .find(Locator::Css("form[action$='/suspend'] button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_into(&console, "#suspend-reason", "a column is mislabelled").await;
+    click(&console, "form[action$='/suspend'] button").await;
     let cancelled = researcher
         .wait()
         .at_most(Duration::from_secs(30))

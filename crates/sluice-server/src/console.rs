@@ -79,6 +79,16 @@ pub(crate) fn router(state: SharedState, api: Router) -> Router {
         .with_state(console)
 }
 
+/// Unwraps a page's result: the page, or the answer that replaced it.
+macro_rules! page {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(response) => return response,
+        }
+    };
+}
+
 #[derive(Clone)]
 struct Console {
     state: SharedState,
@@ -434,6 +444,27 @@ impl Console {
         })
     }
 
+    /// Sends `request` as JSON to the API as the session's user; on success
+    /// the browser goes on to `then`, otherwise the API's refusal is the
+    /// page.
+    async fn act(
+        &self,
+        session: &Session,
+        method: Method,
+        uri: &str,
+        request: Vec<u8>,
+        then: &str,
+    ) -> Response {
+        let answer = page!(
+            self.ask(session, method, uri, Some(("application/json", request)))
+                .await
+        );
+        if !answer.status.is_success() {
+            return answer.error(session);
+        }
+        Redirect::to(then).into_response()
+    }
+
     async fn get<T: serde::de::DeserializeOwned>(
         &self,
         session: &Session,
@@ -489,16 +520,6 @@ fn error_page(
             hint: hint.map(str::to_owned),
         },
     )
-}
-
-/// Unwraps a page's result: the page, or the answer that replaced it.
-macro_rules! page {
-    ($e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(response) => return response,
-        }
-    };
 }
 
 // ------------------------------------------------------------------- pages
@@ -657,19 +678,10 @@ async fn dataset_control(
     };
     let route = format!("POST /console/datasets/{{name}}/{action}");
     let session = page!(form_session(&c, &headers, &route, &field(&fields, "csrf")).await);
-    let answer = page!(
-        c.ask(
-            &session,
-            method,
-            &format!("/v1/datasets/{}/{action}", encode(&name)),
-            Some(("application/json", body.expect("a form serialises"))),
-        )
-        .await
-    );
-    if !answer.status.is_success() {
-        return answer.error(&session);
-    }
-    Redirect::to(&format!("/console/datasets/{}", encode(&name))).into_response()
+    let uri = format!("/v1/datasets/{}/{action}", encode(&name));
+    let then = format!("/console/datasets/{}", encode(&name));
+    let request = body.expect("a form serialises");
+    c.act(&session, method, &uri, request, &then).await
 }
 
 async fn jobs(State(c): State<Console>, headers: HeaderMap) -> Response {
@@ -1007,19 +1019,9 @@ async fn decide(
         manifest_digest: form.manifest_digest,
     })
     .expect("a decision serialises");
-    let answer = page!(
-        c.ask(
-            &session,
-            Method::POST,
-            &format!("/v1/reviews/{}", encode(&id)),
-            Some(("application/json", request)),
-        )
+    let uri = format!("/v1/reviews/{}", encode(&id));
+    c.act(&session, Method::POST, &uri, request, "/console/reviews")
         .await
-    );
-    if !answer.status.is_success() {
-        return answer.error(&session);
-    }
-    Redirect::to("/console/reviews").into_response()
 }
 
 async fn audit(State(c): State<Console>, headers: HeaderMap) -> Response {
@@ -1482,19 +1484,10 @@ async fn feedback_action(
     };
     let route = format!("POST /console/feedback/{{id}}/{action}");
     let session = page!(form_session(&c, &headers, &route, &field(&fields, "csrf")).await);
-    let answer = page!(
-        c.ask(
-            &session,
-            Method::POST,
-            &format!("/v1/feedback/{}/{api_path}", encode(&id)),
-            Some(("application/json", request.expect("serialises"))),
-        )
+    let uri = format!("/v1/feedback/{}/{api_path}", encode(&id));
+    let request = request.expect("serialises");
+    c.act(&session, Method::POST, &uri, request, "/console/feedback")
         .await
-    );
-    if !answer.status.is_success() {
-        return answer.error(&session);
-    }
-    Redirect::to("/console/feedback").into_response()
 }
 
 async fn users(State(c): State<Console>, headers: HeaderMap) -> Response {
@@ -1569,17 +1562,13 @@ async fn close_user(
         reason: field(&fields, "reason"),
     })
     .expect("serialises");
-    let answer = page!(
-        c.ask(
-            &session,
-            Method::POST,
-            &format!("/v1/users/{}/close", encode(&name)),
-            Some(("application/json", request)),
-        )
-        .await
-    );
-    if !answer.status.is_success() {
-        return answer.error(&session);
-    }
-    Redirect::to("/console/revocations").into_response()
+    let uri = format!("/v1/users/{}/close", encode(&name));
+    c.act(
+        &session,
+        Method::POST,
+        &uri,
+        request,
+        "/console/revocations",
+    )
+    .await
 }

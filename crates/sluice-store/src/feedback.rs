@@ -262,8 +262,8 @@ impl Store {
                 "feedback {id} has no pending extension request"
             )));
         }
-        let created =
-            parse_rfc3339(&item.created_at).ok_or_else(|| corrupt("feedback created_at"))?;
+        let created = sluice_types::time::parse_rfc3339(&item.created_at)
+            .ok_or_else(|| corrupt("feedback created_at"))?;
         let days = item.extension_days.unwrap_or(FEEDBACK_DAYS);
         let mut tx = self
             .write_audited(
@@ -287,37 +287,5 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         commit(tx).await
-    }
-}
-
-/// Seconds since the epoch of a `YYYY-MM-DDTHH:MM:SSZ` timestamp.
-fn parse_rfc3339(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() != 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[19] != b'Z' {
-        return None;
-    }
-    let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, m, d) = (n(0..4)?, n(5..7)?, n(8..10)?);
-    let (hh, mm, ss) = (n(11..13)?, n(14..16)?, n(17..19)?);
-    // Days-from-civil (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + hh * 3600 + mm * 60 + ss)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn parses_what_rfc3339_formats() {
-        for t in [0, 951_782_400, 1_795_910_399, 4_102_444_800] {
-            let s = sluice_types::time::rfc3339(t);
-            assert_eq!(super::parse_rfc3339(&s), Some(t), "{s}");
-        }
-        assert_eq!(super::parse_rfc3339("2026-11-28"), None);
     }
 }

@@ -97,9 +97,18 @@ pub fn working_days_until(from: i64, to: i64) -> i64 {
 mod tests {
     #[test]
     fn parses_what_it_writes_and_counts_working_days() {
-        for t in [0, 1_764_000_000, 1_798_761_599, -86_400] {
+        for t in [
+            0,
+            951_782_400,
+            1_764_000_000,
+            1_795_910_399,
+            1_798_761_599,
+            4_102_444_800,
+            -86_400,
+        ] {
             assert_eq!(super::parse_rfc3339(&super::rfc3339(t)), Some(t));
         }
+        assert_eq!(super::parse_rfc3339("2026-11-28"), None);
         assert_eq!(
             super::parse_rfc3339("2026-12-07T14:00:00.123Z"),
             super::parse_rfc3339("2026-12-07T14:00:00Z")
